@@ -1,0 +1,12 @@
+/**
+ * @nvrm/core — artificial neural variability for deep learning in Deno: a tape-based reverse-mode
+ * autodiff on typed arrays, WebGPU acceleration, and the variable optimizers (VSGD, VAdam, and
+ * weight noise for any optimizer) of Xie et al., Neural Computation 2021.
+ *
+ * @module
+ */
+export * from "./src/tensor.ts";
+export * from "./src/creation.ts";
+export * from "./src/tree.ts";
+export { hashString, philox4x32 } from "./src/random/philox.ts";
+export { fillNoise, NOISE_LAWS, type NoiseLaw, type StreamKey } from "./src/random/noise.ts";

@@ -1,0 +1,158 @@
+/**
+ * The backend interface: the kernel-level primitives every device implements. Ops in `src/ops/`
+ * check their arguments, dispatch here, and express their backward rules in terms of other ops,
+ * so a backend that implements these primitives gets autodiff for free.
+ *
+ * All primitives receive tensors of one device and one dtype (the ops check that) and return new
+ * tensors; none mutates its inputs.
+ *
+ * @module
+ */
+import type { Device, DType, Tensor, TypedArray } from "./tensor.ts";
+
+/** Elementwise unary kernels. `step` is 1 where x > 0 else 0 (the ReLU derivative). */
+export type UnaryOp =
+  | "neg"
+  | "exp"
+  | "log"
+  | "sqrt"
+  | "relu"
+  | "tanh"
+  | "sigmoid"
+  | "abs"
+  | "sign"
+  | "step"
+  | "square"
+  | "reciprocal";
+
+/**
+ * Elementwise binary kernels with NumPy broadcasting. Comparisons (`gt`, `ge`, `eq`) return 1 or 0
+ * in the input dtype.
+ */
+export type BinaryOp = "add" | "sub" | "mul" | "div" | "pow" | "maximum" | "minimum" | "gt" | "ge" | "eq";
+
+/** Reductions over a set of axes. */
+export type ReduceOp = "sum" | "max";
+
+/** Geometry of a 2-D convolution or pooling window (NCHW). */
+export interface Conv2dGeometry {
+  /** Stride along height and width. */
+  stride: [number, number];
+  /** Zero padding along height and width (both sides). */
+  padding: [number, number];
+}
+
+/** Geometry of a pooling window. */
+export interface Pool2dGeometry extends Conv2dGeometry {
+  /** Window height and width. */
+  kernel: [number, number];
+}
+
+/** The primitives a device implements. */
+export interface Backend {
+  /** The device this backend serves. */
+  readonly device: Device;
+
+  /** A tensor holding a copy of `data` (already of the right dtype) with `shape`. */
+  fromArray(data: TypedArray, shape: readonly number[], dtype: DType): Tensor;
+  /** A tensor of `shape` filled with `value`. */
+  fill(shape: readonly number[], value: number, dtype: DType): Tensor;
+  /** A host copy of the tensor's data. */
+  read(t: Tensor): Promise<TypedArray>;
+  /** Releases the tensor's storage early (GPU); a no-op where garbage collection suffices. */
+  release(t: Tensor): void;
+
+  /** Same data, new shape (sizes equal; checked by the caller). May share storage. */
+  reshape(x: Tensor, shape: readonly number[]): Tensor;
+  /** Converts to another dtype. */
+  cast(x: Tensor, dtype: DType): Tensor;
+
+  /** Elementwise unary op. */
+  unary(op: UnaryOp, x: Tensor): Tensor;
+  /** Elementwise binary op; `outShape` is the broadcast shape (computed by the caller). */
+  binary(op: BinaryOp, a: Tensor, b: Tensor, outShape: readonly number[]): Tensor;
+  /** Reduction over the sorted, unique `axes`; the result keeps size-1 dims when `keepDims`. */
+  reduce(op: ReduceOp, x: Tensor, axes: readonly number[], keepDims: boolean): Tensor;
+
+  /**
+   * Batched matrix product of the last two dims: op(a)·op(b) where op transposes when the flag is
+   * set. Leading (batch) dims broadcast; `outShape` is computed by the caller.
+   */
+  matmul(a: Tensor, b: Tensor, transA: boolean, transB: boolean, outShape: readonly number[]): Tensor;
+
+  /** Permutes the axes (`perm[i]` is the input axis that becomes output axis i). */
+  transpose(x: Tensor, perm: readonly number[]): Tensor;
+  /** Strided slice: `begin`, `end` (exclusive) per axis, positive steps. */
+  slice(x: Tensor, begin: readonly number[], end: readonly number[], step: readonly number[]): Tensor;
+  /**
+   * The adjoint of `slice`: a zero tensor of `shape` with `x` scattered into the sliced positions.
+   */
+  sliceGrad(
+    x: Tensor,
+    shape: readonly number[],
+    begin: readonly number[],
+    step: readonly number[],
+  ): Tensor;
+  /** Concatenation along `axis` (shapes checked by the caller). */
+  concat(xs: readonly Tensor[], axis: number): Tensor;
+
+  /** Softmax over the last axis (numerically stable). */
+  softmax(x: Tensor): Tensor;
+  /** Log-softmax over the last axis (numerically stable). */
+  logSoftmax(x: Tensor): Tensor;
+  /**
+   * Mean cross-entropy of logits `[N, C]` against integer labels (validated by the caller), and the
+   * softmax probabilities the backward pass needs.
+   */
+  crossEntropy(logits: Tensor, labels: Int32Array): { loss: Tensor; probs: Tensor };
+  /** Gradient of the mean cross-entropy w.r.t. the logits: (probs − onehot(labels)) · g / N. */
+  crossEntropyGrad(probs: Tensor, labels: Int32Array, g: Tensor): Tensor;
+
+  /** conv2d, NCHW input `[N, C, H, W]`, OIHW weight `[O, C, kh, kw]`, no bias. */
+  conv2d(x: Tensor, w: Tensor, geo: Conv2dGeometry): Tensor;
+  /** Gradient of conv2d w.r.t. its input. */
+  conv2dGradInput(gy: Tensor, w: Tensor, xShape: readonly number[], geo: Conv2dGeometry): Tensor;
+  /** Gradient of conv2d w.r.t. its weight. */
+  conv2dGradWeight(x: Tensor, gy: Tensor, wShape: readonly number[], geo: Conv2dGeometry): Tensor;
+
+  /** Max pooling; also returns the flat input index of each maximum (for the backward pass). */
+  maxPool2d(x: Tensor, geo: Pool2dGeometry): { y: Tensor; argmax: Tensor };
+  /** Scatters `gy` to the argmax positions of an input of `xShape`. */
+  maxPool2dGrad(gy: Tensor, argmax: Tensor, xShape: readonly number[]): Tensor;
+  /** Average pooling (zero padding counts in the divisor, as PyTorch's default). */
+  avgPool2d(x: Tensor, geo: Pool2dGeometry): Tensor;
+  /** Gradient of average pooling. */
+  avgPool2dGrad(gy: Tensor, xShape: readonly number[], geo: Pool2dGeometry): Tensor;
+}
+
+const backends = new Map<Device, Backend>();
+
+/** Registers the backend of a device (the CPU backend registers itself; WebGPU on init). */
+export function registerBackend(b: Backend): void {
+  backends.set(b.device, b);
+}
+
+/** The backend of `device`; throws when it is not initialised. */
+export function getBackend(device: Device): Backend {
+  const b = backends.get(device);
+  if (!b) {
+    throw new Error(
+      `no backend for device "${device}"` +
+        (device === "webgpu" ? `: call await initWebGPU() (or setDefaultDevice("webgpu")) first` : ""),
+    );
+  }
+  return b;
+}
+
+let defaultDevice: Device = "cpu";
+
+/** The device new tensors are created on when none is given. */
+export function getDefaultDevice(): Device {
+  return defaultDevice;
+}
+
+/** Sets the device new tensors are created on when none is given (its backend must be ready). */
+export function setDefaultDeviceSync(device: Device): void {
+  getBackend(device);
+  defaultDevice = device;
+}

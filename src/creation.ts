@@ -1,0 +1,211 @@
+/**
+ * Creating tensors: from data, constants, ranges and seeded random draws.
+ *
+ * @module
+ */
+import { getBackend, getDefaultDevice } from "./backend.ts";
+import { fillNoise } from "./random/noise.ts";
+import { hashString } from "./random/philox.ts";
+import { allocArray, checkShape, type Device, type DType, fmtShape, shapeSize, Tensor, type TypedArray } from "./tensor.ts";
+
+/** Options shared by the creation helpers. */
+export interface CreateOptions {
+  /** Element type; "float32" unless given. */
+  dtype?: DType;
+  /** Device; the default device (see `setDefaultDevice`) unless given. */
+  device?: Device;
+}
+
+/** Nested arrays of numbers, as accepted by {@linkcode tensor}. */
+export type NestedArray = number | readonly NestedArray[];
+
+function inferShape(data: NestedArray): number[] {
+  const shape: number[] = [];
+  let cur: NestedArray = data;
+  while (Array.isArray(cur)) {
+    shape.push(cur.length);
+    cur = cur[0] as NestedArray;
+    if (cur === undefined) break;
+  }
+  return shape;
+}
+
+function flattenInto(data: NestedArray, out: number[], shape: number[], depth: number): void {
+  if (depth === shape.length) {
+    if (typeof data !== "number") {
+      throw new TypeError(`tensor: expected a number at depth ${depth}, got ${JSON.stringify(data)}`);
+    }
+    out.push(data);
+    return;
+  }
+  if (!Array.isArray(data) || data.length !== shape[depth]) {
+    throw new RangeError(
+      `tensor: ragged nested array: expected length ${shape[depth]} at depth ${depth}, got ${
+        Array.isArray(data) ? data.length : typeof data
+      }`,
+    );
+  }
+  for (const d of data) flattenInto(d, out, shape, depth + 1);
+}
+
+/** Places a host array on the requested device. */
+function place(arr: TypedArray, shape: readonly number[], dtype: DType, device: Device | undefined): Tensor {
+  const dev = device ?? getDefaultDevice();
+  if (dev === "cpu") return new Tensor(arr, shape, dtype, "cpu");
+  if (dtype !== "float32") throw new Error(`tensor: dtype ${dtype} is not supported on ${dev} (float32 only)`);
+  return getBackend(dev).fromArray(arr, shape, dtype);
+}
+
+/**
+ * A tensor from data: a number, nested arrays, a flat array or a typed array (with `shape`).
+ * The data is copied.
+ *
+ * @example
+ * ```ts
+ * import { tensor } from "@nvrm/core";
+ * const a = tensor([[1, 2], [3, 4]]);            // float32, shape [2, 2]
+ * const b = tensor([1, 2, 3, 4, 5, 6], [2, 3]);  // flat data with a shape
+ * const c = tensor([0.5], [1], { dtype: "float64" });
+ * console.log(a.shape, b.shape, c.dtype);
+ * ```
+ */
+export function tensor(
+  data: NestedArray | ArrayLike<number>,
+  shape?: readonly number[],
+  options: CreateOptions = {},
+): Tensor {
+  const dtype = options.dtype ?? "float32";
+  if (dtype !== "float32" && dtype !== "float64") {
+    throw new TypeError(`tensor: dtype must be "float32" or "float64", got ${JSON.stringify(dtype)}`);
+  }
+  let flat: ArrayLike<number>;
+  let inferred: number[];
+  if (typeof data === "number") {
+    flat = [data];
+    inferred = [];
+  } else if (ArrayBuffer.isView(data) || (Array.isArray(data) && data.every((d) => typeof d === "number"))) {
+    flat = data as ArrayLike<number>;
+    inferred = [flat.length];
+  } else if (Array.isArray(data)) {
+    inferred = inferShape(data as NestedArray);
+    const out: number[] = [];
+    flattenInto(data as NestedArray, out, inferred, 0);
+    flat = out;
+  } else {
+    throw new TypeError(`tensor: data must be a number, an array or a typed array, got ${typeof data}`);
+  }
+  const sh = shape ?? inferred;
+  checkShape(sh, "tensor");
+  if (shapeSize(sh) !== flat.length) {
+    throw new RangeError(
+      `tensor: data has ${flat.length} elements but shape ${fmtShape(sh)} needs ${shapeSize(sh)}`,
+    );
+  }
+  const arr = allocArray(dtype, flat.length);
+  arr.set(flat);
+  return place(arr, sh, dtype, options.device);
+}
+
+/** A tensor of `shape` filled with `value`. */
+export function full(shape: readonly number[], value: number, options: CreateOptions = {}): Tensor {
+  checkShape(shape, "full");
+  const dtype = options.dtype ?? "float32";
+  const arr = allocArray(dtype, shapeSize(shape));
+  if (value !== 0) arr.fill(value);
+  return place(arr, shape, dtype, options.device);
+}
+
+/** A tensor of zeros. */
+export function zeros(shape: readonly number[], options: CreateOptions = {}): Tensor {
+  return full(shape, 0, options);
+}
+
+/** A tensor of ones. */
+export function ones(shape: readonly number[], options: CreateOptions = {}): Tensor {
+  return full(shape, 1, options);
+}
+
+/** Zeros with the shape, dtype and device of `t`. */
+export function zerosLike(t: Tensor): Tensor {
+  return full(t.shape, 0, { dtype: t.dtype, device: t.device });
+}
+
+/** Ones with the shape, dtype and device of `t`. */
+export function onesLike(t: Tensor): Tensor {
+  return full(t.shape, 1, { dtype: t.dtype, device: t.device });
+}
+
+/**
+ * `[start, start + step, …)` up to `stop` (exclusive), like NumPy's `arange`. With one argument,
+ * `arange(n)` is `0 … n−1`.
+ */
+export function arange(start: number, stop?: number, step = 1, options: CreateOptions = {}): Tensor {
+  if (stop === undefined) [start, stop] = [0, start];
+  if (!Number.isFinite(start) || !Number.isFinite(stop) || !Number.isFinite(step) || step === 0) {
+    throw new RangeError(`arange: start, stop must be finite and step non-zero, got ${start}, ${stop}, ${step}`);
+  }
+  const n = Math.max(0, Math.ceil((stop - start) / step));
+  const dtype = options.dtype ?? "float32";
+  const arr = allocArray(dtype, n);
+  for (let i = 0; i < n; i++) arr[i] = start + i * step;
+  return place(arr, [n], dtype, options.device);
+}
+
+/** Options of the seeded random creation helpers. */
+export interface RandomOptions extends CreateOptions {
+  /** Seed (uint32). Same seed, same numbers, on every device. Default 0. */
+  seed?: number;
+  /** Independent stream for the same seed (uint32 or a name). Default 0. */
+  stream?: number | string;
+}
+
+function streamKey(opts: RandomOptions, purpose: string) {
+  const s = opts.stream ?? 0;
+  return {
+    k0: (opts.seed ?? 0) >>> 0,
+    k1: hashString(purpose),
+    c1: typeof s === "string" ? hashString(s) : s >>> 0,
+    c2: 0,
+  };
+}
+
+/**
+ * Standard-normal draws (times `std`, plus `mean`) from the counter-based generator.
+ *
+ * @example
+ * ```ts
+ * import { randn } from "@nvrm/core";
+ * const w = randn([256, 10], { seed: 42 });
+ * console.log(w.shape);
+ * ```
+ */
+export function randn(
+  shape: readonly number[],
+  options: RandomOptions & { mean?: number; std?: number } = {},
+): Tensor {
+  checkShape(shape, "randn");
+  const dtype = options.dtype ?? "float32";
+  const arr = allocArray(dtype, shapeSize(shape));
+  fillNoise(arr, "gaussian", options.std ?? 1, streamKey(options, "randn"));
+  const mean = options.mean ?? 0;
+  if (mean !== 0) for (let i = 0; i < arr.length; i++) arr[i] += mean;
+  return place(arr, shape, dtype, options.device);
+}
+
+/**
+ * Uniform draws on `[low, high)` (default `[0, 1)`) from the counter-based generator.
+ */
+export function rand(
+  shape: readonly number[],
+  options: RandomOptions & { low?: number; high?: number } = {},
+): Tensor {
+  checkShape(shape, "rand");
+  const low = options.low ?? 0, high = options.high ?? 1;
+  if (!(high > low)) throw new RangeError(`rand: high must be > low, got low=${low}, high=${high}`);
+  const dtype = options.dtype ?? "float32";
+  const arr = allocArray(dtype, shapeSize(shape));
+  fillNoise(arr, "uniform", 1, streamKey(options, "rand")); // in (-1, 1)
+  const half = (high - low) / 2, mid = (high + low) / 2;
+  for (let i = 0; i < arr.length; i++) arr[i] = mid + half * arr[i];
+  return place(arr, shape, dtype, options.device);
+}

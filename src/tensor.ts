@@ -1,0 +1,144 @@
+/**
+ * The `Tensor` type: an immutable n-dimensional array of float32 (default) or float64 numbers that
+ * lives on a device ("cpu" or "webgpu"). Ops never modify a tensor; they return new ones.
+ *
+ * @module
+ */
+
+/** Element type of a tensor. float64 exists on the CPU only (gradient checks, oracles). */
+export type DType = "float32" | "float64";
+/** Where a tensor's data lives. */
+export type Device = "cpu" | "webgpu";
+/** The typed array behind a CPU tensor of each dtype. */
+export type TypedArray = Float32Array | Float64Array;
+
+let nextId = 1;
+
+/** Hooks a scope (the autodiff tape, GPU memory scopes) installs to observe tensor creation. */
+export interface TensorObserver {
+  /** Called with every tensor created while the observer is installed. */
+  created(t: Tensor): void;
+}
+const observers: TensorObserver[] = [];
+
+/** Installs `obs` until the matching {@linkcode popTensorObserver}. Internal. */
+export function pushTensorObserver(obs: TensorObserver): void {
+  observers.push(obs);
+}
+/** Removes the most recently installed observer. Internal. */
+export function popTensorObserver(): void {
+  observers.pop();
+}
+
+/**
+ * An immutable n-dimensional array. Create one with {@linkcode tensor}, {@linkcode zeros},
+ * {@linkcode randn} and friends; read it back with {@linkcode Tensor.data}.
+ */
+export class Tensor {
+  /** Dimensions, outermost first. `[]` is a scalar. */
+  readonly shape: readonly number[];
+  /** Element type. */
+  readonly dtype: DType;
+  /** Device holding the data. */
+  readonly device: Device;
+  /** Number of elements (product of the shape). */
+  readonly size: number;
+  /** Unique id, handy for debugging and as a map key. */
+  readonly id: number;
+  /**
+   * Backend storage: a `Float32Array`/`Float64Array` on the CPU (never mutated once the tensor
+   * exists), a GPU buffer handle on WebGPU. Internal: use {@linkcode Tensor.data} to read.
+   */
+  readonly storage: unknown;
+
+  /** Wraps existing storage. Internal: use the creation helpers instead. */
+  constructor(storage: unknown, shape: readonly number[], dtype: DType, device: Device) {
+    this.storage = storage;
+    this.shape = Object.freeze(shape.slice());
+    this.dtype = dtype;
+    this.device = device;
+    this.size = shapeSize(shape);
+    this.id = nextId++;
+    for (const o of observers) o.created(this);
+  }
+
+  /** Number of dimensions. */
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  /** A host copy of the data, in row-major order. */
+  async data(): Promise<TypedArray> {
+    if (this.device === "cpu") return (this.storage as TypedArray).slice();
+    const { getBackend } = await import("./backend.ts");
+    return await getBackend(this.device).read(this);
+  }
+
+  /** A host copy of the data, synchronously; CPU tensors only. */
+  dataSync(): TypedArray {
+    if (this.device !== "cpu") {
+      throw new Error(
+        `Tensor.dataSync: tensor is on ${this.device}; use await t.data() (GPU reads are asynchronous)`,
+      );
+    }
+    return (this.storage as TypedArray).slice();
+  }
+
+  /** The single value of a one-element CPU tensor. */
+  item(): number {
+    if (this.size !== 1) {
+      throw new Error(`Tensor.item: tensor has shape [${this.shape}] (${this.size} elements), expected 1`);
+    }
+    return this.dataSync()[0];
+  }
+
+  /** A short description: shape, dtype and device. */
+  toString(): string {
+    return `Tensor([${this.shape.join(", ")}], ${this.dtype}, ${this.device})`;
+  }
+}
+
+/** Product of the dimensions (1 for a scalar). */
+export function shapeSize(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** Throws unless every dim is a non-negative integer. `who` names the op and argument. */
+export function checkShape(shape: readonly number[], who: string): void {
+  if (!Array.isArray(shape)) throw new TypeError(`${who}: shape must be an array of integers, got ${shape}`);
+  shape.forEach((d, i) => {
+    if (!Number.isInteger(d) || d < 0) {
+      throw new RangeError(`${who}: shape[${i}] must be a non-negative integer, got ${d} (shape [${shape}])`);
+    }
+  });
+}
+
+/** Row-major strides of a shape. */
+export function stridesOf(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i];
+  }
+  return s;
+}
+
+/** Allocates a zeroed typed array of `dtype`. */
+export function allocArray(dtype: DType, n: number): TypedArray {
+  return dtype === "float64" ? new Float64Array(n) : new Float32Array(n);
+}
+
+/** True when two shapes are equal. */
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Formats a shape for error messages: `[2, 3]`. */
+export function fmtShape(shape: readonly number[]): string {
+  return `[${shape.join(", ")}]`;
+}

@@ -1,0 +1,88 @@
+/**
+ * Trees of tensors: plain objects and arrays whose leaves are {@linkcode Tensor}s. Params, grads,
+ * updates and optimizer buffers all share one tree shape; leaves are addressed by a dotted path
+ * such as `"layers.0.w"`.
+ *
+ * @module
+ */
+import { Tensor } from "./tensor.ts";
+
+/** A tree whose leaves are tensors: a tensor, an array of trees or an object of trees. */
+export type TensorTree = Tensor | readonly TensorTree[] | { readonly [key: string]: TensorTree };
+
+/** One leaf of a tree and its path. */
+export interface TreeLeaf {
+  /** Dotted path from the root (`""` for a bare tensor). */
+  path: string;
+  /** The tensor at that path. */
+  tensor: Tensor;
+}
+
+function joinPath(prefix: string, key: string | number): string {
+  return prefix === "" ? String(key) : `${prefix}.${key}`;
+}
+
+/**
+ * The leaves of a tree in a deterministic order (arrays by index, objects by sorted key), each with
+ * its path. Throws on a leaf that is not a tensor, naming its path.
+ */
+export function treeLeaves(tree: TensorTree, who = "tree"): TreeLeaf[] {
+  const out: TreeLeaf[] = [];
+  const walk = (node: unknown, path: string) => {
+    if (node instanceof Tensor) out.push({ path, tensor: node });
+    else if (Array.isArray(node)) node.forEach((c, i) => walk(c, joinPath(path, i)));
+    else if (node !== null && typeof node === "object" && Object.getPrototypeOf(node) === Object.prototype) {
+      for (const k of Object.keys(node).sort()) walk((node as Record<string, unknown>)[k], joinPath(path, k));
+    } else {
+      throw new TypeError(
+        `${who}: leaf at path "${path}" must be a Tensor, an array or a plain object, got ${
+          node === null ? "null" : typeof node
+        }`,
+      );
+    }
+  };
+  walk(tree, "");
+  return out;
+}
+
+/** Applies `fn` to every leaf (with its path), returning a tree of the same shape. */
+export function mapTree<T extends TensorTree>(
+  tree: T,
+  fn: (t: Tensor, path: string) => Tensor,
+  who = "mapTree",
+): T {
+  const walk = (node: unknown, path: string): unknown => {
+    if (node instanceof Tensor) return fn(node, path);
+    if (Array.isArray(node)) return node.map((c, i) => walk(c, joinPath(path, i)));
+    if (node !== null && typeof node === "object" && Object.getPrototypeOf(node) === Object.prototype) {
+      const o: Record<string, unknown> = {};
+      for (const k of Object.keys(node).sort()) o[k] = walk((node as Record<string, unknown>)[k], joinPath(path, k));
+      return o;
+    }
+    throw new TypeError(`${who}: leaf at path "${path}" must be a Tensor, got ${node === null ? "null" : typeof node}`);
+  };
+  return walk(tree, "") as T;
+}
+
+/**
+ * Combines several trees of the same structure leaf by leaf. Throws, naming the path, when a tree
+ * lacks a leaf the first one has or has a different shape there.
+ */
+export function zipTrees<T extends TensorTree>(
+  trees: readonly TensorTree[],
+  fn: (leaves: Tensor[], path: string) => Tensor,
+  who = "zipTrees",
+  names: readonly string[] = trees.map((_, i) => `tree ${i}`),
+): T {
+  const lists = trees.map((t, i) => new Map(treeLeaves(t, `${who} (${names[i]})`).map((l) => [l.path, l.tensor])));
+  const first = lists[0];
+  for (let i = 1; i < lists.length; i++) {
+    for (const p of first.keys()) {
+      if (!lists[i].has(p)) throw new Error(`${who}: ${names[i]} has no leaf at path "${p}" (${names[0]} does)`);
+    }
+    for (const p of lists[i].keys()) {
+      if (!first.has(p)) throw new Error(`${who}: ${names[i]} has an extra leaf at path "${p}"`);
+    }
+  }
+  return mapTree(trees[0] as T, (t, path) => fn(lists.map((l) => l.get(path)!), path), who);
+}
