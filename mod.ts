@@ -6,7 +6,11 @@
  * @module
  */
 export * from "./src/tensor.ts";
+export { getDefaultDevice } from "./src/backend.ts";
 export * from "./src/creation.ts";
 export * from "./src/tree.ts";
 export { hashString, philox4x32 } from "./src/random/philox.ts";
 export { fillNoise, NOISE_LAWS, type NoiseLaw, type StreamKey } from "./src/random/noise.ts";
+export * from "./src/ops/mod.ts";
+export * from "./src/autodiff.ts";
+export type { BinaryOp, Conv2dGeometry, Pool2dGeometry, ReduceOp, UnaryOp } from "./src/backend.ts";

@@ -115,10 +115,13 @@ export interface Backend {
   /** Gradient of conv2d w.r.t. its weight. */
   conv2dGradWeight(x: Tensor, gy: Tensor, wShape: readonly number[], geo: Conv2dGeometry): Tensor;
 
-  /** Max pooling; also returns the flat input index of each maximum (for the backward pass). */
+  /** Max pooling; also returns each maximum's offset inside its window, ky·kw + kx (for the backward pass). */
   maxPool2d(x: Tensor, geo: Pool2dGeometry): { y: Tensor; argmax: Tensor };
-  /** Scatters `gy` to the argmax positions of an input of `xShape`. */
-  maxPool2dGrad(gy: Tensor, argmax: Tensor, xShape: readonly number[]): Tensor;
+  /**
+   * Scatters `gy` to the argmax positions of an input of `xShape`. `argmax` holds each winner's
+   * offset inside its window (ky·kw + kx), as float.
+   */
+  maxPool2dGrad(gy: Tensor, argmax: Tensor, xShape: readonly number[], geo: Pool2dGeometry): Tensor;
   /** Average pooling (zero padding counts in the divisor, as PyTorch's default). */
   avgPool2d(x: Tensor, geo: Pool2dGeometry): Tensor;
   /** Gradient of average pooling. */

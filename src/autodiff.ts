@@ -1,0 +1,120 @@
+/**
+ * Reverse-mode autodiff over trees of tensors: {@linkcode valueAndGrad} and {@linkcode grad}.
+ *
+ * @module
+ */
+import { getBackend } from "./backend.ts";
+import { add } from "./ops/elementwise.ts";
+import { Tape, withTape } from "./tape.ts";
+import { fmtShape, popTensorObserver, pushTensorObserver, Tensor } from "./tensor.ts";
+import { mapTree, type TensorTree, treeLeaves } from "./tree.ts";
+
+/** What {@linkcode valueAndGrad} returns: the scalar value and the gradient tree. */
+export interface ValueAndGrad<P extends TensorTree> {
+  /** The function's value (a scalar tensor). */
+  value: Tensor;
+  /** d value / d params, a tree shaped like the params. */
+  grads: P;
+}
+
+/**
+ * Runs `fn` once on a fresh tape and returns its value and the gradient w.r.t. the tracked leaves.
+ * Every tensor the call created, except the value and the gradients, is released when it returns.
+ */
+function differentiate<P extends TensorTree>(
+  fn: (params: P) => Tensor,
+  params: P,
+  who: string,
+): ValueAndGrad<P> {
+  const leaves = treeLeaves(params, who);
+  const tape = new Tape();
+  // Distinct leaf objects so that a param also passed in `rest` is not confused with the variable.
+  const vars = new Map<string, Tensor>();
+  const wrapped = mapTree(params, (t, path) => {
+    const v = new Tensor(t.storage, t.shape, t.dtype, t.device);
+    tape.watch(v);
+    vars.set(path, v);
+    return v;
+  }, who);
+  const created: Tensor[] = [];
+  pushTensorObserver({ created: (t) => created.push(t) });
+  try {
+    const value = withTape(tape, () => fn(wrapped));
+    if (!(value instanceof Tensor)) {
+      throw new TypeError(`${who}: the function must return a scalar Tensor, got ${typeof value}`);
+    }
+    if (value.size !== 1) {
+      throw new RangeError(
+        `${who}: the function must return a scalar (one element), got shape ${fmtShape(value.shape)}`,
+      );
+    }
+    const grads = new Map<number, Tensor>();
+    grads.set(value.id, getBackend(value.device).fill(value.shape, 1, value.dtype));
+    withTape(null, () => {
+      for (let i = tape.entries.length - 1; i >= 0; i--) {
+        const e = tape.entries[i];
+        const g = grads.get(e.output.id);
+        if (g === undefined) continue;
+        grads.delete(e.output.id);
+        const gs = e.vjp(g);
+        for (let k = 0; k < e.inputs.length; k++) {
+          const inp = e.inputs[k], gi = gs[k];
+          if (gi === null || gi === undefined || !tape.tracked.has(inp.id)) continue;
+          const prev = grads.get(inp.id);
+          grads.set(inp.id, prev === undefined ? gi : add(prev, gi));
+        }
+      }
+    });
+    const out = mapTree(params, (t, path) => {
+      const g = grads.get(vars.get(path)!.id);
+      if (g !== undefined) return g;
+      return getBackend(t.device).fill(t.shape, 0, t.dtype);
+    }, who);
+    const keep = new Set<number>([value.id]);
+    for (const l of treeLeaves(out)) keep.add(l.tensor.id);
+    for (const l of leaves) keep.add(l.tensor.id);
+    for (const t of created) if (!keep.has(t.id)) getBackend(t.device).release(t);
+    return { value, grads: out };
+  } finally {
+    popTensorObserver();
+  }
+}
+
+/**
+ * Transforms `f(params, ...rest)` (returning a scalar tensor) into a function that returns both
+ * the value and the gradient with respect to `params`, a tree of tensors. Intermediates are
+ * released when the call returns: no `dispose` needed.
+ *
+ * @example
+ * ```ts
+ * import { crossEntropy, matmul, tensor, valueAndGrad } from "@nvrm/core";
+ * const loss = (p: { w: ReturnType<typeof tensor> }, x: ReturnType<typeof tensor>, y: number[]) =>
+ *   crossEntropy(matmul(x, p.w), y);
+ * const params = { w: tensor([[0.1, -0.2], [0.3, 0.4]]) };
+ * const { value, grads } = valueAndGrad(loss)(params, tensor([[1, 2]]), [1]);
+ * console.log(value.item(), grads.w.shape); // … [2, 2]
+ * ```
+ */
+export function valueAndGrad<P extends TensorTree, R extends unknown[]>(
+  f: (params: P, ...rest: R) => Tensor,
+): (params: P, ...rest: R) => ValueAndGrad<P> {
+  if (typeof f !== "function") throw new TypeError(`valueAndGrad: f must be a function, got ${typeof f}`);
+  return (params: P, ...rest: R) => differentiate((p: P) => f(p, ...rest), params, "valueAndGrad");
+}
+
+/**
+ * Like {@linkcode valueAndGrad} but returns only the gradient tree.
+ *
+ * @example
+ * ```ts
+ * import { grad, mul, sum, tensor } from "@nvrm/core";
+ * const g = grad((x: ReturnType<typeof tensor>) => sum(mul(x, x)))(tensor([1, 2, 3]));
+ * console.log(g.dataSync()); // [2, 4, 6]
+ * ```
+ */
+export function grad<P extends TensorTree, R extends unknown[]>(
+  f: (params: P, ...rest: R) => Tensor,
+): (params: P, ...rest: R) => P {
+  if (typeof f !== "function") throw new TypeError(`grad: f must be a function, got ${typeof f}`);
+  return (params: P, ...rest: R) => differentiate((p: P) => f(p, ...rest), params, "grad").grads;
+}

@@ -1,0 +1,226 @@
+/**
+ * The CPU backend: typed-array storage and loops. float32 and float64.
+ *
+ * @module
+ */
+import { type Backend, type Conv2dGeometry, registerBackend } from "../backend.ts";
+import { allocArray, type DType, shapeSize, Tensor, type TypedArray } from "../tensor.ts";
+import { binaryLoop, unaryLoop } from "./elementwise.ts";
+import { concatLoop, forEachSliceIndex, reduceLoop, transposeLoop } from "./layout.ts";
+import { col2im, gemm, im2col } from "./naive.ts";
+import { crossEntropyGradRows, crossEntropyRows, pool2d, pool2dGrad, pooledSize, softmaxRows } from "./nn.ts";
+
+const arr = (t: Tensor): TypedArray => t.storage as TypedArray;
+const make = (data: TypedArray, shape: readonly number[], dtype: DType): Tensor =>
+  new Tensor(data, shape, dtype, "cpu");
+
+/** Offsets of each broadcast batch of a batched matmul operand. */
+function batchOffsets(shape: readonly number[], outBatch: readonly number[], matSize: number): Int32Array {
+  const batch = shape.slice(0, -2);
+  const n = shapeSize(outBatch);
+  const offs = new Int32Array(n);
+  const r = outBatch.length, off = r - batch.length;
+  const strides = new Array<number>(r).fill(0);
+  let acc = matSize;
+  for (let i = batch.length - 1; i >= 0; i--) {
+    strides[i + off] = batch[i] === 1 ? 0 : acc;
+    acc *= batch[i];
+  }
+  const idx = new Array<number>(r).fill(0);
+  let o = 0;
+  for (let b = 0; b < n; b++) {
+    offs[b] = o;
+    for (let ax = r - 1; ax >= 0; ax--) {
+      idx[ax]++;
+      o += strides[ax];
+      if (idx[ax] < outBatch[ax]) break;
+      o -= strides[ax] * outBatch[ax];
+      idx[ax] = 0;
+    }
+  }
+  return offs;
+}
+
+function convDims(xShape: readonly number[], wShape: readonly number[], geo: Conv2dGeometry) {
+  const [n, c, h, w] = xShape;
+  const [o, , kh, kw] = wShape;
+  const [sh, sw] = geo.stride, [ph, pw] = geo.padding;
+  const ho = pooledSize(h, kh, sh, ph), wo = pooledSize(w, kw, sw, pw);
+  return { n, c, h, w, o, kh, kw, sh, sw, ph, pw, ho, wo, ckk: c * kh * kw, hw: ho * wo };
+}
+
+/** The CPU implementation of {@linkcode Backend}. */
+export const cpuBackend: Backend = {
+  device: "cpu",
+
+  fromArray(data, shape, dtype) {
+    const a = allocArray(dtype, data.length);
+    a.set(data);
+    return make(a, shape, dtype);
+  },
+  fill(shape, value, dtype) {
+    const a = allocArray(dtype, shapeSize(shape));
+    if (value !== 0) a.fill(value);
+    return make(a, shape, dtype);
+  },
+  read(t) {
+    return Promise.resolve(arr(t).slice());
+  },
+  release() {},
+  reshape(x, shape) {
+    return make(arr(x), shape, x.dtype);
+  },
+  cast(x, dtype) {
+    const a = allocArray(dtype, x.size);
+    a.set(arr(x));
+    return make(a, x.shape, dtype);
+  },
+
+  unary(op, x) {
+    const out = allocArray(x.dtype, x.size);
+    unaryLoop(op, arr(x), out);
+    return make(out, x.shape, x.dtype);
+  },
+  binary(op, a, b, outShape) {
+    const out = allocArray(a.dtype, shapeSize(outShape));
+    binaryLoop(op, arr(a), a.shape, arr(b), b.shape, out, outShape);
+    return make(out, outShape, a.dtype);
+  },
+  reduce(op, x, axes, keepDims) {
+    const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+    const out = allocArray(x.dtype, shapeSize(kept));
+    reduceLoop(op, arr(x), x.shape, axes, out);
+    return make(out, keepDims ? kept : x.shape.filter((_, i) => !axes.includes(i)), x.dtype);
+  },
+
+  matmul(a, b, transA, transB, outShape) {
+    const r = outShape.length;
+    const M = outShape[r - 2], N = outShape[r - 1];
+    const K = transA ? a.shape[a.rank - 2] : a.shape[a.rank - 1];
+    const out = allocArray(a.dtype, shapeSize(outShape));
+    const outBatch = outShape.slice(0, -2);
+    const ao = batchOffsets(a.shape, outBatch, M * K), bo = batchOffsets(b.shape, outBatch, K * N);
+    for (let i = 0; i < ao.length; i++) {
+      gemm(transA, transB, M, N, K, arr(a), ao[i], arr(b), bo[i], out, i * M * N);
+    }
+    return make(out, outShape, a.dtype);
+  },
+
+  transpose(x, perm) {
+    const out = allocArray(x.dtype, x.size);
+    transposeLoop(arr(x), x.shape, perm, out);
+    return make(out, perm.map((p) => x.shape[p]), x.dtype);
+  },
+  slice(x, begin, end, step) {
+    const outShape = begin.map((b, i) => Math.max(0, Math.ceil((end[i] - b) / step[i])));
+    const out = allocArray(x.dtype, shapeSize(outShape));
+    const src = arr(x);
+    forEachSliceIndex(x.shape, begin, step, outShape, (o, i) => (out[o] = src[i]));
+    return make(out, outShape, x.dtype);
+  },
+  sliceGrad(x, shape, begin, step) {
+    const out = allocArray(x.dtype, shapeSize(shape));
+    const src = arr(x);
+    forEachSliceIndex(shape, begin, step, x.shape, (o, i) => (out[i] = src[o]));
+    return make(out, shape, x.dtype);
+  },
+  concat(xs, axis) {
+    const shape = xs[0].shape.slice();
+    shape[axis] = xs.reduce((s, t) => s + t.shape[axis], 0);
+    const out = allocArray(xs[0].dtype, shapeSize(shape));
+    concatLoop(xs.map(arr), xs.map((t) => t.shape), axis, out);
+    return make(out, shape, xs[0].dtype);
+  },
+
+  softmax(x) {
+    const out = allocArray(x.dtype, x.size);
+    softmaxRows(arr(x), x.shape[x.rank - 1], out, false);
+    return make(out, x.shape, x.dtype);
+  },
+  logSoftmax(x) {
+    const out = allocArray(x.dtype, x.size);
+    softmaxRows(arr(x), x.shape[x.rank - 1], out, true);
+    return make(out, x.shape, x.dtype);
+  },
+  crossEntropy(logits, labels) {
+    const [n, c] = logits.shape;
+    const probs = allocArray(logits.dtype, logits.size);
+    const loss = crossEntropyRows(arr(logits), labels, n, c, probs);
+    const l = allocArray(logits.dtype, 1);
+    l[0] = loss;
+    return { loss: make(l, [], logits.dtype), probs: make(probs, logits.shape, logits.dtype) };
+  },
+  crossEntropyGrad(probs, labels, g) {
+    const [n, c] = probs.shape;
+    const out = allocArray(probs.dtype, probs.size);
+    crossEntropyGradRows(arr(probs), labels, n, c, arr(g)[0], out);
+    return make(out, probs.shape, probs.dtype);
+  },
+
+  conv2d(x, w, geo) {
+    const d = convDims(x.shape, w.shape, geo);
+    const out = allocArray(x.dtype, d.n * d.o * d.hw);
+    const cols = allocArray(x.dtype, d.ckk * d.hw);
+    const xa = arr(x), wa = arr(w);
+    for (let i = 0; i < d.n; i++) {
+      im2col(xa, i * d.c * d.h * d.w, d.c, d.h, d.w, d.kh, d.kw, d.sh, d.sw, d.ph, d.pw, d.ho, d.wo, cols);
+      gemm(false, false, d.o, d.hw, d.ckk, wa, 0, cols, 0, out, i * d.o * d.hw);
+    }
+    return make(out, [d.n, d.o, d.ho, d.wo], x.dtype);
+  },
+  conv2dGradInput(gy, w, xShape, geo) {
+    const d = convDims(xShape, w.shape, geo);
+    const gx = allocArray(gy.dtype, shapeSize(xShape));
+    const cols = allocArray(gy.dtype, d.ckk * d.hw);
+    const ga = arr(gy), wa = arr(w);
+    for (let i = 0; i < d.n; i++) {
+      gemm(true, false, d.ckk, d.hw, d.o, wa, 0, ga, i * d.o * d.hw, cols, 0);
+      col2im(cols, d.c, d.h, d.w, d.kh, d.kw, d.sh, d.sw, d.ph, d.pw, d.ho, d.wo, gx, i * d.c * d.h * d.w);
+    }
+    return make(gx, xShape, gy.dtype);
+  },
+  conv2dGradWeight(x, gy, wShape, geo) {
+    const d = convDims(x.shape, wShape, geo);
+    const gw = allocArray(x.dtype, shapeSize(wShape));
+    const part = allocArray(x.dtype, gw.length);
+    const cols = allocArray(x.dtype, d.ckk * d.hw);
+    const xa = arr(x), ga = arr(gy);
+    for (let i = 0; i < d.n; i++) {
+      im2col(xa, i * d.c * d.h * d.w, d.c, d.h, d.w, d.kh, d.kw, d.sh, d.sw, d.ph, d.pw, d.ho, d.wo, cols);
+      gemm(false, true, d.o, d.ckk, d.hw, ga, i * d.o * d.hw, cols, 0, part, 0);
+      for (let j = 0; j < gw.length; j++) gw[j] += part[j];
+    }
+    return make(gw, wShape, x.dtype);
+  },
+
+  maxPool2d(x, geo) {
+    const [n, c, h, w] = x.shape;
+    const ho = pooledSize(h, geo.kernel[0], geo.stride[0], geo.padding[0]);
+    const wo = pooledSize(w, geo.kernel[1], geo.stride[1], geo.padding[1]);
+    const out = allocArray(x.dtype, n * c * ho * wo), am = allocArray(x.dtype, out.length);
+    pool2d("max", arr(x), n * c, h, w, geo, out, am);
+    return { y: make(out, [n, c, ho, wo], x.dtype), argmax: make(am, [n, c, ho, wo], x.dtype) };
+  },
+  maxPool2dGrad(gy, argmax, xShape, geo) {
+    const [n, c, h, w] = xShape;
+    const gx = allocArray(gy.dtype, shapeSize(xShape));
+    pool2dGrad("max", arr(gy), n * c, h, w, geo, gx, arr(argmax));
+    return make(gx, xShape, gy.dtype);
+  },
+  avgPool2d(x, geo) {
+    const [n, c, h, w] = x.shape;
+    const ho = pooledSize(h, geo.kernel[0], geo.stride[0], geo.padding[0]);
+    const wo = pooledSize(w, geo.kernel[1], geo.stride[1], geo.padding[1]);
+    const out = allocArray(x.dtype, n * c * ho * wo);
+    pool2d("avg", arr(x), n * c, h, w, geo, out, null);
+    return make(out, [n, c, ho, wo], x.dtype);
+  },
+  avgPool2dGrad(gy, xShape, geo) {
+    const [n, c, h, w] = xShape;
+    const gx = allocArray(gy.dtype, shapeSize(xShape));
+    pool2dGrad("avg", arr(gy), n * c, h, w, geo, gx, null);
+    return make(gx, xShape, gy.dtype);
+  },
+};
+
+registerBackend(cpuBackend);

@@ -1,0 +1,175 @@
+/**
+ * CPU loops for elementwise unary and broadcasting binary kernels.
+ *
+ * @module
+ */
+import type { BinaryOp, UnaryOp } from "../backend.ts";
+import type { TypedArray } from "../tensor.ts";
+
+/** out[i] = op(x[i]). */
+export function unaryLoop(op: UnaryOp, x: TypedArray, out: TypedArray): void {
+  const n = x.length;
+  switch (op) {
+    case "neg":
+      for (let i = 0; i < n; i++) out[i] = -x[i];
+      return;
+    case "exp":
+      for (let i = 0; i < n; i++) out[i] = Math.exp(x[i]);
+      return;
+    case "log":
+      for (let i = 0; i < n; i++) out[i] = Math.log(x[i]);
+      return;
+    case "sqrt":
+      for (let i = 0; i < n; i++) out[i] = Math.sqrt(x[i]);
+      return;
+    case "relu":
+      for (let i = 0; i < n; i++) out[i] = x[i] > 0 ? x[i] : 0;
+      return;
+    case "tanh":
+      for (let i = 0; i < n; i++) out[i] = Math.tanh(x[i]);
+      return;
+    case "sigmoid":
+      for (let i = 0; i < n; i++) {
+        const v = x[i];
+        out[i] = v >= 0 ? 1 / (1 + Math.exp(-v)) : Math.exp(v) / (1 + Math.exp(v));
+      }
+      return;
+    case "abs":
+      for (let i = 0; i < n; i++) out[i] = Math.abs(x[i]);
+      return;
+    case "sign":
+      for (let i = 0; i < n; i++) out[i] = x[i] > 0 ? 1 : x[i] < 0 ? -1 : 0;
+      return;
+    case "step":
+      for (let i = 0; i < n; i++) out[i] = x[i] > 0 ? 1 : 0;
+      return;
+    case "square":
+      for (let i = 0; i < n; i++) out[i] = x[i] * x[i];
+      return;
+    case "reciprocal":
+      for (let i = 0; i < n; i++) out[i] = 1 / x[i];
+      return;
+  }
+}
+
+type Fn2 = (a: number, b: number) => number;
+const BINARY: Record<BinaryOp, Fn2> = {
+  add: (a, b) => a + b,
+  sub: (a, b) => a - b,
+  mul: (a, b) => a * b,
+  div: (a, b) => a / b,
+  pow: (a, b) => Math.pow(a, b),
+  maximum: (a, b) => (a >= b ? a : b),
+  minimum: (a, b) => (a <= b ? a : b),
+  gt: (a, b) => (a > b ? 1 : 0),
+  ge: (a, b) => (a >= b ? 1 : 0),
+  eq: (a, b) => (a === b ? 1 : 0),
+};
+
+/** Same-shape loops for the hot ops (monomorphic, no closure call per element). */
+function sameShapeLoop(op: BinaryOp, a: TypedArray, b: TypedArray, out: TypedArray): boolean {
+  const n = out.length;
+  switch (op) {
+    case "add":
+      for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
+      return true;
+    case "sub":
+      for (let i = 0; i < n; i++) out[i] = a[i] - b[i];
+      return true;
+    case "mul":
+      for (let i = 0; i < n; i++) out[i] = a[i] * b[i];
+      return true;
+    case "div":
+      for (let i = 0; i < n; i++) out[i] = a[i] / b[i];
+      return true;
+  }
+  return false;
+}
+
+/**
+ * Strides of `shape` seen from an output of rank `outRank`: 0 on broadcast (size-1 or missing)
+ * axes.
+ */
+function broadcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {
+  const r = outShape.length, off = r - shape.length;
+  const s = new Array<number>(r).fill(0);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i + off] = shape[i] === 1 && outShape[i + off] !== 1 ? 0 : acc;
+    acc *= shape[i];
+  }
+  return s;
+}
+
+/**
+ * out = op(a, b) with NumPy broadcasting to `outShape`. Fast paths: equal shapes, a scalar
+ * operand, and an operand that repeats along the leading axes (bias rows).
+ */
+export function binaryLoop(
+  op: BinaryOp,
+  a: TypedArray,
+  aShape: readonly number[],
+  b: TypedArray,
+  bShape: readonly number[],
+  out: TypedArray,
+  outShape: readonly number[],
+): void {
+  const n = out.length;
+  if (n === 0) return;
+  const f = BINARY[op];
+  if (a.length === n && b.length === n) {
+    if (!sameShapeLoop(op, a, b, out)) { for (let i = 0; i < n; i++) out[i] = f(a[i], b[i]); }
+    return;
+  }
+  if (b.length === 1) {
+    const bv = b[0];
+    if (a.length === n) {
+      for (let i = 0; i < n; i++) out[i] = f(a[i], bv);
+      return;
+    }
+  }
+  if (a.length === 1 && b.length === n) {
+    const av = a[0];
+    for (let i = 0; i < n; i++) out[i] = f(av, b[i]);
+    return;
+  }
+  // Row broadcast: b's shape equals the trailing dims of out and a is full (or vice versa).
+  if (a.length === n && isTrailing(bShape, outShape)) {
+    const m = b.length;
+    for (let i = 0; i < n; i += m) for (let j = 0; j < m; j++) out[i + j] = f(a[i + j], b[j]);
+    return;
+  }
+  if (b.length === n && isTrailing(aShape, outShape)) {
+    const m = a.length;
+    for (let i = 0; i < n; i += m) for (let j = 0; j < m; j++) out[i + j] = f(a[j], b[i + j]);
+    return;
+  }
+  // General case: odometer over the output index.
+  const r = outShape.length;
+  const sa = broadcastStrides(aShape, outShape), sb = broadcastStrides(bShape, outShape);
+  const idx = new Array<number>(r).fill(0);
+  let ia = 0, ib = 0;
+  const last = r - 1, dLast = outShape[last], saL = sa[last], sbL = sb[last];
+  for (let o = 0; o < n; o += dLast) {
+    for (let j = 0; j < dLast; j++) out[o + j] = f(a[ia + j * saL], b[ib + j * sbL]);
+    for (let ax = last - 1; ax >= 0; ax--) {
+      idx[ax]++;
+      ia += sa[ax];
+      ib += sb[ax];
+      if (idx[ax] < outShape[ax]) break;
+      ia -= sa[ax] * outShape[ax];
+      ib -= sb[ax] * outShape[ax];
+      idx[ax] = 0;
+    }
+  }
+}
+
+function isTrailing(shape: readonly number[], outShape: readonly number[]): boolean {
+  // shape (with leading 1s stripped) equals the trailing dims of outShape.
+  let s = 0;
+  while (s < shape.length && shape[s] === 1) s++;
+  const k = shape.length - s;
+  if (k === 0) return false;
+  for (let i = 0; i < k; i++) if (shape[s + i] !== outShape[outShape.length - k + i]) return false;
+  return true;
+}

@@ -1,0 +1,158 @@
+/**
+ * Elementwise ops with NumPy broadcasting, each with its vector-Jacobian product beside it.
+ *
+ * @module
+ */
+import type { BinaryOp, UnaryOp } from "../backend.ts";
+import type { Tensor } from "../tensor.ts";
+import { record } from "../tape.ts";
+import { sumTo } from "./broadcast.ts";
+import { backendFor, broadcastShapes, checkTensor, scalarLike, type TensorLike } from "./dispatch.ts";
+
+function unaryRaw(op: UnaryOp, x: Tensor, name = op): Tensor {
+  checkTensor(name, "x", x);
+  return backendFor(name, { x }).unary(op, x);
+}
+
+function binaryRaw(op: BinaryOp, a: TensorLike, b: TensorLike, name: string): [Tensor, Tensor, Tensor] {
+  if (typeof a === "number" && typeof b === "number") {
+    throw new TypeError(`${name}: at least one argument must be a Tensor, got two numbers`);
+  }
+  const ta = typeof a === "number" ? scalarLike(a, b as Tensor) : a;
+  const tb = typeof b === "number" ? scalarLike(b, ta) : b;
+  const be = backendFor(name, { a: ta, b: tb });
+  const shape = broadcastShapes(name, ta.shape, tb.shape);
+  return [be.binary(op, ta, tb, shape), ta, tb];
+}
+
+/** a + b, broadcasting. d/da = 1, d/db = 1. */
+export function add(a: TensorLike, b: TensorLike): Tensor {
+  const [y, ta, tb] = binaryRaw("add", a, b, "add");
+  return record(y, [ta, tb], (g) => [sumTo(g, ta.shape), sumTo(g, tb.shape)]);
+}
+
+/** a − b, broadcasting. d/da = 1, d/db = −1. */
+export function sub(a: TensorLike, b: TensorLike): Tensor {
+  const [y, ta, tb] = binaryRaw("sub", a, b, "sub");
+  return record(y, [ta, tb], (g) => [sumTo(g, ta.shape), sumTo(neg(g), tb.shape)]);
+}
+
+/** a · b elementwise, broadcasting. d/da = b, d/db = a. */
+export function mul(a: TensorLike, b: TensorLike): Tensor {
+  const [y, ta, tb] = binaryRaw("mul", a, b, "mul");
+  return record(y, [ta, tb], (g) => [sumTo(mul(g, tb), ta.shape), sumTo(mul(g, ta), tb.shape)]);
+}
+
+/** a / b elementwise, broadcasting. d/da = 1/b, d/db = −a/b². */
+export function div(a: TensorLike, b: TensorLike): Tensor {
+  const [y, ta, tb] = binaryRaw("div", a, b, "div");
+  return record(y, [ta, tb], (g) => [
+    sumTo(div(g, tb), ta.shape),
+    sumTo(neg(div(mul(g, y), tb)), tb.shape),
+  ]);
+}
+
+/** a ^ b elementwise, broadcasting. d/da = b·a^(b−1), d/db = ln(a)·a^b. */
+export function pow(a: TensorLike, b: TensorLike): Tensor {
+  const [y, ta, tb] = binaryRaw("pow", a, b, "pow");
+  return record(y, [ta, tb], (g) => [
+    sumTo(mul(g, mul(tb, pow(ta, sub(tb, 1)))), ta.shape),
+    sumTo(mul(g, mul(log(ta), y)), tb.shape),
+  ]);
+}
+
+/** max(a, b) elementwise; ties send the gradient to a. */
+export function maximum(a: TensorLike, b: TensorLike): Tensor {
+  const [y, ta, tb] = binaryRaw("maximum", a, b, "maximum");
+  return record(y, [ta, tb], (g) => {
+    const m = ge(ta, tb);
+    return [sumTo(mul(g, m), ta.shape), sumTo(mul(g, sub(1, m)), tb.shape)];
+  });
+}
+
+/** min(a, b) elementwise; ties send the gradient to a. */
+export function minimum(a: TensorLike, b: TensorLike): Tensor {
+  const [y, ta, tb] = binaryRaw("minimum", a, b, "minimum");
+  return record(y, [ta, tb], (g) => {
+    const m = ge(tb, ta);
+    return [sumTo(mul(g, m), ta.shape), sumTo(mul(g, sub(1, m)), tb.shape)];
+  });
+}
+
+/** 1 where a > b else 0 (no gradient). */
+export function gt(a: TensorLike, b: TensorLike): Tensor {
+  return binaryRaw("gt", a, b, "gt")[0];
+}
+/** 1 where a ≥ b else 0 (no gradient). */
+export function ge(a: TensorLike, b: TensorLike): Tensor {
+  return binaryRaw("ge", a, b, "ge")[0];
+}
+/** 1 where a = b else 0 (no gradient). */
+export function eq(a: TensorLike, b: TensorLike): Tensor {
+  return binaryRaw("eq", a, b, "eq")[0];
+}
+
+/** −x. */
+export function neg(x: Tensor): Tensor {
+  const y = unaryRaw("neg", x);
+  return record(y, [x], (g) => [neg(g)]);
+}
+
+/** eˣ. d/dx = y. */
+export function exp(x: Tensor): Tensor {
+  const y = unaryRaw("exp", x);
+  return record(y, [x], (g) => [mul(g, y)]);
+}
+
+/** ln x. d/dx = 1/x. */
+export function log(x: Tensor): Tensor {
+  const y = unaryRaw("log", x);
+  return record(y, [x], (g) => [div(g, x)]);
+}
+
+/** √x. d/dx = 1/(2y). */
+export function sqrt(x: Tensor): Tensor {
+  const y = unaryRaw("sqrt", x);
+  return record(y, [x], (g) => [div(g, mul(y, 2))]);
+}
+
+/** x². d/dx = 2x. */
+export function square(x: Tensor): Tensor {
+  const y = unaryRaw("square", x);
+  return record(y, [x], (g) => [mul(g, mul(x, 2))]);
+}
+
+/** 1/x. d/dx = −y². */
+export function reciprocal(x: Tensor): Tensor {
+  const y = unaryRaw("reciprocal", x);
+  return record(y, [x], (g) => [neg(mul(g, square(y)))]);
+}
+
+/** |x|. d/dx = sign(x). */
+export function abs(x: Tensor): Tensor {
+  const y = unaryRaw("abs", x);
+  return record(y, [x], (g) => [mul(g, sign(x))]);
+}
+
+/** sign(x) ∈ {−1, 0, 1} (no gradient). */
+export function sign(x: Tensor): Tensor {
+  return unaryRaw("sign", x);
+}
+
+/** max(x, 0). d/dx = 1 where x > 0 else 0. */
+export function relu(x: Tensor): Tensor {
+  const y = unaryRaw("relu", x);
+  return record(y, [x], (g) => [mul(g, unaryRaw("step", x, "relu"))]);
+}
+
+/** tanh x. d/dx = 1 − y². */
+export function tanh(x: Tensor): Tensor {
+  const y = unaryRaw("tanh", x);
+  return record(y, [x], (g) => [mul(g, sub(1, square(y)))]);
+}
+
+/** 1/(1 + e^−x). d/dx = y(1 − y). */
+export function sigmoid(x: Tensor): Tensor {
+  const y = unaryRaw("sigmoid", x);
+  return record(y, [x], (g) => [mul(g, mul(y, sub(1, y)))]);
+}
