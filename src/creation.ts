@@ -6,7 +6,16 @@
 import { getBackend, getDefaultDevice } from "./backend.ts";
 import { fillNoise } from "./random/noise.ts";
 import { hashString } from "./random/philox.ts";
-import { allocArray, checkShape, type Device, type DType, fmtShape, shapeSize, Tensor, type TypedArray } from "./tensor.ts";
+import {
+  allocArray,
+  checkShape,
+  type Device,
+  type DType,
+  fmtShape,
+  shapeSize,
+  Tensor,
+  type TypedArray,
+} from "./tensor.ts";
 
 /** Options shared by the creation helpers. */
 export interface CreateOptions {
@@ -52,7 +61,9 @@ function flattenInto(data: NestedArray, out: number[], shape: number[], depth: n
 function place(arr: TypedArray, shape: readonly number[], dtype: DType, device: Device | undefined): Tensor {
   const dev = device ?? getDefaultDevice();
   if (dev === "cpu") return new Tensor(arr, shape, dtype, "cpu");
-  if (dtype !== "float32") throw new Error(`tensor: dtype ${dtype} is not supported on ${dev} (float32 only)`);
+  if (dtype !== "float32") {
+    throw new Error(`tensor: dtype ${dtype} is not supported on ${dev} (float32 only)`);
+  }
   return getBackend(dev).fromArray(arr, shape, dtype);
 }
 
@@ -142,7 +153,9 @@ export function onesLike(t: Tensor): Tensor {
 export function arange(start: number, stop?: number, step = 1, options: CreateOptions = {}): Tensor {
   if (stop === undefined) [start, stop] = [0, start];
   if (!Number.isFinite(start) || !Number.isFinite(stop) || !Number.isFinite(step) || step === 0) {
-    throw new RangeError(`arange: start, stop must be finite and step non-zero, got ${start}, ${stop}, ${step}`);
+    throw new RangeError(
+      `arange: start, stop must be finite and step non-zero, got ${start}, ${stop}, ${step}`,
+    );
   }
   const n = Math.max(0, Math.ceil((stop - start) / step));
   const dtype = options.dtype ?? "float32";
@@ -188,7 +201,7 @@ export function randn(
   const arr = allocArray(dtype, shapeSize(shape));
   fillNoise(arr, "gaussian", options.std ?? 1, streamKey(options, "randn"));
   const mean = options.mean ?? 0;
-  if (mean !== 0) for (let i = 0; i < arr.length; i++) arr[i] += mean;
+  if (mean !== 0) { for (let i = 0; i < arr.length; i++) arr[i] += mean; }
   return place(arr, shape, dtype, options.device);
 }
 

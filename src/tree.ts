@@ -56,10 +56,14 @@ export function mapTree<T extends TensorTree>(
     if (Array.isArray(node)) return node.map((c, i) => walk(c, joinPath(path, i)));
     if (node !== null && typeof node === "object" && Object.getPrototypeOf(node) === Object.prototype) {
       const o: Record<string, unknown> = {};
-      for (const k of Object.keys(node).sort()) o[k] = walk((node as Record<string, unknown>)[k], joinPath(path, k));
+      for (const k of Object.keys(node).sort()) {
+        o[k] = walk((node as Record<string, unknown>)[k], joinPath(path, k));
+      }
       return o;
     }
-    throw new TypeError(`${who}: leaf at path "${path}" must be a Tensor, got ${node === null ? "null" : typeof node}`);
+    throw new TypeError(
+      `${who}: leaf at path "${path}" must be a Tensor, got ${node === null ? "null" : typeof node}`,
+    );
   };
   return walk(tree, "") as T;
 }
@@ -74,11 +78,15 @@ export function zipTrees<T extends TensorTree>(
   who = "zipTrees",
   names: readonly string[] = trees.map((_, i) => `tree ${i}`),
 ): T {
-  const lists = trees.map((t, i) => new Map(treeLeaves(t, `${who} (${names[i]})`).map((l) => [l.path, l.tensor])));
+  const lists = trees.map((t, i) =>
+    new Map(treeLeaves(t, `${who} (${names[i]})`).map((l) => [l.path, l.tensor]))
+  );
   const first = lists[0];
   for (let i = 1; i < lists.length; i++) {
     for (const p of first.keys()) {
-      if (!lists[i].has(p)) throw new Error(`${who}: ${names[i]} has no leaf at path "${p}" (${names[0]} does)`);
+      if (!lists[i].has(p)) {
+        throw new Error(`${who}: ${names[i]} has no leaf at path "${p}" (${names[0]} does)`);
+      }
     }
     for (const p of lists[i].keys()) {
       if (!first.has(p)) throw new Error(`${who}: ${names[i]} has an extra leaf at path "${p}"`);
