@@ -14,3 +14,4 @@ export { fillNoise, NOISE_LAWS, type NoiseLaw, type StreamKey } from "./src/rand
 export * from "./src/ops/mod.ts";
 export * from "./src/autodiff.ts";
 export type { BinaryOp, Conv2dGeometry, Pool2dGeometry, ReduceOp, UnaryOp } from "./src/backend.ts";
+export * from "./src/nn/mod.ts";

@@ -1,0 +1,128 @@
+/**
+ * Model builders: each returns a params tree and a pure forward function `(params, x) → logits`,
+ * so the same model runs under `valueAndGrad`, with perturbed weights, or at clean weights.
+ *
+ * @module
+ */
+import { add, relu, tanh } from "../ops/elementwise.ts";
+import { matmul } from "../ops/matmul.ts";
+import { conv2d, maxPool2d } from "../ops/conv.ts";
+import { flatten } from "../ops/shape.ts";
+import type { Tensor } from "../tensor.ts";
+import { type ConvParams, initConv2d, initLinear, type InitOptions, type LinearParams } from "./init.ts";
+
+/** A model: initial parameters and a pure forward pass. */
+export interface Model<P> {
+  /** Freshly initialized parameters. */
+  params: P;
+  /** Logits for a batch; pure in `params` and `x`. */
+  forward: (params: P, x: Tensor) => Tensor;
+}
+
+/** Parameters of an MLP: one linear layer per entry. */
+export type MlpParams = {
+  /** The layers, input first. */
+  layers: LinearParams[];
+};
+
+/** Options of {@linkcode mlp}. */
+export interface MlpOptions extends InitOptions {
+  /** Hidden activation (default "relu"). */
+  activation?: "relu" | "tanh";
+}
+
+/** y = x·w + b. */
+export function linear(p: LinearParams, x: Tensor): Tensor {
+  return add(matmul(x, p.w), p.b);
+}
+
+/**
+ * A multilayer perceptron `sizes[0] → … → sizes[k]` with ReLU (or tanh) between layers and
+ * PyTorch-default init. Inputs `[N, sizes[0]]` (flattened automatically when of higher rank).
+ *
+ * @example
+ * ```ts
+ * import { mlp, randn } from "@nvrm/core";
+ * const net = mlp([784, 256, 256, 10], { seed: 0 });
+ * const logits = net.forward(net.params, randn([4, 784]));
+ * console.log(logits.shape); // [4, 10]
+ * ```
+ */
+export function mlp(sizes: readonly number[], options: MlpOptions = {}): Model<MlpParams> {
+  if (!Array.isArray(sizes) || sizes.length < 2) {
+    throw new RangeError(
+      `mlp: sizes needs at least 2 entries (input and output), got ${JSON.stringify(sizes)}`,
+    );
+  }
+  sizes.forEach((s, i) => {
+    if (!Number.isInteger(s) || s < 1) {
+      throw new RangeError(`mlp: sizes[${i}] must be a positive integer, got ${s}`);
+    }
+  });
+  const act = options.activation ?? "relu";
+  if (act !== "relu" && act !== "tanh") {
+    throw new RangeError(`mlp: activation must be "relu" or "tanh", got ${act}`);
+  }
+  const layers = sizes.slice(1).map((out, i) =>
+    initLinear(sizes[i], out, { ...options, stream: `layers.${i}` })
+  );
+  const f = act === "relu" ? relu : tanh;
+  const forward = (p: MlpParams, x: Tensor): Tensor => {
+    let h = x.rank > 2 ? flatten(x, 1) : x;
+    p.layers.forEach((l, i) => {
+      h = linear(l, h);
+      if (i < p.layers.length - 1) h = f(h);
+    });
+    return h;
+  };
+  return { params: { layers }, forward };
+}
+
+/** Parameters of the LeNet-like CNN. */
+export type LeNetParams = {
+  /** conv C→6, 5×5, padding 2. */
+  conv1: ConvParams;
+  /** conv 6→16, 5×5. */
+  conv2: ConvParams;
+  /** Fully connected layers 16·h·w → 120 → 84 → classes. */
+  fc: LinearParams[];
+};
+
+/** Options of {@linkcode lenet}. */
+export interface LeNetOptions extends InitOptions {
+  /** Input `[C, H, W]` (default MNIST `[1, 28, 28]`). */
+  inputShape?: readonly [number, number, number];
+  /** Number of classes (default 10). */
+  numClasses?: number;
+}
+
+/**
+ * A LeNet-5-like CNN: conv5×5(6, pad 2) → ReLU → maxpool 2 → conv5×5(16) → ReLU → maxpool 2 →
+ * 120 → 84 → classes. Inputs `[N, C, H, W]`.
+ */
+export function lenet(options: LeNetOptions = {}): Model<LeNetParams> {
+  const [c, h, w] = options.inputShape ?? [1, 28, 28];
+  const classes = options.numClasses ?? 10;
+  const h2 = Math.floor((Math.floor(h / 2) - 4) / 2), w2 = Math.floor((Math.floor(w / 2) - 4) / 2);
+  if (h2 < 1 || w2 < 1) throw new RangeError(`lenet: input [${c}, ${h}, ${w}] is too small (needs ≥ 12×12)`);
+  const params: LeNetParams = {
+    conv1: initConv2d(c, 6, 5, { ...options, stream: "conv1" }),
+    conv2: initConv2d(6, 16, 5, { ...options, stream: "conv2" }),
+    fc: [
+      initLinear(16 * h2 * w2, 120, { ...options, stream: "fc.0" }),
+      initLinear(120, 84, { ...options, stream: "fc.1" }),
+      initLinear(84, classes, { ...options, stream: "fc.2" }),
+    ],
+  };
+  const forward = (p: LeNetParams, x: Tensor): Tensor => {
+    let y = maxPool2d(relu(conv2d(x, p.conv1.w, { bias: p.conv1.b, padding: 2 })), { kernel: 2 });
+    y = maxPool2d(relu(conv2d(y, p.conv2.w, { bias: p.conv2.b })), { kernel: 2 });
+    let z = flatten(y, 1);
+    p.fc.forEach((l, i) => {
+      z = linear(l, z);
+      if (i < p.fc.length - 1) z = relu(z);
+    });
+    return z;
+  };
+  return { params, forward };
+}
