@@ -7,6 +7,7 @@
  */
 export * from "./src/tensor.ts";
 export { getDefaultDevice } from "./src/backend.ts";
+export type { TensorLike } from "./src/ops/dispatch.ts";
 export * from "./src/creation.ts";
 export * from "./src/tree.ts";
 export { hashString, philox4x32 } from "./src/random/philox.ts";

@@ -57,6 +57,15 @@ function flattenInto(data: NestedArray, out: number[], shape: number[], depth: n
   for (const d of data) flattenInto(d, out, shape, depth + 1);
 }
 
+/** The requested dtype ("float32" unless given); throws naming `who` when it is not a known dtype. */
+function dtypeOf(options: CreateOptions, who: string): DType {
+  const dtype = options.dtype ?? "float32";
+  if (dtype !== "float32" && dtype !== "float64") {
+    throw new TypeError(`${who}: dtype must be "float32" or "float64", got ${JSON.stringify(dtype)}`);
+  }
+  return dtype;
+}
+
 /** Places a host array on the requested device. */
 function place(arr: TypedArray, shape: readonly number[], dtype: DType, device: Device | undefined): Tensor {
   const dev = device ?? getDefaultDevice();
@@ -85,10 +94,7 @@ export function tensor(
   shape?: readonly number[],
   options: CreateOptions = {},
 ): Tensor {
-  const dtype = options.dtype ?? "float32";
-  if (dtype !== "float32" && dtype !== "float64") {
-    throw new TypeError(`tensor: dtype must be "float32" or "float64", got ${JSON.stringify(dtype)}`);
-  }
+  const dtype = dtypeOf(options, "tensor");
   let flat: ArrayLike<number>;
   let inferred: number[];
   if (typeof data === "number") {
@@ -120,7 +126,7 @@ export function tensor(
 /** A tensor of `shape` filled with `value`. */
 export function full(shape: readonly number[], value: number, options: CreateOptions = {}): Tensor {
   checkShape(shape, "full");
-  const dtype = options.dtype ?? "float32";
+  const dtype = dtypeOf(options, "full");
   const arr = allocArray(dtype, shapeSize(shape));
   if (value !== 0) arr.fill(value);
   return place(arr, shape, dtype, options.device);
@@ -158,7 +164,7 @@ export function arange(start: number, stop?: number, step = 1, options: CreateOp
     );
   }
   const n = Math.max(0, Math.ceil((stop - start) / step));
-  const dtype = options.dtype ?? "float32";
+  const dtype = dtypeOf(options, "arange");
   const arr = allocArray(dtype, n);
   for (let i = 0; i < n; i++) arr[i] = start + i * step;
   return place(arr, [n], dtype, options.device);
@@ -197,7 +203,7 @@ export function randn(
   options: RandomOptions & { mean?: number; std?: number } = {},
 ): Tensor {
   checkShape(shape, "randn");
-  const dtype = options.dtype ?? "float32";
+  const dtype = dtypeOf(options, "randn");
   const arr = allocArray(dtype, shapeSize(shape));
   fillNoise(arr, "gaussian", options.std ?? 1, streamKey(options, "randn"));
   const mean = options.mean ?? 0;
@@ -215,10 +221,26 @@ export function rand(
   checkShape(shape, "rand");
   const low = options.low ?? 0, high = options.high ?? 1;
   if (!(high > low)) throw new RangeError(`rand: high must be > low, got low=${low}, high=${high}`);
-  const dtype = options.dtype ?? "float32";
+  const dtype = dtypeOf(options, "rand");
   const arr = allocArray(dtype, shapeSize(shape));
   fillNoise(arr, "uniform", 1, streamKey(options, "rand")); // in (-1, 1)
   const half = (high - low) / 2, mid = (high + low) / 2;
-  for (let i = 0; i < arr.length; i++) arr[i] = mid + half * arr[i];
+  // Draws within half an ulp of `high` round up to it in the dtype: keep the range half-open.
+  const top = largestBelow(high, dtype);
+  for (let i = 0; i < arr.length; i++) {
+    arr[i] = mid + half * arr[i];
+    if (arr[i] >= high) arr[i] = top;
+  }
   return place(arr, shape, dtype, options.device);
+}
+
+/** The largest number of `dtype` strictly below `x` (finite). */
+function largestBelow(x: number, dtype: DType): number {
+  const a = allocArray(dtype, 1);
+  a[0] = x;
+  if (a[0] < x) return a[0];
+  if (a[0] === 0) return dtype === "float64" ? -Number.MIN_VALUE : -1.401298464324817e-45;
+  if (dtype === "float64") new BigInt64Array(a.buffer)[0] += a[0] > 0 ? -1n : 1n;
+  else new Int32Array(a.buffer)[0] += a[0] > 0 ? -1 : 1;
+  return a[0];
 }

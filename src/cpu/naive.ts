@@ -17,7 +17,6 @@ export function gemm(
     for (let j = 0; j < N; j++) c[cOff + i * N + j] = 0;
     for (let k = 0; k < K; k++) {
       const av = transA ? a[aOff + k * M + i] : a[aOff + i * K + k];
-      if (av === 0) continue;
       for (let j = 0; j < N; j++) {
         c[cOff + i * N + j] += av * (transB ? b[bOff + j * K + k] : b[bOff + k * N + j]);
       }

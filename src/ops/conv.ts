@@ -46,7 +46,7 @@ export interface Conv2dOptions {
  * ```
  */
 export function conv2d(x: Tensor, w: Tensor, options: Conv2dOptions = {}): Tensor {
-  const b = backendFor("conv2d", { x, w });
+  const b = backendFor("conv2d", options.bias ? { x, w, bias: options.bias } : { x, w });
   if (x.rank !== 4) throw new RangeError(`conv2d: x must be [N, C, H, W], got ${fmtShape(x.shape)}`);
   if (w.rank !== 4) throw new RangeError(`conv2d: w must be [O, C, kh, kw], got ${fmtShape(w.shape)}`);
   if (w.shape[1] !== x.shape[1]) {

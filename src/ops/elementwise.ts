@@ -18,6 +18,7 @@ function binaryRaw(op: BinaryOp, a: TensorLike, b: TensorLike, name: string): [T
   if (typeof a === "number" && typeof b === "number") {
     throw new TypeError(`${name}: at least one argument must be a Tensor, got two numbers`);
   }
+  if (typeof a === "number") checkTensor(name, "b", b);
   const ta = typeof a === "number" ? scalarLike(a, b as Tensor) : a;
   const tb = typeof b === "number" ? scalarLike(b, ta) : b;
   const be = backendFor(name, { a: ta, b: tb });

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Tensor } from "../tensor.ts";
+import { fmtShape, type Tensor } from "../tensor.ts";
 import { record } from "../tape.ts";
 import { broadcastTo } from "./broadcast.ts";
 import { backendFor, normalizeAxes } from "./dispatch.ts";
@@ -39,7 +39,8 @@ export function sum(x: Tensor, axes?: number | readonly number[], keepDims = fal
 
 /** Mean over `axes` (all when omitted). */
 export function mean(x: Tensor, axes?: number | readonly number[], keepDims = false): Tensor {
-  const ax = normalizeAxes("mean", axes, x?.rank);
+  backendFor("mean", { x });
+  const ax = normalizeAxes("mean", axes, x.rank);
   let count = 1;
   for (const a of ax) count *= x.shape[a];
   return div(sum(x, ax, keepDims), count);
@@ -49,7 +50,10 @@ export function mean(x: Tensor, axes?: number | readonly number[], keepDims = fa
 export function max(x: Tensor, axes?: number | readonly number[], keepDims = false): Tensor {
   const b = backendFor("max", { x });
   const ax = normalizeAxes("max", axes, x.rank);
-  if (x.size === 0) throw new RangeError(`max: cannot reduce an empty tensor (shape [${x.shape}])`);
+  const empty = ax.find((a) => x.shape[a] === 0);
+  if (empty !== undefined) {
+    throw new RangeError(`max: cannot reduce axis ${empty} of size 0 (shape ${fmtShape(x.shape)})`);
+  }
   const y = b.reduce("max", x, ax, keepDims);
   return record(y, [x], (g) => {
     const mask = eq(x, expandGrad(y, x, ax));

@@ -18,6 +18,7 @@ import { backendFor, normalizeAxis } from "./dispatch.ts";
  */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   const b = backendFor("reshape", { x });
+  checkShapeArg("reshape", "shape", shape);
   const s = shape.slice();
   const infer = s.indexOf(-1);
   if (infer >= 0) {
@@ -42,6 +43,13 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   }
   const y = b.reshape(x, s);
   return record(y, [x], (g) => [reshape(g, x.shape)]);
+}
+
+/** Throws a TypeError naming the op and argument unless `v` is an array of numbers. */
+function checkShapeArg(op: string, name: string, v: unknown): void {
+  if (!Array.isArray(v) || v.some((d) => typeof d !== "number")) {
+    throw new TypeError(`${op}: ${name} must be an array of integers, got ${JSON.stringify(v)}`);
+  }
 }
 
 /** Merges axes `startAxis … endAxis` (inclusive, negatives from the end) into one, like `torch.flatten`. */
@@ -89,6 +97,9 @@ export function slice(
   step?: readonly number[],
 ): Tensor {
   const b = backendFor("slice", { x });
+  checkShapeArg("slice", "begin", begin);
+  if (end !== undefined) checkShapeArg("slice", "end", end);
+  if (step !== undefined) checkShapeArg("slice", "step", step);
   if (begin.length > x.rank) {
     throw new RangeError(`slice: begin has ${begin.length} entries but the tensor has rank ${x.rank}`);
   }
@@ -125,7 +136,10 @@ function sliceGradOp(g: Tensor, shape: readonly number[], begin: number[], step:
 
 /** Concatenates tensors along `axis`; all other dims must match. */
 export function concat(xs: readonly Tensor[], axis = 0): Tensor {
-  if (!xs || xs.length === 0) throw new RangeError(`concat: needs a non-empty array of tensors`);
+  if (!Array.isArray(xs as unknown)) {
+    throw new TypeError(`concat: xs must be an array of tensors, got ${typeof xs}`);
+  }
+  if (xs.length === 0) throw new RangeError(`concat: needs a non-empty array of tensors`);
   const args: Record<string, Tensor> = {};
   xs.forEach((t, i) => (args[`xs[${i}]`] = t));
   const b = backendFor("concat", args);
