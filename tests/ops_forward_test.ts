@@ -641,3 +641,13 @@ Deno.test("forward: max and maxPool2d send gradients to the maximum; ties share 
   expectValues(ga2, [2], [1, 0]);
   expectValues(gb2, [2], [0, 1]);
 });
+
+Deno.test("forward: NaN propagates through relu, max, maximum and minimum (as PyTorch)", () => {
+  assert.ok(Number.isNaN(relu(tensor([NaN])).item()));
+  assert.ok(Number.isNaN(max(tensor([1, NaN, 3])).item()));
+  assert.ok(Number.isNaN(max(tensor([[1, NaN], [3, 4]]), 0).dataSync()[1]));
+  assert.ok(Number.isNaN(maximum(tensor([NaN]), tensor([1])).item()));
+  assert.ok(Number.isNaN(maximum(tensor([1]), tensor([NaN])).item()));
+  assert.ok(Number.isNaN(minimum(tensor([NaN]), tensor([1])).item()));
+  assert.ok(Number.isNaN(minimum(tensor([1]), tensor([NaN])).item()));
+});

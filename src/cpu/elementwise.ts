@@ -23,7 +23,7 @@ export function unaryLoop(op: UnaryOp, x: TypedArray, out: TypedArray): void {
       for (let i = 0; i < n; i++) out[i] = Math.sqrt(x[i]);
       return;
     case "relu":
-      for (let i = 0; i < n; i++) out[i] = x[i] > 0 ? x[i] : 0;
+      for (let i = 0; i < n; i++) out[i] = x[i] > 0 || x[i] !== x[i] ? x[i] : 0; // NaN propagates, as in PyTorch
       return;
     case "tanh":
       for (let i = 0; i < n; i++) out[i] = Math.tanh(x[i]);
@@ -59,8 +59,8 @@ const BINARY: Record<BinaryOp, Fn2> = {
   mul: (a, b) => a * b,
   div: (a, b) => a / b,
   pow: (a, b) => Math.pow(a, b),
-  maximum: (a, b) => (a >= b ? a : b),
-  minimum: (a, b) => (a <= b ? a : b),
+  maximum: (a, b) => (a >= b || a !== a ? a : b), // NaN propagates
+  minimum: (a, b) => (a <= b || a !== a ? a : b),
   gt: (a, b) => (a > b ? 1 : 0),
   ge: (a, b) => (a >= b ? 1 : 0),
   eq: (a, b) => (a === b ? 1 : 0),

@@ -33,7 +33,7 @@ export function reduceLoop(
       const ob = o * inner, xb = o * red * inner;
       if (inner === 1) {
         let acc = isMax ? -Infinity : 0;
-        if (isMax) { for (let k = 0; k < red; k++) acc = x[xb + k] > acc ? x[xb + k] : acc; }
+        if (isMax) { for (let k = 0; k < red; k++) acc = x[xb + k] > acc || x[xb + k] !== x[xb + k] ? x[xb + k] : acc; }
         else for (let k = 0; k < red; k++) acc += x[xb + k];
         out[ob] = acc;
       } else {
@@ -41,7 +41,7 @@ export function reduceLoop(
           const xk = xb + k * inner;
           if (isMax) {
             for (let j = 0; j < inner; j++) {
-              out[ob + j] = x[xk + j] > out[ob + j] ? x[xk + j] : out[ob + j];
+              out[ob + j] = x[xk + j] > out[ob + j] || x[xk + j] !== x[xk + j] ? x[xk + j] : out[ob + j];
             }
           } else for (let j = 0; j < inner; j++) out[ob + j] += x[xk + j];
         }
@@ -56,7 +56,7 @@ export function reduceLoop(
   const idx = new Array<number>(r).fill(0);
   let o = 0;
   for (let i = 0; i < x.length; i++) {
-    if (isMax) out[o] = x[i] > out[o] ? x[i] : out[o];
+    if (isMax) out[o] = x[i] > out[o] || x[i] !== x[i] ? x[i] : out[o]; // NaN propagates
     else out[o] += x[i];
     for (let ax = r - 1; ax >= 0; ax--) {
       idx[ax]++;
