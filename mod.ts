@@ -16,3 +16,4 @@ export * from "./src/ops/mod.ts";
 export * from "./src/autodiff.ts";
 export type { BinaryOp, Conv2dGeometry, Pool2dGeometry, ReduceOp, UnaryOp } from "./src/backend.ts";
 export * from "./src/nn/mod.ts";
+export * from "./src/optim/mod.ts";

@@ -1,0 +1,306 @@
+/**
+ * CPU optimizer kernels: loops over the `Float32Array`/`Float64Array` storage of CPU tensors.
+ *
+ * Each kernel is split into small range functions (`sgdRange`, `adamRange`, `noiseRange`,
+ * `perturbRange`) that state their math and work on `[lo, hi)` of plain typed arrays. A fused
+ * `vsgd`/`vadam` step runs the base range function and then the noise range function on the same
+ * chunk of a few thousand elements, so each array is streamed through memory once and the update
+ * chunk stays in L1 between the two. Arithmetic is float64 in registers; every stored value is
+ * rounded to the parameter's dtype and read back before it is used again, exactly as a chain of
+ * separate steps would see it, so fused and unfused chains agree bit for bit.
+ *
+ * The noise is `fillNoise`'s, element for element (four draws per Philox block), computed by the
+ * faster bit-identical evaluation in `fast_noise.ts`.
+ *
+ * @module
+ */
+import type { NoiseLaw, StreamKey } from "../random/noise.ts";
+import { allocArray, type DType, Tensor, type TypedArray } from "../tensor.ts";
+import {
+  type AdamKernelArgs,
+  type KernelResult,
+  type NoiseStage,
+  type OptimKernels,
+  registerOptimKernels,
+  type SgdKernelArgs,
+} from "./kernels.ts";
+import { drawBlock, LAW_CODE, lawScale, philoxBlock, roundKeys } from "./fast_noise.ts";
+
+/** Elements per chunk of a fused step (a multiple of 4, the Philox block width). */
+const CHUNK = 2048;
+
+const arr = (t: Tensor): TypedArray => t.storage as TypedArray;
+const arrOrNull = (t: Tensor | null | undefined): TypedArray | null => (t ? (t.storage as TypedArray) : null);
+const make = (a: TypedArray, like: Tensor): Tensor => new Tensor(a, like.shape, like.dtype, "cpu");
+
+/**
+ * SGD on `[lo, hi)` (torch.optim.SGD):
+ *
+ *     d = g + wd·p                                  (wd ≠ 0)
+ *     buf = d            (first step, buf null)     ┐ when bufOut is given
+ *     buf = mom·buf + (1 − damp)·d   (later)        │
+ *     d = nesterov ? d + mom·buf : buf              ┘
+ *     u = −lr·d
+ */
+export function sgdRange(
+  lo: number,
+  hi: number,
+  g: TypedArray,
+  p: TypedArray | null,
+  buf: TypedArray | null,
+  u: TypedArray,
+  bufOut: TypedArray | null,
+  lr: number,
+  momentum: number,
+  dampening: number,
+  wd: number,
+  nesterov: boolean,
+): void {
+  const nlr = -lr;
+  const keep = 1 - dampening;
+  if (bufOut === null) {
+    if (wd === 0) { for (let i = lo; i < hi; i++) u[i] = nlr * g[i]; }
+    else for (let i = lo; i < hi; i++) u[i] = nlr * (g[i] + wd * p![i]);
+    return;
+  }
+  for (let i = lo; i < hi; i++) {
+    let d = g[i];
+    if (wd !== 0) d = d + wd * p![i];
+    bufOut[i] = buf === null ? d : momentum * buf[i] + keep * d;
+    const b = bufOut[i];
+    u[i] = nlr * (nesterov ? d + momentum * b : b);
+  }
+}
+
+/**
+ * Adam on `[lo, hi)` (torch.optim.Adam; AdamW when `decoupled`), with `sc = lr / (1 − b1^t)` and
+ * `sb2 = √(1 − b2^t)`:
+ *
+ *     g ← g + wd·p                                  (coupled, wd ≠ 0)
+ *     m = b1·m + (1 − b1)·g
+ *     v = b2·v + (1 − b2)·g·g
+ *     v̂ = amsgrad ? (vmax = max(vmax, v)) : v
+ *     s = sc·m / (√v̂ / sb2 + eps)
+ *     u = −s                      (decoupled: u = −(lr·wd)·p − s)
+ *
+ * A null `m`, `v` or `vmax` stands for zeros (the first step).
+ */
+export function adamRange(
+  lo: number,
+  hi: number,
+  g: TypedArray,
+  p: TypedArray | null,
+  m: TypedArray | null,
+  v: TypedArray | null,
+  vmax: TypedArray | null,
+  u: TypedArray,
+  mOut: TypedArray,
+  vOut: TypedArray,
+  vmaxOut: TypedArray | null,
+  lr: number,
+  b1: number,
+  b2: number,
+  eps: number,
+  wd: number,
+  decoupled: boolean,
+  sc: number,
+  sb2: number,
+): void {
+  const c1 = 1 - b1, c2 = 1 - b2;
+  const coupled = wd !== 0 && !decoupled;
+  const dec = wd !== 0 && decoupled ? lr * wd : 0;
+  for (let i = lo; i < hi; i++) {
+    let gi = g[i];
+    if (coupled) gi = gi + wd * p![i];
+    mOut[i] = b1 * (m === null ? 0 : m[i]) + c1 * gi;
+    vOut[i] = b2 * (v === null ? 0 : v[i]) + c2 * gi * gi;
+    let vh = vOut[i];
+    if (vmaxOut !== null) {
+      vmaxOut[i] = Math.max(vmax === null ? 0 : vmax[i], vh);
+      vh = vmaxOut[i];
+    }
+    const s = sc * mOut[i] / (Math.sqrt(vh) / sb2 + eps);
+    u[i] = dec === 0 ? -s : -(dec * p![i]) - s;
+  }
+}
+
+// Scratch for one Philox block, its four draws and a stream's round keys (no per-element allocation).
+const BITS = new Int32Array(4);
+const DRAWS = new Float64Array(4);
+const KEYS = new Int32Array(20);
+
+/**
+ * The weight-noise step on `[lo, hi)` (see `NoiseStage`): with `nOut` given,
+ * `nOut = noise(law, scale, key)` (rounded to its dtype) and `uOut = uIn + (nOut − nOld)`; with
+ * `nOut` null (a reset), `uOut = uIn − nOld`. A null `nOld` stands for zeros. `uOut` may be
+ * `uIn` (in place on a buffer the caller owns). Element i of the noise is element i of
+ * `fillNoise(…, law, scale, key)`: Philox block ⌊i/4⌋, lane i mod 4, four draws per block.
+ */
+export function noiseRange(
+  lo: number,
+  hi: number,
+  uIn: TypedArray,
+  uOut: TypedArray,
+  nOld: TypedArray | null,
+  nOut: TypedArray | null,
+  law: NoiseLaw,
+  scale: number,
+  key: StreamKey,
+): void {
+  if (nOut === null) {
+    if (nOld === null) { if (uOut !== uIn) { for (let i = lo; i < hi; i++) uOut[i] = uIn[i]; } }
+    else for (let i = lo; i < hi; i++) uOut[i] = uIn[i] - nOld[i];
+    return;
+  }
+  const code = LAW_CODE[law], sc = lawScale(code, scale), c1 = key.c1, c2 = key.c2;
+  const rk = roundKeys(key.k0, key.k1, KEYS);
+  let i = lo;
+  while (i < hi) {
+    const b = Math.floor(i / 4);
+    philoxBlock(rk, b, c1, c2, BITS);
+    drawBlock(BITS, code, sc, DRAWS);
+    const end = Math.min(hi, b * 4 + 4);
+    if (nOld === null) {
+      for (let lane = i - b * 4; i < end; i++, lane++) {
+        nOut[i] = DRAWS[lane];
+        uOut[i] = uIn[i] + nOut[i];
+      }
+    } else {
+      for (let lane = i - b * 4; i < end; i++, lane++) {
+        nOut[i] = DRAWS[lane];
+        uOut[i] = uIn[i] + (nOut[i] - nOld[i]);
+      }
+    }
+  }
+}
+
+/** `out = p + n` on `[lo, hi)`, n = noise(law, scale, key) rounded to `out`'s dtype. */
+export function perturbRange(
+  lo: number,
+  hi: number,
+  p: TypedArray,
+  out: TypedArray,
+  law: NoiseLaw,
+  scale: number,
+  key: StreamKey,
+): void {
+  const code = LAW_CODE[law], sc = lawScale(code, scale), c1 = key.c1, c2 = key.c2;
+  const rk = roundKeys(key.k0, key.k1, KEYS);
+  let i = lo;
+  while (i < hi) {
+    const b = Math.floor(i / 4);
+    philoxBlock(rk, b, c1, c2, BITS);
+    drawBlock(BITS, code, sc, DRAWS);
+    const end = Math.min(hi, b * 4 + 4);
+    for (let lane = i - b * 4; i < end; i++, lane++) {
+      out[i] = DRAWS[lane];
+      out[i] = p[i] + out[i];
+    }
+  }
+}
+
+/** Allocates the noise output of a stage: null when the stage draws nothing. */
+function noiseOut(stage: NoiseStage | undefined, dtype: DType, n: number): TypedArray | null {
+  return stage && !stage.reset && stage.scale !== 0 ? allocArray(dtype, n) : null;
+}
+
+/** Applies a fused noise stage to `u` (owned by the caller) on `[lo, hi)`. */
+function stageRange(lo: number, hi: number, u: TypedArray, stage: NoiseStage, nOut: TypedArray | null): void {
+  noiseRange(lo, hi, u, u, arrOrNull(stage.nOld), nOut, stage.law, stage.scale, stage.key);
+}
+
+/** The CPU implementation of {@linkcode OptimKernels}. */
+export const cpuOptimKernels: OptimKernels = {
+  sgd(a: SgdKernelArgs): KernelResult {
+    const g = arr(a.g), n = g.length, dtype = a.g.dtype;
+    const p = arrOrNull(a.p), buf = arrOrNull(a.buf);
+    const u = allocArray(dtype, n);
+    const bufOut = a.useMomentum ? allocArray(dtype, n) : null;
+    const stage = a.noise;
+    const nOut = noiseOut(stage, dtype, n);
+    const needStage = stage !== undefined && (nOut !== null || stage.nOld !== null);
+    if (!needStage) {
+      sgdRange(0, n, g, p, buf, u, bufOut, a.lr, a.momentum, a.dampening, a.weightDecay, a.nesterov);
+    } else {
+      for (let lo = 0; lo < n; lo += CHUNK) {
+        const hi = Math.min(n, lo + CHUNK);
+        sgdRange(lo, hi, g, p, buf, u, bufOut, a.lr, a.momentum, a.dampening, a.weightDecay, a.nesterov);
+        stageRange(lo, hi, u, stage!, nOut);
+      }
+    }
+    return {
+      u: make(u, a.g),
+      buffers: bufOut ? { momentum: make(bufOut, a.g) } : {},
+      noise: stage ? (nOut ? make(nOut, a.g) : null) : undefined,
+    };
+  },
+
+  adam(a: AdamKernelArgs): KernelResult {
+    const g = arr(a.g), n = g.length, dtype = a.g.dtype;
+    const p = arrOrNull(a.p), m = arrOrNull(a.m), v = arrOrNull(a.v), vmax = arrOrNull(a.vmax);
+    const u = allocArray(dtype, n), mOut = allocArray(dtype, n), vOut = allocArray(dtype, n);
+    const vmaxOut = a.amsgrad ? allocArray(dtype, n) : null;
+    const sc = a.lr / (1 - a.b1 ** a.t), sb2 = Math.sqrt(1 - a.b2 ** a.t);
+    const stage = a.noise;
+    const nOut = noiseOut(stage, dtype, n);
+    const needStage = stage !== undefined && (nOut !== null || stage.nOld !== null);
+    const step = (lo: number, hi: number) =>
+      adamRange(
+        lo,
+        hi,
+        g,
+        p,
+        m,
+        v,
+        vmax,
+        u,
+        mOut,
+        vOut,
+        vmaxOut,
+        a.lr,
+        a.b1,
+        a.b2,
+        a.eps,
+        a.weightDecay,
+        a.decoupled,
+        sc,
+        sb2,
+      );
+    if (!needStage) step(0, n);
+    else {
+      for (let lo = 0; lo < n; lo += CHUNK) {
+        const hi = Math.min(n, lo + CHUNK);
+        step(lo, hi);
+        stageRange(lo, hi, u, stage!, nOut);
+      }
+    }
+    const buffers: Record<string, Tensor | null> = { m: make(mOut, a.g), v: make(vOut, a.g) };
+    if (vmaxOut) buffers.vmax = make(vmaxOut, a.g);
+    return { u: make(u, a.g), buffers, noise: stage ? (nOut ? make(nOut, a.g) : null) : undefined };
+  },
+
+  noise(ut: Tensor, stage: NoiseStage) {
+    const uIn = arr(ut), n = uIn.length;
+    const nOut = noiseOut(stage, ut.dtype, n);
+    if (nOut === null && stage.nOld === null) return { u: ut, noise: null };
+    const uOut = allocArray(ut.dtype, n);
+    noiseRange(0, n, uIn, uOut, arrOrNull(stage.nOld), nOut, stage.law, stage.scale, stage.key);
+    return { u: make(uOut, ut), noise: nOut ? make(nOut, ut) : null };
+  },
+
+  perturb(pt: Tensor, law: NoiseLaw, scale: number, key: StreamKey): Tensor {
+    const p = arr(pt), out = allocArray(pt.dtype, p.length);
+    perturbRange(0, p.length, p, out, law, scale, key);
+    return make(out, pt);
+  },
+
+  addScaled(at: Tensor, bt: Tensor, alpha: number): Tensor {
+    const a = arr(at), b = arr(bt), n = a.length, out = allocArray(at.dtype, n);
+    if (alpha === 1) { for (let i = 0; i < n; i++) out[i] = a[i] + b[i]; }
+    else if (alpha === -1) { for (let i = 0; i < n; i++) out[i] = a[i] - b[i]; }
+    else for (let i = 0; i < n; i++) out[i] = a[i] + alpha * b[i];
+    return make(out, at);
+  },
+};
+
+registerOptimKernels("cpu", cpuOptimKernels);

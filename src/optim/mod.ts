@@ -1,0 +1,113 @@
+/**
+ * `@nvrm/core/optim` — optimizers as pure functions, optax style, and the variable optimizers of
+ * "Artificial Neural Variability for Deep Learning" (Xie et al., Neural Computation 2021).
+ *
+ * An optimizer is `{ init(params), update(grads, state, params), perturb(params, state),
+ * clean(params, state) }`; `update` returns `{ updates, state }` and mutates nothing;
+ * `applyUpdates(params, updates)` adds the updates. Transformations compose with `chain`;
+ * `weightNoise` turns any optimizer into a variable one when it goes last. `vsgd`, `vadam`
+ * (official semantics and defaults of the original PyTorch code) and `antiPgd` are ready-made
+ * chains. Every numeric hyperparameter takes a number or a schedule; the state is plain data that
+ * `serialize`/`deserialize` round-trip bit-exactly.
+ *
+ * Kernels are routed by the device of each parameter: the CPU kernels are fused loops over
+ * `t.storage` typed arrays; another device registers its own with
+ * `registerOptimKernels("webgpu", { sgd, adam, noise, perturb, addScaled })` (see
+ * {@linkcode OptimKernels}): `sgd`/`adam` receive an optional noise stage to fuse, and the noise
+ * must equal `fillNoise` element for element.
+ *
+ * @example
+ * ```ts
+ * import { tensor } from "@nvrm/core";
+ * import { applyUpdates, vsgd } from "@nvrm/core/optim";
+ *
+ * const opt = vsgd({ lr: 0.1, variability: 0.05, numIters: 10, seed: 0 });
+ * let params = { w: tensor([1, 2], [2], { dtype: "float64" }) };
+ * let state = opt.init(params);
+ * for (let i = 0; i < 10; i++) {
+ *   const w = opt.perturb(params, state).w.dataSync();
+ *   const grads = { w: tensor(Array.from(w, (x) => 2 * x), [2], { dtype: "float64" }) }; // ∇|w|²
+ *   const step = opt.update(grads, state, params);
+ *   params = applyUpdates(params, step.updates);
+ *   state = step.state;
+ * }
+ * console.log(opt.clean(params, state).w.dataSync()); // clean weights (step 10 is a reset step)
+ * ```
+ *
+ * @example
+ * ```ts
+ * import { tensor } from "@nvrm/core";
+ * import { applyUpdates, hyperparams, multiStepSchedule, vadam } from "@nvrm/core/optim";
+ *
+ * // VAdam in clean mode: the params stay exact, perturb() hands out θ + n for the gradient
+ * const opt = vadam({
+ *   lr: multiStepSchedule({ init: 1e-2, milestones: [20, 30], stepsPerEpoch: 469 }),
+ *   variability: 0.01,
+ *   noise: "laplace",
+ *   mode: "clean",
+ * });
+ * let params = { w: tensor([1, -2, 3], [3], { dtype: "float64" }) };
+ * let state = opt.init(params);
+ * for (let i = 0; i < 5; i++) {
+ *   const noisy = opt.perturb(params, state).w.dataSync();
+ *   const grads = { w: tensor(Array.from(noisy, (x) => 2 * x), [3], { dtype: "float64" }) };
+ *   const step = opt.update(grads, state, params);
+ *   params = applyUpdates(params, step.updates);
+ *   state = step.state;
+ * }
+ * console.log(hyperparams(state)); // { step: 5, lr: 0.01, b1: 0.9, …, variability: 0.01, numIters: 1000 }
+ * ```
+ *
+ * @module
+ */
+import "./cpu_kernels.ts";
+
+// Types the optimizer API refers to, re-exported so that this entry point documents them.
+export type { Device, DType, Tensor, TypedArray } from "../tensor.ts";
+export type { TensorTree } from "../tree.ts";
+export type { NoiseLaw, StreamKey } from "../random/noise.ts";
+
+export type {
+  ChainState,
+  GradientTransformation,
+  HyperParam,
+  LeafState,
+  Optimizer,
+  Schedule,
+  TransformState,
+  UpdateResult,
+} from "./types.ts";
+export { applyUpdates, chain, hyperparams } from "./transform.ts";
+export { sgd, type SgdOptions } from "./sgd.ts";
+export { adam, type AdamOptions, adamw, type AdamWOptions } from "./adam.ts";
+export { type VariabilityMode, weightNoise, type WeightNoiseOptions } from "./weight_noise.ts";
+export {
+  antiPgd,
+  type AntiPgdOptions,
+  vadam,
+  type VadamOptions,
+  vsgd,
+  type VsgdOptions,
+} from "./variable.ts";
+export {
+  constantSchedule,
+  cosineDecaySchedule,
+  joinSchedules,
+  linearSchedule,
+  linearWarmup,
+  multiStepSchedule,
+  piecewiseConstantSchedule,
+  stepDecaySchedule,
+  warmupCosineSchedule,
+} from "./schedules.ts";
+export { deserialize, serialize, serializeAsync, STATE_FORMAT_VERSION } from "./serialize.ts";
+export {
+  type AdamKernelArgs,
+  type KernelResult,
+  type NoiseStage,
+  type OptimKernels,
+  optimKernels,
+  registerOptimKernels,
+  type SgdKernelArgs,
+} from "./kernels.ts";
+export { adamRange, cpuOptimKernels, noiseRange, perturbRange, sgdRange } from "./cpu_kernels.ts";
