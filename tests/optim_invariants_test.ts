@@ -185,6 +185,49 @@ Deno.test("clean mode perturb: θ + n_t with n_t = fillNoise(seed, hash(path), t
   });
 });
 
+Deno.test("clean and official modes take the same trajectory with weight decay (it acts on θ + n in both)", () => {
+  for (const noise of LAWS) {
+    const makers: ((mode: "clean" | "official") => ReturnType<typeof vsgd>)[] = [
+      (mode) =>
+        vsgd({
+          lr: 0.05,
+          momentum: 0.9,
+          weightDecay: 0.1,
+          variability: 0.03,
+          numIters: 4,
+          noise,
+          seed: 1,
+          mode,
+        }),
+      (mode) => vadam({ lr: 0.01, weightDecay: 0.1, variability: 0.03, numIters: 4, noise, seed: 2, mode }),
+      (mode) =>
+        vadam({
+          lr: 0.01,
+          weightDecay: 0.1,
+          decoupled: true,
+          variability: 0.03,
+          numIters: 4,
+          noise,
+          seed: 3,
+          mode,
+        }),
+    ];
+    for (const mk of makers) {
+      const official: TensorTree[] = [];
+      run(
+        mk("official"),
+        10,
+        paramGrads,
+        "float64",
+        (p, state) => official.push(mk("official").clean(p, state)),
+      );
+      run(mk("clean"), 10, paramGrads, "float64", (p, _state, s) => {
+        assertRelClose(p, official[s - 1], 1e-11, `${noise} step ${s}`);
+      });
+    }
+  }
+});
+
 Deno.test("clean and official modes take the same trajectory (params-dependent gradient, no weight decay)", () => {
   for (const noise of LAWS) {
     const mk = (mode: "clean" | "official") =>

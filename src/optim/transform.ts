@@ -375,6 +375,7 @@ export function makeChain(
       const inner = checkChain(`${who}.update`, state);
       const out = inner.slice();
       let u: TensorTree = grads;
+      params = paramsSeenByBase(list, inner, params);
       for (let i = 0; i < list.length; i++) {
         const a = implOf(list[i]), b = implOf(list[i + 1]);
         if (a?.role === "base" && b?.role === "noise" && b.mode === "official") {
@@ -410,6 +411,28 @@ export function makeChain(
       return p;
     },
   };
+}
+
+/**
+ * The params the members before a clean-mode weight noise see: θ + n_t, the weights the gradient
+ * was taken at, exactly as in official mode (where the noise lives inside the params), so weight
+ * decay acts on the same weights in both modes and the trajectories agree. The noise is only
+ * regenerated when some member reads the params (weight decay, or a transformation we do not know).
+ */
+function paramsSeenByBase(
+  list: readonly GradientTransformation<any>[],
+  inner: readonly unknown[],
+  params: TensorTree | undefined,
+): TensorTree | undefined {
+  const last = list[list.length - 1];
+  const n = implOf(last);
+  if (params === undefined || n?.role !== "noise" || n.mode !== "clean") return params;
+  const reads = list.slice(0, -1).some((t, i) => {
+    const a = implOf(t);
+    if (a?.role !== "base") return true;
+    return a.needsParams(a.hparams((inner[i] as TransformState).step));
+  });
+  return reads ? (last as Optimizer<unknown>).perturb(params, inner[list.length - 1]) : params;
 }
 
 /**

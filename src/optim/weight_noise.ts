@@ -35,8 +35,8 @@ export interface WeightNoiseOptions {
    * "official" (default): the noise lives inside the params, as in the original code (`perturb` is
    * the identity, `clean` subtracts the stored noise). "clean": the params stay exact, `perturb`
    * adds the noise of the step about to be taken, `clean` is the identity. Same trajectory in exact
-   * arithmetic when weight decay is 0; with weight decay, clean mode decays the clean weights θ
-   * where the official code decays θ + n.
+   * arithmetic, weight decay included: in a chain, the members before a clean-mode weight noise
+   * see θ + n (the weights the gradient was taken at), as in the official code.
    */
   mode?: VariabilityMode;
 }
