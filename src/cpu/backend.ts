@@ -7,7 +7,8 @@ import { type Backend, type Conv2dGeometry, registerBackend } from "../backend.t
 import { allocArray, type DType, shapeSize, Tensor, type TypedArray } from "../tensor.ts";
 import { binaryLoop, unaryLoop } from "./elementwise.ts";
 import { concatLoop, forEachSliceIndex, reduceLoop, transposeLoop } from "./layout.ts";
-import { col2im, gemm, im2col } from "./naive.ts";
+import { gemm } from "./kernels/gemm.ts";
+import { type ConvDims, conv2dForward, conv2dGradInput, conv2dGradWeight } from "./kernels/conv.ts";
 import { crossEntropyGradRows, crossEntropyRows, pool2d, pool2dGrad, pooledSize, softmaxRows } from "./nn.ts";
 
 const arr = (t: Tensor): TypedArray => t.storage as TypedArray;
@@ -41,12 +42,10 @@ function batchOffsets(shape: readonly number[], outBatch: readonly number[], mat
   return offs;
 }
 
-function convDims(xShape: readonly number[], wShape: readonly number[], geo: Conv2dGeometry) {
-  const [n, c, h, w] = xShape;
-  const [o, , kh, kw] = wShape;
-  const [sh, sw] = geo.stride, [ph, pw] = geo.padding;
-  const ho = pooledSize(h, kh, sh, ph), wo = pooledSize(w, kw, sw, pw);
-  return { n, c, h, w, o, kh, kw, sh, sw, ph, pw, ho, wo, ckk: c * kh * kw, hw: ho * wo };
+function convDims(xShape: readonly number[], wShape: readonly number[], geo: Conv2dGeometry): ConvDims {
+  const [N, C, H, W] = xShape;
+  const [O, , kh, kw] = wShape;
+  return { N, C, H, W, O, kh, kw, sh: geo.stride[0], sw: geo.stride[1], ph: geo.padding[0], pw: geo.padding[1] };
 }
 
 /** The CPU implementation of {@linkcode Backend}. */
@@ -159,38 +158,14 @@ export const cpuBackend: Backend = {
 
   conv2d(x, w, geo) {
     const d = convDims(x.shape, w.shape, geo);
-    const out = allocArray(x.dtype, d.n * d.o * d.hw);
-    const cols = allocArray(x.dtype, d.ckk * d.hw);
-    const xa = arr(x), wa = arr(w);
-    for (let i = 0; i < d.n; i++) {
-      im2col(xa, i * d.c * d.h * d.w, d.c, d.h, d.w, d.kh, d.kw, d.sh, d.sw, d.ph, d.pw, d.ho, d.wo, cols);
-      gemm(false, false, d.o, d.hw, d.ckk, wa, 0, cols, 0, out, i * d.o * d.hw);
-    }
-    return make(out, [d.n, d.o, d.ho, d.wo], x.dtype);
+    const [ho, wo] = [pooledSize(d.H, d.kh, d.sh, d.ph), pooledSize(d.W, d.kw, d.sw, d.pw)];
+    return make(conv2dForward(arr(x), arr(w), d), [d.N, d.O, ho, wo], x.dtype);
   },
   conv2dGradInput(gy, w, xShape, geo) {
-    const d = convDims(xShape, w.shape, geo);
-    const gx = allocArray(gy.dtype, shapeSize(xShape));
-    const cols = allocArray(gy.dtype, d.ckk * d.hw);
-    const ga = arr(gy), wa = arr(w);
-    for (let i = 0; i < d.n; i++) {
-      gemm(true, false, d.ckk, d.hw, d.o, wa, 0, ga, i * d.o * d.hw, cols, 0);
-      col2im(cols, d.c, d.h, d.w, d.kh, d.kw, d.sh, d.sw, d.ph, d.pw, d.ho, d.wo, gx, i * d.c * d.h * d.w);
-    }
-    return make(gx, xShape, gy.dtype);
+    return make(conv2dGradInput(arr(gy), arr(w), convDims(xShape, w.shape, geo)), xShape, gy.dtype);
   },
   conv2dGradWeight(x, gy, wShape, geo) {
-    const d = convDims(x.shape, wShape, geo);
-    const gw = allocArray(x.dtype, shapeSize(wShape));
-    const part = allocArray(x.dtype, gw.length);
-    const cols = allocArray(x.dtype, d.ckk * d.hw);
-    const xa = arr(x), ga = arr(gy);
-    for (let i = 0; i < d.n; i++) {
-      im2col(xa, i * d.c * d.h * d.w, d.c, d.h, d.w, d.kh, d.kw, d.sh, d.sw, d.ph, d.pw, d.ho, d.wo, cols);
-      gemm(false, true, d.o, d.ckk, d.hw, ga, i * d.o * d.hw, cols, 0, part, 0);
-      for (let j = 0; j < gw.length; j++) gw[j] += part[j];
-    }
-    return make(gw, wShape, x.dtype);
+    return make(conv2dGradWeight(arr(x), arr(gy), convDims(x.shape, wShape, geo)), wShape, x.dtype);
   },
 
   maxPool2d(x, geo) {

@@ -1,0 +1,246 @@
+/**
+ * General matrix multiply for the CPU backend: `C = op(A)·op(B)` on row-major typed arrays.
+ *
+ * - float64: plain JavaScript (gradient checks; correctness only).
+ * - float32: WebAssembly SIMD generated at run time (packed panels, register-tiled micro-kernel,
+ *   cache blocking), spread over workers sharing the WebAssembly memory for large products;
+ *   plain JavaScript where WebAssembly SIMD is missing.
+ *
+ * @example
+ * ```ts
+ * import { gemm } from "./gemm.ts";
+ * const a = new Float32Array([1, 2, 3, 4]); // 2×2
+ * const b = new Float32Array([5, 6, 7, 8]); // 2×2
+ * const c = new Float32Array(4);
+ * gemm(false, false, 2, 2, 2, a, 0, b, 0, c, 0); // c = [19, 22, 43, 50]
+ * ```
+ *
+ * @module
+ */
+import { type GemmArray, gemmJs } from "./gemm_js.ts";
+import { DEFAULT_TILING, hasRelaxedSimd, hasSharedMemory, hasWasmSimd, WasmGemmEngine } from "./gemm_wasm.ts";
+import { GemmWorkerPool, threadSupport, type WorkerKind } from "./gemm_threads.ts";
+
+export type { GemmArray } from "./gemm_js.ts";
+export type { WorkerKind } from "./gemm_threads.ts";
+
+/**
+ * Which float32 implementation {@linkcode gemm} uses. `"auto"` (default): WebAssembly SIMD; for
+ * products of at least {@linkcode GEMM_THREAD_MIN_FLOPS} flops, on workers too where that measures
+ * faster (self-tuning per size class); `"js"`: plain
+ * JavaScript; `"wasm"`: WebAssembly SIMD on the calling thread; `"wasm-threads"`: WebAssembly SIMD
+ * on workers for every size (testing).
+ */
+export type GemmImpl = "auto" | "js" | "wasm" | "wasm-threads";
+
+/** Products below this many flops (2·M·N·K) stay on the calling thread in `"auto"` mode. */
+export const GEMM_THREAD_MIN_FLOPS = 2 * 96 * 96 * 96;
+
+/** What this platform supports. */
+export interface GemmCapabilities {
+  /** WebAssembly fixed-width SIMD. */
+  wasmSimd: boolean;
+  /** Relaxed SIMD (fused multiply-add in the micro-kernel). */
+  relaxedSimd: boolean;
+  /** Participants (calling thread + workers) the threaded path can use; 1 when unavailable. */
+  threads: number;
+  /** Why workers are unavailable, when they are. */
+  threadsUnavailable?: string;
+}
+
+let support = threadSupport();
+let caps = computeCapabilities();
+
+function computeCapabilities(): GemmCapabilities {
+  const threads = hasWasmSimd && hasSharedMemory && support.ok ? support.participants : 1;
+  const c: GemmCapabilities = { wasmSimd: hasWasmSimd, relaxedSimd: hasRelaxedSimd, threads };
+  if (threads <= 1) {
+    c.threadsUnavailable = !hasWasmSimd
+      ? "no WebAssembly SIMD"
+      : !hasSharedMemory
+      ? "no SharedArrayBuffer (shared WebAssembly memory)"
+      : support.reason ?? "a single hardware thread";
+  }
+  return c;
+}
+
+/** What this platform supports for {@linkcode gemm}. */
+export function gemmCapabilities(): GemmCapabilities {
+  return { ...caps };
+}
+
+let impl: GemmImpl = "auto";
+let engine: WasmGemmEngine | undefined;
+let pool: GemmWorkerPool | undefined;
+
+function getEngine(): WasmGemmEngine {
+  if (!engine) {
+    const parts = caps.threads;
+    engine = new WasmGemmEngine(
+      { ...DEFAULT_TILING, fma: DEFAULT_TILING.fma && hasRelaxedSimd },
+      parts > 1,
+      parts,
+    );
+  }
+  return engine;
+}
+
+function getPool(): GemmWorkerPool {
+  if (!pool) pool = new GemmWorkerPool(getEngine(), support);
+  return pool;
+}
+
+/**
+ * Forces the float32 implementation of {@linkcode gemm} (float64 always uses plain JavaScript).
+ * Throws when the platform lacks what `which` needs (see {@linkcode gemmCapabilities}).
+ */
+export function setGemmImpl(which: GemmImpl): void {
+  if (which !== "auto" && which !== "js" && which !== "wasm" && which !== "wasm-threads") {
+    throw new Error(
+      `setGemmImpl: which must be "auto", "js", "wasm" or "wasm-threads", got ${String(which)}`,
+    );
+  }
+  if ((which === "wasm" || which === "wasm-threads") && !caps.wasmSimd) {
+    throw new Error(`setGemmImpl: "${which}" is unavailable: this engine has no WebAssembly SIMD`);
+  }
+  if (which === "wasm-threads" && caps.threads <= 1) {
+    throw new Error(`setGemmImpl: "wasm-threads" is unavailable: ${caps.threadsUnavailable}`);
+  }
+  impl = which;
+}
+
+/** The float32 implementation {@linkcode gemm} currently uses (as set by {@linkcode setGemmImpl}). */
+export function getGemmImpl(): GemmImpl {
+  return impl;
+}
+
+/**
+ * Chooses the worker API: `"node"` (`node:worker_threads`, unreferenced; the default where it
+ * exists) or `"web"` (Web Workers; in Deno they keep the process alive until
+ * {@linkcode shutdownGemmWorkers}). Stops the current workers. Throws when `kind` is unavailable.
+ */
+export function setGemmWorkerKind(kind: WorkerKind): void {
+  const s = threadSupport(kind);
+  if (!s.ok || s.kind !== kind) {
+    throw new Error(`setGemmWorkerKind: "${kind}" workers are unavailable: ${s.reason ?? `got "${s.kind}"`}`);
+  }
+  shutdownGemmWorkers();
+  support = s;
+  caps = computeCapabilities();
+}
+
+/**
+ * Stops the GEMM workers (they restart on the next threaded product). Only needed where workers
+ * would keep a process alive (Web Workers); Deno and Node use unreferenced `node:worker_threads`.
+ */
+export function shutdownGemmWorkers(): void {
+  pool?.shutdown();
+  pool = undefined;
+}
+
+/** Worker statistics: workers started and chunks of products they computed (0 before any start). */
+export function gemmThreadStats(): { workers: number; workerChunks: number } {
+  return { workers: pool?.size ?? 0, workerChunks: pool?.workerChunks ?? 0 };
+}
+
+function check(name: string, v: number): void {
+  if (!Number.isInteger(v) || v < 0) throw new RangeError(`gemm: ${name} must be an integer >= 0, got ${v}`);
+}
+
+function checkArray(name: string, x: GemmArray, off: number, len: number): void {
+  check(`${name}Off`, off);
+  if (off + len > x.length) {
+    throw new RangeError(
+      `gemm: ${name} needs ${len} elements from offset ${off}, but has length ${x.length}`,
+    );
+  }
+}
+
+/**
+ * C[M×N] = op(A)·op(B), overwriting C. Row-major: A is M×K (stored K×M when `transA`), B is K×N
+ * (stored N×K when `transB`); the operands start at `aOff`, `bOff`, `cOff` of their arrays. All three
+ * arrays must be of one type; C must not overlap A or B.
+ */
+export function gemm(
+  transA: boolean,
+  transB: boolean,
+  M: number,
+  N: number,
+  K: number,
+  a: GemmArray,
+  aOff: number,
+  b: GemmArray,
+  bOff: number,
+  c: GemmArray,
+  cOff: number,
+): void {
+  check("M", M);
+  check("N", N);
+  check("K", K);
+  if (a.constructor !== b.constructor || a.constructor !== c.constructor) {
+    throw new TypeError(
+      `gemm: a, b and c must have one type, got ${a.constructor.name}, ${b.constructor.name}, ${c.constructor.name}`,
+    );
+  }
+  if (!(a instanceof Float32Array) && !(a instanceof Float64Array)) {
+    throw new TypeError(
+      `gemm: arrays must be Float32Array or Float64Array, got ${(a as object).constructor.name}`,
+    );
+  }
+  checkArray("a", a, aOff, M * K);
+  checkArray("b", b, bOff, K * N);
+  checkArray("c", c, cOff, M * N);
+  if (M === 0 || N === 0) return;
+  if (K === 0) {
+    c.fill(0, cOff, cOff + M * N);
+    return;
+  }
+  if (a instanceof Float64Array || impl === "js" || !hasWasmSimd) {
+    gemmJs(transA, transB, M, N, K, a, aOff, b, bOff, c, cOff);
+    return;
+  }
+  const fa = a as Float32Array, fb = b as Float32Array, fc = c as Float32Array;
+  const flops = 2 * M * N * K;
+  if (impl === "wasm-threads") getPool().gemm(transA, transB, M, N, K, fa, aOff, fb, bOff, fc, cOff);
+  else if (impl === "wasm" || flops < GEMM_THREAD_MIN_FLOPS || caps.threads <= 1) {
+    getEngine().gemm(transA, transB, M, N, K, fa, aOff, fb, bOff, fc, cOff);
+  } else autoGemm(flops, transA, transB, M, N, K, fa, aOff, fb, bOff, fc, cOff);
+}
+
+/**
+ * Self-tuning choice between the calling thread and the workers, per size class (power of two of
+ * the flop count): an exponential average of the time per flop of each, the faster one used, the
+ * other retried every {@linkcode EXPLORE_EVERY} calls. On a busy machine (cores taken by other
+ * processes) workers can be slower than one thread; this keeps "auto" never much worse than either.
+ */
+const EXPLORE_EVERY = 8;
+const speed: { single: number; threaded: number; calls: number }[] = [];
+
+function autoGemm(
+  flops: number,
+  transA: boolean,
+  transB: boolean,
+  M: number,
+  N: number,
+  K: number,
+  a: Float32Array,
+  aOff: number,
+  b: Float32Array,
+  bOff: number,
+  c: Float32Array,
+  cOff: number,
+): void {
+  const cls = Math.floor(Math.log2(flops));
+  const s = speed[cls] ??= { single: 0, threaded: 0, calls: 0 };
+  s.calls++;
+  const better = s.threaded === 0 || (s.single !== 0 && s.threaded < s.single);
+  const useThreads = s.calls % EXPLORE_EVERY === 0 ? !better : better;
+  const starting = useThreads && !pool;
+  const t0 = performance.now();
+  if (useThreads) getPool().gemm(transA, transB, M, N, K, a, aOff, b, bOff, c, cOff);
+  else getEngine().gemm(transA, transB, M, N, K, a, aOff, b, bOff, c, cOff);
+  if (starting) return; // this call paid for starting the workers: not representative
+  const x = (performance.now() - t0) / flops;
+  if (useThreads) s.threaded = s.threaded === 0 ? x : 0.7 * s.threaded + 0.3 * x;
+  else s.single = s.single === 0 ? x : 0.7 * s.single + 0.3 * x;
+}

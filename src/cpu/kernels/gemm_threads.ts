@@ -1,0 +1,222 @@
+/**
+ * Workers for the WebAssembly GEMM. Every worker instantiates the same module over the same shared
+ * memory and sleeps in `Atomics.wait`. A product is published in the control words; the calling
+ * thread and the workers claim its chunks (rows or columns of C) with a compare-and-swap, so a slow
+ * or still-starting worker never holds the others up; the caller blocks in `Atomics.wait` until
+ * every chunk is done.
+ *
+ * Deno, Node and Bun get `node:worker_threads` workers that are `unref`-ed, so they never keep a
+ * process alive; browsers get Web Workers (only where `Atomics.wait` is allowed on the calling
+ * thread, i.e. inside a worker of a cross-origin-isolated page).
+ *
+ * @module
+ */
+import { CTL, type GemmJob, type WasmGemmEngine } from "./gemm_wasm.ts";
+
+/** Extra control words (after those of `CTL`). */
+const EPOCH = 6, ERR = 7;
+
+/** Which worker API the pool uses. */
+export type WorkerKind = "node" | "web";
+
+/** Whether and how workers can be used here. */
+export interface ThreadSupport {
+  /** Workers usable. */
+  ok: boolean;
+  /** Participants: the calling thread plus workers (hardware threads, at most 16). */
+  participants: number;
+  /** The worker API used. */
+  kind?: WorkerKind;
+  /** Why workers are unavailable. */
+  reason?: string;
+}
+
+type NodeWorkerCtor = new (src: string, opts: { eval: boolean }) => {
+  postMessage(m: unknown): void;
+  unref(): void;
+  terminate(): unknown;
+};
+
+function nodeWorkerCtor(): NodeWorkerCtor | undefined {
+  try {
+    const proc = (globalThis as { process?: { getBuiltinModule?: (n: string) => any } }).process;
+    return proc?.getBuiltinModule?.("node:worker_threads")?.Worker;
+  } catch {
+    return undefined;
+  }
+}
+
+function canBlock(): boolean {
+  try {
+    return Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0) === "not-equal";
+  } catch {
+    return false;
+  }
+}
+
+/** Detects worker support; `prefer` picks Web Workers even where `node:worker_threads` exists. */
+export function threadSupport(prefer?: WorkerKind): ThreadSupport {
+  const hc = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
+  const participants = Math.max(1, Math.min(16, Math.floor(hc ?? 1)));
+  if (participants < 2) return { ok: false, participants: 1, reason: "a single hardware thread" };
+  if (typeof SharedArrayBuffer !== "function") {
+    return { ok: false, participants: 1, reason: "no SharedArrayBuffer" };
+  }
+  if (!canBlock()) {
+    return { ok: false, participants: 1, reason: "Atomics.wait is not allowed on this thread" };
+  }
+  if (prefer !== "web" && nodeWorkerCtor()) return { ok: true, participants, kind: "node" };
+  if (typeof Worker === "function") return { ok: true, participants, kind: "web" };
+  return { ok: false, participants: 1, reason: "no Worker API" };
+}
+
+/** The worker's source (plain JavaScript; runs as CommonJS under node:worker_threads or as a module). */
+const WORKER_SOURCE = `
+const C = ${JSON.stringify({ ...CTL, EPOCH, ERR })};
+const main = (d) => {
+  const ex = new WebAssembly.Instance(new WebAssembly.Module(d.bytes), { env: { mem: d.mem } }).exports;
+  const ctl = new Int32Array(d.mem.buffer, 0, C.WORDS);
+  let gen = Atomics.load(ctl, C.GEN);
+  for (;;) {
+    Atomics.wait(ctl, C.GEN, gen);
+    gen = Atomics.load(ctl, C.GEN);
+    if (Atomics.load(ctl, C.STOP) !== 0 || Atomics.load(ctl, C.EPOCH) !== d.epoch) return;
+    for (;;) {
+      const c = Atomics.load(ctl, C.NEXT), e = Atomics.load(ctl, C.END);
+      if (c >= e) break;
+      if (Atomics.compareExchange(ctl, C.NEXT, c, c + 1) !== c) continue;
+      try {
+        const total = ctl[C.TOTAL], size = ctl[C.CHUNK], s = (c - ctl[C.BASE]) * size;
+        const t = Math.min(total, s + size), g = C.ARGS;
+        if (ctl[C.MODE] === 0) {
+          ex.rows(ctl[g], ctl[g + 1], ctl[g + 2], ctl[g + 3], ctl[g + 4], ctl[g + 5], ctl[g + 6], ctl[g + 7],
+            ctl[g + 8], s, t, d.wsA, d.scratch);
+        } else {
+          ex.cols(ctl[g], ctl[g + 1], ctl[g + 2], ctl[g + 3], ctl[g + 4], ctl[g + 5], ctl[g + 6], ctl[g + 7],
+            ctl[g + 8], s, t, d.wsB, d.scratch);
+        }
+        Atomics.add(ctl, C.WORKED, 1);
+      } catch (err) {
+        Atomics.store(ctl, C.ERR, 1);
+      }
+      if (Atomics.add(ctl, C.DONE, 1) + 1 === e) Atomics.notify(ctl, C.DONE);
+    }
+  }
+};
+if (typeof require === "function") require("node:worker_threads").parentPort.once("message", main);
+else self.onmessage = (e) => main(e.data);
+`;
+
+let epochs = 0;
+
+/** Workers sharing a {@linkcode WasmGemmEngine}'s memory; the calling thread is participant 0. */
+export class GemmWorkerPool {
+  private readonly workers: { terminate(): unknown }[] = [];
+  private readonly ctl: Int32Array;
+  private readonly epoch = ++epochs;
+
+  /** Starts `support.participants - 1` workers (they join products as soon as they are up). */
+  constructor(private readonly engine: WasmGemmEngine, support: ThreadSupport) {
+    if (!support.ok || !engine.shared) {
+      throw new Error(`GemmWorkerPool: workers are unavailable: ${support.reason ?? "memory not shared"}`);
+    }
+    this.ctl = engine.control();
+    Atomics.store(this.ctl, CTL.STOP, 0);
+    Atomics.store(this.ctl, EPOCH, this.epoch);
+    const n = Math.min(support.participants, engine.participants) - 1;
+    let url: string | undefined;
+    for (let id = 1; id <= n; id++) {
+      const msg = { bytes: engine.bytes, mem: engine.memory, epoch: this.epoch, ...engine.workspace(id) };
+      if (support.kind === "node") {
+        const w = new (nodeWorkerCtor()!)(WORKER_SOURCE, { eval: true });
+        w.unref();
+        w.postMessage(msg);
+        this.workers.push(w);
+      } else {
+        url ??= URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "text/javascript" }));
+        const w = new Worker(url, { type: "module" });
+        w.postMessage(msg);
+        this.workers.push(w);
+      }
+    }
+  }
+
+  /** Number of workers started. */
+  get size(): number {
+    return this.workers.length;
+  }
+
+  /** Chunks computed by workers so far (all pools over this memory). */
+  get workerChunks(): number {
+    return Atomics.load(this.ctl, CTL.WORKED);
+  }
+
+  /** Runs all chunks of `job`, on the calling thread and on whichever workers are awake. */
+  run(job: GemmJob): void {
+    const ctl = this.ctl;
+    let base = Atomics.load(ctl, CTL.NEXT);
+    if (base > 1 << 30) {
+      // Counters only grow; rewind them between products (END first, see the worker's claim loop).
+      Atomics.store(ctl, CTL.END, 0);
+      Atomics.store(ctl, CTL.NEXT, 0);
+      Atomics.store(ctl, CTL.DONE, 0);
+      base = 0;
+    }
+    for (let i = 0; i < 9; i++) ctl[CTL.ARGS + i] = job.args[i];
+    ctl[CTL.MODE] = job.mode === "rows" ? 0 : 1;
+    ctl[CTL.TOTAL] = job.total;
+    ctl[CTL.CHUNK] = job.chunk;
+    Atomics.store(ctl, ERR, 0);
+    Atomics.store(ctl, CTL.BASE, base);
+    const end = base + job.chunks;
+    Atomics.store(ctl, CTL.END, end);
+    Atomics.add(ctl, CTL.GEN, 1);
+    Atomics.notify(ctl, CTL.GEN);
+    let error: unknown;
+    for (;;) {
+      const c = Atomics.load(ctl, CTL.NEXT);
+      if (c >= end) break;
+      if (Atomics.compareExchange(ctl, CTL.NEXT, c, c + 1) !== c) continue;
+      try {
+        this.engine.runChunk(job, c - base, 0);
+      } catch (e) {
+        error ??= e; // keep claiming so that the counters stay consistent, then rethrow
+      }
+      Atomics.add(ctl, CTL.DONE, 1);
+    }
+    for (let d = Atomics.load(ctl, CTL.DONE); d < end; d = Atomics.load(ctl, CTL.DONE)) {
+      Atomics.wait(ctl, CTL.DONE, d);
+    }
+    if (error !== undefined) throw error;
+    if (Atomics.load(ctl, ERR) !== 0) throw new Error("gemm: a worker failed while computing its chunk");
+  }
+
+  /** C = op(A)·op(B) across the workers. */
+  gemm(
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    a: Float32Array,
+    aOff: number,
+    b: Float32Array,
+    bOff: number,
+    c: Float32Array,
+    cOff: number,
+  ): void {
+    const e = this.engine;
+    const { job, cPtr } = e.prepare(transA, transB, M, N, K, a, aOff, b, bOff, this.workers.length + 1);
+    this.run(job);
+    e.copyOut(cPtr, M, N, c, cOff);
+  }
+
+  /** Stops the workers. */
+  shutdown(): void {
+    Atomics.store(this.ctl, CTL.STOP, 1);
+    Atomics.add(this.ctl, CTL.GEN, 1);
+    Atomics.notify(this.ctl, CTL.GEN);
+    for (const w of this.workers) w.terminate();
+    this.workers.length = 0;
+  }
+}

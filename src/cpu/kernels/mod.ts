@@ -1,0 +1,29 @@
+/**
+ * Fast CPU kernels: {@linkcode gemm} (WebAssembly SIMD generated at run time, workers over shared
+ * memory, plain-JS fallback) and the im2col/col2im convolution helpers built on it.
+ *
+ * @module
+ */
+export {
+  gemm,
+  GEMM_THREAD_MIN_FLOPS,
+  type GemmArray,
+  type GemmCapabilities,
+  gemmCapabilities,
+  type GemmImpl,
+  gemmThreadStats,
+  getGemmImpl,
+  setGemmImpl,
+  setGemmWorkerKind,
+  shutdownGemmWorkers,
+  type WorkerKind,
+} from "./gemm.ts";
+export {
+  col2im,
+  conv2dForward,
+  conv2dGradInput,
+  conv2dGradWeight,
+  type ConvDims,
+  convOutSize,
+  im2col,
+} from "./conv.ts";
