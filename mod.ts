@@ -17,3 +17,19 @@ export * from "./src/autodiff.ts";
 export type { BinaryOp, Conv2dGeometry, Pool2dGeometry, ReduceOp, UnaryOp } from "./src/backend.ts";
 export * from "./src/nn/mod.ts";
 export * from "./src/optim/mod.ts";
+export {
+  type DeviceChoice,
+  dispose,
+  type GpuLimits,
+  hasWebGPU,
+  initWebGPU,
+  type InitWebGPUOptions,
+  NoWebGPUError,
+  setDefaultDevice,
+  syncWebGPU,
+  tidy,
+  toDevice,
+  type WebGPUInfo,
+  webgpuStats,
+  type WebGPUStats,
+} from "./src/webgpu/mod.ts";

@@ -1,0 +1,80 @@
+/**
+ * WebGPU throughput of conv2d (forward and both gradients, GFLOP/s), elementwise ops and
+ * reductions (GB/s of compulsory traffic): `deno bench -A bench/webgpu_ops_bench.ts`.
+ */
+import type { Tensor } from "../src/tensor.ts";
+import { benchGpu, gpuBench } from "./webgpu_util.ts";
+
+const b = await benchGpu("webgpu_ops_bench");
+const software = b?.ctx.description.includes("llvmpipe") ?? false;
+
+function t(shape: number[]): Tensor {
+  const n = shape.reduce((a, c) => a * c, 1);
+  return b!.fromArray(Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 0.5), shape, "float32");
+}
+
+if (b) {
+  // conv2d: batch × 32 channels × 32² → 64 channels, 3×3, padding 1 (a CIFAR-like layer)
+  const N = software ? 4 : 64, C = 32, H = 32, O = 64;
+  const x = t([N, C, H, H]), w = t([O, C, 3, 3]), gy = t([N, O, H, H]);
+  const geo = { stride: [1, 1] as [number, number], padding: [1, 1] as [number, number] };
+  const flops = 2 * N * O * H * H * C * 9;
+  gpuBench(
+    b,
+    `conv2d fwd ${N}x${C}x${H}² → ${O}, 3x3`,
+    flops,
+    "GFLOP/s",
+    () => b.release(b.conv2d(x, w, geo)),
+  );
+  gpuBench(b, `conv2d grad input`, flops, "GFLOP/s", () => b.release(b.conv2dGradInput(gy, w, x.shape, geo)));
+  gpuBench(
+    b,
+    `conv2d grad weight`,
+    flops,
+    "GFLOP/s",
+    () => b.release(b.conv2dGradWeight(x, gy, w.shape, geo)),
+  );
+
+  // elementwise: 16M elements (1M on software)
+  const n = software ? 1 << 20 : 1 << 24;
+  const a = t([n]), c = t([n]);
+  gpuBench(b, `relu ${n}`, 8 * n, "GB/s", () => b.release(b.unary("relu", a)));
+  gpuBench(b, `add ${n} + ${n}`, 12 * n, "GB/s", () => b.release(b.binary("add", a, c, [n])));
+  const rows = n / 1024;
+  const m = t([rows, 1024]), bias = t([1024]);
+  gpuBench(
+    b,
+    `add [${rows}, 1024] + [1024] (bias)`,
+    8 * n,
+    "GB/s",
+    () => b.release(b.binary("add", m, bias, [rows, 1024])),
+  );
+  const col = t([rows, 1]);
+  gpuBench(
+    b,
+    `mul [${rows}, 1024] · [${rows}, 1]`,
+    8 * n,
+    "GB/s",
+    () => b.release(b.binary("mul", m, col, [rows, 1024])),
+  );
+
+  // reductions
+  gpuBench(b, `sum all ${n}`, 4 * n, "GB/s", () => b.release(b.reduce("sum", a, [0], false)));
+  gpuBench(
+    b,
+    `sum [${rows}, 1024] axis 1 (rows)`,
+    4 * n,
+    "GB/s",
+    () => b.release(b.reduce("sum", m, [1], false)),
+  );
+  gpuBench(
+    b,
+    `sum [${rows}, 1024] axis 0 (bias grad)`,
+    4 * n,
+    "GB/s",
+    () => b.release(b.reduce("sum", m, [0], false)),
+  );
+  gpuBench(b, `max [${rows}, 1024] axis 1`, 4 * n, "GB/s", () => b.release(b.reduce("max", m, [1], false)));
+  const logits = t([rows * 100, 10]);
+  gpuBench(b, `softmax [${rows * 100}, 10]`, 8 * rows * 1000, "GB/s", () => b.release(b.softmax(logits)));
+}

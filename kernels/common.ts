@@ -1,0 +1,48 @@
+/**
+ * WGSL building blocks shared by the kernels: the uniform block (binding 0, read as a flat list of
+ * u32 words), the flat invocation index of 1-D kernels, and small helpers.
+ *
+ * Every kernel module exports functions returning WGSL text, so `kernels/` loads wherever the
+ * module is imported from (JSR over https included): no file reads.
+ *
+ * @module
+ */
+
+/** Threads per workgroup of the 1-D (elementwise) kernels. */
+export const WG1D = 256;
+
+/** Uniform words of a kernel, rounded up to whole vec4s. */
+export function uniformWords(n: number): number {
+  return Math.ceil(n / 4) * 4;
+}
+
+/**
+ * The uniform block of `words` u32 words at binding 0, with accessors `U(i)` (u32), `UI(i)` (i32)
+ * and `UF(i)` (f32 bit pattern).
+ */
+export function uniformBlock(words: number): string {
+  return `struct Params { d: array<vec4<u32>, ${Math.max(1, Math.ceil(words / 4))}> };
+@group(0) @binding(0) var<uniform> P: Params;
+fn U(i: u32) -> u32 { return P.d[i >> 2u][i & 3u]; }
+fn UI(i: u32) -> i32 { return bitcast<i32>(P.d[i >> 2u][i & 3u]); }
+fn UF(i: u32) -> f32 { return bitcast<f32>(P.d[i >> 2u][i & 3u]); }
+`;
+}
+
+/** `@compute` header of a 1-D kernel whose body starts with `let i: u32` = the flat index. */
+export function main1d(): string {
+  return `@compute @workgroup_size(${WG1D})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = (wid.x + wid.y * nwg.x) * ${WG1D}u + lid.x;`;
+}
+
+/** A storage binding declaration. */
+export function storage(binding: number, name: string, type: string, write = false): string {
+  return `@group(0) @binding(${binding}) var<storage, ${
+    write ? "read_write" : "read"
+  }> ${name}: array<${type}>;\n`;
+}
+
+/** WGSL for −∞ as f32. */
+export const NEG_INF = "bitcast<f32>(0xff800000u)";

@@ -1,0 +1,150 @@
+/**
+ * Elementwise WGSL kernels: unary ops, binary ops with NumPy broadcasting (a same-shape fast path,
+ * scalar fast paths, and a general strided path over up to 8 coalesced dims), fill, and a strided
+ * copy that implements transpose, slice, its adjoint and concat.
+ *
+ * @module
+ */
+import type { BinaryOp, UnaryOp } from "../src/backend.ts";
+import { main1d, storage, uniformBlock } from "./common.ts";
+
+/** Largest rank of the strided kernels (after coalescing dims). */
+export const MAX_RANK = 8;
+
+/** WGSL expression of each unary op, in terms of `x`. */
+export const UNARY_WGSL: Readonly<Record<UnaryOp, string>> = {
+  neg: "-x",
+  exp: "exp(x)",
+  log: "log(x)",
+  sqrt: "sqrt(x)",
+  relu: "select(0.0, x, x > 0.0)",
+  // exp-based: some drivers' tanh overflows to NaN for large |x|.
+  tanh: "tanh_(x)",
+  sigmoid: "sigmoid_(x)",
+  abs: "abs(x)",
+  sign: "sign(x)",
+  step: "select(0.0, 1.0, x > 0.0)",
+  square: "x * x",
+  reciprocal: "1.0 / x",
+};
+
+/** WGSL expression of each binary op, in terms of `a` and `b`. */
+export const BINARY_WGSL: Readonly<Record<BinaryOp, string>> = {
+  add: "a + b",
+  sub: "a - b",
+  mul: "a * b",
+  div: "a / b",
+  pow: "pow_(a, b)",
+  maximum: "max(a, b)",
+  minimum: "min(a, b)",
+  gt: "select(0.0, 1.0, a > b)",
+  ge: "select(0.0, 1.0, a >= b)",
+  eq: "select(0.0, 1.0, a == b)",
+};
+
+const HELPERS = `
+fn tanh_(x: f32) -> f32 {
+  let t = exp(-2.0 * abs(x));
+  return sign(x) * (1.0 - t) / (1.0 + t);
+}
+fn sigmoid_(x: f32) -> f32 {
+  if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
+  let e = exp(x);
+  return e / (1.0 + e);
+}
+// Math.pow semantics for negative bases with integer exponents; NaN for other negative bases.
+fn pow_(a: f32, b: f32) -> f32 {
+  if (b == 0.0) { return 1.0; }
+  if (a == 0.0) { return select(bitcast<f32>(0x7f800000u), 0.0, b > 0.0); }
+  let r = exp2(b * log2(abs(a)));
+  if (a > 0.0) { return r; }
+  if (round(b) != b) { return bitcast<f32>(0x7fc00000u); }
+  let odd = (abs(b) % 2.0) == 1.0;
+  return select(r, -r, odd);
+}
+`;
+
+/** Uniform words of the unary kernel: n. */
+export const UNARY_WORDS = 4;
+
+/** y[i] = op(x[i]). Bindings: x (read), y (write). Uniforms: [n]. */
+export function unaryKernel(op: UnaryOp): string {
+  return `${uniformBlock(UNARY_WORDS)}${storage(1, "X", "f32")}${storage(2, "Y", "f32", true)}${HELPERS}
+${main1d()}
+  if (i >= U(0)) { return; }
+  let x = X[i];
+  Y[i] = ${UNARY_WGSL[op]};
+}`;
+}
+
+/** Broadcast modes of the binary kernel. */
+export type BinaryMode = "same" | "scalarA" | "scalarB" | "general";
+
+/** Uniform words of the binary kernel: n, rank, pad, pad, shape[8], aStrides[8], bStrides[8]. */
+export const BINARY_WORDS = 4 + 3 * MAX_RANK;
+
+/** out[i] = op(a[·], b[·]) with broadcasting. Bindings: a, b (read), out (write). */
+export function binaryKernel(op: BinaryOp, mode: BinaryMode): string {
+  let index: string;
+  if (mode === "same") index = "let ia = i; let ib = i;";
+  else if (mode === "scalarA") index = "let ia = 0u; let ib = i;";
+  else if (mode === "scalarB") index = "let ia = i; let ib = 0u;";
+  else {
+    index = `var rem = i; var ia = 0u; var ib = 0u;
+  for (var d = i32(U(1)) - 1; d >= 0; d--) {
+    let s = U(4u + u32(d));
+    let c = rem % s;
+    rem = rem / s;
+    ia += c * U(${4 + MAX_RANK}u + u32(d));
+    ib += c * U(${4 + 2 * MAX_RANK}u + u32(d));
+  }`;
+  }
+  return `${uniformBlock(BINARY_WORDS)}${storage(1, "A", "f32")}${storage(2, "B", "f32")}${
+    storage(3, "Y", "f32", true)
+  }${HELPERS}
+${main1d()}
+  if (i >= U(0)) { return; }
+  ${index}
+  let a = A[ia];
+  let b = B[ib];
+  Y[i] = ${BINARY_WGSL[op]};
+}`;
+}
+
+/** Uniform words of the fill kernel: n, value (f32 bits). */
+export const FILL_WORDS = 4;
+
+/** y[i] = value. Bindings: y (write). */
+export function fillKernel(): string {
+  return `${uniformBlock(FILL_WORDS)}${storage(1, "Y", "f32", true)}
+${main1d()}
+  if (i >= U(0)) { return; }
+  Y[i] = UF(1u);
+}`;
+}
+
+/**
+ * Uniform words of the strided copy: n, rank, srcOffset, dstOffset, shape[8], srcStrides[8],
+ * dstStrides[8].
+ */
+export const COPY_WORDS = 4 + 3 * MAX_RANK;
+
+/**
+ * Strided copy: for each index vector c of `shape`, dst[dstOffset + c·dstStrides] =
+ * src[srcOffset + c·srcStrides]. Bindings: src (read), dst (write).
+ */
+export function copyKernel(): string {
+  return `${uniformBlock(COPY_WORDS)}${storage(1, "S", "f32")}${storage(2, "D", "f32", true)}
+${main1d()}
+  if (i >= U(0)) { return; }
+  var rem = i; var is = U(2); var id = U(3);
+  for (var d = i32(U(1)) - 1; d >= 0; d--) {
+    let s = U(4u + u32(d));
+    let c = rem % s;
+    rem = rem / s;
+    is += c * U(${4 + MAX_RANK}u + u32(d));
+    id += c * U(${4 + 2 * MAX_RANK}u + u32(d));
+  }
+  D[id] = S[is];
+}`;
+}

@@ -1,0 +1,166 @@
+/**
+ * Fused optimizer kernels: one dispatch per parameter array computes the base update (SGD with
+ * momentum/Nesterov/L2, or Adam/AdamW/AMSGrad), the new buffers, and the weight-noise step
+ * (`u' = u + (n_new − n_old)`, or `u − n_old` on a reset) with the noise drawn in-kernel from the
+ * WGSL Philox twin, bit-identical to `fillNoise`. One thread handles one Philox block (4 elements).
+ *
+ * The semantics are those of `src/optim/kernels.ts` (`OptimKernels`); arithmetic is float32.
+ *
+ * Uniforms: n, k0, k1, c1, c2, law, scale (f32), pad, then the optimizer's f32 constants from
+ * word 8: SGD lr, momentum, 1 − dampening, wd; Adam b1, 1 − b1, b2, 1 − b2, eps,
+ * lr/(1 − b1^t), √(1 − b2^t), wd, lr·wd (decoupled); addScaled alpha.
+ *
+ * @module
+ */
+import { main1d, storage, uniformBlock } from "./common.ts";
+import { RANDOM_WGSL } from "./random.ts";
+
+/** Uniform words of the optimizer kernels. */
+export const OPTIM_WORDS = 20;
+
+/** The weight-noise stage of a fused kernel. */
+export interface NoiseVariant {
+  /** Draw new noise (not a reset, scale ≠ 0): binds an `NOut` output. */
+  draw: boolean;
+  /** An old noise exists: binds an `NOld` input. */
+  nOld: boolean;
+  /** Write the drawn noise to `NOut` (default true; perturb does not keep it). */
+  store?: boolean;
+}
+
+/** A fused elementwise kernel: per-element body computing `var u`, plus the noise stage. */
+export interface FusedKernel {
+  /** Read bindings (f32 arrays), in binding order after the uniforms. */
+  reads: readonly string[];
+  /** Write bindings (f32 arrays), after the reads; `Uo` (the update) is added automatically. */
+  writes: readonly string[];
+  /** WGSL run for element `i`; must declare `var u: f32`. */
+  body: string;
+  /** The noise stage. */
+  noise: NoiseVariant;
+}
+
+/** Bindings of a fused kernel in order: reads, then writes (Uo, the named writes, NOut). */
+export function fusedBindings(k: FusedKernel): { reads: string[]; writes: string[] } {
+  const reads = [...k.reads, ...(k.noise.nOld ? ["NOld"] : [])];
+  const writes = ["Uo", ...k.writes, ...(k.noise.draw && k.noise.store !== false ? ["NOut"] : [])];
+  return { reads, writes };
+}
+
+/** WGSL of a fused kernel. */
+export function fusedKernel(k: FusedKernel): string {
+  const { reads, writes } = fusedBindings(k);
+  let decl = "";
+  reads.forEach((r, i) => (decl += storage(1 + i, r, "f32")));
+  writes.forEach((w, i) => (decl += storage(1 + reads.length + i, w, "f32", true)));
+  const stage = k.noise.draw
+    ? `let nn = z[l]; ${k.noise.store !== false ? "NOut[i] = nn; " : ""}u = u + (nn - ${
+      k.noise.nOld ? "NOld[i]" : "0.0"
+    });`
+    : k.noise.nOld
+    ? "u = u - NOld[i];"
+    : "";
+  return `${uniformBlock(OPTIM_WORDS)}${decl}${k.noise.draw ? RANDOM_WGSL : ""}
+${main1d()}
+  let n = U(0);
+  let base = 4u * i;
+  if (base >= n) { return; }
+  ${
+    k.noise.draw
+      ? "let z = noise_block(philox(U(1), U(2), vec4<u32>(i, U(3), U(4), 0u)), U(5), UF(6u));"
+      : ""
+  }
+  for (var l = 0u; l < 4u; l++) {
+    let i = base + l;
+    if (i >= n) { break; }
+    ${k.body}
+    ${stage}
+    Uo[i] = u;
+  }
+}`;
+}
+
+/** Flags of the SGD kernel. */
+export interface SgdVariant {
+  /** L2 weight decay (reads Pp). */
+  wd: boolean;
+  /** Momentum: none, first step (buffer = d), or later steps (reads Buf). */
+  momentum: "none" | "first" | "later";
+  /** Nesterov momentum. */
+  nesterov: boolean;
+  /** Noise stage. */
+  noise: NoiseVariant;
+}
+
+/** The fused SGD/VSGD kernel (torch.optim.SGD, then the noise stage). */
+export function sgdKernel(v: SgdVariant): FusedKernel {
+  const reads = ["G", ...(v.wd ? ["Pp"] : []), ...(v.momentum === "later" ? ["Buf"] : [])];
+  const writes = v.momentum === "none" ? [] : ["BufO"];
+  let body = `var d = G[i];${v.wd ? " d = d + UF(11u) * Pp[i];" : ""}`;
+  if (v.momentum !== "none") {
+    body += v.momentum === "first" ? " let b = d;" : " let b = UF(9u) * Buf[i] + UF(10u) * d;";
+    body += ` BufO[i] = b; d = ${v.nesterov ? "d + UF(9u) * b" : "b"};`;
+  }
+  body += " var u = -UF(8u) * d;";
+  return { reads, writes, body, noise: v.noise };
+}
+
+/** Flags of the Adam kernel. */
+export interface AdamVariant {
+  /** L2 decay added to the gradient (reads Pp). */
+  coupledWd: boolean;
+  /** Decoupled (AdamW) decay (reads Pp). */
+  decoupledWd: boolean;
+  /** First moment exists (reads M). */
+  hasM: boolean;
+  /** Second moment exists (reads V). */
+  hasV: boolean;
+  /** AMSGrad (writes VmO; reads Vm when it exists). */
+  amsgrad: boolean;
+  /** AMSGrad maximum exists. */
+  hasVmax: boolean;
+  /** Noise stage. */
+  noise: NoiseVariant;
+}
+
+/** The fused Adam/VAdam kernel (torch.optim.Adam/AdamW, then the noise stage). */
+export function adamKernel(v: AdamVariant): FusedKernel {
+  const reads = [
+    "G",
+    ...(v.coupledWd || v.decoupledWd ? ["Pp"] : []),
+    ...(v.hasM ? ["M"] : []),
+    ...(v.hasV ? ["V"] : []),
+    ...(v.amsgrad && v.hasVmax ? ["Vm"] : []),
+  ];
+  const writes = ["MO", "VO", ...(v.amsgrad ? ["VmO"] : [])];
+  let body = `var g = G[i];${v.coupledWd ? " g = g + UF(15u) * Pp[i];" : ""}
+    let m = UF(8u) * ${v.hasM ? "M[i]" : "0.0"} + UF(9u) * g; MO[i] = m;
+    let v = UF(10u) * ${v.hasV ? "V[i]" : "0.0"} + UF(11u) * g * g; VO[i] = v;
+    var vh = v;`;
+  if (v.amsgrad) body += ` vh = max(${v.hasVmax ? "Vm[i]" : "0.0"}, v); VmO[i] = vh;`;
+  body += `
+    let s = UF(13u) * m / (sqrt(vh) / UF(14u) + UF(12u));
+    var u = ${v.decoupledWd ? "-(UF(16u) * Pp[i]) - s" : "-s"};`;
+  return { reads, writes, body, noise: v.noise };
+}
+
+/** The weight-noise step alone on an update U. */
+export function noiseStepKernel(noise: NoiseVariant): FusedKernel {
+  return { reads: ["Ui"], writes: [], body: "var u = Ui[i];", noise };
+}
+
+/** θ + n (clean mode's perturb): the noise stage with nothing to remove. */
+export function perturbKernel(): FusedKernel {
+  return {
+    reads: ["Pp"],
+    writes: [],
+    body: "var u = Pp[i];",
+    noise: { draw: true, nOld: false, store: false },
+  };
+}
+
+/** a + alpha·b (alpha in word 8; exact for alpha = ±1). */
+export function addScaledKernel(alpha: 1 | -1 | 0): FusedKernel {
+  const expr = alpha === 1 ? "A[i] + B[i]" : alpha === -1 ? "A[i] - B[i]" : "A[i] + UF(8u) * B[i]";
+  return { reads: ["A", "B"], writes: [], body: `var u = ${expr};`, noise: { draw: false, nOld: false } };
+}

@@ -1,0 +1,998 @@
+/**
+ * The WebGPU implementation of {@linkcode Backend}: float32 tensors in pooled storage buffers,
+ * kernels from `kernels/`, dispatches batched into command buffers, and reference-counted storage
+ * (reshape views share a buffer) released by the autodiff tape, by {@linkcode tidy} scopes, or, as
+ * a backstop, when a tensor object is garbage collected.
+ *
+ * Nothing here waits on the GPU except {@linkcode WebGPUBackend.read}: ops only encode work.
+ *
+ * @module
+ */
+import type { Backend, BinaryOp, Conv2dGeometry, Pool2dGeometry, ReduceOp, UnaryOp } from "../backend.ts";
+import { type DType, fmtShape, shapeSize, Tensor, type TypedArray } from "../tensor.ts";
+import { uniformWords, WG1D } from "../../kernels/common.ts";
+import {
+  BINARY_WORDS,
+  binaryKernel,
+  type BinaryMode,
+  COPY_WORDS,
+  copyKernel,
+  FILL_WORDS,
+  fillKernel,
+  MAX_RANK,
+  UNARY_WORDS,
+  unaryKernel,
+} from "../../kernels/elementwise.ts";
+import { REDUCE_WG, REDUCE_WORDS, reduceKernel } from "../../kernels/reduce.ts";
+import {
+  MATMUL_WORDS,
+  matmulKernel,
+  type MatmulVariant,
+  type OperandMode,
+  plainLoaders,
+} from "../../kernels/matmul.ts";
+import {
+  CONV_DW_LOAD_A,
+  CONV_DW_LOAD_B,
+  CONV_DX_LOAD_A,
+  CONV_DX_LOAD_B,
+  CONV_FWD_LOAD_B,
+  CONV_GEO,
+} from "../../kernels/conv.ts";
+import { POOL_WORDS, poolGradKernel, poolKernel } from "../../kernels/pool.ts";
+import {
+  CE_GRAD_WORDS,
+  crossEntropyGradKernel,
+  SOFTMAX_WG,
+  SOFTMAX_WORDS,
+  softmaxKernel,
+} from "../../kernels/softmax.ts";
+import { checkContext, type GpuContext, throwPendingError } from "./device.ts";
+import { BufferPool } from "./pool.ts";
+import { type BindingKind, Encoder, type KernelSpec, PipelineCache } from "./pipelines.ts";
+import { broadcastStrides, coalesce, contiguousStrides } from "./layout.ts";
+
+/** GPU storage of one or more tensors (reshape views share it): a pooled buffer and a count. */
+export class GpuStorage {
+  /** The buffer (from the pool; at least 4·size bytes). */
+  readonly buffer: GPUBuffer;
+  /** The backend that owns the buffer. */
+  readonly owner: WebGPUBackend;
+  /** Number of live tensors using this storage; the buffer returns to the pool at 0. */
+  refs = 1;
+
+  /** Wraps a pooled buffer. Internal. */
+  constructor(buffer: GPUBuffer, owner: WebGPUBackend) {
+    this.buffer = buffer;
+    this.owner = owner;
+  }
+}
+
+interface Token {
+  storage: GpuStorage;
+  done: boolean;
+}
+
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+/** The bit pattern of `v` as a float32. */
+export function f32bits(v: number): number {
+  f32Scratch[0] = v;
+  return u32Scratch[0];
+}
+
+/** Statistics of the WebGPU backend (memory, pipelines, dispatches). */
+export interface WebGPUStats {
+  /** GPU buffers held by live tensors (and cached label uploads). */
+  liveBuffers: number;
+  /** Bytes of those buffers (bucket sizes). */
+  liveBytes: number;
+  /** Released buffers kept in the pool for reuse. */
+  freeBuffers: number;
+  /** Bytes of those buffers. */
+  freeBytes: number;
+  /** Buffers created since initialisation. */
+  created: number;
+  /** Allocations served from the pool. */
+  reused: number;
+  /** Compiled pipelines. */
+  pipelines: number;
+  /** Dispatches encoded since initialisation. */
+  dispatches: number;
+  /** Command buffers submitted since initialisation. */
+  submits: number;
+}
+
+const MATMUL_SPLIT_TARGET = 256;
+
+/** The WebGPU backend of one device. Create it with `initWebGPU()`. */
+export class WebGPUBackend implements Backend {
+  /** Always "webgpu". */
+  readonly device = "webgpu" as const;
+  /** The device context. */
+  readonly ctx: GpuContext;
+  /** The buffer pool. */
+  readonly pool: BufferPool;
+  /** The pipeline cache. */
+  readonly pipelines: PipelineCache;
+  /** The dispatch encoder. */
+  readonly encoder: Encoder;
+  readonly #tokens = new WeakMap<Tensor, Token>();
+  readonly #registry: FinalizationRegistry<Token>;
+  readonly #labels = new Map<Int32Array, { copy: Int32Array; buf: GPUBuffer }>();
+  readonly #staging = new Map<number, GPUBuffer[]>();
+
+  /** A backend on the device of `ctx`. */
+  constructor(ctx: GpuContext) {
+    this.ctx = ctx;
+    this.pool = new BufferPool(ctx);
+    this.pipelines = new PipelineCache(ctx);
+    this.encoder = new Encoder(ctx);
+    this.#registry = new FinalizationRegistry((tok) => {
+      if (!tok.done) {
+        tok.done = true;
+        this.#unref(tok.storage);
+      }
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Storage and tensors
+
+  /** A new tensor on a fresh pooled buffer of `shape`. `who` names the op for limit errors. */
+  alloc(shape: readonly number[], who: string): Tensor {
+    this.check(who);
+    const buf = this.pool.acquire(
+      shapeSize(shape) * 4,
+      `${who}: a float32 tensor of shape ${fmtShape(shape)}`,
+    );
+    return this.#wrap(new GpuStorage(buf, this), shape);
+  }
+
+  #wrap(s: GpuStorage, shape: readonly number[]): Tensor {
+    const t = new Tensor(s, shape, "float32", "webgpu");
+    const tok: Token = { storage: s, done: false };
+    this.#tokens.set(t, tok);
+    this.#registry.register(t, tok, tok);
+    return t;
+  }
+
+  #unref(s: GpuStorage): void {
+    if (--s.refs === 0 && s.owner === this) this.pool.release(s.buffer);
+  }
+
+  /** A raw pooled buffer for a temporary (return it with `pool.release`). */
+  temp(bytes: number, who: string): GPUBuffer {
+    return this.pool.acquire(bytes, `${who}: a temporary of ${bytes / 4} float32 values`);
+  }
+
+  /** Throws when the device is lost. */
+  check(who: string): void {
+    checkContext(this.ctx, who);
+  }
+
+  /**
+   * The buffer of `t`, after checking that `t` is a live float32 tensor of this device; `who` and
+   * `arg` name the op and argument in errors.
+   */
+  buffer(t: Tensor, who: string, arg: string): GPUBuffer {
+    if (!(t instanceof Tensor)) throw new TypeError(`${who}: ${arg} must be a Tensor, got ${typeof t}`);
+    if (t.device !== "webgpu") {
+      throw new Error(
+        `${who}: cannot mix devices: ${arg} is on ${t.device}, expected webgpu (move it with toDevice(t, "webgpu"))`,
+      );
+    }
+    if (t.dtype !== "float32") {
+      throw new TypeError(`${who}: ${arg} has dtype ${t.dtype}, WebGPU supports float32`);
+    }
+    const s = t.storage;
+    if (!(s instanceof GpuStorage)) throw new TypeError(`${who}: ${arg} has no WebGPU storage`);
+    if (s.owner !== this) {
+      throw new Error(
+        `${who}: ${arg} belongs to an earlier WebGPU device (lost or replaced by initWebGPU()); recreate it`,
+      );
+    }
+    this.check(who);
+    if (s.refs <= 0 || this.#tokens.get(t)?.done) {
+      throw new Error(`${who}: ${arg} ${fmtShape(t.shape)} was released; its GPU buffer is gone`);
+    }
+    return s.buffer;
+  }
+
+  /** Releases `t`'s reference to its storage (idempotent; views keep the buffer alive). */
+  release(t: Tensor): void {
+    const tok = this.#tokens.get(t);
+    if (!tok || tok.done) return;
+    tok.done = true;
+    this.#registry.unregister(tok);
+    this.#unref(tok.storage);
+  }
+
+  /** True when `t` was released (or collected). */
+  isReleased(t: Tensor): boolean {
+    const tok = this.#tokens.get(t);
+    return tok ? tok.done : (t.storage as GpuStorage).refs <= 0;
+  }
+
+  /** Memory and dispatch statistics. */
+  stats(): WebGPUStats {
+    return { ...this.pool.stats(), pipelines: this.pipelines.size, ...this.encoder.stats() };
+  }
+
+  /** Submits all encoded work to the GPU (does not wait). */
+  flush(): void {
+    this.encoder.flush();
+  }
+
+  /** Submits all encoded work and waits until the GPU has finished it (~10 ms in Deno). */
+  async sync(): Promise<void> {
+    this.check("sync");
+    this.encoder.flush();
+    await Promise.race([this.ctx.device.queue.onSubmittedWorkDone(), this.#lostError("sync")]);
+    throwPendingError(this.ctx, "sync");
+  }
+
+  #lostError(who: string): Promise<never> {
+    return this.ctx.lost.then((reason) => {
+      throw new Error(`${who}: the WebGPU device was lost (${reason}); call await initWebGPU() again`);
+    });
+  }
+
+  /** Writes host data into a pooled buffer (flushing first so earlier reads of it run before). */
+  upload(buf: GPUBuffer, data: Float32Array | Int32Array): void {
+    if (data.byteLength === 0) return;
+    this.encoder.flush();
+    this.ctx.device.queue.writeBuffer(buf, 0, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Dispatch helpers
+
+  #spec(key: string, words: number, bindings: readonly BindingKind[], code: () => string): KernelSpec {
+    return { key, code, bindings, uniformWords: uniformWords(words) };
+  }
+
+  /** Encodes one dispatch. */
+  run(
+    spec: KernelSpec,
+    uniforms: ArrayLike<number>,
+    buffers: readonly GPUBuffer[],
+    groups: readonly [number, number, number],
+  ): void {
+    const max = this.ctx.limits.maxComputeWorkgroupsPerDimension;
+    if (groups[0] > max || groups[1] > max || groups[2] > max) {
+      throw new RangeError(
+        `webgpu: ${spec.key} needs a dispatch of [${groups}] workgroups, over the device limit ` +
+          `maxComputeWorkgroupsPerDimension = ${max}`,
+      );
+    }
+    const u = uniforms instanceof Uint32Array ? uniforms : Uint32Array.from(uniforms, (v) => v >>> 0);
+    this.encoder.dispatch(this.pipelines.get(spec), u, buffers, groups);
+  }
+
+  /** A grid of `n` workgroups along x, folded into y past the per-dimension limit. */
+  grid(n: number): [number, number, number] {
+    const max = this.ctx.limits.maxComputeWorkgroupsPerDimension;
+    if (n <= max) return [n, 1, 1];
+    return [max, Math.ceil(n / max), 1];
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Backend: creation, transfer
+
+  fromArray(data: TypedArray, shape: readonly number[], dtype: DType): Tensor {
+    if (dtype !== "float32") {
+      throw new TypeError(`webgpu: dtype ${dtype} is not supported on webgpu (float32 only)`);
+    }
+    const t = this.alloc(shape, "tensor");
+    const f = data instanceof Float32Array ? data : Float32Array.from(data);
+    this.upload((t.storage as GpuStorage).buffer, f);
+    return t;
+  }
+
+  fill(shape: readonly number[], value: number, dtype: DType): Tensor {
+    if (dtype !== "float32") {
+      throw new TypeError(`fill: dtype ${dtype} is not supported on webgpu (float32 only)`);
+    }
+    const t = this.alloc(shape, "fill");
+    this.fillBuffer((t.storage as GpuStorage).buffer, t.size, value);
+    return t;
+  }
+
+  /** Fills the first `n` floats of `buf` with `value`. */
+  fillBuffer(buf: GPUBuffer, n: number, value: number): void {
+    if (n === 0) return;
+    if (Object.is(value, 0)) {
+      this.encoder.clear(buf, n * 4);
+      return;
+    }
+    const spec = this.#spec("fill", FILL_WORDS, ["write"], fillKernel);
+    this.run(spec, [n, f32bits(value)], [buf], this.grid(Math.ceil(n / WG1D)));
+  }
+
+  async read(t: Tensor): Promise<Float32Array> {
+    const buf = this.buffer(t, "read", "tensor");
+    const bytes = t.size * 4;
+    if (bytes === 0) return new Float32Array(0);
+    const size = Math.ceil(bytes / 256) * 256;
+    const staging = this.#staging.get(size)?.pop() ??
+      this.ctx.device.createBuffer({ size, usage: 0x01 /* MAP_READ */ | 0x08 /* COPY_DST */ });
+    this.encoder.copy(buf, 0, staging, 0, bytes);
+    this.encoder.flush();
+    try {
+      await Promise.race([staging.mapAsync(0x01, /* READ */ 0, bytes), this.#lostError("read")]);
+    } catch (e) {
+      throwPendingError(this.ctx, "read");
+      throw e;
+    }
+    const out = new Float32Array(staging.getMappedRange(0, bytes).slice(0));
+    staging.unmap();
+    let list = this.#staging.get(size);
+    if (!list) this.#staging.set(size, list = []);
+    if (list.length < 4) list.push(staging);
+    else staging.destroy();
+    throwPendingError(this.ctx, "read");
+    return out;
+  }
+
+  reshape(x: Tensor, shape: readonly number[]): Tensor {
+    this.buffer(x, "reshape", "x");
+    const s = x.storage as GpuStorage;
+    s.refs++;
+    return this.#wrap(s, shape);
+  }
+
+  cast(x: Tensor, dtype: DType): Tensor {
+    if (dtype !== "float32") {
+      throw new TypeError(`cast: dtype ${dtype} is not supported on webgpu (float32 only)`);
+    }
+    return this.reshape(x, x.shape);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Elementwise
+
+  unary(op: UnaryOp, x: Tensor): Tensor {
+    const xb = this.buffer(x, op, "x");
+    const y = this.alloc(x.shape, op);
+    if (x.size > 0) {
+      const spec = this.#spec(`unary/${op}`, UNARY_WORDS, ["read", "write"], () => unaryKernel(op));
+      this.run(spec, [x.size], [xb, (y.storage as GpuStorage).buffer], this.grid(Math.ceil(x.size / WG1D)));
+    }
+    return y;
+  }
+
+  binary(op: BinaryOp, a: Tensor, b: Tensor, outShape: readonly number[]): Tensor {
+    const ab = this.buffer(a, op, "a"), bb = this.buffer(b, op, "b");
+    const y = this.alloc(outShape, op);
+    const n = y.size;
+    if (n === 0) return y;
+    this.binaryBuffers(op, ab, a.shape, bb, b.shape, (y.storage as GpuStorage).buffer, outShape);
+    return y;
+  }
+
+  /** Encodes out = op(a, b) with broadcasting on raw buffers. */
+  binaryBuffers(
+    op: BinaryOp,
+    ab: GPUBuffer,
+    aShape: readonly number[],
+    bb: GPUBuffer,
+    bShape: readonly number[],
+    out: GPUBuffer,
+    outShape: readonly number[],
+  ): void {
+    const n = shapeSize(outShape), na = shapeSize(aShape), nb = shapeSize(bShape);
+    let mode: BinaryMode;
+    let u: number[] = [n, 1];
+    if (na === n && nb === n) mode = "same";
+    else if (na === 1 && nb === n) mode = "scalarA";
+    else if (nb === 1 && na === n) mode = "scalarB";
+    else {
+      mode = "general";
+      const c = coalesce(outShape, [broadcastStrides(aShape, outShape), broadcastStrides(bShape, outShape)]);
+      if (c.shape.length > MAX_RANK) {
+        throw new RangeError(
+          `${op}: broadcasting over more than ${MAX_RANK} dims is not supported on webgpu`,
+        );
+      }
+      u = [n, c.shape.length, 0, 0, ...pad(c.shape), ...pad(c.strides[0]), ...pad(c.strides[1])];
+    }
+    const spec = this.#spec(
+      `binary/${op}/${mode}`,
+      BINARY_WORDS,
+      ["read", "read", "write"],
+      () => binaryKernel(op, mode),
+    );
+    this.run(spec, u, [ab, bb, out], this.grid(Math.ceil(n / WG1D)));
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Reductions
+
+  reduce(op: ReduceOp, x: Tensor, axes: readonly number[], keepDims: boolean): Tensor {
+    const xb = this.buffer(x, op, "x");
+    const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+    const shape = keepDims ? kept : x.shape.filter((_, i) => !axes.includes(i));
+    const y = this.alloc(shape, op);
+    this.reduceBuffers(op, xb, x.shape, axes, 1, (y.storage as GpuStorage).buffer);
+    return y;
+  }
+
+  /**
+   * Encodes a reduction of the tensor of `shape` in `xb` over `axes` into `out` (kept dims in
+   * order, contiguous), multiplying sums by `scale`.
+   */
+  reduceBuffers(
+    op: ReduceOp,
+    xb: GPUBuffer,
+    shape: readonly number[],
+    axes: readonly number[],
+    scale: number,
+    out: GPUBuffer,
+  ): void {
+    const strides = contiguousStrides(shape);
+    const keptDims = shape.map((_, i) => i).filter((i) => !axes.includes(i));
+    const redDims = axes.slice();
+    const nOut = shapeSize(keptDims.map((i) => shape[i]));
+    const R = shapeSize(redDims.map((i) => shape[i]));
+    if (nOut === 0) return;
+    if (R === 0) {
+      this.fillBuffer(out, nOut, op === "sum" ? 0 : -Infinity);
+      return;
+    }
+    const k = coalesce(keptDims.map((i) => shape[i]), [keptDims.map((i) => strides[i])]);
+    const r = coalesce(redDims.map((i) => shape[i]), [redDims.map((i) => strides[i])]);
+    if (k.shape.length > MAX_RANK || r.shape.length > MAX_RANK) {
+      throw new RangeError(`${op}: reductions over more than ${MAX_RANK} coalesced dims are not supported`);
+    }
+    const contiguous = r.shape.length === 1 && r.strides[0][0] === 1;
+    // Split long reductions of few outputs into chunks reduced in a second pass.
+    let nChunks = 1;
+    if (nOut < 1024 && R > 16384) nChunks = Math.min(1024, Math.ceil(R / 8192));
+    const chunk = Math.ceil(R / nChunks);
+    const perGroup = chunk > 32;
+    const uni = (s: number) => [
+      nOut,
+      R,
+      k.shape.length,
+      r.shape.length,
+      chunk,
+      nChunks,
+      f32bits(s),
+      0,
+      ...pad(k.shape),
+      ...pad(k.strides[0]),
+      ...pad(r.shape),
+      ...pad(r.strides[0]),
+    ];
+    const spec = this.#spec(
+      `reduce/${op}/${perGroup ? "group" : "thread"}/${contiguous ? "contig" : "strided"}`,
+      REDUCE_WORDS,
+      ["read", "write"],
+      () => reduceKernel(op, perGroup, contiguous),
+    );
+    const groups = (units: number) => this.grid(perGroup ? units : Math.ceil(units / REDUCE_WG));
+    if (nChunks === 1) {
+      this.run(spec, uni(scale), [xb, out], groups(nOut));
+      return;
+    }
+    const part = this.temp(nOut * nChunks * 4, op);
+    this.run(spec, uni(1), [xb, part], groups(nOut * nChunks));
+    this.reduceBuffers(op, part, [nOut, nChunks], [1], scale, out);
+    this.pool.release(part);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Matmul and convolutions
+
+  /** Encodes one tiled-matmul dispatch (see kernels/matmul.ts for the uniform layout). */
+  #matmulRun(
+    name: string,
+    v: Omit<MatmulVariant, "tile">,
+    M: number,
+    N: number,
+    K: number,
+    z: number,
+    batch: { shape: number[]; a: number[]; b: number[] } | { kChunk: number },
+    extra: number[],
+    bufs: [GPUBuffer, GPUBuffer, GPUBuffer],
+  ): void {
+    const tiles64 = Math.ceil(M / 64) * Math.ceil(N / 64) * z;
+    const tile: 32 | 64 = tiles64 >= 128 ? 64 : 32;
+    const variant: MatmulVariant = { ...v, tile };
+    const key = `${name}/${tile}/${v.a}/${v.b}/${v.cVec ? "cv" : "cs"}/${v.splitK ? "split" : "batch"}`;
+    const u = new Array<number>(MATMUL_WORDS).fill(0);
+    u[0] = M;
+    u[1] = N;
+    u[2] = K;
+    u[3] = z;
+    if ("kChunk" in batch) u[5] = batch.kChunk;
+    else {
+      u[4] = batch.shape.length;
+      for (let i = 0; i < batch.shape.length; i++) {
+        u[8 + i] = batch.shape[i];
+        u[12 + i] = batch.a[i];
+        u[16 + i] = batch.b[i];
+      }
+    }
+    extra.forEach((x, i) => (u[CONV_GEO + i] = x));
+    const spec = this.#spec(key, MATMUL_WORDS, ["read", "read", "write"], () => matmulKernel(variant));
+    const T = tile;
+    this.run(spec, u, bufs, [Math.ceil(N / T), Math.ceil(M / T), z]);
+  }
+
+  matmul(a: Tensor, b: Tensor, transA: boolean, transB: boolean, outShape: readonly number[]): Tensor {
+    const ab = this.buffer(a, "matmul", "a"), bb = this.buffer(b, "matmul", "b");
+    const y = this.alloc(outShape, "matmul");
+    const r = outShape.length;
+    const M = outShape[r - 2], N = outShape[r - 1];
+    const K = transA ? a.shape[a.rank - 2] : a.shape[a.rank - 1];
+    const yb = (y.storage as GpuStorage).buffer;
+    if (y.size === 0) return y;
+    if (K === 0) {
+      this.encoder.clear(yb, y.size * 4);
+      return y;
+    }
+    const outBatch = outShape.slice(0, -2);
+    const batchStrides = (shape: readonly number[], mat: number) => {
+      const bs = shape.slice(0, -2);
+      const own = contiguousStrides(bs).map((s) => s * mat);
+      const off = outBatch.length - bs.length;
+      return outBatch.map((_, i) => (i < off || bs[i - off] === 1 ? 0 : own[i - off]));
+    };
+    const c = coalesce(outBatch, [batchStrides(a.shape, M * K), batchStrides(b.shape, K * N)]);
+    if (c.shape.length > 4) {
+      throw new RangeError(`matmul: more than 4 broadcast batch dims are not supported on webgpu`);
+    }
+    const z = shapeSize(outBatch);
+    const aMode: OperandMode = transA ? (M % 4 === 0 ? "vec-m" : "fn-m") : (K % 4 === 0 ? "vec-k" : "fn-k");
+    const bMode: OperandMode = transB ? (K % 4 === 0 ? "vec-k" : "fn-k") : (N % 4 === 0 ? "vec-n" : "fn-n");
+    const loaders = plainLoaders(transA, transB, aMode.startsWith("fn"), bMode.startsWith("fn"));
+    const tag = `matmul${transA ? "T" : "N"}${transB ? "T" : "N"}`;
+    this.#matmulRun(
+      tag,
+      { a: aMode, b: bMode, cVec: N % 4 === 0, splitK: false, loaders },
+      M,
+      N,
+      K,
+      z,
+      { shape: c.shape, a: c.strides[0], b: c.strides[1] },
+      [],
+      [ab, bb, yb],
+    );
+    return y;
+  }
+
+  conv2d(x: Tensor, w: Tensor, geo: Conv2dGeometry): Tensor {
+    const xb = this.buffer(x, "conv2d", "x"), wb = this.buffer(w, "conv2d", "w");
+    const d = convDims(x.shape, w.shape, geo);
+    const y = this.alloc([d.n, d.o, d.ho, d.wo], "conv2d");
+    if (y.size === 0) return y;
+    const yb = (y.storage as GpuStorage).buffer;
+    if (d.ckk === 0) {
+      this.encoder.clear(yb, y.size * 4);
+      return y;
+    }
+    const aMode: OperandMode = d.ckk % 4 === 0 ? "vec-k" : "fn-k";
+    this.#matmulRun(
+      "conv2d",
+      {
+        a: aMode,
+        b: "fn-n",
+        cVec: d.hw % 4 === 0,
+        splitK: false,
+        loaders: plainLoaders(false, false, aMode === "fn-k", false) + CONV_FWD_LOAD_B,
+      },
+      d.o,
+      d.hw,
+      d.ckk,
+      d.n,
+      { shape: [d.n], a: [0], b: [d.c * d.h * d.w] },
+      d.geo,
+      [wb, xb, yb],
+    );
+    return y;
+  }
+
+  conv2dGradInput(gy: Tensor, w: Tensor, xShape: readonly number[], geo: Conv2dGeometry): Tensor {
+    const gb = this.buffer(gy, "conv2dGradInput", "gy"), wb = this.buffer(w, "conv2dGradInput", "w");
+    const d = convDims(xShape, w.shape, geo);
+    const gx = this.alloc(xShape, "conv2dGradInput");
+    if (gx.size === 0) return gx;
+    const gxb = (gx.storage as GpuStorage).buffer;
+    const K = d.o * d.kh * d.kw;
+    if (K === 0 || gy.size === 0) {
+      this.encoder.clear(gxb, gx.size * 4);
+      return gx;
+    }
+    this.#matmulRun(
+      "conv2dGradInput",
+      {
+        a: "fn-k",
+        b: "fn-n",
+        cVec: (d.h * d.w) % 4 === 0,
+        splitK: false,
+        loaders: CONV_DX_LOAD_A + CONV_DX_LOAD_B,
+      },
+      d.c,
+      d.h * d.w,
+      K,
+      d.n,
+      { shape: [d.n], a: [0], b: [d.o * d.hw] },
+      d.geo,
+      [wb, gb, gxb],
+    );
+    return gx;
+  }
+
+  conv2dGradWeight(x: Tensor, gy: Tensor, wShape: readonly number[], geo: Conv2dGeometry): Tensor {
+    const xb = this.buffer(x, "conv2dGradWeight", "x"), gb = this.buffer(gy, "conv2dGradWeight", "gy");
+    const d = convDims(x.shape, wShape, geo);
+    const gw = this.alloc(wShape, "conv2dGradWeight");
+    if (gw.size === 0) return gw;
+    const gwb = (gw.storage as GpuStorage).buffer;
+    const K = d.n * d.hw;
+    if (K === 0) {
+      this.encoder.clear(gwb, gw.size * 4);
+      return gw;
+    }
+    const M = d.o, N = d.ckk;
+    // Split K (the batch × output pixels) so that enough workgroups run, then sum the parts.
+    const tiles = Math.ceil(M / 32) * Math.ceil(N / 32);
+    let splits = Math.max(1, Math.min(Math.ceil(MATMUL_SPLIT_TARGET / tiles), Math.floor(K / 256), 1024));
+    const kChunk = Math.ceil(K / splits / 16) * 16;
+    splits = Math.ceil(K / kChunk);
+    const v = {
+      a: "fn-k" as const,
+      b: "fn-k" as const,
+      cVec: N % 4 === 0,
+      splitK: true,
+      loaders: CONV_DW_LOAD_A + CONV_DW_LOAD_B,
+    };
+    if (splits === 1) {
+      this.#matmulRun("conv2dGradWeight", v, M, N, K, 1, { kChunk }, d.geo, [gb, xb, gwb]);
+      return gw;
+    }
+    const part = this.temp(splits * M * N * 4, "conv2dGradWeight");
+    this.#matmulRun("conv2dGradWeight", v, M, N, K, splits, { kChunk }, d.geo, [gb, xb, part]);
+    this.reduceBuffers("sum", part, [splits, M * N], [0], 1, gwb);
+    this.pool.release(part);
+    return gw;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Layout: transpose, slice, concat
+
+  /** Encodes a strided copy (see kernels/elementwise.ts). */
+  copyStrided(
+    src: GPUBuffer,
+    srcOffset: number,
+    srcStrides: readonly number[],
+    dst: GPUBuffer,
+    dstOffset: number,
+    dstStrides: readonly number[],
+    shape: readonly number[],
+    who: string,
+  ): void {
+    const n = shapeSize(shape);
+    if (n === 0) return;
+    const c = coalesce(shape, [srcStrides, dstStrides]);
+    if (c.shape.length > MAX_RANK) {
+      throw new RangeError(`${who}: more than ${MAX_RANK} dims are not supported on webgpu`);
+    }
+    const spec = this.#spec("copy", COPY_WORDS, ["read", "write"], copyKernel);
+    this.run(
+      spec,
+      [n, c.shape.length, srcOffset, dstOffset, ...pad(c.shape), ...pad(c.strides[0]), ...pad(c.strides[1])],
+      [src, dst],
+      this.grid(Math.ceil(n / WG1D)),
+    );
+  }
+
+  transpose(x: Tensor, perm: readonly number[]): Tensor {
+    const xb = this.buffer(x, "transpose", "x");
+    const shape = perm.map((p) => x.shape[p]);
+    const y = this.alloc(shape, "transpose");
+    const st = contiguousStrides(x.shape);
+    this.copyStrided(
+      xb,
+      0,
+      perm.map((p) => st[p]),
+      (y.storage as GpuStorage).buffer,
+      0,
+      contiguousStrides(shape),
+      shape,
+      "transpose",
+    );
+    return y;
+  }
+
+  slice(x: Tensor, begin: readonly number[], end: readonly number[], step: readonly number[]): Tensor {
+    const xb = this.buffer(x, "slice", "x");
+    const shape = begin.map((b, i) => Math.max(0, Math.ceil((end[i] - b) / step[i])));
+    const y = this.alloc(shape, "slice");
+    const st = contiguousStrides(x.shape);
+    const off = begin.reduce((s, b, i) => s + b * st[i], 0);
+    this.copyStrided(
+      xb,
+      off,
+      st.map((s, i) => s * step[i]),
+      (y.storage as GpuStorage).buffer,
+      0,
+      contiguousStrides(shape),
+      shape,
+      "slice",
+    );
+    return y;
+  }
+
+  sliceGrad(x: Tensor, shape: readonly number[], begin: readonly number[], step: readonly number[]): Tensor {
+    const xb = this.buffer(x, "sliceGrad", "x");
+    const y = this.alloc(shape, "sliceGrad");
+    const yb = (y.storage as GpuStorage).buffer;
+    this.encoder.clear(yb, y.size * 4);
+    const st = contiguousStrides(shape);
+    const off = begin.reduce((s, b, i) => s + b * st[i], 0);
+    this.copyStrided(
+      xb,
+      0,
+      contiguousStrides(x.shape),
+      yb,
+      off,
+      st.map((s, i) => s * step[i]),
+      x.shape,
+      "sliceGrad",
+    );
+    return y;
+  }
+
+  concat(xs: readonly Tensor[], axis: number): Tensor {
+    const bufs = xs.map((t, i) => this.buffer(t, "concat", `xs[${i}]`));
+    const shape = xs[0].shape.slice();
+    shape[axis] = xs.reduce((s, t) => s + t.shape[axis], 0);
+    const y = this.alloc(shape, "concat");
+    const yb = (y.storage as GpuStorage).buffer;
+    const st = contiguousStrides(shape);
+    let at = 0;
+    xs.forEach((t, i) => {
+      this.copyStrided(bufs[i], 0, contiguousStrides(t.shape), yb, at * st[axis], st, t.shape, "concat");
+      at += t.shape[axis];
+    });
+    return y;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Softmax and cross-entropy
+
+  #softmax(kind: "softmax" | "logSoftmax", x: Tensor): Tensor {
+    const xb = this.buffer(x, kind, "x");
+    const y = this.alloc(x.shape, kind);
+    const C = x.shape[x.rank - 1] ?? 1;
+    const rows = C === 0 ? 0 : x.size / C;
+    if (rows === 0) return y;
+    const perGroup = C > 64;
+    const spec = this.#spec(
+      `${kind}/${perGroup ? "group" : "thread"}`,
+      SOFTMAX_WORDS,
+      ["read", "write"],
+      () => softmaxKernel(kind, perGroup),
+    );
+    this.run(
+      spec,
+      [rows, C, 0, 0],
+      [xb, (y.storage as GpuStorage).buffer],
+      this.grid(perGroup ? rows : Math.ceil(rows / SOFTMAX_WG)),
+    );
+    return y;
+  }
+
+  softmax(x: Tensor): Tensor {
+    return this.#softmax("softmax", x);
+  }
+
+  logSoftmax(x: Tensor): Tensor {
+    return this.#softmax("logSoftmax", x);
+  }
+
+  /** The labels as a GPU buffer (cached by array identity, re-uploaded when the content changed). */
+  #labelBuffer(labels: Int32Array, who: string): GPUBuffer {
+    const hit = this.#labels.get(labels);
+    if (hit && hit.copy.length === labels.length && hit.copy.every((v, i) => v === labels[i])) {
+      this.#labels.delete(labels);
+      this.#labels.set(labels, hit); // most recently used last
+      return hit.buf;
+    }
+    if (hit) {
+      this.#labels.delete(labels);
+      this.pool.release(hit.buf);
+    }
+    const buf = this.pool.acquire(Math.max(4, labels.byteLength), `${who}: labels (${labels.length})`);
+    this.upload(buf, labels);
+    this.#labels.set(labels, { copy: labels.slice(), buf });
+    while (this.#labels.size > 8) {
+      const [k, v] = this.#labels.entries().next().value!;
+      this.#labels.delete(k);
+      this.pool.release(v.buf);
+    }
+    return buf;
+  }
+
+  crossEntropy(logits: Tensor, labels: Int32Array): { loss: Tensor; probs: Tensor } {
+    const lb = this.buffer(logits, "crossEntropy", "logits");
+    const [n, c] = logits.shape;
+    const probs = this.alloc(logits.shape, "crossEntropy");
+    const loss = this.alloc([], "crossEntropy");
+    const lossb = (loss.storage as GpuStorage).buffer;
+    if (n === 0) {
+      this.fillBuffer(lossb, 1, 0);
+      return { loss, probs };
+    }
+    const lab = this.#labelBuffer(labels, "crossEntropy");
+    const rowLoss = this.temp(n * 4, "crossEntropy");
+    const perGroup = c > 64;
+    const spec = this.#spec(
+      `crossEntropy/${perGroup ? "group" : "thread"}`,
+      SOFTMAX_WORDS,
+      ["read", "read", "write", "write"],
+      () => softmaxKernel("crossEntropy", perGroup),
+    );
+    this.run(
+      spec,
+      [n, c, 0, 0],
+      [lb, lab, (probs.storage as GpuStorage).buffer, rowLoss],
+      this.grid(perGroup ? n : Math.ceil(n / SOFTMAX_WG)),
+    );
+    this.reduceBuffers("sum", rowLoss, [n], [0], 1 / n, lossb);
+    this.pool.release(rowLoss);
+    return { loss, probs };
+  }
+
+  crossEntropyGrad(probs: Tensor, labels: Int32Array, g: Tensor): Tensor {
+    const pb = this.buffer(probs, "crossEntropyGrad", "probs"), gb = this.buffer(g, "crossEntropyGrad", "g");
+    const [n, c] = probs.shape;
+    const y = this.alloc(probs.shape, "crossEntropyGrad");
+    if (y.size === 0) return y;
+    const lab = this.#labelBuffer(labels, "crossEntropyGrad");
+    const spec = this.#spec(
+      "crossEntropyGrad",
+      CE_GRAD_WORDS,
+      ["read", "read", "read", "write"],
+      crossEntropyGradKernel,
+    );
+    this.run(
+      spec,
+      [n * c, c, f32bits(1 / n), 0],
+      [pb, lab, gb, (y.storage as GpuStorage).buffer],
+      this.grid(Math.ceil((n * c) / WG1D)),
+    );
+    return y;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Pooling
+
+  #poolUniforms(n: number, xShape: readonly number[], geo: Pool2dGeometry): number[] {
+    const [, , h, w] = xShape;
+    const [kh, kw] = geo.kernel, [sh, sw] = geo.stride, [ph, pw] = geo.padding;
+    const ho = pooledSize(h, kh, sh, ph), wo = pooledSize(w, kw, sw, pw);
+    return [n, h, w, ho, wo, kh, kw, sh, sw, ph, pw, f32bits(1 / (kh * kw))];
+  }
+
+  #pooledShape(xShape: readonly number[], geo: Pool2dGeometry): number[] {
+    const [n, c, h, w] = xShape;
+    return [
+      n,
+      c,
+      pooledSize(h, geo.kernel[0], geo.stride[0], geo.padding[0]),
+      pooledSize(w, geo.kernel[1], geo.stride[1], geo.padding[1]),
+    ];
+  }
+
+  maxPool2d(x: Tensor, geo: Pool2dGeometry): { y: Tensor; argmax: Tensor } {
+    const xb = this.buffer(x, "maxPool2d", "x");
+    const shape = this.#pooledShape(x.shape, geo);
+    const y = this.alloc(shape, "maxPool2d"), am = this.alloc(shape, "maxPool2d");
+    if (y.size > 0) {
+      const spec = this.#spec("maxPool2d", POOL_WORDS, ["read", "write", "write"], () => poolKernel("max"));
+      this.run(
+        spec,
+        this.#poolUniforms(y.size, x.shape, geo),
+        [xb, (y.storage as GpuStorage).buffer, (am.storage as GpuStorage).buffer],
+        this.grid(Math.ceil(y.size / WG1D)),
+      );
+    }
+    return { y, argmax: am };
+  }
+
+  maxPool2dGrad(gy: Tensor, argmax: Tensor, xShape: readonly number[], geo: Pool2dGeometry): Tensor {
+    const gb = this.buffer(gy, "maxPool2dGrad", "gy"), ab = this.buffer(argmax, "maxPool2dGrad", "argmax");
+    const gx = this.alloc(xShape, "maxPool2dGrad");
+    if (gx.size > 0) {
+      const spec = this.#spec(
+        "maxPool2dGrad",
+        POOL_WORDS,
+        ["read", "read", "write"],
+        () => poolGradKernel("max"),
+      );
+      this.run(
+        spec,
+        this.#poolUniforms(gx.size, xShape, geo),
+        [gb, ab, (gx.storage as GpuStorage).buffer],
+        this.grid(Math.ceil(gx.size / WG1D)),
+      );
+    }
+    return gx;
+  }
+
+  avgPool2d(x: Tensor, geo: Pool2dGeometry): Tensor {
+    const xb = this.buffer(x, "avgPool2d", "x");
+    const shape = this.#pooledShape(x.shape, geo);
+    const y = this.alloc(shape, "avgPool2d");
+    if (y.size > 0) {
+      const spec = this.#spec("avgPool2d", POOL_WORDS, ["read", "write"], () => poolKernel("avg"));
+      this.run(
+        spec,
+        this.#poolUniforms(y.size, x.shape, geo),
+        [xb, (y.storage as GpuStorage).buffer],
+        this.grid(Math.ceil(y.size / WG1D)),
+      );
+    }
+    return y;
+  }
+
+  avgPool2dGrad(gy: Tensor, xShape: readonly number[], geo: Pool2dGeometry): Tensor {
+    const gb = this.buffer(gy, "avgPool2dGrad", "gy");
+    const gx = this.alloc(xShape, "avgPool2dGrad");
+    if (gx.size > 0) {
+      const spec = this.#spec("avgPool2dGrad", POOL_WORDS, ["read", "write"], () => poolGradKernel("avg"));
+      this.run(
+        spec,
+        this.#poolUniforms(gx.size, xShape, geo),
+        [gb, (gx.storage as GpuStorage).buffer],
+        this.grid(Math.ceil(gx.size / WG1D)),
+      );
+    }
+    return gx;
+  }
+
+  /** Releases pooled free buffers and staging buffers (live tensors are untouched). */
+  trim(): void {
+    this.encoder.flush();
+    this.pool.trim();
+    for (const list of this.#staging.values()) for (const b of list) b.destroy();
+    this.#staging.clear();
+  }
+}
+
+/** Pads a list to `MAX_RANK` entries with zeros. */
+function pad(xs: readonly number[]): number[] {
+  const out = xs.slice();
+  while (out.length < MAX_RANK) out.push(0);
+  return out;
+}
+
+/** Output size of a window along one axis. */
+function pooledSize(size: number, k: number, s: number, p: number): number {
+  return Math.floor((size + 2 * p - k) / s) + 1;
+}
+
+function convDims(xShape: readonly number[], wShape: readonly number[], geo: Conv2dGeometry) {
+  const [n, c, h, w] = xShape;
+  const [o, , kh, kw] = wShape;
+  const [sh, sw] = geo.stride, [ph, pw] = geo.padding;
+  const ho = pooledSize(h, kh, sh, ph), wo = pooledSize(w, kw, sw, pw);
+  return {
+    n,
+    c,
+    h,
+    w,
+    o,
+    kh,
+    kw,
+    ho,
+    wo,
+    ckk: c * kh * kw,
+    hw: ho * wo,
+    geo: [c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, o],
+  };
+}

@@ -1,0 +1,285 @@
+/**
+ * WebGPU for `@nvrm/core`: initialisation, the default device, moving tensors between devices,
+ * and memory scopes.
+ *
+ * @example
+ * ```ts ignore
+ * import { matmul, setDefaultDevice, tensor, toDevice } from "@nvrm/core";
+ * await setDefaultDevice("auto");             // WebGPU when an adapter exists, else the CPU
+ * const a = tensor([[1, 2], [3, 4]]);          // on the default device
+ * const c = matmul(a, a);
+ * console.log(await c.data());                 // the one place that waits for the GPU
+ * const onCpu = await toDevice(c, "cpu");
+ * ```
+ *
+ * @module
+ */
+import { getBackend, registerBackend, setDefaultDeviceSync } from "../backend.ts";
+import "../cpu/backend.ts";
+import { type Device, popTensorObserver, pushTensorObserver, Tensor } from "../tensor.ts";
+import type { TensorTree } from "../tree.ts";
+import { createGpuContext, type GpuLimits, NoWebGPUError } from "./device.ts";
+import { WebGPUBackend, type WebGPUStats } from "./backend.ts";
+import { registerOptimKernels } from "../optim/kernels.ts";
+import { webgpuOptimKernels } from "./optim.ts";
+
+export { type GpuLimits, NoWebGPUError } from "./device.ts";
+export type { WebGPUBackend, WebGPUStats } from "./backend.ts";
+
+let current: WebGPUBackend | null = null;
+let pending: Promise<WebGPUBackend> | null = null;
+
+/** Options of {@linkcode initWebGPU}. */
+export interface InitWebGPUOptions {
+  /** Passed to `navigator.gpu.requestAdapter` (default "high-performance"). */
+  powerPreference?: "low-power" | "high-performance";
+  /** Create a new device even when one is already initialised (the old one's tensors become invalid). */
+  force?: boolean;
+}
+
+/** What {@linkcode initWebGPU} found: the adapter and the limits the device was created with. */
+export interface WebGPUInfo {
+  /** The adapter's description (e.g. "NVIDIA H100 …", "llvmpipe (LLVM …)" for software Vulkan). */
+  adapter: string;
+  /** The device limits (the adapter's own limits are requested). */
+  limits: GpuLimits;
+}
+
+/**
+ * Initialises the WebGPU backend (adapter, device with the adapter's limits, buffer pool, pipeline
+ * cache, optimizer kernels) and registers it for the device "webgpu". Idempotent; a lost device is
+ * replaced. Throws {@linkcode NoWebGPUError} with an explanation when no adapter exists.
+ *
+ * @example
+ * ```ts ignore
+ * import { initWebGPU, tensor } from "@nvrm/core";
+ * const { adapter } = await initWebGPU();
+ * const x = tensor([1, 2, 3], undefined, { device: "webgpu" });
+ * ```
+ */
+export async function initWebGPU(options: InitWebGPUOptions = {}): Promise<WebGPUInfo> {
+  const b = await initWebGPUBackend(options);
+  return { adapter: b.ctx.description, limits: { ...b.ctx.limits } };
+}
+
+/** Like {@linkcode initWebGPU}, returning the backend object itself. Internal (tests, benches). */
+export async function initWebGPUBackend(options: InitWebGPUOptions = {}): Promise<WebGPUBackend> {
+  if (current && current.ctx.lostReason === null && !options.force) return current;
+  if (pending && !options.force) return await pending;
+  pending = (async () => {
+    const ctx = await createGpuContext(options);
+    const b = new WebGPUBackend(ctx);
+    registerBackend(b);
+    registerOptimKernels("webgpu", webgpuOptimKernels(b));
+    current = b;
+    return b;
+  })();
+  try {
+    return await pending;
+  } finally {
+    pending = null;
+  }
+}
+
+/** The initialised WebGPU backend, or null. */
+export function webgpuBackend(): WebGPUBackend | null {
+  return current;
+}
+
+/** True when a WebGPU adapter can be obtained (initialises the backend as a side effect). */
+export async function hasWebGPU(): Promise<boolean> {
+  try {
+    await initWebGPU();
+    return true;
+  } catch (e) {
+    if (e instanceof NoWebGPUError) return false;
+    throw e;
+  }
+}
+
+/** The choices of {@linkcode setDefaultDevice}. */
+export type DeviceChoice = Device | "auto";
+
+/**
+ * Sets the device that new tensors are created on: "cpu", "webgpu" (initialising it; throws a
+ * clear error when no adapter exists) or "auto" (WebGPU when available, else the CPU with a
+ * one-line notice on stderr). Returns the device chosen.
+ *
+ * @example
+ * ```ts ignore
+ * import { setDefaultDevice } from "@nvrm/core";
+ * const device = await setDefaultDevice("auto"); // "webgpu" or "cpu"
+ * ```
+ */
+export async function setDefaultDevice(device: DeviceChoice): Promise<Device> {
+  if (device === "cpu") {
+    setDefaultDeviceSync("cpu");
+    return "cpu";
+  }
+  if (device === "webgpu") {
+    try {
+      await initWebGPU();
+    } catch (e) {
+      if (e instanceof NoWebGPUError) {
+        throw new NoWebGPUError(`setDefaultDevice("webgpu"): ${e.message}`);
+      }
+      throw e;
+    }
+    setDefaultDeviceSync("webgpu");
+    return "webgpu";
+  }
+  if (device === "auto") {
+    try {
+      await initWebGPU();
+      setDefaultDeviceSync("webgpu");
+      return "webgpu";
+    } catch (e) {
+      if (!(e instanceof NoWebGPUError)) throw e;
+      console.warn(
+        `nvrm: WebGPU unavailable (${e.message.replace(/^WebGPU is not available: /, "")}); using the CPU`,
+      );
+      setDefaultDeviceSync("cpu");
+      return "cpu";
+    }
+  }
+  throw new RangeError(
+    `setDefaultDevice: device must be "cpu", "webgpu" or "auto", got ${JSON.stringify(device)}`,
+  );
+}
+
+function isPlainObject(x: unknown): x is Record<string, unknown> {
+  return x !== null && typeof x === "object" && Object.getPrototypeOf(x) === Object.prototype;
+}
+
+function collect(x: unknown, out: Tensor[]): void {
+  if (x instanceof Tensor) out.push(x);
+  else if (Array.isArray(x)) { for (const c of x) collect(c, out); }
+  else if (isPlainObject(x)) { for (const k of Object.keys(x)) collect(x[k], out); }
+}
+
+function rebuild(x: unknown, map: Map<Tensor, Tensor>): unknown {
+  if (x instanceof Tensor) return map.get(x)!;
+  if (Array.isArray(x)) return x.map((c) => rebuild(c, map));
+  if (isPlainObject(x)) {
+    const o: Record<string, unknown> = {};
+    for (const k of Object.keys(x)) o[k] = rebuild(x[k], map);
+    return o;
+  }
+  return x;
+}
+
+/**
+ * Copies a tensor, or every tensor of a tree, to `device` ("cpu" or "webgpu"). Tensors already
+ * there are returned as they are. Reading from the GPU waits for it, so call this outside the
+ * training loop (at epoch ends).
+ *
+ * @example
+ * ```ts ignore
+ * import { tensor, toDevice } from "@nvrm/core";
+ * const g = await toDevice(tensor([1, 2, 3]), "webgpu");
+ * const back = await toDevice(g, "cpu");
+ * ```
+ */
+export async function toDevice<T extends TensorTree>(x: T, device: Device): Promise<T> {
+  if (device !== "cpu" && device !== "webgpu") {
+    throw new RangeError(`toDevice: device must be "cpu" or "webgpu", got ${JSON.stringify(device)}`);
+  }
+  const leaves: Tensor[] = [];
+  collect(x, leaves);
+  if (leaves.length === 0 && !(x instanceof Tensor)) {
+    throw new TypeError(`toDevice: x must be a Tensor or a tree of tensors, got ${typeof x}`);
+  }
+  const moved = await Promise.all(leaves.map(async (t) => {
+    if (t.device === device) return t;
+    if (device === "cpu") {
+      const data = await getBackend(t.device).read(t);
+      return getBackend("cpu").fromArray(data, t.shape, t.dtype);
+    }
+    if (t.dtype !== "float32") {
+      throw new TypeError(
+        `toDevice: a ${t.dtype} tensor ${t} cannot move to ${device} (float32 only; cast it first)`,
+      );
+    }
+    const data = t.device === "cpu" ? t.dataSync() : await t.data();
+    return getBackend(device).fromArray(data, t.shape, t.dtype);
+  }));
+  const map = new Map<Tensor, Tensor>();
+  leaves.forEach((t, i) => map.set(t, moved[i]));
+  return rebuild(x, map) as T;
+}
+
+/**
+ * Runs `fn` and releases every GPU tensor it created except those in its result (a tensor, or
+ * arrays and plain objects containing tensors). Use it around evaluation or other code outside
+ * `valueAndGrad` that runs many ops in a loop; `fn` must be synchronous.
+ *
+ * @example
+ * ```ts ignore
+ * import { matmul, relu, tidy } from "@nvrm/core";
+ * const logits = tidy(() => matmul(relu(matmul(x, w1)), w2)); // the hidden layer is released
+ * ```
+ */
+export function tidy<T>(fn: () => T): T {
+  if (typeof fn !== "function") throw new TypeError(`tidy: fn must be a function, got ${typeof fn}`);
+  const created: Tensor[] = [];
+  pushTensorObserver({ created: (t) => created.push(t) });
+  let out: T;
+  try {
+    out = fn();
+  } catch (e) {
+    popTensorObserver();
+    for (const t of created) if (t.device !== "cpu") getBackend(t.device).release(t);
+    throw e;
+  }
+  popTensorObserver();
+  if (out instanceof Promise) {
+    throw new TypeError("tidy: fn must be synchronous (it returned a Promise); await outside tidy");
+  }
+  const keep: Tensor[] = [];
+  collect(out, keep);
+  const ids = new Set(keep.map((t) => t.id));
+  for (const t of created) if (!ids.has(t.id) && t.device !== "cpu") getBackend(t.device).release(t);
+  return out;
+}
+
+/**
+ * Releases the GPU memory of every tensor found in `x` (a tensor, or arrays and plain objects
+ * containing tensors, optimizer states included) except those also found in `keep`; a no-op for
+ * CPU tensors. Released tensors must not be used afterwards. A training loop that wants GPU memory
+ * flat without relying on garbage collection releases the previous step's params, state, grads
+ * and updates this way:
+ *
+ * @example
+ * ```ts ignore
+ * const next = applyUpdates(params, r.updates);
+ * dispose([params, state, grads, r.updates, value], [next, r.state]);
+ * params = next; state = r.state;
+ * ```
+ *
+ * Rarely needed: `valueAndGrad` and {@linkcode tidy} release intermediates, and tensors that are
+ * garbage collected return their buffers to the pool.
+ */
+export function dispose(x: unknown, keep?: unknown): void {
+  const ts: Tensor[] = [];
+  collect(x, ts);
+  const kept: Tensor[] = [];
+  if (keep !== undefined) collect(keep, kept);
+  const keepSet = new Set(kept);
+  for (const t of ts) if (t.device !== "cpu" && !keepSet.has(t)) getBackend(t.device).release(t);
+}
+
+/**
+ * Memory and dispatch statistics of the WebGPU backend (live and pooled buffers, pipelines,
+ * dispatches, submits), or null when it is not initialised.
+ */
+export function webgpuStats(): WebGPUStats | null {
+  return current ? current.stats() : null;
+}
+
+/**
+ * Waits until the GPU has finished all work submitted so far (about 10 ms per call in Deno).
+ * Only for timing and tests: reading a tensor with `await t.data()` already waits.
+ */
+export async function syncWebGPU(): Promise<void> {
+  if (current) await current.sync();
+}

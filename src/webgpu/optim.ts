@@ -1,0 +1,252 @@
+/**
+ * The WebGPU optimizer kernels (`OptimKernels` of `src/optim/kernels.ts`): fused SGD/VSGD and
+ * Adam/VAdam steps, the weight-noise step, perturb and addScaled, one dispatch each per parameter
+ * array, with the noise drawn in the kernel (bit-identical to `fillNoise`). Registered for the
+ * device "webgpu" by `initWebGPU()`.
+ *
+ * @module
+ */
+import type {
+  AdamKernelArgs,
+  KernelResult,
+  NoiseStage,
+  OptimKernels,
+  SgdKernelArgs,
+} from "../optim/kernels.ts";
+import { NOISE_LAWS, type NoiseLaw, type StreamKey } from "../random/noise.ts";
+import type { Tensor } from "../tensor.ts";
+import { WG1D } from "../../kernels/common.ts";
+import {
+  adamKernel,
+  addScaledKernel,
+  fusedBindings,
+  type FusedKernel,
+  fusedKernel,
+  noiseStepKernel,
+  type NoiseVariant,
+  OPTIM_WORDS,
+  perturbKernel,
+  sgdKernel,
+} from "../../kernels/optim.ts";
+import { f32bits, type GpuStorage, type WebGPUBackend } from "./backend.ts";
+
+interface StageWords {
+  variant: NoiseVariant;
+  words: number[];
+}
+
+function lawIndex(law: NoiseLaw, who: string): number {
+  const i = NOISE_LAWS.indexOf(law);
+  if (i < 0) {
+    throw new RangeError(
+      `${who}: noise law must be one of ${NOISE_LAWS.join(", ")}, got ${JSON.stringify(law)}`,
+    );
+  }
+  return i;
+}
+
+function keyWords(key: StreamKey): number[] {
+  return [key.k0 >>> 0, key.k1 >>> 0, key.c1 >>> 0, key.c2 >>> 0];
+}
+
+/**
+ * Creates the WebGPU optimizer kernels of `b`. A fused step that would bind more storage buffers
+ * than `maxBindings` (the device limit unless given) runs its noise stage as a second dispatch.
+ */
+export function webgpuOptimKernels(
+  b: WebGPUBackend,
+  maxBindings: number = b.ctx.limits.maxStorageBuffersPerShaderStage,
+): OptimKernels {
+  const buf = (t: Tensor, who: string, arg: string) => b.buffer(t, who, arg);
+  const out = (like: Tensor, who: string) => b.alloc(like.shape, who);
+  const ob = (t: Tensor) => (t.storage as GpuStorage).buffer;
+
+  function stageOf(stage: NoiseStage | undefined, who: string): StageWords {
+    if (!stage) return { variant: { draw: false, nOld: false }, words: [0, 0, 0, 0, 0, 0, 0] };
+    const draw = !stage.reset && stage.scale !== 0;
+    return {
+      variant: { draw, nOld: stage.nOld !== null },
+      words: [...keyWords(stage.key), lawIndex(stage.law, who), f32bits(stage.scale), 0],
+    };
+  }
+
+  /** Dispatches a fused kernel over n elements; `inputs`/`outputs` by binding name. */
+  function run(
+    key: string,
+    k: FusedKernel,
+    n: number,
+    stageWords: number[],
+    consts: number[],
+    inputs: Record<string, GPUBuffer>,
+    outputs: Record<string, GPUBuffer>,
+  ): void {
+    if (n === 0) return;
+    const { reads, writes } = fusedBindings(k);
+    const bufs = [...reads.map((r) => inputs[r]), ...writes.map((w) => outputs[w])];
+    const u = [n, ...stageWords, ...consts.map(f32bits)];
+    b.run(
+      {
+        key: `optim/${key}`,
+        code: () => fusedKernel(k),
+        bindings: [...reads.map(() => "read" as const), ...writes.map(() => "write" as const)],
+        uniformWords: OPTIM_WORDS,
+      },
+      u,
+      bufs,
+      b.grid(Math.ceil(n / 4 / WG1D)),
+    );
+  }
+
+  const vkey = (v: NoiseVariant) => `${v.draw ? "D" : "d"}${v.nOld ? "O" : "o"}`;
+
+  /** The noise stage alone on an update tensor u (a second dispatch). */
+  function noiseStep(u: Tensor, stage: NoiseStage): { u: Tensor; noise: Tensor | null } {
+    const s = stageOf(stage, "noise");
+    if (!s.variant.draw && !s.variant.nOld) return { u, noise: null };
+    const uo = out(u, "noise");
+    const nOut = s.variant.draw ? out(u, "noise") : null;
+    const inputs: Record<string, GPUBuffer> = { Ui: buf(u, "noise", "u") };
+    if (stage.nOld) inputs.NOld = buf(stage.nOld, "noise", "stage.nOld");
+    const outputs: Record<string, GPUBuffer> = { Uo: ob(uo) };
+    if (nOut) outputs.NOut = ob(nOut);
+    run(`noise/${vkey(s.variant)}`, noiseStepKernel(s.variant), u.size, s.words, [], inputs, outputs);
+    return { u: uo, noise: nOut };
+  }
+
+  return {
+    sgd(a: SgdKernelArgs): KernelResult {
+      const who = "sgd";
+      const g = buf(a.g, who, "g");
+      const wd = a.weightDecay !== 0;
+      const momentum = !a.useMomentum ? "none" : a.buf === null ? "first" : "later";
+      let s = stageOf(a.noise, who);
+      const k0 = sgdKernel({ wd, momentum, nesterov: a.nesterov, noise: s.variant });
+      const { reads, writes } = fusedBindings(k0);
+      const split = reads.length + writes.length > maxBindings;
+      if (split) s = stageOf(undefined, who);
+      const k = split ? sgdKernel({ wd, momentum, nesterov: a.nesterov, noise: s.variant }) : k0;
+      const inputs: Record<string, GPUBuffer> = { G: g };
+      if (wd) {
+        if (!a.p) throw new TypeError(`${who}: p is required when weightDecay is ${a.weightDecay}`);
+        inputs.Pp = buf(a.p, who, "p");
+      }
+      if (momentum === "later") inputs.Buf = buf(a.buf!, who, "buf");
+      if (a.noise?.nOld && !split) inputs.NOld = buf(a.noise.nOld, who, "noise.nOld");
+      const u = out(a.g, who);
+      const bufOut = momentum !== "none" ? out(a.g, who) : null;
+      const nOut = s.variant.draw ? out(a.g, who) : null;
+      const outputs: Record<string, GPUBuffer> = { Uo: ob(u) };
+      if (bufOut) outputs.BufO = ob(bufOut);
+      if (nOut) outputs.NOut = ob(nOut);
+      run(
+        `sgd/${wd ? "wd" : ""}/${momentum}/${a.nesterov ? "nest" : ""}/${vkey(s.variant)}`,
+        k,
+        a.g.size,
+        s.words,
+        [a.lr, a.momentum, 1 - a.dampening, a.weightDecay],
+        inputs,
+        outputs,
+      );
+      let uFinal = u, noise: Tensor | null = nOut;
+      if (split && a.noise) {
+        const r = noiseStep(u, a.noise);
+        if (r.u !== u) b.release(u);
+        uFinal = r.u;
+        noise = r.noise;
+      }
+      return {
+        u: uFinal,
+        buffers: { momentum: bufOut },
+        noise: a.noise ? noise : undefined,
+      };
+    },
+
+    adam(a: AdamKernelArgs): KernelResult {
+      const who = "adam";
+      const g = buf(a.g, who, "g");
+      const coupledWd = a.weightDecay !== 0 && !a.decoupled;
+      const decoupledWd = a.weightDecay !== 0 && a.decoupled;
+      const flags = (noise: NoiseVariant) => ({
+        coupledWd,
+        decoupledWd,
+        hasM: a.m !== null,
+        hasV: a.v !== null,
+        amsgrad: a.amsgrad,
+        hasVmax: a.vmax !== null,
+        noise,
+      });
+      let s = stageOf(a.noise, who);
+      const { reads, writes } = fusedBindings(adamKernel(flags(s.variant)));
+      const split = reads.length + writes.length > maxBindings;
+      if (split) s = stageOf(undefined, who);
+      const f = flags(s.variant);
+      const inputs: Record<string, GPUBuffer> = { G: g };
+      if (coupledWd || decoupledWd) {
+        if (!a.p) throw new TypeError(`${who}: p is required when weightDecay is ${a.weightDecay}`);
+        inputs.Pp = buf(a.p, who, "p");
+      }
+      if (a.m) inputs.M = buf(a.m, who, "m");
+      if (a.v) inputs.V = buf(a.v, who, "v");
+      if (a.amsgrad && a.vmax) inputs.Vm = buf(a.vmax, who, "vmax");
+      if (a.noise?.nOld && !split) inputs.NOld = buf(a.noise.nOld, who, "noise.nOld");
+      const u = out(a.g, who), m = out(a.g, who), v = out(a.g, who);
+      const vmax = a.amsgrad ? out(a.g, who) : null;
+      const nOut = s.variant.draw ? out(a.g, who) : null;
+      const outputs: Record<string, GPUBuffer> = { Uo: ob(u), MO: ob(m), VO: ob(v) };
+      if (vmax) outputs.VmO = ob(vmax);
+      if (nOut) outputs.NOut = ob(nOut);
+      const sc = a.lr / (1 - a.b1 ** a.t), sb2 = Math.sqrt(1 - a.b2 ** a.t);
+      run(
+        `adam/${coupledWd ? "l2" : decoupledWd ? "dec" : ""}/${f.hasM ? "m" : ""}${f.hasV ? "v" : ""}/${
+          a.amsgrad ? (f.hasVmax ? "amsV" : "ams") : ""
+        }/${vkey(s.variant)}`,
+        adamKernel(f),
+        a.g.size,
+        s.words,
+        [a.b1, 1 - a.b1, a.b2, 1 - a.b2, a.eps, sc, sb2, a.weightDecay, a.lr * a.weightDecay],
+        inputs,
+        outputs,
+      );
+      let uFinal = u, noise: Tensor | null = nOut;
+      if (split && a.noise) {
+        const r = noiseStep(u, a.noise);
+        if (r.u !== u) b.release(u);
+        uFinal = r.u;
+        noise = r.noise;
+      }
+      const buffers: Record<string, Tensor | null> = { m, v };
+      if (vmax) buffers.vmax = vmax;
+      return { u: uFinal, buffers, noise: a.noise ? noise : undefined };
+    },
+
+    noise: noiseStep,
+
+    perturb(p: Tensor, law: NoiseLaw, scale: number, key: StreamKey): Tensor {
+      const pb = buf(p, "perturb", "p");
+      const y = out(p, "perturb");
+      run(
+        "perturb",
+        perturbKernel(),
+        p.size,
+        [...keyWords(key), lawIndex(law, "perturb"), f32bits(scale), 0],
+        [],
+        { Pp: pb },
+        { Uo: ob(y) },
+      );
+      return y;
+    },
+
+    addScaled(x: Tensor, y: Tensor, alpha: number): Tensor {
+      const xb = buf(x, "addScaled", "a"), yb = buf(y, "addScaled", "b");
+      const o = out(x, "addScaled");
+      const mode = alpha === 1 ? 1 : alpha === -1 ? -1 : 0;
+      run(`addScaled/${mode}`, addScaledKernel(mode), x.size, [0, 0, 0, 0, 0, 0, 0], [alpha], {
+        A: xb,
+        B: yb,
+      }, {
+        Uo: ob(o),
+      });
+      return o;
+    },
+  };
+}

@@ -1,0 +1,200 @@
+/**
+ * Compute pipelines, cached by kernel key (kernel name plus the "shape class": variant flags that
+ * change the generated WGSL, never the sizes themselves, which travel in uniforms), and the
+ * command encoder that batches dispatches and their uniforms.
+ *
+ * Uniforms live in one arena buffer per batch of dispatches: each dispatch appends its words at an
+ * aligned offset of a host copy, and the whole arena is written with one `queue.writeBuffer` just
+ * before the batch is submitted. Because queue operations execute in order, the next batch can
+ * reuse the same arena buffer without waiting for the GPU.
+ *
+ * @module
+ */
+import type { GpuContext } from "./device.ts";
+
+/** How a kernel binds a storage buffer. */
+export type BindingKind = "read" | "write";
+
+/** A kernel: its WGSL, its storage bindings (after the uniform at binding 0) and its uniform size. */
+export interface KernelSpec {
+  /** Cache key: unique per distinct WGSL text. */
+  key: string;
+  /** Produces the WGSL source (called once per key). */
+  code: () => string;
+  /** Storage bindings 1…n, in order. */
+  bindings: readonly BindingKind[];
+  /** Number of 32-bit uniform words (binding 0); a multiple of 4. */
+  uniformWords: number;
+}
+
+/** A compiled kernel. */
+export interface Pipeline {
+  /** The spec it was built from. */
+  spec: KernelSpec;
+  /** The compute pipeline. */
+  pipeline: GPUComputePipeline;
+  /** Its bind group layout. */
+  layout: GPUBindGroupLayout;
+}
+
+const GPU_STAGE_COMPUTE = 4;
+
+/** Compiles kernels on first use and keeps them. */
+export class PipelineCache {
+  readonly #ctx: GpuContext;
+  readonly #cache = new Map<string, Pipeline>();
+
+  /** A cache for the device of `ctx`. */
+  constructor(ctx: GpuContext) {
+    this.#ctx = ctx;
+  }
+
+  /** Number of compiled pipelines. */
+  get size(): number {
+    return this.#cache.size;
+  }
+
+  /** The pipeline of `spec`, compiled on first use. */
+  get(spec: KernelSpec): Pipeline {
+    const hit = this.#cache.get(spec.key);
+    if (hit) return hit;
+    const device = this.#ctx.device;
+    const entries: GPUBindGroupLayoutEntry[] = [
+      { binding: 0, visibility: GPU_STAGE_COMPUTE, buffer: { type: "uniform" } },
+    ];
+    spec.bindings.forEach((k, i) =>
+      entries.push({
+        binding: i + 1,
+        visibility: GPU_STAGE_COMPUTE,
+        buffer: { type: k === "read" ? "read-only-storage" : "storage" },
+      })
+    );
+    const layout = device.createBindGroupLayout({ label: spec.key, entries });
+    const code = spec.code();
+    const module = device.createShaderModule({ label: spec.key, code });
+    const pipeline = device.createComputePipeline({
+      label: spec.key,
+      layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+      compute: { module, entryPoint: "main" },
+    });
+    const p = { spec, pipeline, layout };
+    this.#cache.set(spec.key, p);
+    return p;
+  }
+}
+
+/** Statistics of the encoder. */
+export interface EncoderStats {
+  /** Dispatches encoded since the start. */
+  dispatches: number;
+  /** Command buffers submitted since the start. */
+  submits: number;
+}
+
+/** Batches dispatches into command buffers; see the module documentation for uniforms. */
+export class Encoder {
+  readonly #ctx: GpuContext;
+  readonly #arenaBytes: number;
+  readonly #align: number;
+  readonly #arena: ArrayBuffer;
+  readonly #arenaU32: Uint32Array;
+  readonly #arenaBuf: GPUBuffer;
+  #offset = 0;
+  #enc: GPUCommandEncoder | null = null;
+  #pass: GPUComputePassEncoder | null = null;
+  #pending = 0;
+  #dispatches = 0;
+  #submits = 0;
+  /** Dispatches per command buffer before an automatic submit. */
+  maxBatch = 64;
+
+  /** An encoder for the device of `ctx`. */
+  constructor(ctx: GpuContext) {
+    this.#ctx = ctx;
+    this.#arenaBytes = Math.min(65536, ctx.limits.maxUniformBufferBindingSize);
+    this.#align = Math.max(16, ctx.limits.minUniformBufferOffsetAlignment);
+    this.#arena = new ArrayBuffer(this.#arenaBytes);
+    this.#arenaU32 = new Uint32Array(this.#arena);
+    this.#arenaBuf = ctx.device.createBuffer({
+      label: "uniform arena",
+      size: this.#arenaBytes,
+      usage: 0x40 /* UNIFORM */ | 0x08, /* COPY_DST */
+    });
+  }
+
+  #encoder(): GPUCommandEncoder {
+    return this.#enc ??= this.#ctx.device.createCommandEncoder();
+  }
+
+  #endPass(): void {
+    if (this.#pass) {
+      this.#pass.end();
+      this.#pass = null;
+    }
+  }
+
+  /**
+   * Encodes one dispatch of `p` with `uniforms` (u32 words, at most `p.spec.uniformWords`) and the
+   * storage `buffers` bound in order.
+   */
+  dispatch(
+    p: Pipeline,
+    uniforms: Uint32Array,
+    buffers: readonly GPUBuffer[],
+    groups: readonly [number, number, number],
+  ): void {
+    if (groups[0] === 0 || groups[1] === 0 || groups[2] === 0) return;
+    const bytes = p.spec.uniformWords * 4;
+    if (this.#offset + bytes > this.#arenaBytes) this.flush();
+    this.#arenaU32.fill(0, this.#offset / 4, (this.#offset + bytes) / 4);
+    this.#arenaU32.set(uniforms, this.#offset / 4);
+    const entries: GPUBindGroupEntry[] = [
+      { binding: 0, resource: { buffer: this.#arenaBuf, offset: this.#offset, size: bytes } },
+    ];
+    for (let i = 0; i < buffers.length; i++) {
+      entries.push({ binding: i + 1, resource: { buffer: buffers[i] } });
+    }
+    const bg = this.#ctx.device.createBindGroup({ layout: p.layout, entries });
+    this.#offset = Math.ceil((this.#offset + bytes) / this.#align) * this.#align;
+    if (!this.#pass) this.#pass = this.#encoder().beginComputePass();
+    this.#pass.setPipeline(p.pipeline);
+    this.#pass.setBindGroup(0, bg);
+    this.#pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    this.#dispatches++;
+    if (++this.#pending >= this.maxBatch) this.flush();
+  }
+
+  /** Encodes a buffer-to-buffer copy (sizes and offsets multiples of 4). */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    if (bytes === 0) return;
+    this.#endPass();
+    this.#encoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    this.#pending++;
+  }
+
+  /** Encodes a zero fill of `bytes` bytes of `buf` (a multiple of 4). */
+  clear(buf: GPUBuffer, bytes: number): void {
+    if (bytes === 0) return;
+    this.#endPass();
+    this.#encoder().clearBuffer(buf, 0, Math.ceil(bytes / 4) * 4);
+    this.#pending++;
+  }
+
+  /** Submits everything encoded so far (writing the uniform arena first). */
+  flush(): void {
+    if (!this.#enc) return;
+    this.#endPass();
+    const q = this.#ctx.device.queue;
+    if (this.#offset > 0) q.writeBuffer(this.#arenaBuf, 0, this.#arena, 0, this.#offset);
+    q.submit([this.#enc.finish()]);
+    this.#enc = null;
+    this.#offset = 0;
+    this.#pending = 0;
+    this.#submits++;
+  }
+
+  /** Counters. */
+  stats(): EncoderStats {
+    return { dispatches: this.#dispatches, submits: this.#submits };
+  }
+}

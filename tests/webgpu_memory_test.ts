@@ -1,0 +1,142 @@
+/**
+ * GPU memory: 2,000 training steps with no growth in live GPU buffers (count and bytes of the pool
+ * stay flat), reference-counted views, tidy scopes, and the garbage-collection backstop.
+ */
+import assert from "node:assert/strict";
+import { getBackend } from "../src/backend.ts";
+import { valueAndGrad } from "../src/autodiff.ts";
+import { tensor } from "../src/creation.ts";
+import { mlp } from "../src/nn/mod.ts";
+import { add, crossEntropy, exp, matmul, mul, relu, reshape } from "../src/ops/mod.ts";
+import { applyUpdates, vadam, vsgd } from "../src/optim/mod.ts";
+import type { Tensor } from "../src/tensor.ts";
+import { dispose, tidy, webgpuStats } from "../src/webgpu/mod.ts";
+import { acquireTestGpu } from "../src/webgpu/testing.ts";
+
+const CI = Deno.env.get("CI") === "true";
+const { gpu, reason } = await acquireTestGpu("webgpu_memory_test", CI);
+const ignore = gpu === null;
+if (gpu === null && CI) {
+  Deno.test("webgpu memory: a WebGPU adapter is required under CI=true", () => {
+    throw new Error(`no WebGPU adapter: ${reason}`);
+  });
+}
+const gc = (globalThis as { gc?: () => void }).gc;
+
+const live = () => {
+  const s = webgpuStats()!;
+  return { buffers: s.liveBuffers, bytes: s.liveBytes };
+};
+
+Deno.test(
+  { name: "webgpu memory: 2,000 VSGD training steps keep the live GPU buffers flat", ignore },
+  async () => {
+    const net = mlp([16, 32, 4], { seed: 0, device: "webgpu" });
+    const opt = vsgd({ lr: 0.05, variability: 0.01, numIters: 50, momentum: 0.9 });
+    let params = net.params;
+    let state = opt.init(params);
+    const vg = valueAndGrad((p: typeof params, x: Tensor, y: Int32Array) =>
+      crossEntropy(net.forward(p, x), y)
+    );
+    const x = tensor(Float32Array.from({ length: 64 * 16 }, (_, i) => Math.sin(i)), [64, 16], {
+      device: "webgpu",
+    });
+    const y = Int32Array.from({ length: 64 }, (_, i) => i % 4);
+    let lossSum: Tensor | null = null;
+    const checkpoints: { buffers: number; bytes: number; created: number }[] = [];
+    for (let s = 1; s <= 2000; s++) {
+      const perturbed = opt.perturb(params, state);
+      const { value, grads } = vg(perturbed, x, y);
+      const r = opt.update(grads, state, params);
+      const next = applyUpdates(params, r.updates);
+      const sum: Tensor = lossSum === null ? value : add(lossSum, value);
+      dispose([params, state, grads, r.updates, value, perturbed, lossSum], [next, r.state, sum]);
+      params = next;
+      state = r.state;
+      lossSum = sum;
+      // Every 50 steps is a reset step (no noise buffers): compare like with like.
+      if (s % 100 === 0) checkpoints.push({ ...live(), created: webgpuStats()!.created });
+    }
+    const mean = (await lossSum!.data())[0] / 2000;
+    assert.ok(Number.isFinite(mean), `mean loss ${mean}`);
+    const first = checkpoints[1];
+    for (const [i, c] of checkpoints.slice(1).entries()) {
+      assert.deepEqual(c, first, `checkpoint ${(i + 2) * 100}: live buffers/bytes/created changed`);
+    }
+  },
+);
+
+Deno.test({ name: "webgpu memory: VAdam steps in clean mode stay flat too", ignore }, () => {
+  const net = mlp([8, 16, 3], { seed: 1, device: "webgpu" });
+  const opt = vadam({ lr: 1e-2, variability: 0.01, numIters: 1000, mode: "clean", amsgrad: true });
+  let params = net.params;
+  let state = opt.init(params);
+  const vg = valueAndGrad((p: typeof params, x: Tensor, y: Int32Array) => crossEntropy(net.forward(p, x), y));
+  const x = tensor(Float32Array.from({ length: 32 * 8 }, (_, i) => Math.cos(i)), [32, 8], {
+    device: "webgpu",
+  });
+  const y = Int32Array.from({ length: 32 }, (_, i) => i % 3);
+  let base: { buffers: number; bytes: number } | null = null;
+  for (let s = 1; s <= 300; s++) {
+    const perturbed = opt.perturb(params, state);
+    const { value, grads } = vg(perturbed, x, y);
+    const r = opt.update(grads, state, params);
+    const next = applyUpdates(params, r.updates);
+    dispose([params, state, grads, r.updates, value, perturbed], [next, r.state]);
+    params = next;
+    state = r.state;
+    if (s === 50) base = live();
+    if (s > 50 && s % 50 === 0) assert.deepEqual(live(), base, `step ${s}`);
+  }
+});
+
+Deno.test(
+  { name: "webgpu memory: views share storage by reference count; release is idempotent", ignore },
+  async () => {
+    const before = live();
+    const a = tensor([1, 2, 3, 4, 5, 6], [2, 3], { device: "webgpu" });
+    const v = reshape(a, [3, 2]);
+    const b = getBackend("webgpu");
+    b.release(a);
+    b.release(a); // idempotent
+    assert.deepEqual(Array.from(await v.data()), [1, 2, 3, 4, 5, 6]);
+    assert.throws(() => exp(a), /was released/);
+    b.release(v);
+    assert.deepEqual(live(), before);
+  },
+);
+
+Deno.test({ name: "webgpu memory: tidy releases everything but its result", ignore }, async () => {
+  const w = tensor([[1, -2], [3, 4]], undefined, { device: "webgpu" });
+  const before = live();
+  const out = tidy(() => {
+    const h = relu(matmul(w, w));
+    return { y: mul(h, 2), z: [add(h, 1)] };
+  });
+  assert.equal(live().buffers, before.buffers + 2);
+  assert.deepEqual(Array.from(await out.y.data()), [0, 0, 30, 20]);
+  dispose(out);
+  assert.deepEqual(live(), before);
+  assert.throws(() => tidy(() => Promise.resolve(1) as unknown as number), /synchronous/);
+});
+
+Deno.test({
+  name: "webgpu memory: collected tensors return their buffers to the pool (backstop)",
+  ignore: ignore || !gc,
+}, async () => {
+  const settle = async () => {
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      gc!();
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  };
+  await settle();
+  const before = live();
+  (() => {
+    for (let i = 0; i < 200; i++) exp(tensor([i, i + 1, i + 2], [3], { device: "webgpu" }));
+  })();
+  assert.ok(live().buffers > before.buffers, "allocated");
+  await settle();
+  assert.deepEqual(live(), before);
+});
