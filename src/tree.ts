@@ -92,5 +92,5 @@ export function zipTrees<T extends TensorTree>(
       if (!first.has(p)) throw new Error(`${who}: ${names[i]} has an extra leaf at path "${p}"`);
     }
   }
-  return mapTree(trees[0] as T, (t, path) => fn(lists.map((l) => l.get(path)!), path), who);
+  return mapTree(trees[0] as T, (_t, path) => fn(lists.map((l) => l.get(path)!), path), who);
 }

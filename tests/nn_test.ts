@@ -8,7 +8,7 @@ import {
   mul,
   randn,
   sub,
-  Tensor,
+  type Tensor,
   tensor,
   type TensorTree,
   treeLeaves,

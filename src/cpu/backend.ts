@@ -8,7 +8,7 @@ import { allocArray, type DType, shapeSize, Tensor, type TypedArray } from "../t
 import { binaryLoop, unaryLoop } from "./elementwise.ts";
 import { concatLoop, forEachSliceIndex, reduceLoop, transposeLoop } from "./layout.ts";
 import { gemm } from "./kernels/gemm.ts";
-import { type ConvDims, conv2dForward, conv2dGradInput, conv2dGradWeight } from "./kernels/conv.ts";
+import { conv2dForward, conv2dGradInput, conv2dGradWeight, type ConvDims } from "./kernels/conv.ts";
 import { crossEntropyGradRows, crossEntropyRows, pool2d, pool2dGrad, pooledSize, softmaxRows } from "./nn.ts";
 
 const arr = (t: Tensor): TypedArray => t.storage as TypedArray;
@@ -45,7 +45,19 @@ function batchOffsets(shape: readonly number[], outBatch: readonly number[], mat
 function convDims(xShape: readonly number[], wShape: readonly number[], geo: Conv2dGeometry): ConvDims {
   const [N, C, H, W] = xShape;
   const [O, , kh, kw] = wShape;
-  return { N, C, H, W, O, kh, kw, sh: geo.stride[0], sw: geo.stride[1], ph: geo.padding[0], pw: geo.padding[1] };
+  return {
+    N,
+    C,
+    H,
+    W,
+    O,
+    kh,
+    kw,
+    sh: geo.stride[0],
+    sw: geo.stride[1],
+    ph: geo.padding[0],
+    pw: geo.padding[1],
+  };
 }
 
 /** The CPU implementation of {@linkcode Backend}. */

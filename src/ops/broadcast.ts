@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { fmtShape, sameShape, Tensor } from "../tensor.ts";
+import { fmtShape, sameShape, type Tensor } from "../tensor.ts";
 import { record } from "../tape.ts";
 import { backendFor, broadcastShapes, scalarLike } from "./dispatch.ts";
 
