@@ -30,6 +30,7 @@ export {
   tidy,
   toDevice,
   type WebGPUInfo,
-  webgpuStats,
   type WebGPUStats,
+  webgpuStats,
 } from "./src/webgpu/mod.ts";
+export * from "./src/train/mod.ts";

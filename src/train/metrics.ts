@@ -1,0 +1,212 @@
+/**
+ * Classification metrics as pure functions of host arrays (predicted classes, labels, the mask of
+ * flipped examples), for the label-noise experiments of SPEC.md §4.
+ *
+ * @module
+ */
+
+/**
+ * The predicted class of each row of `logits` (`n × numClasses`, row-major): the index of the
+ * largest entry, the first one on ties. NaN rows predict -1 (never correct).
+ *
+ * @example
+ * ```ts
+ * import { argmaxRows } from "@nvrm/core";
+ * console.log(argmaxRows(new Float32Array([0.1, 2, -1, 5, 0, 5]), 3)); // Int32Array [1, 0]
+ * ```
+ */
+export function argmaxRows(logits: ArrayLike<number>, numClasses: number): Int32Array {
+  if (!Number.isInteger(numClasses) || numClasses < 1) {
+    throw new RangeError(`argmaxRows: numClasses must be a positive integer, got ${numClasses}`);
+  }
+  if (logits.length % numClasses !== 0) {
+    throw new RangeError(
+      `argmaxRows: logits has ${logits.length} entries, expected a multiple of numClasses = ${numClasses}`,
+    );
+  }
+  const n = logits.length / numClasses;
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    let best = -1, bv = -Infinity;
+    for (let j = 0, o = i * numClasses; j < numClasses; j++) {
+      const v = logits[o + j];
+      if (v > bv || (best < 0 && v === -Infinity)) {
+        bv = v;
+        best = j;
+      }
+    }
+    out[i] = best;
+  }
+  return out;
+}
+
+/**
+ * Mean cross-entropy (natural log) of `logits` (`n × numClasses`) against `labels`, computed in
+ * float64 with a stable log-sum-exp. `NaN` for no rows.
+ */
+export function crossEntropyOf(
+  logits: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  numClasses: number,
+): number {
+  const n = labels.length;
+  if (logits.length !== n * numClasses) {
+    throw new RangeError(
+      `crossEntropyOf: logits has ${logits.length} entries, expected ${
+        n * numClasses
+      } (${n} labels × ${numClasses})`,
+    );
+  }
+  return n === 0 ? NaN : sumCrossEntropy(logits, labels, numClasses) / n;
+}
+
+/** Sum (not mean) of the per-row cross-entropies; see {@linkcode crossEntropyOf}. */
+export function sumCrossEntropy(
+  logits: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  numClasses: number,
+): number {
+  let total = 0;
+  for (let i = 0; i < labels.length; i++) {
+    const o = i * numClasses;
+    let m = -Infinity;
+    for (let j = 0; j < numClasses; j++) if (logits[o + j] > m) m = logits[o + j];
+    let s = 0;
+    for (let j = 0; j < numClasses; j++) s += Math.exp(logits[o + j] - m);
+    const y = labels[i];
+    if (!(y >= 0 && y < numClasses)) {
+      throw new RangeError(`crossEntropyOf: labels[${i}] must be in [0, ${numClasses}), got ${y}`);
+    }
+    total += m + Math.log(s) - logits[o + y];
+  }
+  return total;
+}
+
+/**
+ * Fraction of `predictions` equal to `labels`. `NaN` for empty input.
+ *
+ * @example
+ * ```ts
+ * import { accuracy } from "@nvrm/core";
+ * console.log(accuracy([1, 2, 3, 4], [1, 2, 0, 4])); // 0.75
+ * ```
+ */
+export function accuracy(predictions: ArrayLike<number>, labels: ArrayLike<number>): number {
+  sameLength(predictions, labels, "accuracy", "labels");
+  let c = 0;
+  for (let i = 0; i < labels.length; i++) if (predictions[i] === labels[i]) c++;
+  return labels.length === 0 ? NaN : c / labels.length;
+}
+
+/**
+ * Memorization: the fraction of flipped training examples predicted as their NOISY label.
+ * `flipped` is a 0/1 mask over all examples (as returned by `pairflip`/`symmetric`). `NaN` when
+ * nothing was flipped.
+ *
+ * @example
+ * ```ts
+ * import { memorization } from "@nvrm/core";
+ * // examples 1 and 3 were flipped; example 1 is predicted as its noisy label
+ * console.log(memorization([0, 2, 2, 0], [0, 2, 2, 1], [0, 1, 0, 1])); // 0.5
+ * ```
+ */
+export function memorization(
+  predictions: ArrayLike<number>,
+  noisyLabels: ArrayLike<number>,
+  flipped: ArrayLike<number>,
+): number {
+  return maskedAgreement(predictions, noisyLabels, flipped, "memorization", "noisyLabels");
+}
+
+/**
+ * The fraction of flipped training examples predicted as their TRUE (clean) label. `NaN` when
+ * nothing was flipped.
+ *
+ * @example
+ * ```ts
+ * import { flippedCorrect } from "@nvrm/core";
+ * console.log(flippedCorrect([0, 1, 2, 0], [0, 1, 2, 3], [0, 1, 0, 1])); // 0.5
+ * ```
+ */
+export function flippedCorrect(
+  predictions: ArrayLike<number>,
+  trueLabels: ArrayLike<number>,
+  flipped: ArrayLike<number>,
+): number {
+  return maskedAgreement(predictions, trueLabels, flipped, "flippedCorrect", "trueLabels");
+}
+
+/** All label-noise metrics of one set of predictions on the (noisy) training set. */
+export interface NoiseMetrics {
+  /** Accuracy against the noisy labels (what the model was trained on). */
+  noisyAccuracy: number;
+  /** Accuracy against the clean labels. */
+  cleanAccuracy: number;
+  /** Flipped examples predicted as their noisy label. */
+  memorization: number;
+  /** Flipped examples predicted as their true label. */
+  flippedCorrect: number;
+  /** Number of flipped examples. */
+  numFlipped: number;
+}
+
+/** {@linkcode accuracy}, {@linkcode memorization} and {@linkcode flippedCorrect} in one pass. */
+export function noiseMetrics(
+  predictions: ArrayLike<number>,
+  noisyLabels: ArrayLike<number>,
+  trueLabels: ArrayLike<number>,
+  flipped: ArrayLike<number>,
+): NoiseMetrics {
+  sameLength(predictions, noisyLabels, "noiseMetrics", "noisyLabels");
+  sameLength(predictions, trueLabels, "noiseMetrics", "trueLabels");
+  sameLength(predictions, flipped, "noiseMetrics", "flipped");
+  let noisy = 0, clean = 0, mem = 0, fc = 0, nf = 0;
+  for (let i = 0; i < predictions.length; i++) {
+    const p = predictions[i];
+    if (p === noisyLabels[i]) noisy++;
+    if (p === trueLabels[i]) clean++;
+    if (flipped[i]) {
+      nf++;
+      if (p === noisyLabels[i]) mem++;
+      if (p === trueLabels[i]) fc++;
+    }
+  }
+  const n = predictions.length;
+  return {
+    noisyAccuracy: n ? noisy / n : NaN,
+    cleanAccuracy: n ? clean / n : NaN,
+    memorization: nf ? mem / nf : NaN,
+    flippedCorrect: nf ? fc / nf : NaN,
+    numFlipped: nf,
+  };
+}
+
+function maskedAgreement(
+  predictions: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  mask: ArrayLike<number>,
+  who: string,
+  labelsName: string,
+): number {
+  sameLength(predictions, labels, who, labelsName);
+  sameLength(predictions, mask, who, "flipped");
+  let n = 0, c = 0;
+  for (let i = 0; i < mask.length; i++) {
+    if (mask[i]) {
+      n++;
+      if (predictions[i] === labels[i]) c++;
+    }
+  }
+  return n === 0 ? NaN : c / n;
+}
+
+function sameLength(a: ArrayLike<number>, b: ArrayLike<number>, who: string, bName: string): void {
+  if (a?.length === undefined || b?.length === undefined) {
+    throw new TypeError(`${who}: predictions and ${bName} must be arrays`);
+  }
+  if (a.length !== b.length) {
+    throw new RangeError(
+      `${who}: ${bName} has length ${b.length}, expected ${a.length} (the length of predictions)`,
+    );
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * Training helpers: the {@linkcode fit} loop (seeded batches, gradient at the optimizer's perturbed
+ * weights, evaluation at its clean weights), batched {@linkcode evaluate}, the label-noise metrics
+ * of SPEC.md §4, and a console {@linkcode progressLogger}. Browser-safe (no `Deno.*`).
+ *
+ * @module
+ */
+// Types the API refers to, re-exported so that this entry point documents them.
+export type { Device, DType, Tensor, TypedArray } from "../tensor.ts";
+export type { TensorTree } from "../tree.ts";
+export type { Dataset } from "../data/dataset.ts";
+export {
+  type EpochMetrics,
+  evaluate,
+  type EvaluateOptions,
+  type Evaluation,
+  fit,
+  type FitOptions,
+  type FitResult,
+  type LoopOptimizer,
+  type NoiseInfo,
+  type StepProgress,
+  type TrainLogger,
+} from "./loop.ts";
+export {
+  accuracy,
+  argmaxRows,
+  crossEntropyOf,
+  flippedCorrect,
+  memorization,
+  type NoiseMetrics,
+  noiseMetrics,
+  sumCrossEntropy,
+} from "./metrics.ts";
+export { formatDuration, formatEpoch, progressLogger, type ProgressLoggerOptions } from "./progress.ts";
