@@ -9,12 +9,12 @@
  * rounded to the parameter's dtype and read back before it is used again, exactly as a chain of
  * separate steps would see it, so fused and unfused chains agree bit for bit.
  *
- * The noise is `fillNoise`'s, element for element (four draws per Philox block), computed by the
- * faster bit-identical evaluation in `fast_noise.ts`.
+ * The noise is `fillNoise`'s (element i of the stream, block ⌊i/4⌋, lane i mod 4), drawn by
+ * `fillNoise` itself one chunk at a time (WebAssembly SIMD where available).
  *
  * @module
  */
-import type { NoiseLaw, StreamKey } from "../random/noise.ts";
+import { fillNoise, type NoiseLaw, type StreamKey } from "../random/noise.ts";
 import { allocArray, type DType, Tensor, type TypedArray } from "../tensor.ts";
 import {
   type AdamKernelArgs,
@@ -24,7 +24,6 @@ import {
   registerOptimKernels,
   type SgdKernelArgs,
 } from "./kernels.ts";
-import { drawBlock, LAW_CODE, lawScale, philoxBlock, roundKeys } from "./fast_noise.ts";
 
 /** Elements per chunk of a fused step (a multiple of 4, the Philox block width). */
 const CHUNK = 2048;
@@ -124,11 +123,6 @@ export function adamRange(
   }
 }
 
-// Scratch for one Philox block, its four draws and a stream's round keys (no per-element allocation).
-const BITS = new Int32Array(4);
-const DRAWS = new Float64Array(4);
-const KEYS = new Int32Array(20);
-
 /**
  * The weight-noise step on `[lo, hi)` (see `NoiseStage`): with `nOut` given,
  * `nOut = noise(law, scale, key)` (rounded to its dtype) and `uOut = uIn + (nOut − nOld)`; with
@@ -152,25 +146,11 @@ export function noiseRange(
     else for (let i = lo; i < hi; i++) uOut[i] = uIn[i] - nOld[i];
     return;
   }
-  const code = LAW_CODE[law], sc = lawScale(code, scale), c1 = key.c1, c2 = key.c2;
-  const rk = roundKeys(key.k0, key.k1, KEYS);
-  let i = lo;
-  while (i < hi) {
-    const b = Math.floor(i / 4);
-    philoxBlock(rk, b, c1, c2, BITS);
-    drawBlock(BITS, code, sc, DRAWS);
-    const end = Math.min(hi, b * 4 + 4);
-    if (nOld === null) {
-      for (let lane = i - b * 4; i < end; i++, lane++) {
-        nOut[i] = DRAWS[lane];
-        uOut[i] = uIn[i] + nOut[i];
-      }
-    } else {
-      for (let lane = i - b * 4; i < end; i++, lane++) {
-        nOut[i] = DRAWS[lane];
-        uOut[i] = uIn[i] + (nOut[i] - nOld[i]);
-      }
-    }
+  for (let c = lo; c < hi; c += CHUNK) {
+    const e = Math.min(hi, c + CHUNK);
+    fillNoise(nOut.subarray(c, e), law, scale, key, c);
+    if (nOld === null) { for (let i = c; i < e; i++) uOut[i] = uIn[i] + nOut[i]; }
+    else for (let i = c; i < e; i++) uOut[i] = uIn[i] + (nOut[i] - nOld[i]);
   }
 }
 
@@ -184,18 +164,10 @@ export function perturbRange(
   scale: number,
   key: StreamKey,
 ): void {
-  const code = LAW_CODE[law], sc = lawScale(code, scale), c1 = key.c1, c2 = key.c2;
-  const rk = roundKeys(key.k0, key.k1, KEYS);
-  let i = lo;
-  while (i < hi) {
-    const b = Math.floor(i / 4);
-    philoxBlock(rk, b, c1, c2, BITS);
-    drawBlock(BITS, code, sc, DRAWS);
-    const end = Math.min(hi, b * 4 + 4);
-    for (let lane = i - b * 4; i < end; i++, lane++) {
-      out[i] = DRAWS[lane];
-      out[i] = p[i] + out[i];
-    }
+  for (let c = lo; c < hi; c += CHUNK) {
+    const e = Math.min(hi, c + CHUNK);
+    fillNoise(out.subarray(c, e), law, scale, key, c); // the noise, rounded to out's dtype
+    for (let i = c; i < e; i++) out[i] = p[i] + out[i];
   }
 }
 
