@@ -33,12 +33,10 @@ function envCI(): boolean {
   }
 }
 
-Deno.test({
-  name: "memory: gc is exposed (required under CI)",
-  ignore: hasGc || !envCI(),
-  fn() {
-    assert.fail("globalThis.gc is missing: run deno test with --v8-flags=--expose-gc (deno task test does)");
-  },
+Deno.test("memory: gc is exposed (required under CI, where the memory tests must run)", () => {
+  if (envCI()) {
+    assert.ok(hasGc, "globalThis.gc is missing: run deno test with --v8-flags=--expose-gc (deno task test does)");
+  } else if (!hasGc) console.warn("memory tests skipped: run with --v8-flags=--expose-gc");
 });
 
 type Mlp = { w1: Tensor; b1: Tensor; w2: Tensor; b2: Tensor };
