@@ -110,7 +110,9 @@ export function checkShape(shape: readonly number[], who: string): void {
   if (!Array.isArray(shape)) throw new TypeError(`${who}: shape must be an array of integers, got ${shape}`);
   shape.forEach((d, i) => {
     if (!Number.isInteger(d) || d < 0) {
-      throw new RangeError(`${who}: shape[${i}] must be a non-negative integer, got ${d} (shape ${fmtShape(shape)})`);
+      throw new RangeError(
+        `${who}: shape[${i}] must be a non-negative integer, got ${d} (shape ${fmtShape(shape)})`,
+      );
     }
   });
 }

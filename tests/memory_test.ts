@@ -35,7 +35,10 @@ function envCI(): boolean {
 
 Deno.test("memory: gc is exposed (required under CI, where the memory tests must run)", () => {
   if (envCI()) {
-    assert.ok(hasGc, "globalThis.gc is missing: run deno test with --v8-flags=--expose-gc (deno task test does)");
+    assert.ok(
+      hasGc,
+      "globalThis.gc is missing: run deno test with --v8-flags=--expose-gc (deno task test does)",
+    );
   } else if (!hasGc) console.warn("memory tests skipped: run with --v8-flags=--expose-gc");
 });
 
