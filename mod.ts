@@ -20,11 +20,13 @@ export * from "./src/optim/mod.ts";
 export {
   type DeviceChoice,
   dispose,
+  type EncoderStats,
   type GpuLimits,
   hasWebGPU,
   initWebGPU,
   type InitWebGPUOptions,
   NoWebGPUError,
+  type PoolStats,
   setDefaultDevice,
   syncWebGPU,
   tidy,

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { NEG_INF, storage, uniformBlock } from "./common.ts";
+import { main1d, NEG_INF, storage, uniformBlock } from "./common.ts";
 
 /** Threads per workgroup (and per row in the workgroup-per-row variant). */
 export const SOFTMAX_WG = 64;
@@ -89,10 +89,7 @@ export function crossEntropyGradKernel(): string {
   return `${uniformBlock(CE_GRAD_WORDS)}${storage(1, "Pr", "f32")}${storage(2, "Lab", "i32")}${
     storage(3, "G", "f32")
   }${storage(4, "Y", "f32", true)}
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_id) lid: vec3<u32>) {
-  let i = (wid.x + wid.y * nwg.x) * 256u + lid.x;
+${main1d()}
   if (i >= U(0)) { return; }
   let C = U(1);
   let s = G[0] * UF(2u);

@@ -19,16 +19,18 @@ export interface ValueAndGrad<P extends TensorTree> {
 
 /**
  * Runs `fn` once on a fresh tape and returns its value and the gradient w.r.t. the tracked leaves.
- * Every tensor the call created, except the value and the gradients, is released when it returns.
+ * Every tensor the call created, except the value and the gradients, is released when it returns;
+ * when `fn` or the backward pass throws, every tensor the call created is released.
  */
 function differentiate<P extends TensorTree>(
   fn: (params: P) => Tensor,
   params: P,
   who: string,
 ): ValueAndGrad<P> {
-  const leaves = treeLeaves(params, who);
   const tape = new Tape();
   // Distinct leaf objects so that a param also passed in `rest` is not confused with the variable.
+  // They are made before the observer below, so they are never released (they share the params'
+  // storage).
   const vars = new Map<string, Tensor>();
   const wrapped = mapTree(params, (t, path) => {
     const v = new Tensor(t.storage, t.shape, t.dtype, t.device);
@@ -37,6 +39,9 @@ function differentiate<P extends TensorTree>(
     return v;
   }, who);
   const created: Tensor[] = [];
+  const release = (keep: Set<number>) => {
+    for (const t of created) if (!keep.has(t.id)) getBackend(t.device).release(t);
+  };
   pushTensorObserver({ created: (t) => created.push(t) });
   try {
     const value = withTape(tape, () => fn(wrapped));
@@ -56,10 +61,11 @@ function differentiate<P extends TensorTree>(
         const g = grads.get(e.output.id);
         if (g === undefined) continue;
         grads.delete(e.output.id);
-        const gs = e.vjp(g);
+        const needs = e.inputs.map((t) => tape.tracked.has(t.id));
+        const gs = e.vjp(g, needs);
         for (let k = 0; k < e.inputs.length; k++) {
           const inp = e.inputs[k], gi = gs[k];
-          if (gi === null || gi === undefined || !tape.tracked.has(inp.id)) continue;
+          if (gi === null || gi === undefined || !needs[k]) continue;
           const prev = grads.get(inp.id);
           grads.set(inp.id, prev === undefined ? gi : add(prev, gi));
         }
@@ -72,9 +78,11 @@ function differentiate<P extends TensorTree>(
     }, who);
     const keep = new Set<number>([value.id]);
     for (const l of treeLeaves(out)) keep.add(l.tensor.id);
-    for (const l of leaves) keep.add(l.tensor.id);
-    for (const t of created) if (!keep.has(t.id)) getBackend(t.device).release(t);
+    release(keep);
     return { value, grads: out };
+  } catch (e) {
+    release(new Set());
+    throw e;
   } finally {
     popTensorObserver();
   }

@@ -204,9 +204,14 @@ export function randn(
 ): Tensor {
   checkShape(shape, "randn");
   const dtype = dtypeOf(options, "randn");
+  const std = options.std ?? 1, mean = options.mean ?? 0;
+  if (!(Number.isFinite(std) && std >= 0) || !Number.isFinite(mean)) {
+    throw new RangeError(
+      `randn: std must be a finite number >= 0 and mean finite, got std ${std}, mean ${mean}`,
+    );
+  }
   const arr = allocArray(dtype, shapeSize(shape));
-  fillNoise(arr, "gaussian", options.std ?? 1, streamKey(options, "randn"));
-  const mean = options.mean ?? 0;
+  fillNoise(arr, "gaussian", std, streamKey(options, "randn"));
   if (mean !== 0) { for (let i = 0; i < arr.length; i++) arr[i] += mean; }
   return place(arr, shape, dtype, options.device);
 }
@@ -220,6 +225,9 @@ export function rand(
 ): Tensor {
   checkShape(shape, "rand");
   const low = options.low ?? 0, high = options.high ?? 1;
+  if (!Number.isFinite(low) || !Number.isFinite(high)) {
+    throw new RangeError(`rand: low and high must be finite numbers, got low=${low}, high=${high}`);
+  }
   if (!(high > low)) throw new RangeError(`rand: high must be > low, got low=${low}, high=${high}`);
   const dtype = dtypeOf(options, "rand");
   const arr = allocArray(dtype, shapeSize(shape));

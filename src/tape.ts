@@ -9,9 +9,11 @@ import type { Tensor } from "./tensor.ts";
 
 /**
  * A vector-Jacobian product: given the gradient of the output, the gradient for each input
- * (`null` where the input gets none, e.g. integer labels).
+ * (`null` where the input gets none, e.g. integer labels). `needs[k]` is false when input k is not
+ * tracked (data, constants): its gradient would be discarded, so an expensive VJP (matmul, conv)
+ * may skip it and return `null`.
  */
-export type Vjp = (g: Tensor) => readonly (Tensor | null)[];
+export type Vjp = (g: Tensor, needs: readonly boolean[]) => readonly (Tensor | null)[];
 
 /** One recorded op. */
 export interface TapeEntry {
@@ -59,14 +61,21 @@ export function withTape<T>(tape: Tape | null, fn: () => T): T {
  * their output; `vjp` runs later, during the backward pass, with recording paused.
  */
 export function record(output: Tensor, inputs: readonly Tensor[], vjp: Vjp): Tensor {
-  const tape = active;
-  if (tape === null) return output;
-  for (const t of inputs) {
-    if (tape.tracked.has(t.id)) {
-      tape.tracked.add(output.id);
-      tape.entries.push({ inputs, output, vjp });
-      break;
-    }
+  if (isTracked(inputs)) {
+    active!.tracked.add(output.id);
+    active!.entries.push({ inputs, output, vjp });
   }
   return output;
+}
+
+/**
+ * True when a tape is recording and one of `inputs` is tracked, i.e. when {@linkcode record} would
+ * record an op on them. Ops use it to free forward-only intermediates (softmax probabilities, pooling
+ * argmax) at once when no backward pass will need them.
+ */
+export function isTracked(inputs: readonly Tensor[]): boolean {
+  const tape = active;
+  if (tape === null) return false;
+  for (const t of inputs) if (tape.tracked.has(t.id)) return true;
+  return false;
 }

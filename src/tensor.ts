@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { getBackend } from "./backend.ts";
 
 /** Element type of a tensor. float64 exists on the CPU only (gradient checks, oracles). */
 export type DType = "float32" | "float64";
@@ -67,10 +68,12 @@ export class Tensor {
     return this.shape.length;
   }
 
-  /** A host copy of the data, in row-major order. */
+  /**
+   * A host copy of the data, in row-major order. The device copy is encoded when `data()` is
+   * called, so the tensor may be released right after, before the promise settles.
+   */
   async data(): Promise<TypedArray> {
     if (this.device === "cpu") return (this.storage as TypedArray).slice();
-    const { getBackend } = await import("./backend.ts");
     return await getBackend(this.device).read(this);
   }
 

@@ -70,7 +70,8 @@ export function mapTree<T extends TensorTree>(
 
 /**
  * Combines several trees of the same structure leaf by leaf. Throws, naming the path, when a tree
- * lacks a leaf the first one has or has a different shape there.
+ * lacks a leaf the first one has or has one the first lacks. Leaf shapes are not compared: `fn`
+ * sees the tensors as they are.
  */
 export function zipTrees<T extends TensorTree>(
   trees: readonly TensorTree[],

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import {
   add,
+  conv2d,
   crossEntropy,
   exp,
   grad,
@@ -21,6 +22,7 @@ import {
   treeLeaves,
   valueAndGrad,
 } from "../mod.ts";
+import { getBackend } from "../src/backend.ts";
 import { activeTape } from "../src/tape.ts";
 import { assertClose, rnd } from "./_gradcheck.ts";
 
@@ -214,4 +216,32 @@ Deno.test("autodiff: gradient of a small MLP matches a hand-derived formula", ()
     }
   }
   assertClose(g, want, { atol: 1e-12 });
+});
+
+Deno.test("autodiff: the backward pass skips gradients of inputs that are not differentiated", () => {
+  const cpu = getBackend("cpu");
+  const calls: string[] = [];
+  const spy = <K extends "matmul" | "conv2dGradInput" | "conv2dGradWeight">(k: K) => {
+    const orig = cpu[k];
+    (cpu as any)[k] = function (this: unknown, ...args: unknown[]) {
+      calls.push(k);
+      return (orig as (...a: unknown[]) => unknown).apply(this, args);
+    };
+    return () => ((cpu as any)[k] = orig);
+  };
+  const restore = [spy("matmul"), spy("conv2dGradInput"), spy("conv2dGradWeight")];
+  try {
+    const x = rnd([4, 3], 1), w = rnd([3, 2], 2);
+    const { grads } = valueAndGrad((p: { w: Tensor }, xb: Tensor) => sum(matmul(xb, p.w)))({ w }, x);
+    // one forward product and one for dL/dw; dL/dx (the data) is never computed
+    assert.deepEqual(calls, ["matmul", "matmul"]);
+    const xs = x.dataSync(), colSums = [0, 1, 2].map((i) => xs[i] + xs[3 + i] + xs[6 + i] + xs[9 + i]);
+    assertClose(grads.w, colSums.flatMap((c) => [c, c])); // dL/dw[i][j] = Σ_n x[n][i]
+    calls.length = 0;
+    const img = rnd([2, 1, 5, 5], 3), k = rnd([2, 1, 3, 3], 4);
+    valueAndGrad((p: { k: Tensor }, xb: Tensor) => sum(conv2d(xb, p.k)))({ k }, img);
+    assert.deepEqual(calls, ["conv2dGradWeight"]);
+  } finally {
+    for (const r of restore) r();
+  }
 });

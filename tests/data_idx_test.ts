@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { encodeIdx, loadMnist, parseIdx } from "../src/data/mod.ts";
+import { cifar10FromRecords, encodeIdx, loadMnist, mnistFromBytes, parseIdx } from "../src/data/mod.ts";
 
 Deno.test("parseIdx: round trip of every element type, big-endian", () => {
   const cases: [ArrayLike<number>, string][] = [
@@ -127,4 +127,15 @@ Deno.test("loadMnist: errors name the file and what was expected", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("mnistFromBytes and cifar10FromRecords reject an unknown layout, naming it", () => {
+  assert.throws(
+    () => mnistFromBytes(new Uint8Array(784), new Uint8Array(1), 1, { layout: "nchw" as never }),
+    /mnistFromBytes: layout must be "flat" or "image", got "nchw"/,
+  );
+  assert.throws(
+    () => cifar10FromRecords(new Uint8Array(3073), { layout: "hwc" as never }),
+    /cifar10FromRecords: layout must be "image" or "flat", got "hwc"/,
+  );
 });

@@ -96,6 +96,15 @@ Deno.test("errors: other creation arguments", () => {
   }
   assert.throws(() => arange(0, 1, 0), /arange: .*step non-zero, got 0, 1, 0/);
   assert.throws(() => rand([2], { low: 1, high: 1 }), /rand: high must be > low, got low=1, high=1/);
+  assert.throws(
+    () => rand([2], { high: Infinity }),
+    /rand: low and high must be finite numbers, got low=0, high=Infinity/,
+  );
+  assert.throws(
+    () => randn([2], { std: -1 }),
+    /randn: std must be a finite number >= 0 .*got std -1, mean 0/,
+  );
+  assert.throws(() => randn([2], { mean: NaN }), /randn: .*got std 1, mean NaN/);
   assert.throws(() => zeros([2]).item(), /Tensor\.item: tensor has shape \[2\] \(2 elements\), expected 1/);
 });
 

@@ -40,25 +40,14 @@ import {
   type Tensor,
   transpose,
 } from "../mod.ts";
+import { testRng } from "../src/webgpu/testing.ts";
 import { f64, gradcheck, rnd, rndAwayFromZero, rndDistinct, rndPositive } from "./_gradcheck.ts";
 
 type Shape = number[];
 
-/** Small seeded generator for shapes (mulberry32). */
-function shapeRng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A random pair of broadcast-compatible shapes: rank 0–4, dims 1–4, some axes 1 or missing. */
 function randomBroadcastPair(seed: number): [Shape, Shape] {
-  const u = shapeRng(seed);
+  const u = testRng(seed); // seeded shapes
   const rank = Math.floor(u() * 5);
   const full = Array.from({ length: rank }, () => 1 + Math.floor(u() * 4));
   const squash = (s: Shape) => {

@@ -10,16 +10,9 @@ import { add, exp, matmul } from "../src/ops/mod.ts";
 import { createGpuContext, NoWebGPUError } from "../src/webgpu/device.ts";
 import { WebGPUBackend } from "../src/webgpu/backend.ts";
 import { initWebGPU, initWebGPUBackend, setDefaultDevice, toDevice } from "../src/webgpu/mod.ts";
-import { acquireTestGpu } from "../src/webgpu/testing.ts";
+import { webgpuSuite } from "./_webgpu.ts";
 
-const CI = Deno.env.get("CI") === "true";
-const { gpu, reason } = await acquireTestGpu("webgpu_errors_test", CI);
-const ignore = gpu === null;
-if (gpu === null && CI) {
-  Deno.test("webgpu errors: a WebGPU adapter is required under CI=true", () => {
-    throw new Error(`no WebGPU adapter: ${reason}`);
-  });
-}
+const { gpu, ignore } = await webgpuSuite("webgpu_errors_test", "webgpu errors");
 
 /** Rejects when `p` takes longer than `ms`: a hang becomes a test failure. */
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

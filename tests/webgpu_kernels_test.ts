@@ -8,16 +8,10 @@ import assert from "node:assert/strict";
 import { type Backend, getBackend } from "../src/backend.ts";
 import "../src/cpu/backend.ts";
 import type { Tensor } from "../src/tensor.ts";
-import { acquireTestGpu, testRng } from "../src/webgpu/testing.ts";
+import { testRng } from "../src/webgpu/testing.ts";
+import { webgpuSuite } from "./_webgpu.ts";
 
-const CI = Deno.env.get("CI") === "true";
-const { gpu, reason } = await acquireTestGpu("webgpu_kernels_test", CI);
-const ignore = gpu === null;
-if (gpu === null && CI) {
-  Deno.test("webgpu kernels: a WebGPU adapter is required under CI=true", () => {
-    throw new Error(`no WebGPU adapter: ${reason}`);
-  });
-}
+const { gpu, ignore } = await webgpuSuite("webgpu_kernels_test", "webgpu kernels");
 const cpu: Backend = getBackend("cpu");
 const G = gpu as Backend;
 

@@ -7,20 +7,15 @@ import { getBackend } from "../src/backend.ts";
 import { valueAndGrad } from "../src/autodiff.ts";
 import { tensor } from "../src/creation.ts";
 import { mlp } from "../src/nn/mod.ts";
-import { add, crossEntropy, exp, matmul, mul, relu, reshape } from "../src/ops/mod.ts";
+import { add, crossEntropy, exp, matmul, maxPool2d, mul, relu, reshape } from "../src/ops/mod.ts";
 import { applyUpdates, vadam, vsgd } from "../src/optim/mod.ts";
-import type { Tensor } from "../src/tensor.ts";
+import { popTensorObserver, pushTensorObserver, type Tensor } from "../src/tensor.ts";
+import { makeDataset } from "../src/data/dataset.ts";
+import { fit } from "../src/train/loop.ts";
 import { dispose, tidy, webgpuStats } from "../src/webgpu/mod.ts";
-import { acquireTestGpu } from "../src/webgpu/testing.ts";
+import { webgpuSuite } from "./_webgpu.ts";
 
-const CI = Deno.env.get("CI") === "true";
-const { gpu, reason } = await acquireTestGpu("webgpu_memory_test", CI);
-const ignore = gpu === null;
-if (gpu === null && CI) {
-  Deno.test("webgpu memory: a WebGPU adapter is required under CI=true", () => {
-    throw new Error(`no WebGPU adapter: ${reason}`);
-  });
-}
+const { gpu, ignore } = await webgpuSuite("webgpu_memory_test", "webgpu memory");
 const gc = (globalThis as { gc?: () => void }).gc;
 
 const live = () => {
@@ -140,3 +135,50 @@ Deno.test({
   await settle();
   assert.deepEqual(live(), before);
 });
+
+Deno.test(
+  { name: "webgpu memory: no buffers left by a throwing function, forward-only ops or fit", ignore },
+  async () => {
+    const w = tensor([[1, -2], [3, 4]], undefined, { device: "webgpu" });
+    const y = new Int32Array([0, 1]);
+    crossEntropy(w, y); // caches the label upload (and leaves its loss, released below)
+    const before = live();
+    // intermediates of a call that throws are released
+    assert.throws(
+      () => valueAndGrad((p: { w: Tensor }) => reshape(relu(matmul(p.w, p.w)), [3]))({ w }),
+      /cannot reshape/,
+    );
+    assert.deepEqual(live(), before, "after a throwing valueAndGrad");
+    // outside a tape, only the results stay: crossEntropy's probabilities and maxPool2d's argmax go
+    const loss = crossEntropy(w, y);
+    const pooled = maxPool2d(reshape(w, [1, 1, 2, 2]), { kernel: 2 });
+    assert.equal(live().buffers, before.buffers + 2, "the loss and the pooled output (the view shares w)");
+    dispose([loss, pooled]);
+
+    // fit releases every step's tensors itself (not left to the garbage collector): once its
+    // results are disposed, every GPU tensor created during the run is released
+    const n = 48, d = 6;
+    const x = Float32Array.from({ length: n * d }, (_, i) => Math.sin(i));
+    const train = makeDataset(x, Int32Array.from({ length: n }, (_, i) => i % 3), [d], 3);
+    const net = mlp([d, 8, 3], { seed: 1, device: "webgpu" });
+    const created: Tensor[] = [];
+    pushTensorObserver({ created: (t) => created.push(t) });
+    let r;
+    try {
+      r = await fit({
+        params: net.params,
+        forward: net.forward,
+        optimizer: vsgd({ lr: 0.1, variability: 0.01, numIters: 5, momentum: 0.9 }),
+        train,
+        epochs: 2,
+        batchSize: 8,
+        progressEvery: 1,
+      });
+    } finally {
+      popTensorObserver();
+    }
+    dispose([net.params, r.params, r.state, r.cleanParams]);
+    const kept = created.filter((t) => t.device === "webgpu" && !gpu!.isReleased(t));
+    assert.deepEqual(kept.map(String), [], "GPU tensors fit left alive");
+  },
+);

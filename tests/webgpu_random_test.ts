@@ -14,16 +14,10 @@ import { optimKernels, registerOptimKernels } from "../src/optim/kernels.ts";
 import { NOISE_WORDS, noiseKernel, PHILOX_WORDS, philoxKernel } from "../kernels/random.ts";
 import { f32bits, type GpuStorage } from "../src/webgpu/backend.ts";
 import { webgpuOptimKernels } from "../src/webgpu/optim.ts";
-import { acquireTestGpu, testRng } from "../src/webgpu/testing.ts";
+import { testRng } from "../src/webgpu/testing.ts";
+import { webgpuSuite } from "./_webgpu.ts";
 
-const CI = Deno.env.get("CI") === "true";
-const { gpu, reason } = await acquireTestGpu("webgpu_random_test", CI);
-const ignore = gpu === null;
-if (gpu === null && CI) {
-  Deno.test("webgpu random: a WebGPU adapter is required under CI=true", () => {
-    throw new Error(`no WebGPU adapter: ${reason}`);
-  });
-}
+const { gpu, ignore } = await webgpuSuite("webgpu_random_test", "webgpu random");
 const cpu = getBackend("cpu");
 const rng = testRng(777);
 const u32 = () => Math.floor(rng() * 4294967296) >>> 0;

@@ -8,22 +8,16 @@ import { valueAndGrad } from "../src/autodiff.ts";
 import { tensor } from "../src/creation.ts";
 import { lenet, mlp } from "../src/nn/mod.ts";
 import { crossEntropy } from "../src/ops/mod.ts";
-import { vsgd } from "../src/optim/mod.ts";
+import { serialize, serializeAsync, vsgd } from "../src/optim/mod.ts";
 import { makeDataset } from "../src/data/dataset.ts";
 import { fit } from "../src/train/loop.ts";
 import type { Tensor } from "../src/tensor.ts";
 import { type TensorTree, treeLeaves } from "../src/tree.ts";
 import { toDevice } from "../src/webgpu/mod.ts";
-import { acquireTestGpu, testRng } from "../src/webgpu/testing.ts";
+import { testRng } from "../src/webgpu/testing.ts";
+import { webgpuSuite } from "./_webgpu.ts";
 
-const CI = Deno.env.get("CI") === "true";
-const { gpu, reason } = await acquireTestGpu("webgpu_training_test", CI);
-const ignore = gpu === null;
-if (gpu === null && CI) {
-  Deno.test("webgpu training: a WebGPU adapter is required under CI=true", () => {
-    throw new Error(`no WebGPU adapter: ${reason}`);
-  });
-}
+const { ignore } = await webgpuSuite("webgpu_training_test", "webgpu training");
 const rng = testRng(99);
 
 async function treesClose(who: string, g: TensorTree, c: TensorTree, atol: number, rtol: number) {
@@ -109,3 +103,20 @@ Deno.test({ name: "webgpu training: fit with VSGD on the GPU follows the CPU run
   assert.ok(gpuRun.history[2].trainAccuracy > 0.9, `learned: ${gpuRun.history[2].trainAccuracy}`);
   await treesClose("final params", gpuRun.cleanParams, cpuRun.cleanParams, 1e-5, 1e-4);
 });
+
+Deno.test(
+  { name: "webgpu training: serializeAsync reads a GPU optimizer state back bit for bit", ignore },
+  async () => {
+    const net = mlp([4, 5, 3], { seed: 2, device: "webgpu" });
+    const opt = vsgd({ lr: 0.1, variability: 0.01, numIters: 10, momentum: 0.9, seed: 3 });
+    const x = tensor(Float32Array.from({ length: 8 }, () => rng()), [2, 4], { device: "webgpu" });
+    const { grads } = valueAndGrad((p: any, xb: Tensor) => crossEntropy(net.forward(p, xb), [0, 2]))(
+      net.params,
+      x,
+    );
+    const state = opt.update(grads, opt.init(net.params), net.params).state;
+    const bytes = await serializeAsync(state);
+    const onCpu = await toDevice(state as unknown as TensorTree, "cpu");
+    assert.deepEqual(bytes, serialize(onCpu));
+  },
+);

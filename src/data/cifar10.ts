@@ -116,6 +116,11 @@ export function cifar10FromRecords(
         `(1 label byte + 3072 pixel bytes per record)`,
     );
   }
+  if (options.layout !== undefined && options.layout !== "flat" && options.layout !== "image") {
+    throw new RangeError(
+      `cifar10FromRecords: layout must be "image" or "flat", got ${JSON.stringify(options.layout)}`,
+    );
+  }
   const n = bytes.length / CIFAR10_RECORD_BYTES;
   const normalize = options.normalize ?? true;
   const luts = [0, 1, 2].map((c) => {

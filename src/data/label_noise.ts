@@ -86,14 +86,7 @@ export function transitionMatrix(kind: LabelNoiseKind, rate: number, numClasses:
  * ```
  */
 export function pairflip(labels: ArrayLike<number>, rate: number, options: LabelNoiseOptions): NoisyLabels {
-  checkRate(rate, "pairflip");
-  checkClasses(options?.numClasses, "pairflip");
-  return sample(
-    labels,
-    transitionMatrix("pairflip", rate, options.numClasses),
-    options.seed ?? 0,
-    "pairflip",
-  );
+  return lawNoise("pairflip", labels, rate, options);
 }
 
 /**
@@ -109,14 +102,7 @@ export function pairflip(labels: ArrayLike<number>, rate: number, options: Label
  * ```
  */
 export function symmetric(labels: ArrayLike<number>, rate: number, options: LabelNoiseOptions): NoisyLabels {
-  checkRate(rate, "symmetric");
-  checkClasses(options?.numClasses, "symmetric");
-  return sample(
-    labels,
-    transitionMatrix("symmetric", rate, options.numClasses),
-    options.seed ?? 0,
-    "symmetric",
-  );
+  return lawNoise("symmetric", labels, rate, options);
 }
 
 /** Applies the noise law `kind` (`"pairflip"` or `"symmetric"`) — a dispatcher for command lines. */
@@ -126,11 +112,24 @@ export function addLabelNoise(
   rate: number,
   options: LabelNoiseOptions,
 ): NoisyLabels {
-  if (kind === "pairflip") return pairflip(labels, rate, options);
-  if (kind === "symmetric") return symmetric(labels, rate, options);
-  throw new RangeError(
-    `addLabelNoise: kind must be one of ${LABEL_NOISE_KINDS.join(", ")}, got ${JSON.stringify(kind)}`,
-  );
+  if (!LABEL_NOISE_KINDS.includes(kind)) {
+    throw new RangeError(
+      `addLabelNoise: kind must be one of ${LABEL_NOISE_KINDS.join(", ")}, got ${JSON.stringify(kind)}`,
+    );
+  }
+  return lawNoise(kind, labels, rate, options);
+}
+
+/** `pairflip`/`symmetric`: the law's matrix at `rate`, sampled with errors named after the law. */
+function lawNoise(
+  kind: LabelNoiseKind,
+  labels: ArrayLike<number>,
+  rate: number,
+  options: LabelNoiseOptions,
+): NoisyLabels {
+  checkRate(rate, kind);
+  checkClasses(options?.numClasses, kind);
+  return sample(labels, transitionMatrix(kind, rate, options.numClasses), options.seed ?? 0, kind);
 }
 
 /**

@@ -133,6 +133,11 @@ export function mnistFromBytes(
         `${labels.length} labels`,
     );
   }
+  if (options.layout !== undefined && options.layout !== "flat" && options.layout !== "image") {
+    throw new RangeError(
+      `mnistFromBytes: layout must be "flat" or "image", got ${JSON.stringify(options.layout)}`,
+    );
+  }
   const normalize = options.normalize ?? true;
   const x = new Float32Array(n * 784);
   // One lookup table so that every pixel value maps to exactly the same float32.

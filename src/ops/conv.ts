@@ -5,7 +5,7 @@
  */
 import type { Conv2dGeometry, Pool2dGeometry } from "../backend.ts";
 import { fmtShape, type Tensor } from "../tensor.ts";
-import { record } from "../tape.ts";
+import { isTracked, record } from "../tape.ts";
 import { backendFor } from "./dispatch.ts";
 import { add } from "./elementwise.ts";
 import { reshape } from "./shape.ts";
@@ -70,9 +70,9 @@ export function conv2d(x: Tensor, w: Tensor, options: Conv2dOptions = {}): Tenso
     }
   }
   const y = b.conv2d(x, w, geo);
-  const out = record(y, [x, w], (g) => [
-    b.conv2dGradInput(g, w, x.shape, geo),
-    b.conv2dGradWeight(x, g, w.shape, geo),
+  const out = record(y, [x, w], (g, needs) => [
+    needs[0] ? b.conv2dGradInput(g, w, x.shape, geo) : null, // skipped for the input batch
+    needs[1] ? b.conv2dGradWeight(x, g, w.shape, geo) : null,
   ]);
   if (!options.bias) return out;
   if (options.bias.rank !== 1 || options.bias.shape[0] !== w.shape[0]) {
@@ -118,6 +118,10 @@ export function maxPool2d(x: Tensor, options: Pool2dOptions): Tensor {
   const b = backendFor("maxPool2d", { x });
   const geo = poolGeometry("maxPool2d", x, options);
   const { y, argmax } = b.maxPool2d(x, geo);
+  if (!isTracked([x])) {
+    b.release(argmax); // only the backward pass reads it
+    return y;
+  }
   return record(y, [x], (g) => [b.maxPool2dGrad(g, argmax, x.shape, geo)]);
 }
 

@@ -26,57 +26,77 @@ function binaryRaw(op: BinaryOp, a: TensorLike, b: TensorLike, name: string): [T
   return [be.binary(op, ta, tb, shape), ta, tb];
 }
 
+/**
+ * The two input gradients of a binary op, computing only those that are needed (a constant or a
+ * plain number as one operand gets none).
+ */
+function grads2(
+  needs: readonly boolean[],
+  da: () => Tensor,
+  db: () => Tensor,
+): [Tensor | null, Tensor | null] {
+  return [needs[0] ? da() : null, needs[1] ? db() : null];
+}
+
 /** a + b, broadcasting. d/da = 1, d/db = 1. */
 export function add(a: TensorLike, b: TensorLike): Tensor {
   const [y, ta, tb] = binaryRaw("add", a, b, "add");
-  return record(y, [ta, tb], (g) => [sumTo(g, ta.shape), sumTo(g, tb.shape)]);
+  return record(y, [ta, tb], (g, n) => grads2(n, () => sumTo(g, ta.shape), () => sumTo(g, tb.shape)));
 }
 
 /** a − b, broadcasting. d/da = 1, d/db = −1. */
 export function sub(a: TensorLike, b: TensorLike): Tensor {
   const [y, ta, tb] = binaryRaw("sub", a, b, "sub");
-  return record(y, [ta, tb], (g) => [sumTo(g, ta.shape), sumTo(neg(g), tb.shape)]);
+  return record(y, [ta, tb], (g, n) => grads2(n, () => sumTo(g, ta.shape), () => sumTo(neg(g), tb.shape)));
 }
 
 /** a · b elementwise, broadcasting. d/da = b, d/db = a. */
 export function mul(a: TensorLike, b: TensorLike): Tensor {
   const [y, ta, tb] = binaryRaw("mul", a, b, "mul");
-  return record(y, [ta, tb], (g) => [sumTo(mul(g, tb), ta.shape), sumTo(mul(g, ta), tb.shape)]);
+  return record(
+    y,
+    [ta, tb],
+    (g, n) => grads2(n, () => sumTo(mul(g, tb), ta.shape), () => sumTo(mul(g, ta), tb.shape)),
+  );
 }
 
 /** a / b elementwise, broadcasting. d/da = 1/b, d/db = −a/b². */
 export function div(a: TensorLike, b: TensorLike): Tensor {
   const [y, ta, tb] = binaryRaw("div", a, b, "div");
-  return record(y, [ta, tb], (g) => [
-    sumTo(div(g, tb), ta.shape),
-    sumTo(neg(div(mul(g, y), tb)), tb.shape),
-  ]);
+  return record(y, [ta, tb], (g, n) =>
+    grads2(
+      n,
+      () => sumTo(div(g, tb), ta.shape),
+      () => sumTo(neg(div(mul(g, y), tb)), tb.shape),
+    ));
 }
 
 /** a ^ b elementwise, broadcasting. d/da = b·a^(b−1), d/db = ln(a)·a^b. */
 export function pow(a: TensorLike, b: TensorLike): Tensor {
   const [y, ta, tb] = binaryRaw("pow", a, b, "pow");
-  return record(y, [ta, tb], (g) => [
-    sumTo(mul(g, mul(tb, pow(ta, sub(tb, 1)))), ta.shape),
-    sumTo(mul(g, mul(log(ta), y)), tb.shape),
-  ]);
+  return record(y, [ta, tb], (g, n) =>
+    grads2(
+      n,
+      () => sumTo(mul(g, mul(tb, pow(ta, sub(tb, 1)))), ta.shape),
+      () => sumTo(mul(g, mul(log(ta), y)), tb.shape),
+    ));
 }
 
 /** max(a, b) elementwise; ties send the gradient to a. */
 export function maximum(a: TensorLike, b: TensorLike): Tensor {
   const [y, ta, tb] = binaryRaw("maximum", a, b, "maximum");
-  return record(y, [ta, tb], (g) => {
+  return record(y, [ta, tb], (g, n) => {
     const m = ge(ta, tb);
-    return [sumTo(mul(g, m), ta.shape), sumTo(mul(g, sub(1, m)), tb.shape)];
+    return grads2(n, () => sumTo(mul(g, m), ta.shape), () => sumTo(mul(g, sub(1, m)), tb.shape));
   });
 }
 
 /** min(a, b) elementwise; ties send the gradient to a. */
 export function minimum(a: TensorLike, b: TensorLike): Tensor {
   const [y, ta, tb] = binaryRaw("minimum", a, b, "minimum");
-  return record(y, [ta, tb], (g) => {
+  return record(y, [ta, tb], (g, n) => {
     const m = ge(tb, ta);
-    return [sumTo(mul(g, m), ta.shape), sumTo(mul(g, sub(1, m)), tb.shape)];
+    return grads2(n, () => sumTo(mul(g, m), ta.shape), () => sumTo(mul(g, sub(1, m)), tb.shape));
   });
 }
 

@@ -32,11 +32,12 @@ function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean, op = "m
   }
   const batch = broadcastShapes(`${op} (batch dims)`, a.shape.slice(0, -2), b.shape.slice(0, -2));
   const y = be.matmul(a, b, transA, transB, [...batch, m, n]);
-  return record(y, [a, b], (g) => {
-    // y = A·B with A = op(a), B = op(b): dA = g·Bᵀ, dB = Aᵀ·g, then undo op.
-    const ga = transA ? matmulT(b, g, transB, true) : matmulT(g, b, false, !transB);
-    const gb = transB ? matmulT(g, a, true, transA) : matmulT(a, g, !transA, false);
-    return [sumTo(ga, a.shape), sumTo(gb, b.shape)];
+  return record(y, [a, b], (g, needs) => {
+    // y = A·B with A = op(a), B = op(b): dA = g·Bᵀ, dB = Aᵀ·g, then undo op. A product whose
+    // gradient nobody wants (the input batch of a first layer) is skipped.
+    const ga = !needs[0] ? null : transA ? matmulT(b, g, transB, true) : matmulT(g, b, false, !transB);
+    const gb = !needs[1] ? null : transB ? matmulT(g, a, true, transA) : matmulT(a, g, !transA, false);
+    return [ga && sumTo(ga, a.shape), gb && sumTo(gb, b.shape)];
   });
 }
 

@@ -4,7 +4,7 @@
  * @module
  */
 import { fmtShape, Tensor } from "../tensor.ts";
-import { record } from "../tape.ts";
+import { isTracked, record } from "../tape.ts";
 import { backendFor, normalizeAxis } from "./dispatch.ts";
 import { exp, mul, sub } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
@@ -92,5 +92,9 @@ export function crossEntropy(logits: Tensor, labels: Labels): Tensor {
   const [n, c] = logits.shape;
   const lab = toLabels("crossEntropy", labels, n, c);
   const { loss, probs } = b.crossEntropy(logits, lab);
+  if (!isTracked([logits])) {
+    b.release(probs); // only the backward pass reads it (evaluation, metrics)
+    return loss;
+  }
   return record(loss, [logits], (g) => [b.crossEntropyGrad(probs, lab, g)]);
 }

@@ -18,6 +18,24 @@ const finite = (x: number) => Number.isFinite(x);
 const posInt = (x: number) => Number.isInteger(x) && x >= 1;
 const nonnegInt = (x: number) => Number.isInteger(x) && x >= 0;
 
+/** Checks that `xs` holds increasing non-negative integers (steps or epochs); returns a copy. */
+function increasing(who: string, name: string, xs: readonly number[]): number[] {
+  xs.forEach((x, i) => {
+    num(who, `${name}[${i}]`, x, nonnegInt, "a non-negative integer");
+    if (i > 0 && !(x > xs[i - 1])) {
+      throw new RangeError(`${who}: ${name} must increase, got ${fmtValue(xs)}`);
+    }
+  });
+  return xs.slice();
+}
+
+/** How many of the increasing `bounds` are ≤ `s`. */
+function passed(bounds: readonly number[], s: number): number {
+  let k = 0;
+  while (k < bounds.length && s >= bounds[k]) k++;
+  return k;
+}
+
 /**
  * A constant schedule.
  *
@@ -91,19 +109,10 @@ export function piecewiseConstantSchedule(
       }`,
     );
   }
-  b.forEach((x, i) => {
-    num(who, `boundaries[${i}]`, x, nonnegInt, "a non-negative integer");
-    if (i > 0 && !(x > b[i - 1])) {
-      throw new RangeError(`${who}: boundaries must increase, got ${fmtValue(b)}`);
-    }
-  });
+  const bs = increasing(who, "boundaries", b);
   v.forEach((x, i) => num(who, `values[${i}]`, x, finite, "a finite number"));
-  const bs = b.slice(), vs = v.slice();
-  return (s) => {
-    let k = 0;
-    while (k < bs.length && s >= bs[k]) k++;
-    return vs[k];
-  };
+  const vs = v.slice();
+  return (s) => vs[passed(bs, s)];
 }
 
 /**
@@ -129,19 +138,8 @@ export function multiStepSchedule(
   if (!Array.isArray(ms)) {
     throw new TypeError(`${who}: milestones must be an array of epochs, got ${fmtValue(ms)}`);
   }
-  ms.forEach((x, i) => {
-    num(who, `milestones[${i}]`, x, nonnegInt, "a non-negative integer");
-    if (i > 0 && !(x > ms[i - 1])) {
-      throw new RangeError(`${who}: milestones must increase, got ${fmtValue(ms)}`);
-    }
-  });
-  const list = ms.slice();
-  return (s) => {
-    const epoch = Math.floor(s / spe);
-    let k = 0;
-    while (k < list.length && epoch >= list[k]) k++;
-    return init * gamma ** k;
-  };
+  const list = increasing(who, "milestones", ms);
+  return (s) => init * gamma ** passed(list, Math.floor(s / spe));
 }
 
 /**
@@ -175,16 +173,9 @@ export function joinSchedules(schedules: readonly Schedule[], boundaries: readon
       }`,
     );
   }
-  boundaries.forEach((x, i) => {
-    num(who, `boundaries[${i}]`, x, nonnegInt, "a non-negative integer");
-    if (i > 0 && !(x > boundaries[i - 1])) {
-      throw new RangeError(`${who}: boundaries must increase, got ${fmtValue(boundaries)}`);
-    }
-  });
-  const fs = schedules.slice(), bs = boundaries.slice();
+  const fs = schedules.slice(), bs = increasing(who, "boundaries", boundaries);
   return (s) => {
-    let k = 0;
-    while (k < bs.length && s >= bs[k]) k++;
+    const k = passed(bs, s);
     return fs[k](k === 0 ? s : s - bs[k - 1]);
   };
 }

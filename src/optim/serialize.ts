@@ -179,15 +179,18 @@ export function serialize(state: unknown): Uint8Array {
 
 /** Like {@linkcode serialize}, reading tensors from any device (GPU buffers are read back). */
 export async function serializeAsync(state: unknown): Promise<Uint8Array> {
-  const host = new Map<Tensor, AnyArray>();
-  const walk = async (v: unknown): Promise<void> => {
+  // Every read is started before any is awaited: one wait for the device, not one per tensor.
+  const reads = new Map<Tensor, Promise<AnyArray>>();
+  const walk = (v: unknown): void => {
     if (v instanceof Tensor) {
-      if (v.device !== "cpu" && !host.has(v)) host.set(v, await v.data());
+      if (v.device !== "cpu" && !reads.has(v)) reads.set(v, v.data());
     } else if (v !== null && typeof v === "object" && !ArrayBuffer.isView(v)) {
-      for (const x of Object.values(v)) await walk(x);
+      for (const x of Object.values(v)) walk(x);
     }
   };
-  await walk(state);
+  walk(state);
+  const host = new Map<Tensor, AnyArray>();
+  await Promise.all([...reads].map(async ([t, p]) => host.set(t, await p)));
   return assemble(state, host);
 }
 

@@ -363,6 +363,17 @@ export function makeChain(
     }
     return s.inner;
   };
+  /** `perturb` or `clean` of the chain: the members' own, in order, each on the previous result. */
+  const through =
+    (method: "perturb" | "clean") => <T extends TensorTree>(params: T, state: ChainState): T => {
+      const inner = checkChain(`${who}.${method}`, state);
+      let p: T = params;
+      list.forEach((t, i) => {
+        const f = (t as Partial<Optimizer<unknown>>)[method];
+        if (typeof f === "function") p = f.call(t, p, inner[i]) as T;
+      });
+      return p;
+    };
   return {
     init(params: TensorTree): ChainState {
       return freeze({ kind: "chain", inner: freeze(list.map((t) => t.init(params))) });
@@ -392,24 +403,8 @@ export function makeChain(
       }
       return { updates: u as T, state: freeze({ kind: "chain", inner: freeze(out) }) };
     },
-    perturb<T extends TensorTree>(params: T, state: ChainState): T {
-      const inner = checkChain(`${who}.perturb`, state);
-      let p: T = params;
-      list.forEach((t, i) => {
-        const f = (t as Partial<Optimizer<unknown>>).perturb;
-        if (typeof f === "function") p = f.call(t, p, inner[i]) as T;
-      });
-      return p;
-    },
-    clean<T extends TensorTree>(params: T, state: ChainState): T {
-      const inner = checkChain(`${who}.clean`, state);
-      let p: T = params;
-      list.forEach((t, i) => {
-        const f = (t as Partial<Optimizer<unknown>>).clean;
-        if (typeof f === "function") p = f.call(t, p, inner[i]) as T;
-      });
-      return p;
-    },
+    perturb: through("perturb"),
+    clean: through("clean"),
   };
 }
 

@@ -254,11 +254,13 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
       state = r.state;
       // Weighted by the batch size so a short last batch counts for what it is.
       const weighted = y.length === batchSize ? value : mul(value, y.length / batchSize);
-      lossSum = lossSum === null ? weighted : add(lossSum, weighted);
+      const prevSum: Tensor | null = lossSum;
+      lossSum = prevSum === null ? weighted : add(prevSum, weighted);
       seen += y.length;
       step++;
       if ((b + 1) % progressEvery === 0 || b === batches.length - 1) {
         if (value.device === "cpu") lastLoss = value.item();
+        // Not awaited; data() encodes its copy at once, so `value` may be released below.
         else value.data().then((d) => (lastLoss = d[0]), () => {});
         if (logger.progress) {
           const secs = (performance.now() - tEpoch) / 1000;
@@ -275,8 +277,11 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
           });
         }
       }
+      // The running sum replaces this step's loss tensors (GPU memory stays flat without GC).
+      if (device !== "cpu") releaseTrees([prevSum, weighted, value], lossSum);
     }
     const batchLoss = lossSum === null ? NaN : (await lossSum.data())[0] * batchSize / Math.max(1, seen);
+    if (lossSum !== null && device !== "cpu") release(lossSum);
     const tTrainEnd = performance.now();
 
     const clean = optimizer.clean(params, state) as P;

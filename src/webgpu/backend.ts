@@ -9,7 +9,7 @@
  * @module
  */
 import type { Backend, BinaryOp, Conv2dGeometry, Pool2dGeometry, ReduceOp, UnaryOp } from "../backend.ts";
-import { type DType, fmtShape, shapeSize, Tensor, type TypedArray } from "../tensor.ts";
+import { type DType, fmtShape, shapeSize, stridesOf, Tensor, type TypedArray } from "../tensor.ts";
 import { uniformWords, WG1D } from "../../kernels/common.ts";
 import {
   BINARY_WORDS,
@@ -48,9 +48,9 @@ import {
   softmaxKernel,
 } from "../../kernels/softmax.ts";
 import { checkContext, type GpuContext, throwPendingError } from "./device.ts";
-import { BufferPool } from "./pool.ts";
-import { type BindingKind, Encoder, type KernelSpec, PipelineCache } from "./pipelines.ts";
-import { broadcastStrides, coalesce, contiguousStrides } from "./layout.ts";
+import { BufferPool, type PoolStats } from "./pool.ts";
+import { type BindingKind, Encoder, type EncoderStats, type KernelSpec, PipelineCache } from "./pipelines.ts";
+import { broadcastStrides, coalesce } from "./layout.ts";
 
 /** GPU storage of one or more tensors (reshape views share it): a pooled buffer and a count. */
 export class GpuStorage {
@@ -81,26 +81,13 @@ export function f32bits(v: number): number {
   return u32Scratch[0];
 }
 
-/** Statistics of the WebGPU backend (memory, pipelines, dispatches). */
-export interface WebGPUStats {
-  /** GPU buffers held by live tensors (and cached label uploads). */
-  liveBuffers: number;
-  /** Bytes of those buffers (bucket sizes). */
-  liveBytes: number;
-  /** Released buffers kept in the pool for reuse. */
-  freeBuffers: number;
-  /** Bytes of those buffers. */
-  freeBytes: number;
-  /** Buffers created since initialisation. */
-  created: number;
-  /** Allocations served from the pool. */
-  reused: number;
+/**
+ * Statistics of the WebGPU backend: the buffer pool's (live buffers include cached label uploads),
+ * the encoder's, and the number of compiled pipelines.
+ */
+export interface WebGPUStats extends PoolStats, EncoderStats {
   /** Compiled pipelines. */
   pipelines: number;
-  /** Dispatches encoded since initialisation. */
-  dispatches: number;
-  /** Command buffers submitted since initialisation. */
-  submits: number;
 }
 
 const MATMUL_SPLIT_TARGET = 256;
@@ -430,7 +417,7 @@ export class WebGPUBackend implements Backend {
     scale: number,
     out: GPUBuffer,
   ): void {
-    const strides = contiguousStrides(shape);
+    const strides = stridesOf(shape);
     const keptDims = shape.map((_, i) => i).filter((i) => !axes.includes(i));
     const redDims = axes.slice();
     const nOut = shapeSize(keptDims.map((i) => shape[i]));
@@ -534,12 +521,8 @@ export class WebGPUBackend implements Backend {
       return y;
     }
     const outBatch = outShape.slice(0, -2);
-    const batchStrides = (shape: readonly number[], mat: number) => {
-      const bs = shape.slice(0, -2);
-      const own = contiguousStrides(bs).map((s) => s * mat);
-      const off = outBatch.length - bs.length;
-      return outBatch.map((_, i) => (i < off || bs[i - off] === 1 ? 0 : own[i - off]));
-    };
+    const batchStrides = (shape: readonly number[], mat: number) =>
+      broadcastStrides(shape.slice(0, -2), outBatch).map((s) => s * mat);
     const c = coalesce(outBatch, [batchStrides(a.shape, M * K), batchStrides(b.shape, K * N)]);
     if (c.shape.length > 4) {
       throw new RangeError(`matmul: more than 4 broadcast batch dims are not supported on webgpu`);
@@ -693,14 +676,14 @@ export class WebGPUBackend implements Backend {
     const xb = this.buffer(x, "transpose", "x");
     const shape = perm.map((p) => x.shape[p]);
     const y = this.alloc(shape, "transpose");
-    const st = contiguousStrides(x.shape);
+    const st = stridesOf(x.shape);
     this.copyStrided(
       xb,
       0,
       perm.map((p) => st[p]),
       (y.storage as GpuStorage).buffer,
       0,
-      contiguousStrides(shape),
+      stridesOf(shape),
       shape,
       "transpose",
     );
@@ -711,7 +694,7 @@ export class WebGPUBackend implements Backend {
     const xb = this.buffer(x, "slice", "x");
     const shape = begin.map((b, i) => Math.max(0, Math.ceil((end[i] - b) / step[i])));
     const y = this.alloc(shape, "slice");
-    const st = contiguousStrides(x.shape);
+    const st = stridesOf(x.shape);
     const off = begin.reduce((s, b, i) => s + b * st[i], 0);
     this.copyStrided(
       xb,
@@ -719,7 +702,7 @@ export class WebGPUBackend implements Backend {
       st.map((s, i) => s * step[i]),
       (y.storage as GpuStorage).buffer,
       0,
-      contiguousStrides(shape),
+      stridesOf(shape),
       shape,
       "slice",
     );
@@ -731,12 +714,12 @@ export class WebGPUBackend implements Backend {
     const y = this.alloc(shape, "sliceGrad");
     const yb = (y.storage as GpuStorage).buffer;
     this.encoder.clear(yb, y.size * 4);
-    const st = contiguousStrides(shape);
+    const st = stridesOf(shape);
     const off = begin.reduce((s, b, i) => s + b * st[i], 0);
     this.copyStrided(
       xb,
       0,
-      contiguousStrides(x.shape),
+      stridesOf(x.shape),
       yb,
       off,
       st.map((s, i) => s * step[i]),
@@ -752,10 +735,10 @@ export class WebGPUBackend implements Backend {
     shape[axis] = xs.reduce((s, t) => s + t.shape[axis], 0);
     const y = this.alloc(shape, "concat");
     const yb = (y.storage as GpuStorage).buffer;
-    const st = contiguousStrides(shape);
+    const st = stridesOf(shape);
     let at = 0;
     xs.forEach((t, i) => {
-      this.copyStrided(bufs[i], 0, contiguousStrides(t.shape), yb, at * st[axis], st, t.shape, "concat");
+      this.copyStrided(bufs[i], 0, stridesOf(t.shape), yb, at * st[axis], st, t.shape, "concat");
       at += t.shape[axis];
     });
     return y;

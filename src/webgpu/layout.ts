@@ -4,21 +4,11 @@
  *
  * @module
  */
-
-/** Row-major strides. */
-export function contiguousStrides(shape: readonly number[]): number[] {
-  const s = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    s[i] = acc;
-    acc *= shape[i];
-  }
-  return s;
-}
+import { stridesOf } from "../tensor.ts";
 
 /** Strides of `shape` broadcast (right-aligned) to `outShape`: 0 along broadcast dims. */
 export function broadcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {
-  const own = contiguousStrides(shape);
+  const own = stridesOf(shape);
   const off = outShape.length - shape.length;
   return outShape.map((_, i) => (i < off || shape[i - off] === 1 ? 0 : own[i - off]));
 }

@@ -16,7 +16,7 @@
  */
 import { getBackend, registerBackend, setDefaultDeviceSync } from "../backend.ts";
 import "../cpu/backend.ts";
-import { type Device, popTensorObserver, pushTensorObserver, Tensor } from "../tensor.ts";
+import { type Device, popTensorObserver, pushTensorObserver, Tensor, type TypedArray } from "../tensor.ts";
 import type { TensorTree } from "../tree.ts";
 import { createGpuContext, type GpuLimits, NoWebGPUError } from "./device.ts";
 import { WebGPUBackend, type WebGPUStats } from "./backend.ts";
@@ -25,6 +25,8 @@ import { webgpuOptimKernels } from "./optim.ts";
 
 export { type GpuLimits, NoWebGPUError } from "./device.ts";
 export type { WebGPUBackend, WebGPUStats } from "./backend.ts";
+export type { PoolStats } from "./pool.ts";
+export type { EncoderStats } from "./pipelines.ts";
 
 let current: WebGPUBackend | null = null;
 let pending: Promise<WebGPUBackend> | null = null;
@@ -200,7 +202,8 @@ export async function toDevice<T extends TensorTree>(x: T, device: Device): Prom
         `toDevice: a ${t.dtype} tensor ${t} cannot move to ${device} (float32 only; cast it first)`,
       );
     }
-    const data = t.device === "cpu" ? t.dataSync() : await t.data();
+    // A CPU tensor's storage is never mutated and fromArray copies it: no host copy first.
+    const data = t.device === "cpu" ? t.storage as TypedArray : await t.data();
     return getBackend(device).fromArray(data, t.shape, t.dtype);
   }));
   const map = new Map<Tensor, Tensor>();

@@ -113,25 +113,56 @@ export function webgpuOptimKernels(
     return { u: uo, noise: nOut };
   }
 
+  /**
+   * The kernel `make` builds with the noise stage fused, or without it (`split`) when the fused
+   * kernel would bind more storage buffers than the device allows; {@linkcode finish} then runs the
+   * stage as a second dispatch.
+   */
+  function fuse(
+    stage: NoiseStage | undefined,
+    who: string,
+    make: (noise: NoiseVariant) => FusedKernel,
+  ): { s: StageWords; k: FusedKernel; split: boolean } {
+    const s = stageOf(stage, who);
+    const k = make(s.variant);
+    const { reads, writes } = fusedBindings(k);
+    if (reads.length + writes.length <= maxBindings) return { s, k, split: false };
+    const none = stageOf(undefined, who);
+    return { s: none, k: make(none.variant), split: true };
+  }
+
+  /** The update and new noise of a base step: as fused, or after the split noise dispatch. */
+  function finish(
+    u: Tensor,
+    nOut: Tensor | null,
+    split: boolean,
+    stage: NoiseStage | undefined,
+  ): { u: Tensor; noise: Tensor | null | undefined } {
+    if (!stage) return { u, noise: undefined };
+    if (!split) return { u, noise: nOut };
+    const r = noiseStep(u, stage);
+    if (r.u !== u) b.release(u);
+    return r;
+  }
+
   return {
     sgd(a: SgdKernelArgs): KernelResult {
       const who = "sgd";
       const g = buf(a.g, who, "g");
       const wd = a.weightDecay !== 0;
       const momentum = !a.useMomentum ? "none" : a.buf === null ? "first" : "later";
-      let s = stageOf(a.noise, who);
-      const k0 = sgdKernel({ wd, momentum, nesterov: a.nesterov, noise: s.variant });
-      const { reads, writes } = fusedBindings(k0);
-      const split = reads.length + writes.length > maxBindings;
-      if (split) s = stageOf(undefined, who);
-      const k = split ? sgdKernel({ wd, momentum, nesterov: a.nesterov, noise: s.variant }) : k0;
+      const { s, k, split } = fuse(
+        a.noise,
+        who,
+        (noise) => sgdKernel({ wd, momentum, nesterov: a.nesterov, noise }),
+      );
       const inputs: Record<string, GPUBuffer> = { G: g };
       if (wd) {
         if (!a.p) throw new TypeError(`${who}: p is required when weightDecay is ${a.weightDecay}`);
         inputs.Pp = buf(a.p, who, "p");
       }
       if (momentum === "later") inputs.Buf = buf(a.buf!, who, "buf");
-      if (a.noise?.nOld && !split) inputs.NOld = buf(a.noise.nOld, who, "noise.nOld");
+      if (s.variant.nOld) inputs.NOld = buf(a.noise!.nOld!, who, "noise.nOld");
       const u = out(a.g, who);
       const bufOut = momentum !== "none" ? out(a.g, who) : null;
       const nOut = s.variant.draw ? out(a.g, who) : null;
@@ -147,18 +178,8 @@ export function webgpuOptimKernels(
         inputs,
         outputs,
       );
-      let uFinal = u, noise: Tensor | null = nOut;
-      if (split && a.noise) {
-        const r = noiseStep(u, a.noise);
-        if (r.u !== u) b.release(u);
-        uFinal = r.u;
-        noise = r.noise;
-      }
-      return {
-        u: uFinal,
-        buffers: { momentum: bufOut },
-        noise: a.noise ? noise : undefined,
-      };
+      const r = finish(u, nOut, split, a.noise);
+      return { u: r.u, buffers: { momentum: bufOut }, noise: r.noise };
     },
 
     adam(a: AdamKernelArgs): KernelResult {
@@ -166,20 +187,12 @@ export function webgpuOptimKernels(
       const g = buf(a.g, who, "g");
       const coupledWd = a.weightDecay !== 0 && !a.decoupled;
       const decoupledWd = a.weightDecay !== 0 && a.decoupled;
-      const flags = (noise: NoiseVariant) => ({
-        coupledWd,
-        decoupledWd,
-        hasM: a.m !== null,
-        hasV: a.v !== null,
-        amsgrad: a.amsgrad,
-        hasVmax: a.vmax !== null,
-        noise,
-      });
-      let s = stageOf(a.noise, who);
-      const { reads, writes } = fusedBindings(adamKernel(flags(s.variant)));
-      const split = reads.length + writes.length > maxBindings;
-      if (split) s = stageOf(undefined, who);
-      const f = flags(s.variant);
+      const hasM = a.m !== null, hasV = a.v !== null, hasVmax = a.vmax !== null;
+      const { s, k, split } = fuse(
+        a.noise,
+        who,
+        (noise) => adamKernel({ coupledWd, decoupledWd, hasM, hasV, amsgrad: a.amsgrad, hasVmax, noise }),
+      );
       const inputs: Record<string, GPUBuffer> = { G: g };
       if (coupledWd || decoupledWd) {
         if (!a.p) throw new TypeError(`${who}: p is required when weightDecay is ${a.weightDecay}`);
@@ -188,7 +201,7 @@ export function webgpuOptimKernels(
       if (a.m) inputs.M = buf(a.m, who, "m");
       if (a.v) inputs.V = buf(a.v, who, "v");
       if (a.amsgrad && a.vmax) inputs.Vm = buf(a.vmax, who, "vmax");
-      if (a.noise?.nOld && !split) inputs.NOld = buf(a.noise.nOld, who, "noise.nOld");
+      if (s.variant.nOld) inputs.NOld = buf(a.noise!.nOld!, who, "noise.nOld");
       const u = out(a.g, who), m = out(a.g, who), v = out(a.g, who);
       const vmax = a.amsgrad ? out(a.g, who) : null;
       const nOut = s.variant.draw ? out(a.g, who) : null;
@@ -197,26 +210,20 @@ export function webgpuOptimKernels(
       if (nOut) outputs.NOut = ob(nOut);
       const sc = a.lr / (1 - a.b1 ** a.t), sb2 = Math.sqrt(1 - a.b2 ** a.t);
       run(
-        `adam/${coupledWd ? "l2" : decoupledWd ? "dec" : ""}/${f.hasM ? "m" : ""}${f.hasV ? "v" : ""}/${
-          a.amsgrad ? (f.hasVmax ? "amsV" : "ams") : ""
+        `adam/${coupledWd ? "l2" : decoupledWd ? "dec" : ""}/${hasM ? "m" : ""}${hasV ? "v" : ""}/${
+          a.amsgrad ? (hasVmax ? "amsV" : "ams") : ""
         }/${vkey(s.variant)}`,
-        adamKernel(f),
+        k,
         a.g.size,
         s.words,
         [a.b1, 1 - a.b1, a.b2, 1 - a.b2, a.eps, sc, sb2, a.weightDecay, a.lr * a.weightDecay],
         inputs,
         outputs,
       );
-      let uFinal = u, noise: Tensor | null = nOut;
-      if (split && a.noise) {
-        const r = noiseStep(u, a.noise);
-        if (r.u !== u) b.release(u);
-        uFinal = r.u;
-        noise = r.noise;
-      }
+      const r = finish(u, nOut, split, a.noise);
       const buffers: Record<string, Tensor | null> = { m, v };
       if (vmax) buffers.vmax = vmax;
-      return { u: uFinal, buffers, noise: a.noise ? noise : undefined };
+      return { u: r.u, buffers, noise: r.noise };
     },
 
     noise: noiseStep,
