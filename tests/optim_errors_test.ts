@@ -2,6 +2,7 @@
 // value; tree and shape mismatches naming the path; truncated or mismatched serialized states.
 import assert from "node:assert/strict";
 import { Tensor } from "../src/tensor.ts";
+import { tensor } from "../src/creation.ts";
 import {
   adam,
   adamw,
@@ -294,4 +295,15 @@ Deno.test("deserialize: truncated, corrupted, foreign or mismatched data is an e
   // unsupported values in a state
   throwsWith(() => serialize({ f: () => 1 }), "serialize: unsupported value at state.f");
   throwsWith(() => serialize({ m: new Map() }), "serialize: unsupported value at state.m");
+});
+
+Deno.test("a state made with one noise law is refused by an optimizer with another", () => {
+  const params = { w: tensor([1, 2], [2], { dtype: "float64" }) };
+  const state = vsgd({ lr: 0.1, noise: "laplace" }).init(params);
+  const other = vsgd({ lr: 0.1, noise: "gaussian" });
+  assert.throws(
+    () => other.update({ w: tensor([0.1, 0.1], [2], { dtype: "float64" }) }, state, params),
+    /law "laplace".*law "gaussian"/,
+  );
+  assert.throws(() => other.perturb(params, state), /law "laplace"/);
 });

@@ -141,7 +141,7 @@ function runBase(
   checkState(who, state, b.kind, b.meta);
   let ns: TransformState | undefined;
   if (noise) {
-    checkState(who, noise.state, "weightNoise", { mode: noise.impl.mode });
+    checkState(who, noise.state, "weightNoise", { mode: noise.impl.mode, law: noise.impl.law });
     ns = noise.state;
     if (ns.step !== state.step) {
       throw new Error(`${who}: the states of the chain are out of step (${state.step} and ${ns.step})`);
@@ -188,7 +188,7 @@ function runNoise(
   updatesIn: TensorTree,
 ): { updates: TensorTree; state: TransformState } {
   const who = `${n.who}.update`;
-  checkState(who, state, "weightNoise", { mode: n.mode });
+  checkState(who, state, "weightNoise", { mode: n.mode, law: n.law });
   const um = leafMap(who, updatesIn, "grads");
   checkTree(who, "grads", um, state);
   const s = state.step + 1;
@@ -257,7 +257,7 @@ export function makeNoise(n: NoiseImpl): Optimizer<TransformState> {
         "weightNoise",
         0,
         hp,
-        freeze({ mode: n.mode, seed: n.seed }),
+        freeze({ mode: n.mode, seed: n.seed, law: n.law }),
         initLeaves(
           `${n.who}.init`,
           params,
@@ -274,7 +274,7 @@ export function makeNoise(n: NoiseImpl): Optimizer<TransformState> {
       return { updates: r.updates as T, state: r.state };
     },
     perturb<T extends TensorTree>(params: T, state: TransformState): T {
-      checkState(perturbWho, state, "weightNoise", { mode: n.mode });
+      checkState(perturbWho, state, "weightNoise", { mode: n.mode, law: n.law });
       const pm = leafMap(perturbWho, params, "params");
       checkTree(perturbWho, "params", pm, state);
       if (n.mode === "official") return params;
@@ -291,7 +291,7 @@ export function makeNoise(n: NoiseImpl): Optimizer<TransformState> {
       );
     },
     clean<T extends TensorTree>(params: T, state: TransformState): T {
-      checkState(cleanWho, state, "weightNoise", { mode: n.mode });
+      checkState(cleanWho, state, "weightNoise", { mode: n.mode, law: n.law });
       const pm = leafMap(cleanWho, params, "params");
       checkTree(cleanWho, "params", pm, state);
       if (n.mode === "clean") return params;
