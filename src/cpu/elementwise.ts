@@ -23,6 +23,10 @@ export function unaryLoop(op: UnaryOp, x: TypedArray, out: TypedArray): void {
       for (let i = 0; i < n; i++) out[i] = Math.sqrt(x[i]);
       return;
     case "relu":
+      if (x instanceof Float32Array && out instanceof Float32Array) {
+        reluF32(x, out);
+        return;
+      }
       for (let i = 0; i < n; i++) out[i] = x[i] > 0 || x[i] !== x[i] ? x[i] : 0; // NaN propagates, as in PyTorch
       return;
     case "tanh":
@@ -41,7 +45,8 @@ export function unaryLoop(op: UnaryOp, x: TypedArray, out: TypedArray): void {
       for (let i = 0; i < n; i++) out[i] = x[i] > 0 ? 1 : x[i] < 0 ? -1 : 0;
       return;
     case "step":
-      for (let i = 0; i < n; i++) out[i] = x[i] > 0 ? 1 : 0;
+      // `+(x > 0)` compiles without a branch (a `? 1 : 0` mispredicts on random signs).
+      for (let i = 0; i < n; i++) out[i] = +(x[i] > 0);
       return;
     case "square":
       for (let i = 0; i < n; i++) out[i] = x[i] * x[i];
@@ -49,6 +54,23 @@ export function unaryLoop(op: UnaryOp, x: TypedArray, out: TypedArray): void {
     case "reciprocal":
       for (let i = 0; i < n; i++) out[i] = 1 / x[i];
       return;
+  }
+}
+
+/**
+ * float32 ReLU on the bit patterns, without branches (a data-dependent branch mispredicts on half
+ * the elements of random-signed data, costing ~10× the loop): keeps x when its sign bit is clear or
+ * it is a NaN (NaN propagates, as in PyTorch), else writes +0. Same results as
+ * `x > 0 || x !== x ? x : 0`.
+ */
+function reluF32(x: Float32Array, out: Float32Array): void {
+  const xi = new Int32Array(x.buffer, x.byteOffset, x.length);
+  const oi = new Int32Array(out.buffer, out.byteOffset, out.length);
+  const n = xi.length;
+  for (let i = 0; i < n; i++) {
+    const b = xi[i];
+    // ~(b >> 31): all ones for a clear sign bit; (0x7f800000 − |b|) >> 31: all ones for a NaN.
+    oi[i] = b & (~(b >> 31) | ((0x7f800000 - (b & 0x7fffffff)) >> 31));
   }
 }
 
@@ -144,6 +166,22 @@ export function binaryLoop(
     for (let i = 0; i < n; i += m) for (let j = 0; j < m; j++) out[i + j] = f(a[j], b[i + j]);
     return;
   }
+  // Block broadcast: one operand varies along one run of axes only (a per-channel bias [1, C, 1, 1]
+  // against [N, C, H, W]) and the other is full.
+  if (a.length === n) {
+    const blk = blockOf(bShape, outShape);
+    if (blk !== null) {
+      blockLoop(op, f, a, b, blk, out, false);
+      return;
+    }
+  }
+  if (b.length === n) {
+    const blk = blockOf(aShape, outShape);
+    if (blk !== null) {
+      blockLoop(op, f, b, a, blk, out, true);
+      return;
+    }
+  }
   // General case: odometer over the output index.
   const r = outShape.length;
   const sa = broadcastStrides(aShape, outShape), sb = broadcastStrides(bShape, outShape);
@@ -172,4 +210,62 @@ function isTrailing(shape: readonly number[], outShape: readonly number[]): bool
   if (k === 0) return false;
   for (let i = 0; i < k; i++) if (shape[s + i] !== outShape[outShape.length - k + i]) return false;
   return true;
+}
+
+/**
+ * When `shape` (right-aligned against `outShape`) is 1 everywhere except one run of axes where it
+ * equals `outShape`, the sizes `[outer, mid, inner]` of the output seen as before/within/after that
+ * run; else null.
+ */
+function blockOf(shape: readonly number[], outShape: readonly number[]): [number, number, number] | null {
+  const r = outShape.length, off = r - shape.length;
+  let s = -1, e = -1;
+  for (let i = 0; i < shape.length; i++) {
+    if (shape[i] !== 1) {
+      if (s < 0) s = i + off;
+      e = i + off;
+    }
+  }
+  if (s < 0) return null;
+  let outer = 1, mid = 1, inner = 1;
+  for (let i = 0; i < r; i++) {
+    if (i < s) outer *= outShape[i];
+    else if (i <= e) {
+      if (shape[i - off] !== outShape[i]) return null;
+      mid *= outShape[i];
+    } else inner *= outShape[i];
+  }
+  return [outer, mid, inner];
+}
+
+/**
+ * out = op(full, vec) (or op(vec, full) when `vecFirst`), `vec` repeated over the outer axes and
+ * constant along the inner ones.
+ */
+function blockLoop(
+  op: BinaryOp,
+  f: Fn2,
+  full: TypedArray,
+  vec: TypedArray,
+  [outer, mid, inner]: [number, number, number],
+  out: TypedArray,
+  vecFirst: boolean,
+): void {
+  let i = 0;
+  for (let o = 0; o < outer; o++) {
+    for (let m = 0; m < mid; m++) {
+      const v = vec[m], end = i + inner;
+      if (op === "add") {
+        for (; i < end; i++) out[i] = full[i] + v;
+      } else if (op === "mul") {
+        for (; i < end; i++) out[i] = full[i] * v;
+      } else if (op === "sub" && !vecFirst) {
+        for (; i < end; i++) out[i] = full[i] - v;
+      } else if (vecFirst) {
+        for (; i < end; i++) out[i] = f(v, full[i]);
+      } else {
+        for (; i < end; i++) out[i] = f(full[i], v);
+      }
+    }
+  }
 }

@@ -33,8 +33,11 @@ export function reduceLoop(
       const ob = o * inner, xb = o * red * inner;
       if (inner === 1) {
         let acc = isMax ? -Infinity : 0;
-        if (isMax) { for (let k = 0; k < red; k++) acc = x[xb + k] > acc || x[xb + k] !== x[xb + k] ? x[xb + k] : acc; }
-        else for (let k = 0; k < red; k++) acc += x[xb + k];
+        if (isMax) {
+          for (let k = 0; k < red; k++) {
+            acc = x[xb + k] > acc || x[xb + k] !== x[xb + k] ? x[xb + k] : acc;
+          }
+        } else for (let k = 0; k < red; k++) acc += x[xb + k];
         out[ob] = acc;
       } else {
         for (let k = 0; k < red; k++) {
@@ -47,6 +50,29 @@ export function reduceLoop(
         }
       }
     }
+    return;
+  }
+  // Kept axes contiguous, reduced ones before and after them (sum over [0, 2, 3] of [N, C, H, W]: a
+  // bias gradient): [outer, mid, inner] blocks, each run of `inner` summed in a float64 accumulator.
+  if (keptRun(r, axes)) {
+    let outer = 1, mid = 1, inner = 1, s = 0;
+    while (s < r && axes.includes(s)) outer *= shape[s++];
+    while (s < r && !axes.includes(s)) mid *= shape[s++];
+    while (s < r) inner *= shape[s++];
+    const acc = new Float64Array(mid).fill(isMax ? -Infinity : 0);
+    let i = 0;
+    for (let o = 0; o < outer; o++) {
+      for (let m = 0; m < mid; m++) {
+        const end = i + inner;
+        let a = acc[m];
+        if (isMax) { for (; i < end; i++) a = x[i] > a || x[i] !== x[i] ? x[i] : a; }
+        else {
+          for (; i < end; i++) a += x[i];
+        }
+        acc[m] = a;
+      }
+    }
+    for (let m = 0; m < mid; m++) out[m] = acc[m];
     return;
   }
   // General: output strides with 0 on reduced axes.
@@ -66,6 +92,17 @@ export function reduceLoop(
       idx[ax] = 0;
     }
   }
+}
+
+/** Whether the axes not in the sorted `axes` form one contiguous run (and some are reduced). */
+function keptRun(r: number, axes: readonly number[]): boolean {
+  let runs = 0, prevKept = false;
+  for (let i = 0; i < r; i++) {
+    const kept = !axes.includes(i);
+    if (kept && !prevKept) runs++;
+    prevKept = kept;
+  }
+  return runs === 1 && axes.length > 0;
 }
 
 /** out = x with axes permuted (`perm[i]` = input axis of output axis i). */

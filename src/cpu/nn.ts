@@ -5,6 +5,7 @@
  */
 import type { Pool2dGeometry } from "../backend.ts";
 import type { TypedArray } from "../tensor.ts";
+import { hasWasmConv, wasmMaxPool2x2, wasmMaxPool2x2Grad } from "./kernels/conv_wasm.ts";
 
 /** Row-wise softmax (`log` = false) or log-softmax (`log` = true) over rows of length `c`. */
 export function softmaxRows(x: TypedArray, c: number, out: TypedArray, log: boolean): void {
@@ -73,6 +74,59 @@ export function pooledSize(size: number, k: number, s: number, p: number): numbe
   return Math.floor((size + 2 * p - k) / s) + 1;
 }
 
+/** A 2×2 window with stride 2 and no padding (the common max pooling). */
+function is2x2(geo: Pool2dGeometry): boolean {
+  return geo.kernel[0] === 2 && geo.kernel[1] === 2 && geo.stride[0] === 2 && geo.stride[1] === 2 &&
+    geo.padding[0] === 0 && geo.padding[1] === 0;
+}
+
+/**
+ * 2×2 stride-2 max pooling without data-dependent branches (on random data the generic loop's
+ * `v > best` mispredicts about once per window). A tournament with strict comparisons, left pair
+ * before right pair, picks the first maximum exactly as the generic scan does; windows holding a
+ * NaN (never a maximum there) take the generic scan.
+ */
+function maxPool2x2(
+  x: TypedArray,
+  planes: number,
+  h: number,
+  w: number,
+  ho: number,
+  wo: number,
+  out: TypedArray,
+  argmax: TypedArray,
+): void {
+  for (let p = 0; p < planes; p++) {
+    const xb = p * h * w, ob = p * ho * wo;
+    for (let oy = 0; oy < ho; oy++) {
+      const r0 = xb + 2 * oy * w, o0 = ob + oy * wo;
+      for (let ox = 0; ox < wo; ox++) {
+        const i = r0 + 2 * ox;
+        const a = x[i], b = x[i + 1], c = x[i + w], d = x[i + w + 1];
+        if (a !== a || b !== b || c !== c || d !== d) {
+          let best = -Infinity, bestK = 0;
+          const v = [a, b, c, d];
+          for (let k = 0; k < 4; k++) {
+            if (v[k] > best) {
+              best = v[k];
+              bestK = k;
+            }
+          }
+          out[o0 + ox] = best;
+          argmax[o0 + ox] = bestK;
+          continue;
+        }
+        const top = +(b > a), bot = +(d > c); // winner of each pair: 0 = left, 1 = right
+        const tv = x[i + top], bv = x[i + w + bot];
+        const lower = +(bv > tv);
+        const k = top + lower * (2 + bot - top);
+        out[o0 + ox] = x[i + (k >> 1) * w + (k & 1)];
+        argmax[o0 + ox] = k;
+      }
+    }
+  }
+}
+
 /**
  * Max or average pooling over NCHW `x` (`planes` = N·C planes of h×w). For max pooling, `argmax`
  * receives the winner's offset inside its window (ky·kw + kx), so the backward pass needs no
@@ -90,6 +144,15 @@ export function pool2d(
 ): void {
   const [kh, kw] = geo.kernel, [sh, sw] = geo.stride, [ph, pw] = geo.padding;
   const ho = pooledSize(h, kh, sh, ph), wo = pooledSize(w, kw, sw, pw);
+  if (kind === "max" && is2x2(geo)) {
+    if (
+      hasWasmConv && x instanceof Float32Array && out instanceof Float32Array &&
+      argmax instanceof Float32Array
+    ) {
+      wasmMaxPool2x2(x, planes, h, w, out, argmax);
+    } else maxPool2x2(x, planes, h, w, ho, wo, out, argmax!);
+    return;
+  }
   const inv = 1 / (kh * kw);
   for (let p = 0; p < planes; p++) {
     const xb = p * h * w, ob = p * ho * wo;
@@ -132,6 +195,27 @@ export function pool2dGrad(
 ): void {
   const [kh, kw] = geo.kernel, [sh, sw] = geo.stride, [ph, pw] = geo.padding;
   const ho = pooledSize(h, kh, sh, ph), wo = pooledSize(w, kw, sw, pw);
+  if (kind === "max" && is2x2(geo)) {
+    if (
+      hasWasmConv && gy instanceof Float32Array && gx instanceof Float32Array &&
+      argmax instanceof Float32Array
+    ) {
+      wasmMaxPool2x2Grad(gy, argmax, planes, h, w, gx);
+      return;
+    }
+    for (let p = 0; p < planes; p++) {
+      const xb = p * h * w, ob = p * ho * wo;
+      for (let oy = 0; oy < ho; oy++) {
+        const rb = xb + 2 * oy * w, o0 = ob + oy * wo;
+        for (let ox = 0; ox < wo; ox++) {
+          // Window offset k = ky·2 + kx → input offset ky·w + kx, without a branch.
+          const k = argmax![o0 + ox] | 0;
+          gx[rb + 2 * ox + (k >> 1) * w + (k & 1)] += gy[o0 + ox];
+        }
+      }
+    }
+    return;
+  }
   const inv = 1 / (kh * kw);
   for (let p = 0; p < planes; p++) {
     const xb = p * h * w, ob = p * ho * wo;

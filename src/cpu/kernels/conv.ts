@@ -8,7 +8,8 @@
  *
  * @module
  */
-import { gemm, type GemmArray } from "./gemm.ts";
+import { gemm, type GemmArray, getGemmImpl } from "./gemm.ts";
+import { hasWasmConv, wasmConvForward, wasmConvGradInput, wasmConvGradWeight } from "./conv_wasm.ts";
 
 /** Shape and geometry of a convolution: input `[N, C, H, W]`, weight `[O, C, kh, kw]`. */
 export interface ConvDims {
@@ -64,11 +65,14 @@ function checkLen(fn: string, name: string, x: GemmArray, want: number): void {
   if (x.length !== want) throw new RangeError(`${fn}: ${name} must have ${want} elements, got ${x.length}`);
 }
 
-/** Output columns `[ox0, ox1)` whose input column `ox·sw − pw + kx` lies inside `[0, W)`. */
-function validRange(W: number, Wo: number, sw: number, pw: number, kx: number): [number, number] {
-  const lo = Math.max(0, Math.ceil((pw - kx) / sw));
-  const hi = Math.min(Wo, Math.floor((W - 1 + pw - kx) / sw) + 1);
-  return [lo, Math.max(lo, hi)];
+/** First output column `ox` whose input column `ox·sw − pw + kx` is `>= 0`. */
+function firstValid(Wo: number, sw: number, pw: number, kx: number): number {
+  return Math.min(Wo, Math.max(0, Math.ceil((pw - kx) / sw)));
+}
+
+/** One past the last output column `ox` whose input column `ox·sw − pw + kx` is `< W`. */
+function endValid(W: number, Wo: number, sw: number, pw: number, kx: number, lo: number): number {
+  return Math.max(lo, Math.min(Wo, Math.floor((W - 1 + pw - kx) / sw) + 1));
 }
 
 /**
@@ -95,20 +99,24 @@ export function im2col(
 ): void {
   for (let c = 0; c < C; c++) {
     for (let ky = 0; ky < kh; ky++) {
+      // Output rows whose input row lies inside [0, H).
+      const oy0 = Math.min(Ho, Math.max(0, Math.ceil((ph - ky) / sh)));
+      const oy1 = Math.max(oy0, Math.min(Ho, Math.floor((H - 1 + ph - ky) / sh) + 1));
       for (let kx = 0; kx < kw; kx++) {
         const row = colsOff + ((c * kh + ky) * kw + kx) * ldCols;
-        const [ox0, ox1] = validRange(W, Wo, sw, pw, kx);
-        for (let oy = 0; oy < Ho; oy++) {
-          const iy = oy * sh - ph + ky;
+        const ox0 = firstValid(Wo, sw, pw, kx), ox1 = endValid(W, Wo, sw, pw, kx, ox0);
+        if (oy0 > 0) cols.fill(0, row, row + oy0 * Wo);
+        if (oy1 < Ho) cols.fill(0, row + oy1 * Wo, row + Ho * Wo);
+        for (let oy = oy0; oy < oy1; oy++) {
           const dst = row + oy * Wo;
-          if (iy < 0 || iy >= H) {
-            cols.fill(0, dst, dst + Wo);
-            continue;
+          const src = xOff + (c * H + oy * sh - ph + ky) * W - pw + kx;
+          for (let ox = 0; ox < ox0; ox++) cols[dst + ox] = 0;
+          if (sw === 1) {
+            for (let ox = ox0; ox < ox1; ox++) cols[dst + ox] = x[src + ox];
+          } else {
+            for (let ox = ox0; ox < ox1; ox++) cols[dst + ox] = x[src + ox * sw];
           }
-          const src = xOff + (c * H + iy) * W - pw + kx;
-          cols.fill(0, dst, dst + ox0);
-          for (let ox = ox0; ox < ox1; ox++) cols[dst + ox] = x[src + ox * sw];
-          cols.fill(0, dst + ox1, dst + Wo);
+          for (let ox = ox1; ox < Wo; ox++) cols[dst + ox] = 0;
         }
       }
     }
@@ -140,28 +148,225 @@ export function col2im(
 ): void {
   for (let c = 0; c < C; c++) {
     for (let ky = 0; ky < kh; ky++) {
+      const oy0 = Math.min(Ho, Math.max(0, Math.ceil((ph - ky) / sh)));
+      const oy1 = Math.max(oy0, Math.min(Ho, Math.floor((H - 1 + ph - ky) / sh) + 1));
       for (let kx = 0; kx < kw; kx++) {
         const row = colsOff + ((c * kh + ky) * kw + kx) * ldCols;
-        const [ox0, ox1] = validRange(W, Wo, sw, pw, kx);
-        for (let oy = 0; oy < Ho; oy++) {
-          const iy = oy * sh - ph + ky;
-          if (iy < 0 || iy >= H) continue;
+        const ox0 = firstValid(Wo, sw, pw, kx), ox1 = endValid(W, Wo, sw, pw, kx, ox0);
+        for (let oy = oy0; oy < oy1; oy++) {
           const src = row + oy * Wo;
-          const dst = xOff + (c * H + iy) * W - pw + kx;
-          for (let ox = ox0; ox < ox1; ox++) x[dst + ox * sw] += cols[src + ox];
+          const dst = xOff + (c * H + oy * sh - ph + ky) * W - pw + kx;
+          if (sw === 1) {
+            for (let ox = ox0; ox < ox1; ox++) x[dst + ox] += cols[src + ox];
+          } else {
+            for (let ox = ox0; ox < ox1; ox++) x[dst + ox * sw] += cols[src + ox];
+          }
         }
       }
     }
   }
 }
 
-/** Images per GEMM so that the unfolded columns stay under ~4M elements. */
-function groupSize(d: ConvDims, P: number): number {
-  return Math.max(1, Math.min(d.N, Math.floor((1 << 22) / (d.C * d.kh * d.kw * P))));
+/**
+ * Elements of unfolded columns per GEMM: the batch is processed in groups of images whose columns
+ * fit in about 1 MiB of float32 (in cache, and several GEMMs of moderate size measure faster here
+ * than one GEMM over the whole batch).
+ */
+export const CONV_CHUNK_ELEMS = 1 << 18;
+
+/** Images per GEMM so that `perImage` column elements per image stay under the chunk budget. */
+function groupSize(N: number, perImage: number): number {
+  return Math.max(1, Math.min(N, Math.floor(CONV_CHUNK_ELEMS / perImage)));
 }
 
 function alloc(like: GemmArray, n: number): GemmArray {
   return like instanceof Float64Array ? new Float64Array(n) : new Float32Array(n);
+}
+
+/**
+ * Geometry of the "wide" formulation of a stride-1 convolution. Each image is staged zero-padded as
+ * `[C, Hp, Wp]` (`Hp = H + 2ph`, `Wp = W + 2pw`) and the output is computed on a grid `Ho × Wp`
+ * whose last `Wp − Wo` columns of every row are discarded. Then row `(c, ky, kx)` of the column
+ * matrix is one contiguous slice of the staged image, `L = Ho·Wp` long from `c·Hp·Wp + ky·Wp + kx`,
+ * so unfolding and folding are plain copies and adds of long runs instead of short strided ones.
+ * The extra GEMM work is `Wp / Wo − 1`; {@linkcode useWide} bounds it.
+ */
+interface Wide {
+  /** Padded height and width. */
+  Hp: number;
+  Wp: number;
+  /** Columns per image (`Ho·Wp`). */
+  L: number;
+  /** Elements of one staged channel plane (`Hp·Wp`) and of one staged image (`C·Hp·Wp`). */
+  plane: number;
+  img: number;
+}
+
+/**
+ * Whether the WebAssembly kernels (`conv_wasm.ts`) take the convolution: float32, stride 1, and
+ * GEMM not forced to plain JavaScript (`setGemmImpl("js")` keeps the whole CPU backend in JS).
+ */
+function useWasm(x: GemmArray, d: ConvDims): boolean {
+  return hasWasmConv && x instanceof Float32Array && d.sh === 1 && d.sw === 1 && getGemmImpl() !== "js";
+}
+
+/** Whether the wide formulation applies (stride 1) and is worth its wasted columns. */
+function useWide(d: ConvDims, Wo: number): boolean {
+  return d.sh === 1 && d.sw === 1 && 2 * (d.W + 2 * d.pw) <= 3 * Wo;
+}
+
+function wideOf(d: ConvDims, Ho: number): Wide {
+  const Hp = d.H + 2 * d.ph, Wp = d.W + 2 * d.pw;
+  return { Hp, Wp, L: Ho * Wp, plane: Hp * Wp, img: d.C * Hp * Wp };
+}
+
+/**
+ * Copies images `n0 .. n0+g` of `x[N, C, H, W]` into the interior of the zero-bordered staging
+ * buffer `xp[g, C, Hp, Wp]`, and zeroes the `kw` elements after the last staged image (the last
+ * rows of the column matrix read up to `kw − 1` elements past their plane).
+ */
+function stage(x: GemmArray, n0: number, g: number, d: ConvDims, wd: Wide, xp: GemmArray): void {
+  const { C, H, W, ph, pw } = d;
+  const chw = C * H * W;
+  if (ph === 0 && pw === 0) {
+    xp.set(x.subarray(n0 * chw, (n0 + g) * chw), 0);
+  } else {
+    const { Wp, plane } = wd;
+    for (let i = 0; i < g; i++) {
+      for (let c = 0; c < C; c++) {
+        const src0 = (n0 + i) * chw + c * H * W, dst0 = (i * C + c) * plane + ph * Wp + pw;
+        for (let yy = 0; yy < H; yy++) {
+          const s = src0 + yy * W, t = dst0 + yy * Wp;
+          for (let xx = 0; xx < W; xx++) xp[t + xx] = x[s + xx];
+        }
+      }
+    }
+  }
+  xp.fill(0, g * wd.img, g * wd.img + d.kw);
+}
+
+/** Rows `(c, ky, kx)` of the wide column matrix `cols[R, g·L]` from the staged images. */
+function unfoldWide(xp: GemmArray, g: number, d: ConvDims, wd: Wide, cols: GemmArray): void {
+  const { C, kh, kw } = d, { Wp, L, plane, img } = wd;
+  const ld = g * L;
+  for (let c = 0; c < C; c++) {
+    for (let ky = 0; ky < kh; ky++) {
+      for (let kx = 0; kx < kw; kx++) {
+        const row = ((c * kh + ky) * kw + kx) * ld, off = c * plane + ky * Wp + kx;
+        for (let i = 0; i < g; i++) {
+          const s = i * img + off;
+          cols.set(xp.subarray(s, s + L), row + i * L);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * `gy[n0 .. n0+g, O, Ho, Wo]` into the wide layout `[O, g·L]`, zero in the discarded columns (so
+ * they contribute nothing to the weight gradient and fold to zeros for the input gradient).
+ */
+function gatherGyWide(
+  gy: GemmArray,
+  n0: number,
+  g: number,
+  O: number,
+  Ho: number,
+  Wo: number,
+  wd: Wide,
+  dst: GemmArray,
+): void {
+  const { Wp, L } = wd, P = Ho * Wo, ld = g * L;
+  for (let o = 0; o < O; o++) {
+    for (let i = 0; i < g; i++) {
+      const s0 = ((n0 + i) * O + o) * P, t0 = o * ld + i * L;
+      for (let oy = 0; oy < Ho; oy++) {
+        const s = s0 + oy * Wo, t = t0 + oy * Wp;
+        for (let ox = 0; ox < Wo; ox++) dst[t + ox] = gy[s + ox];
+        for (let ox = Wo; ox < Wp; ox++) dst[t + ox] = 0;
+      }
+    }
+  }
+}
+
+function forwardWide(x: GemmArray, w: GemmArray, d: ConvDims, Ho: number, Wo: number): GemmArray {
+  const { N, C, O, kh, kw } = d;
+  const wd = wideOf(d, Ho), { Wp, L, img } = wd;
+  const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * L);
+  const y = alloc(x, N * O * P);
+  const xp = alloc(x, G * img + kw), cols = alloc(x, R * G * L), out = alloc(x, O * G * L);
+  for (let n0 = 0; n0 < N; n0 += G) {
+    const g = Math.min(G, N - n0), ld = g * L;
+    stage(x, n0, g, d, wd, xp);
+    unfoldWide(xp, g, d, wd, cols);
+    gemm(false, false, O, ld, R, w, 0, cols, 0, out, 0);
+    for (let i = 0; i < g; i++) {
+      for (let o = 0; o < O; o++) {
+        const s0 = o * ld + i * L, t0 = ((n0 + i) * O + o) * P;
+        for (let oy = 0; oy < Ho; oy++) {
+          const s = s0 + oy * Wp, t = t0 + oy * Wo;
+          for (let ox = 0; ox < Wo; ox++) y[t + ox] = out[s + ox];
+        }
+      }
+    }
+  }
+  return y;
+}
+
+function gradInputWide(gy: GemmArray, w: GemmArray, d: ConvDims, Ho: number, Wo: number): GemmArray {
+  const { N, C, H, W, O, kh, kw, ph, pw } = d;
+  const wd = wideOf(d, Ho), { Wp, L, plane, img } = wd;
+  const R = C * kh * kw, G = groupSize(N, R * L), chw = C * H * W;
+  const gx = alloc(gy, N * chw);
+  const g2 = alloc(gy, O * G * L), cols = alloc(gy, R * G * L), xp = alloc(gy, G * img + kw);
+  for (let n0 = 0; n0 < N; n0 += G) {
+    const g = Math.min(G, N - n0), ld = g * L;
+    gatherGyWide(gy, n0, g, O, Ho, Wo, wd, g2);
+    gemm(true, false, R, ld, O, w, 0, g2, 0, cols, 0);
+    if (n0 > 0) xp.fill(0);
+    // Fold: row (c, ky, kx) adds back onto its slice of the staged plane.
+    for (let i = 0; i < g; i++) {
+      for (let c = 0; c < C; c++) {
+        for (let ky = 0; ky < kh; ky++) {
+          for (let kx = 0; kx < kw; kx++) {
+            const s = ((c * kh + ky) * kw + kx) * ld + i * L, t = i * img + c * plane + ky * Wp + kx;
+            for (let j = 0; j < L; j++) xp[t + j] += cols[s + j];
+          }
+        }
+      }
+    }
+    if (ph === 0 && pw === 0) {
+      gx.set(xp.subarray(0, g * chw), n0 * chw);
+    } else {
+      for (let i = 0; i < g; i++) {
+        for (let c = 0; c < C; c++) {
+          const s0 = (i * C + c) * plane + ph * Wp + pw, t0 = (n0 + i) * chw + c * H * W;
+          for (let yy = 0; yy < H; yy++) {
+            const s = s0 + yy * Wp, t = t0 + yy * W;
+            for (let xx = 0; xx < W; xx++) gx[t + xx] = xp[s + xx];
+          }
+        }
+      }
+    }
+  }
+  return gx;
+}
+
+function gradWeightWide(x: GemmArray, gy: GemmArray, d: ConvDims, Ho: number, Wo: number): GemmArray {
+  const { N, C, O, kh, kw } = d;
+  const wd = wideOf(d, Ho), { L, img } = wd;
+  const R = C * kh * kw, G = groupSize(N, R * L);
+  const gw = alloc(x, O * R), part = alloc(x, O * R);
+  const xp = alloc(x, G * img + kw), cols = alloc(x, R * G * L), g2 = alloc(x, O * G * L);
+  for (let n0 = 0; n0 < N; n0 += G) {
+    const g = Math.min(G, N - n0), ld = g * L;
+    stage(x, n0, g, d, wd, xp);
+    unfoldWide(xp, g, d, wd, cols);
+    gatherGyWide(gy, n0, g, O, Ho, Wo, wd, g2);
+    gemm(false, true, O, R, ld, g2, 0, cols, 0, n0 === 0 ? gw : part, 0);
+    if (n0 > 0) { for (let i = 0; i < O * R; i++) gw[i] += part[i]; }
+  }
+  return gw;
 }
 
 /**
@@ -174,7 +379,9 @@ export function conv2dForward(x: GemmArray, w: GemmArray, d: ConvDims): GemmArra
   const { N, C, H, W, O, kh, kw, sh, sw, ph, pw } = d;
   checkLen(fn, "x", x, N * C * H * W);
   checkLen(fn, "w", w, O * C * kh * kw);
-  const P = Ho * Wo, R = C * kh * kw, G = groupSize(d, P);
+  if (useWasm(x, d)) return wasmConvForward(x as Float32Array, w as Float32Array, { ...d, Ho, Wo });
+  if (useWide(d, Wo)) return forwardWide(x, w, d, Ho, Wo);
+  const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * P);
   const y = alloc(x, N * O * P);
   const cols = alloc(x, R * G * P), out = alloc(x, O * G * P);
   for (let n0 = 0; n0 < N; n0 += G) {
@@ -211,7 +418,9 @@ export function conv2dGradInput(gy: GemmArray, w: GemmArray, d: ConvDims): GemmA
   const { N, C, H, W, O, kh, kw, sh, sw, ph, pw } = d;
   checkLen(fn, "gy", gy, N * O * Ho * Wo);
   checkLen(fn, "w", w, O * C * kh * kw);
-  const P = Ho * Wo, R = C * kh * kw, G = groupSize(d, P);
+  if (useWasm(gy, d)) return wasmConvGradInput(gy as Float32Array, w as Float32Array, { ...d, Ho, Wo });
+  if (useWide(d, Wo)) return gradInputWide(gy, w, d, Ho, Wo);
+  const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * P);
   const gx = alloc(gy, N * C * H * W);
   const g2 = alloc(gy, O * G * P), cols = alloc(gy, R * G * P);
   for (let n0 = 0; n0 < N; n0 += G) {
@@ -234,7 +443,9 @@ export function conv2dGradWeight(x: GemmArray, gy: GemmArray, d: ConvDims): Gemm
   const { N, C, H, W, O, kh, kw, sh, sw, ph, pw } = d;
   checkLen(fn, "x", x, N * C * H * W);
   checkLen(fn, "gy", gy, N * O * Ho * Wo);
-  const P = Ho * Wo, R = C * kh * kw, G = groupSize(d, P);
+  if (useWasm(x, d)) return wasmConvGradWeight(x as Float32Array, gy as Float32Array, { ...d, Ho, Wo });
+  if (useWide(d, Wo)) return gradWeightWide(x, gy, d, Ho, Wo);
+  const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * P);
   const gw = alloc(x, O * R), part = alloc(x, O * R);
   const g2 = alloc(x, O * G * P), cols = alloc(x, R * G * P);
   for (let n0 = 0; n0 < N; n0 += G) {
