@@ -101,6 +101,9 @@ export interface TrainLogger {
   epoch?(m: EpochMetrics): void;
 }
 
+/** How often `fit` yields to the event loop during an epoch. */
+const YIELD_EVERY_MS = 100;
+
 /** Options of {@linkcode fit}. */
 export interface FitOptions<P extends TensorTree, S> {
   /** Initial parameters (a tree of tensors on `device`). */
@@ -232,6 +235,7 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
   let lastLoss = NaN;
   const totalSteps = (startEpoch + epochs) * stepsPerEpoch;
 
+  let lastYield = performance.now();
   for (let e = startEpoch; e < startEpoch + epochs; e++) {
     const tEpoch = performance.now();
     const batches = batchIndices(n, batchSize, { seed, epoch: e, dropLast: o.dropLast });
@@ -279,6 +283,11 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
       }
       // The running sum replaces this step's loss tensors (GPU memory stays flat without GC).
       if (device !== "cpu") releaseTrees([prevSum, weighted, value], lossSum);
+      // Let timers, signal handlers and a browser page run now and then (every ~100 ms).
+      if (performance.now() - lastYield > YIELD_EVERY_MS) {
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        lastYield = performance.now();
+      }
     }
     const batchLoss = lossSum === null ? NaN : (await lossSum.data())[0] * batchSize / Math.max(1, seen);
     if (lossSum !== null && device !== "cpu") release(lossSum);
