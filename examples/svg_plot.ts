@@ -1,8 +1,9 @@
 /**
- * Hand-written SVG line charts for the label-noise experiment (no dependency): the learning curves
- * of several optimizers, like Figure 1 of Xie et al. (2021) — accuracy per epoch on the left
- * (test solid, train on noisy labels dashed), the fate of the flipped training examples on the right
- * (memorized: predicted as the noisy label, solid; predicted as the true label, dashed).
+ * Hand-written SVG line charts for the example scripts (no dependency): the learning curves of the
+ * label-noise experiment for several optimizers, like Figure 1 of Xie et al. (2021) — accuracy per
+ * epoch on the left (test solid, train on noisy labels dashed), the fate of the flipped training
+ * examples on the right (memorized: predicted as the noisy label, solid; predicted as the true
+ * label, dashed) — and a plain one-panel {@linkcode lineChartSvg} for the other experiments.
  *
  * @module
  */
@@ -148,9 +149,146 @@ export function learningCurvesSvg(series: readonly CurveSeries[], title: string,
   return out.join("\n") + "\n";
 }
 
-function niceStep(raw: number): number {
-  if (!(raw > 0)) return 1;
+/** A round step (1, 2 or 5 times a power of ten) of at least `raw` and at least `min`. */
+function niceStep(raw: number, min = 1): number {
+  if (!(raw > 0)) return Math.max(min, 1);
   const p = 10 ** Math.floor(Math.log10(raw));
-  for (const m of [1, 2, 5, 10]) if (m * p >= raw) return Math.max(1, m * p);
-  return Math.max(1, 10 * p);
+  for (const m of [1, 2, 5, 10]) if (m * p >= raw) return Math.max(min, m * p);
+  return Math.max(min, 10 * p);
+}
+
+/** One line of {@linkcode lineChartSvg} (NaN points are left out). */
+export interface LineSeries {
+  /** Legend name. */
+  name: string;
+  /** x values, increasing. */
+  x: number[];
+  /** y values. */
+  y: number[];
+  /** Optional ± error bar half-heights (e.g. sd over seeds); NaN or 0 draws none. */
+  yErr?: number[];
+  /** Dashed line. */
+  dashed?: boolean;
+  /** Palette index (default: the series' position). */
+  color?: number;
+}
+
+/** Options of {@linkcode lineChartSvg}. */
+export interface LineChartOptions {
+  /** Title on top. */
+  title: string;
+  /** Smaller line below the title. */
+  subtitle?: string;
+  /** x-axis label. */
+  xLabel: string;
+  /** y-axis label. */
+  yLabel: string;
+  /** y range (default [0, 1]); values outside are clamped. */
+  yRange?: [number, number];
+  /** x tick positions (default: about 8 round numbers). */
+  xTicks?: number[];
+  /** Dotted vertical lines, e.g. task boundaries. */
+  vLines?: number[];
+}
+
+/**
+ * An SVG document with one panel of lines (one color per series, markers at the points, optional
+ * error bars), e.g. accuracy against the weight-perturbation scale.
+ */
+export function lineChartSvg(series: readonly LineSeries[], o: LineChartOptions): string {
+  const W = 760, H = 500, top = 70, bottom = 95, left = 70, right = 25;
+  const pw = W - left - right, ph = H - top - bottom;
+  const xs = series.flatMap((s) => s.x).filter(Number.isFinite);
+  let xMin = Math.min(...xs, ...(o.xTicks ?? [])), xMax = Math.max(...xs, ...(o.xTicks ?? []));
+  if (!Number.isFinite(xMin) || !Number.isFinite(xMax)) [xMin, xMax] = [0, 1];
+  if (xMin === xMax) [xMin, xMax] = [xMin - 1, xMax + 1];
+  const [y0, y1] = o.yRange ?? [0, 1];
+  const sx = (x: number) => left + ((x - xMin) / (xMax - xMin)) * pw;
+  const sy = (y: number) => top + (1 - (Math.min(y1, Math.max(y0, y)) - y0) / (y1 - y0)) * ph;
+  const f = (v: number) => v.toFixed(1);
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" ` +
+    `font-family="Helvetica, Arial, sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${
+      escapeXml(o.title)
+    }</text>`,
+  ];
+  if (o.subtitle) {
+    out.push(`<text x="${W / 2}" y="44" text-anchor="middle" fill="#555">${escapeXml(o.subtitle)}</text>`);
+  }
+  for (let k = 0; k <= 5; k++) {
+    const v = y0 + (k / 5) * (y1 - y0), y = f(sy(v));
+    out.push(`<line x1="${left}" y1="${y}" x2="${left + pw}" y2="${y}" stroke="#e5e5e5"/>`);
+    out.push(
+      `<text x="${left - 6}" y="${y}" text-anchor="end" dominant-baseline="middle">${+v.toFixed(3)}</text>`,
+    );
+  }
+  let ticks = o.xTicks;
+  if (ticks === undefined) {
+    const step = niceStep((xMax - xMin) / 8, 0);
+    ticks = [];
+    for (let x = Math.ceil(xMin / step) * step; x <= xMax + 1e-9 * step; x += step) ticks.push(x);
+  }
+  for (const t of ticks) {
+    const x = f(sx(t));
+    out.push(`<line x1="${x}" y1="${top + ph}" x2="${x}" y2="${top + ph + 4}" stroke="#333"/>`);
+    out.push(`<text x="${x}" y="${top + ph + 17}" text-anchor="middle">${+t.toPrecision(6)}</text>`);
+  }
+  for (const v of o.vLines ?? []) {
+    const x = f(sx(v));
+    out.push(`<line x1="${x}" y1="${top}" x2="${x}" y2="${top + ph}" stroke="#999" stroke-dasharray="2 3"/>`);
+  }
+  out.push(`<rect x="${left}" y="${top}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`);
+  out.push(
+    `<text x="${left + pw / 2}" y="${top + ph + 36}" text-anchor="middle">${escapeXml(o.xLabel)}</text>`,
+  );
+  out.push(
+    `<text x="18" y="${top + ph / 2}" text-anchor="middle" transform="rotate(-90 18 ${top + ph / 2})">${
+      escapeXml(o.yLabel)
+    }</text>`,
+  );
+  series.forEach((s, si) => {
+    const color = PALETTE[(s.color ?? si) % PALETTE.length];
+    const dash = s.dashed ? ` stroke-dasharray="6 4"` : "";
+    const pts: [number, number][] = [];
+    s.x.forEach((x, i) => {
+      if (Number.isFinite(x) && Number.isFinite(s.y[i])) pts.push([sx(x), sy(s.y[i])]);
+      const e = s.yErr?.[i];
+      if (e !== undefined && Number.isFinite(e) && e > 0 && Number.isFinite(x) && Number.isFinite(s.y[i])) {
+        const X = f(sx(x));
+        out.push(
+          `<line x1="${X}" y1="${f(sy(s.y[i] - e))}" x2="${X}" y2="${f(sy(s.y[i] + e))}" stroke="${color}"/>`,
+        );
+      }
+    });
+    if (pts.length > 1) {
+      out.push(
+        `<polyline points="${
+          pts.map(([x, y]) => `${f(x)},${f(y)}`).join(" ")
+        }" fill="none" stroke="${color}" ` +
+          `stroke-width="2"${dash}/>`,
+      );
+    }
+    if (pts.length <= 30) {
+      for (const [x, y] of pts) out.push(`<circle cx="${f(x)}" cy="${f(y)}" r="3" fill="${color}"/>`);
+    }
+  });
+  let lx = left, ly = top + ph + 60;
+  series.forEach((s, si) => {
+    const color = PALETTE[(s.color ?? si) % PALETTE.length];
+    const dash = s.dashed ? ` stroke-dasharray="6 4"` : "";
+    const w = 27 + 6.5 * s.name.length + 18;
+    if (lx + w > W - right && lx > left) {
+      lx = left;
+      ly += 18;
+    }
+    out.push(
+      `<line x1="${lx}" y1="${ly}" x2="${lx + 22}" y2="${ly}" stroke="${color}" stroke-width="2.5"${dash}/>`,
+    );
+    out.push(`<text x="${lx + 27}" y="${ly}" dominant-baseline="middle">${escapeXml(s.name)}</text>`);
+    lx += w;
+  });
+  out.push(`</svg>`);
+  return out.join("\n") + "\n";
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { DEMO_DEFAULTS, parseConfig, UsageError } from "../examples/label_noise.ts";
+import { CIFAR10_OUT, DEMO_DEFAULTS, parseConfig, UsageError } from "../examples/label_noise.ts";
 import { learningCurvesSvg } from "../examples/svg_plot.ts";
+import { CIFAR10_RECORD_BYTES } from "../src/data/mod.ts";
 
 const SCRIPT = new URL("../examples/label_noise.ts", import.meta.url).pathname;
 
@@ -13,6 +14,25 @@ async function runScript(args: string[]): Promise<{ code: number; stdout: string
   }).output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/**
+ * A tiny CIFAR-10 binary folder: data_batch_1…5.bin with `perFile` records each and test_batch.bin
+ * with `testN` records; labels cycle through 0…9, pixels are a deterministic pattern.
+ */
+async function writeTinyCifar(dir: string, perFile: number, testN: number): Promise<void> {
+  const records = (n: number, file: number) => {
+    const out = new Uint8Array(n * CIFAR10_RECORD_BYTES);
+    for (let i = 0; i < n; i++) {
+      const r = i * CIFAR10_RECORD_BYTES;
+      out[r] = (file * 7 + i) % 10;
+      for (let k = 1; k < CIFAR10_RECORD_BYTES; k++) out[r + k] = (i * 31 + k * 7 + file * 13) % 256;
+    }
+    return out;
+  };
+  await Deno.mkdir(dir, { recursive: true });
+  for (let f = 1; f <= 5; f++) await Deno.writeFile(`${dir}/data_batch_${f}.bin`, records(perFile, f));
+  await Deno.writeFile(`${dir}/test_batch.bin`, records(testN, 0));
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -46,6 +66,23 @@ Deno.test("label_noise CLI: bad input → one-line error, exit code 2, nothing w
       [["--model", "resnet"], /--model must be one of mlp, cnn, got "resnet"/],
       [["--bogus"], /bogus/],
       [["--backend", "tpu"], /--backend must be one of cpu, webgpu, auto, got "tpu"/],
+      [["--dataset", "foo"], /--dataset must be one of mnist, cifar10, got "foo"/],
+      [
+        ["--dataset", "cifar10"],
+        /--dataset cifar10 needs --data-dir DIR, .*curl -LO https:\/\/www\.cs\.toronto/,
+      ],
+      [["--dataset", "cifar10", "--data-dir", tmp, "--full"], /--full is SPEC\.md §4's MNIST protocol/],
+      [
+        ["--dataset", "cifar10", "--data-dir", tmp, "--subset", "50001"],
+        /--subset must be an integer in \[1, 50000\], got "50001"/,
+      ],
+      [["--data-dir", ""], /--data-dir must be a folder path, got ""/],
+      // A folder without the data: the loader's message, which says how to obtain CIFAR-10.
+      [
+        ["--dataset", "cifar10", "--data-dir", `${tmp}/nope`],
+        /loadCifar10: no CIFAR-10 binary files in .*\/nope\/ .*obtain them with `curl -LO https:\/\/www\.cs\.toronto\.edu\/~kriz\/cifar-10-binary\.tar\.gz && tar xzf/,
+      ],
+      [["--data-dir", `${tmp}/nope`], /loadMnist: .*\/nope\/(train|t10k)-\w+-idx\d-ubyte not found/],
     ];
     const results = await Promise.all(cases.map(([args]) => runScript([...args, "--out", out])));
     results.push(await runScript(["--out", `${file}/sub`, "--epochs", "1"]));
@@ -113,6 +150,98 @@ Deno.test("label_noise CLI: parsing, --full preset and overrides", () => {
     /--subset must be an integer in \[1, 60000\], got "70000"/,
   );
   assert.throws(() => parseConfig(["positional"]), UsageError);
+  const m = parseConfig(["--data-dir", "/some/mnist"]);
+  if (m === "help") throw new Error("unexpected");
+  assert.equal(m.dataset, "mnist");
+  assert.equal(m.dataDir, "/some/mnist");
+  assert.equal(m.out, DEMO_DEFAULTS.out);
+  const cf = parseConfig(["--dataset", "cifar10", "--data-dir", "cifar-10-batches-bin", "--subset", "50000"]);
+  if (cf === "help") throw new Error("unexpected");
+  assert.equal(cf.dataset, "cifar10");
+  assert.equal(cf.dataDir, "cifar-10-batches-bin");
+  assert.equal(cf.subset, 50000);
+  assert.equal(cf.out, CIFAR10_OUT);
+  assert.equal(cf.numIters, undefined); // ceil(subset / batch) at run time, as for MNIST
+  const co = parseConfig(["--dataset", "cifar10", "--data-dir", "d", "--out", "elsewhere"]);
+  if (co === "help") throw new Error("unexpected");
+  assert.equal(co.out, "elsewhere");
+  assert.throws(() => parseConfig(["--dataset", "cifar10", "--full", "--data-dir", "d"]), /--full/);
+});
+
+Deno.test("label_noise CLI: CIFAR-10 from a tiny binary folder (cnn and mlp, sgd and vsgd)", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "nvrm_cli_cifar_" });
+  try {
+    const data = `${tmp}/cifar-10-batches-bin`;
+    await writeTinyCifar(data, 16, 32); // 80 training and 32 test examples
+    const common = ["--dataset", "cifar10", "--epochs", "1", "--subset", "64", "--test-subset", "32"];
+    const runs = await Promise.all([
+      runScript([...common, "--data-dir", data, "--model", "cnn", "--out", `${tmp}/cnn`]),
+      runScript([...common, "--data-dir", tmp, "--model", "mlp", "--out", `${tmp}/mlp`]), // the parent works too
+    ]);
+    for (const [i, model] of ["cnn", "mlp"].entries()) {
+      const r = runs[i], out = `${tmp}/${model}`;
+      assert.equal(r.code, 0, `${model}: exit code ${r.code}, stderr ${r.stderr}`);
+      assert.equal(r.stderr, "", model);
+      assert.match(
+        r.stdout,
+        /seed 0: CIFAR-10, 64 training examples, pairflip noise 0\.4 .*32 test examples/,
+      );
+      assert.match(r.stdout, new RegExp(`CIFAR-10, pairflip label noise 40 %, ${model}; 64 train examples`));
+      for (const opt of ["sgd", "vsgd"]) {
+        const lines = (await Deno.readTextFile(`${out}/${opt}_seed0.csv`)).trimEnd().split("\n");
+        assert.equal(lines.length, 2, `${model} ${opt}: header and one epoch`);
+        const header = lines[0].split(","), row = lines[1].split(",");
+        assert.equal(row.length, header.length);
+        const col = (name: string) => Number(row[header.indexOf(name)]);
+        assert.equal(row[0], opt);
+        assert.equal(col("epoch"), 1);
+        assert.equal(col("step"), 1); // ceil(64 / 128) steps per epoch
+        for (const k of ["train_acc", "test_acc", "memorization", "flipped_correct"]) {
+          assert.ok(col(k) >= 0 && col(k) <= 1, `${model} ${opt} ${k} = ${row[header.indexOf(k)]}`);
+        }
+        assert.ok(Number.isFinite(col("train_loss")) && col("train_loss") > 0);
+      }
+      const summary = (await Deno.readTextFile(`${out}/summary.csv`)).trimEnd().split("\n");
+      assert.deepEqual(summary.slice(1).map((l) => l.split(",")[0]), ["sgd", "vsgd"]);
+      const svg = await Deno.readTextFile(`${out}/curves.svg`);
+      assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+      assert.match(svg, /<\/svg>\n$/);
+      assert.ok(svg.includes(`CIFAR-10, pairflip label noise 40 %, ${model}`));
+      assert.deepEqual([...Deno.readDirSync(out)].map((e) => e.name).sort(), [
+        "curves.svg",
+        "sgd_seed0.csv",
+        "summary.csv",
+        "vsgd_seed0.csv",
+      ]);
+    }
+
+    // A folder too small for the requested subsets, or with a truncated file: exit 2, nothing written.
+    await writeTinyCifar(`${tmp}/bad`, 4, 4);
+    await Deno.writeFile(`${tmp}/bad/data_batch_3.bin`, new Uint8Array(5000));
+    const cases: [string[], RegExp][] = [
+      [["--data-dir", data], /--subset 10000 exceeds the 80 training examples in --data-dir ".*"/],
+      [["--data-dir", data, "--subset", "64"], /--test-subset 10000 exceeds the 32 test examples/],
+      [
+        ["--data-dir", `${tmp}/bad`],
+        /bad\/data_batch_3\.bin: 5000 bytes, expected a positive multiple of 3073/,
+      ],
+    ];
+    const bad = await Promise.all(
+      cases.map(([args]) => runScript(["--dataset", "cifar10", ...args, "--out", `${tmp}/never`])),
+    );
+    bad.forEach((r, i) => {
+      const what = JSON.stringify(cases[i][0]);
+      assert.equal(r.code, 2, `${what}: exit code ${r.code}, stderr ${r.stderr}`);
+      const lines = r.stderr.trimEnd().split("\n");
+      assert.equal(lines.length, 1, `${what}: expected one line, got ${JSON.stringify(r.stderr)}`);
+      assert.match(lines[0], /^label_noise: /, what);
+      assert.match(lines[0], cases[i][1], what);
+      assert.equal(r.stdout, "", what);
+    });
+    assert.equal(await exists(`${tmp}/never`), false, "no output folder on bad data");
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
 });
 
 Deno.test("learningCurvesSvg: a well-formed document with one polyline per curve", () => {

@@ -210,3 +210,79 @@ function sameLength(a: ArrayLike<number>, b: ArrayLike<number>, who: string, bNa
     );
   }
 }
+
+/** Continual-learning metrics of an accuracy matrix; see {@linkcode forgettingMetrics}. */
+export interface ForgettingMetrics {
+  /** Number of tasks T. */
+  tasks: number;
+  /** Mean accuracy over all tasks after the last one was learned: mean_j R[T−1][j]. */
+  averageAccuracy: number;
+  /** Mean accuracy on each task right after learning it: mean_j R[j][j]. */
+  learningAccuracy: number;
+  /**
+   * Per old task j < T−1: the best accuracy it had after being learned minus its final accuracy,
+   * max_{j ≤ t ≤ T−2} R[t][j] − R[T−1][j] (negative when the task ended better than ever before).
+   */
+  forgetting: number[];
+  /** Mean of `forgetting` (NaN for one task). */
+  averageForgetting: number;
+  /** Backward transfer (Lopez-Paz & Ranzato 2017): mean_{j<T−1} (R[T−1][j] − R[j][j]); NaN for one task. */
+  backwardTransfer: number;
+}
+
+/**
+ * Forgetting metrics of tasks learned in sequence, from the accuracy matrix `R` (T × T):
+ * `R[t][j]` is the accuracy on task j measured after training on tasks 0…t. Entries above the
+ * diagonal (tasks not learned yet) are not used. Forgetting follows Chaudhry et al. (2018),
+ * with the maximum taken over the times after task j was learned.
+ *
+ * @example
+ * ```ts
+ * import { forgettingMetrics } from "@nvrm/core";
+ * const m = forgettingMetrics([
+ *   [0.9, 0.1],
+ *   [0.6, 0.95],
+ * ]);
+ * console.log(m.averageAccuracy, m.averageForgetting); // ≈ 0.775, ≈ 0.3
+ * ```
+ */
+export function forgettingMetrics(R: readonly (readonly number[])[]): ForgettingMetrics {
+  if (!Array.isArray(R) || R.length === 0) {
+    throw new RangeError(`forgettingMetrics: R must be a non-empty T × T array, got ${R?.length} rows`);
+  }
+  const T = R.length;
+  R.forEach((row, t) => {
+    if (!Array.isArray(row) || row.length !== T) {
+      throw new RangeError(
+        `forgettingMetrics: R must be square; row ${t} has ${row?.length} entries, expected ${T}`,
+      );
+    }
+    for (let j = 0; j <= t; j++) {
+      if (typeof row[j] !== "number" || !Number.isFinite(row[j])) {
+        throw new RangeError(`forgettingMetrics: R[${t}][${j}] must be a finite number, got ${row[j]}`);
+      }
+    }
+  });
+  const last = R[T - 1];
+  let acc = 0, learned = 0;
+  for (let j = 0; j < T; j++) {
+    acc += last[j];
+    learned += R[j][j];
+  }
+  const forgetting: number[] = [];
+  let bwt = 0;
+  for (let j = 0; j < T - 1; j++) {
+    let best = -Infinity;
+    for (let t = j; t < T - 1; t++) best = Math.max(best, R[t][j]);
+    forgetting.push(best - last[j]);
+    bwt += last[j] - R[j][j];
+  }
+  return {
+    tasks: T,
+    averageAccuracy: acc / T,
+    learningAccuracy: learned / T,
+    forgetting,
+    averageForgetting: T > 1 ? forgetting.reduce((a, b) => a + b, 0) / (T - 1) : NaN,
+    backwardTransfer: T > 1 ? bwt / (T - 1) : NaN,
+  };
+}

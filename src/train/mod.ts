@@ -27,6 +27,8 @@ export {
   argmaxRows,
   crossEntropyOf,
   flippedCorrect,
+  type ForgettingMetrics,
+  forgettingMetrics,
   memorization,
   type NoiseMetrics,
   noiseMetrics,

@@ -1,0 +1,359 @@
+#!/usr/bin/env -S deno run --allow-read --allow-write
+/**
+ * Catastrophic forgetting on permuted MNIST (SPEC.md §5): T tasks, task t showing the images
+ * through a fixed seeded pixel permutation (task 0: the identity), one shared 10-way head, the
+ * tasks trained in sequence with the same optimizer (its state carried over), and after each task
+ * the test accuracy on every task: the accuracy matrix R[t][j]. Reports the average final
+ * accuracy and the average forgetting (per old task: its best accuracy since it was learned minus
+ * its final accuracy) for each optimizer (default: SGD and VSGD), mean ± sd over seeds.
+ *
+ *   deno run --allow-read --allow-write examples/forgetting.ts                  # ~30 s per seed on 2 cores
+ *   deno run --allow-read --allow-write examples/forgetting.ts --tasks 5 --epochs 2 --seeds 0,1,2
+ *
+ * Run with --help for every option. Exit codes: 0 done, 1 runtime failure, 2 bad command line.
+ *
+ * @module
+ */
+import { setDefaultDevice } from "../src/webgpu/mod.ts";
+import { mlp } from "../src/nn/mod.ts";
+import { type Dataset, exampleSize, loadMnist, permutation, randomSubset } from "../src/data/mod.ts";
+import { type EpochMetrics, evaluate, fit, formatDuration, progressLogger } from "../src/train/mod.ts";
+import { type ForgettingMetrics, forgettingMetrics } from "../src/train/metrics.ts";
+import {
+  alignedTable,
+  applyTrainOptions,
+  type Console,
+  csvNumber,
+  isInt,
+  makeOptimizer,
+  mean,
+  type OptionValues,
+  parseCommandLine,
+  parseNumber,
+  pm,
+  runScript,
+  sd,
+  TRAIN_OPTIONS,
+  trainOptionsHelp,
+  type TrainSettings,
+  UsageError,
+  writeAtomic,
+} from "./_common.ts";
+import { lineChartSvg, type LineSeries } from "./svg_plot.ts";
+
+export { UsageError };
+
+/** The experiment's settings after parsing (`epochs` is per task). */
+export interface Config extends TrainSettings {
+  /** Number of tasks T (≥ 2). */
+  tasks: number;
+}
+
+/** The defaults: about half a minute per seed on a 2-core CPU. */
+export const DEFAULTS: Config = {
+  optimizers: [{ name: "sgd", label: "sgd" }, { name: "vsgd", label: "vsgd" }],
+  tasks: 4,
+  epochs: 3,
+  batchSize: 128,
+  lr: 0.1,
+  lrDecayEpochs: [],
+  lrDecayFactor: 0.1,
+  momentum: 0,
+  weightDecay: 0,
+  variability: 0.05,
+  noiseLaw: "gaussian",
+  mode: "official",
+  numIters: undefined,
+  seeds: [0],
+  subset: 10000,
+  testSubset: 10000,
+  evalBatchSize: 1000,
+  out: "runs/forgetting",
+  backend: "cpu",
+};
+
+const HELP = `Catastrophic forgetting on permuted MNIST: SGD vs VSGD (or any optimizers), SPEC.md §5.
+Tasks in sequence, one shared head; the accuracy matrix R[t][j] (on task j after training task t).
+
+Usage: deno run --allow-read --allow-write examples/forgetting.ts [options]
+
+  --tasks T             number of tasks, >= 2; task 0 is plain MNIST, task t a fixed seeded pixel
+                        permutation of it (default ${DEFAULTS.tasks})
+${trainOptionsHelp(DEFAULTS, " per task")}
+The model is the MLP 784-256-256-10. The training subset is the same images for every task.
+Writes DIR/<optimizer>_seed<S>.csv (R, one row per task trained), DIR/curves.csv (task-0 test
+accuracy after every epoch), DIR/summary.csv and DIR/task0.svg.
+`;
+
+/**
+ * Parses the command line into a {@linkcode Config}; throws {@linkcode UsageError} (one line) on
+ * bad input. Returns `"help"` for `--help`.
+ */
+export function parseConfig(args: readonly string[]): Config | "help" {
+  const values: OptionValues = parseCommandLine(args, { ...TRAIN_OPTIONS, tasks: { type: "string" } });
+  if (values.help) return "help";
+  const c: Config = structuredClone(DEFAULTS);
+  applyTrainOptions(values, c);
+  const t = values.tasks as string | undefined;
+  if (t !== undefined) {
+    c.tasks = parseNumber("tasks", t, (x) => isInt(x) && x >= 2 && x <= 1000, "an integer in [2, 1000]");
+  }
+  return c;
+}
+
+/**
+ * The pixel permutation of task `task` for `seed`: the identity for task 0, otherwise a seeded
+ * uniformly random permutation of `0 … size−1` (a pure function of `(task, size, seed)`).
+ */
+export function taskPermutation(task: number, size: number, seed: number): Int32Array {
+  if (!Number.isInteger(task) || task < 0) {
+    throw new RangeError(`taskPermutation: task must be a non-negative integer, got ${task}`);
+  }
+  if (task === 0) return Int32Array.from({ length: size }, (_, i) => i);
+  return permutation(size, { seed, epoch: task, stream: "permuted-mnist" });
+}
+
+/**
+ * The dataset whose example i has input `x'[k] = x[perm[k]]` (pixel k shows the old pixel
+ * `perm[k]`), labels shared. `perm` must be a permutation of `0 … exampleSize − 1`.
+ */
+export function permutePixels(ds: Dataset, perm: ArrayLike<number>): Dataset {
+  const D = exampleSize(ds);
+  if (perm.length !== D) {
+    throw new RangeError(
+      `permutePixels: perm has ${perm.length} entries, expected ${D} (one per input number)`,
+    );
+  }
+  const seen = new Uint8Array(D);
+  for (let k = 0; k < D; k++) {
+    const p = perm[k];
+    if (!Number.isInteger(p) || p < 0 || p >= D || seen[p]) {
+      throw new RangeError(`permutePixels: perm is not a permutation of 0…${D - 1} (entry ${k} is ${p})`);
+    }
+    seen[p] = 1;
+  }
+  const n = ds.y.length, x = new Float32Array(n * D);
+  for (let i = 0, o = 0; i < n; i++, o += D) {
+    for (let k = 0; k < D; k++) x[o + k] = ds.x[o + perm[k]];
+  }
+  return { x, y: ds.y, inputShape: ds.inputShape, numClasses: ds.numClasses };
+}
+
+interface RunResult {
+  label: string;
+  seed: number;
+  /** R[t][j]: test accuracy on task j after training tasks 0…t. */
+  R: number[][];
+  metrics: ForgettingMetrics;
+  /** Task-0 test accuracy after every epoch (all tasks in sequence). */
+  task0: EpochMetrics[];
+  seconds: number;
+}
+
+function summarize(results: RunResult[], c: Config): { text: string; csv: string } {
+  const labels = c.optimizers.map((o) => o.label).filter((l) => results.some((r) => r.label === l));
+  const runs = (l: string) => results.filter((r) => r.label === l);
+  const cols: [string, (r: RunResult) => number][] = [
+    ["avg final acc", (r) => r.metrics.averageAccuracy],
+    ["avg forgetting", (r) => r.metrics.averageForgetting],
+    ["BWT", (r) => r.metrics.backwardTransfer],
+    ["acc just learned", (r) => r.metrics.learningAccuracy],
+    ["task 0 final", (r) => r.R[c.tasks - 1][0]],
+  ];
+  const rows = labels.map((l) => [
+    l,
+    ...cols.map(([, f]) => pm(runs(l).map(f))),
+    mean(runs(l).map((r) => r.seconds)).toFixed(1),
+  ]);
+  const ref = labels[0];
+  for (const l of labels.slice(1)) {
+    const pairs = runs(l).flatMap((r) => {
+      const b = runs(ref).find((x) => x.seed === r.seed);
+      return b ? [[r, b] as const] : [];
+    });
+    rows.push([
+      `${l} − ${ref}`,
+      ...cols.map(([, f]) => pm(pairs.map(([a, b]) => f(a) - f(b))).replace(/^(?=\d)/, "+")),
+      "",
+    ]);
+  }
+  const text = alignedTable(["optimizer", ...cols.map(([h]) => h), "s/run"], rows);
+  // The mean R matrix per optimizer.
+  const mats = labels.map((l) => {
+    const rs = runs(l);
+    const header = ["after task", ...Array.from({ length: c.tasks }, (_, j) => `task ${j}`)];
+    const body = Array.from({ length: c.tasks }, (_, t) => [
+      String(t),
+      ...Array.from({ length: c.tasks }, (_, j) => pm(rs.map((r) => r.R[t][j]))),
+    ]);
+    return `R (${l}, mean ± sd over ${rs.length} seed${rs.length > 1 ? "s" : ""}):\n` +
+      alignedTable(header, body);
+  });
+  const csv = [
+    "optimizer,seeds,avg_final_acc,avg_final_acc_sd,avg_forgetting,avg_forgetting_sd,bwt,bwt_sd,learning_acc,learning_acc_sd,task0_final,task0_final_sd,seconds_per_run",
+  ];
+  for (const l of labels) {
+    const rs = runs(l);
+    csv.push([
+      l,
+      rs.map((r) => r.seed).join(" "),
+      ...cols.flatMap(([, f]) => [csvNumber(mean(rs.map(f)), 6), csvNumber(sd(rs.map(f)), 6)]),
+      csvNumber(mean(rs.map((r) => r.seconds)), 6),
+    ].join(","));
+  }
+  return { text: text + "\n" + mats.join("\n"), csv: csv.join("\n") + "\n" };
+}
+
+async function run(c: Config, io: Console, args: readonly string[]): Promise<void> {
+  const device = await setDefaultDevice(c.backend);
+  io.out(`deno run --allow-read --allow-write examples/forgetting.ts ${args.join(" ")}`.trim() + "\n");
+  const mnist = await loadMnist({ layout: "flat", testLimit: c.testSubset });
+  const terminal = Deno.stdout.isTerminal();
+  const results: RunResult[] = [];
+  const curveRows = ["optimizer,seed,epoch,task,lr,batch_loss,task0_test_acc,task0_test_loss"];
+  for (const seed of c.seeds) {
+    const base = randomSubset(mnist.train, c.subset, seed);
+    const perms = Array.from({ length: c.tasks }, (_, t) => taskPermutation(t, exampleSize(base), seed));
+    const trains = perms.map((p) => permutePixels(base, p));
+    const tests = perms.map((p) => permutePixels(mnist.test, p));
+    const stepsPerEpoch = Math.ceil(base.y.length / c.batchSize);
+    io.out(
+      `seed ${seed}: ${c.tasks} tasks × ${c.epochs} epochs, ${base.y.length} training and ${mnist.test.y.length} ` +
+        `test examples per task, mlp, device ${device}, ${stepsPerEpoch} steps/epoch\n`,
+    );
+    for (const spec of c.optimizers) {
+      const net = mlp([784, 256, 256, 10], { seed });
+      const optimizer = makeOptimizer(spec, c, stepsPerEpoch, seed);
+      let params: any = net.params;
+      let state: any = undefined;
+      const R: number[][] = [];
+      const task0: EpochMetrics[] = [];
+      const t0 = performance.now();
+      for (let t = 0; t < c.tasks; t++) {
+        const r = await fit({
+          params,
+          state,
+          forward: net.forward as any,
+          optimizer,
+          train: trains[t],
+          test: tests[0],
+          epochs: c.epochs,
+          startEpoch: t * c.epochs, // a new batch order per epoch, and the epoch count runs on
+          batchSize: c.batchSize,
+          seed,
+          evalTrain: false,
+          evalBatchSize: c.evalBatchSize,
+          logger: progressLogger({ write: io.out, terminal, label: `${spec.label} s${seed} task ${t}` }),
+        });
+        params = r.params;
+        state = r.state;
+        task0.push(...r.history);
+        for (const m of r.history) {
+          curveRows.push(
+            [
+              spec.label,
+              seed,
+              m.epoch,
+              t,
+              csvNumber(spec.lr ?? c.lr),
+              csvNumber(m.batchLoss),
+              csvNumber(m.testAccuracy),
+              csvNumber(m.testLoss),
+            ]
+              .join(","),
+          );
+        }
+        const row: number[] = [];
+        for (const test of tests) {
+          row.push(
+            (await evaluate(net.forward as any, r.cleanParams, test, { batchSize: c.evalBatchSize }))
+              .accuracy,
+          );
+        }
+        R.push(row);
+        io.out(
+          `${spec.label} seed ${seed}: after task ${t}: ${
+            row.map((a, j) => `task ${j} ${a.toFixed(4)}`).join(", ")
+          }\n`,
+        );
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      const metrics = forgettingMetrics(R);
+      results.push({ label: spec.label, seed, R, metrics, task0, seconds });
+      const file = `${c.out}/${spec.label}_seed${seed}.csv`;
+      const rows = [
+        ["optimizer", "seed", "after_task", "epoch", ...R.map((_, j) => `acc_task${j}`)].join(","),
+        ...R.map((row, t) =>
+          [spec.label, seed, t, (t + 1) * c.epochs, ...row.map((a) => csvNumber(a))].join(",")
+        ),
+      ];
+      writeAtomic(file, rows.join("\n") + "\n");
+      io.out(
+        `${spec.label} seed ${seed}: ${formatDuration(seconds)}; average final accuracy ` +
+          `${metrics.averageAccuracy.toFixed(4)}, average forgetting ${
+            metrics.averageForgetting.toFixed(4)
+          } → ${file}\n`,
+      );
+    }
+  }
+  writeAtomic(`${c.out}/curves.csv`, curveRows.join("\n") + "\n");
+
+  const title = `Permuted MNIST, ${c.tasks} tasks in sequence, MLP 784-256-256-10`;
+  const subtitle = `${c.subset} train examples, ${c.epochs} epochs/task, batch ${c.batchSize}, lr ${c.lr}, ` +
+    `variability ${c.variability} ${c.noiseLaw}, seeds ${c.seeds.join(",")}`;
+  const E = c.tasks * c.epochs;
+  const series: LineSeries[] = [];
+  c.optimizers.forEach((spec, k) => {
+    const rs = results.filter((r) => r.label === spec.label);
+    if (rs.length === 0) return;
+    const per = Array.from({ length: E }, (_, e) => rs.map((r) => r.task0[e].testAccuracy));
+    const suffix = rs.length > 1 ? ` (mean ± sd of ${rs.length} seeds)` : "";
+    series.push({
+      name: `${spec.label}: task 0${suffix}`,
+      x: per.map((_, e) => e + 1),
+      y: per.map(mean),
+      yErr: per.map((v) => (v.length > 1 ? sd(v) : NaN)),
+      color: k,
+    });
+    series.push({
+      name: `${spec.label}: mean over tasks learned so far`,
+      x: Array.from({ length: c.tasks }, (_, t) => (t + 1) * c.epochs),
+      y: Array.from({ length: c.tasks }, (_, t) => mean(rs.map((r) => mean(r.R[t].slice(0, t + 1))))),
+      dashed: true,
+      color: k,
+    });
+  });
+  writeAtomic(
+    `${c.out}/task0.svg`,
+    lineChartSvg(series, {
+      title,
+      subtitle,
+      xLabel: "epoch (dotted lines: the next task starts)",
+      yLabel: "test accuracy",
+      // From a round tenth below the lowest point, so that the drops are visible.
+      yRange: [
+        Math.max(
+          0,
+          Math.floor(
+                10 * Math.min(
+                  1,
+                  ...series.flatMap((s) => s.y.filter(Number.isFinite)),
+                ),
+              ) / 10 - 0.1,
+        ),
+        1,
+      ],
+      vLines: Array.from({ length: c.tasks - 1 }, (_, t) => (t + 1) * c.epochs + 0.5),
+    }),
+  );
+  const table = summarize(results, c);
+  writeAtomic(`${c.out}/summary.csv`, table.csv);
+  io.out(`\n${title}; ${subtitle}\n${table.text}\nwrote ${c.out}/task0.svg, ${c.out}/summary.csv\n`);
+}
+
+/** Runs the experiment; returns the process exit code. */
+export function main(args: readonly string[]): Promise<number> {
+  return runScript("forgetting", args, parseConfig, HELP, (c, io) => run(c, io, args));
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

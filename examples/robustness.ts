@@ -1,0 +1,391 @@
+#!/usr/bin/env -S deno run --allow-read --allow-write
+/**
+ * Weight-perturbation robustness on MNIST (SPEC.md §5): trains the same model with several
+ * optimizers (default: SGD and VSGD) on clean labels, then evaluates the test accuracy of the
+ * trained clean weights θ at θ + ε, ε ~ N(0, s²) independently per coordinate, for a grid of s,
+ * averaged over several draws of ε. Writes per run a CSV (one row per s), a summary CSV, an SVG
+ * of accuracy against s and prints a summary table (mean ± sd over seeds).
+ *
+ *   deno run --allow-read --allow-write examples/robustness.ts                   # ~1 min per seed on 2 cores
+ *   deno run --allow-read --allow-write examples/robustness.ts --seeds 0,1,2 --sigmas 0,0.05,0.1
+ *
+ * The draws ε come from the project's counter-based `randn`, keyed by (seed, draw, parameter path):
+ * for one seed every optimizer sees the same draws (common random numbers), and draw d at scale s
+ * is s times the same standard-normal draw for every s.
+ *
+ * Run with --help for every option. Exit codes: 0 done, 1 runtime failure, 2 bad command line.
+ *
+ * @module
+ */
+import { setDefaultDevice } from "../src/webgpu/mod.ts";
+import { dispose } from "../src/webgpu/mod.ts";
+import { add } from "../src/ops/mod.ts";
+import { randn } from "../src/creation.ts";
+import { mapTree, type TensorTree } from "../src/tree.ts";
+import { lenet, mlp } from "../src/nn/mod.ts";
+import { loadMnist, randomSubset } from "../src/data/mod.ts";
+import { evaluate, fit, formatDuration, progressLogger } from "../src/train/mod.ts";
+import {
+  alignedTable,
+  applyTrainOptions,
+  type Console,
+  csvNumber,
+  fail,
+  isInt,
+  makeOptimizer,
+  mean,
+  type OptionValues,
+  parseCommandLine,
+  parseList,
+  parseNumber,
+  pm,
+  runScript,
+  sd,
+  TRAIN_OPTIONS,
+  trainOptionsHelp,
+  type TrainSettings,
+  UsageError,
+  writeAtomic,
+} from "./_common.ts";
+import { lineChartSvg, type LineSeries } from "./svg_plot.ts";
+
+export { UsageError };
+
+/** The experiment's settings after parsing. */
+export interface Config extends TrainSettings {
+  /** Perturbation scales s (std of ε per coordinate), increasing. */
+  sigmas: number[];
+  /** Draws of ε per s > 0 (s = 0 is evaluated once). */
+  draws: number;
+  /** Model. */
+  model: "mlp" | "cnn";
+}
+
+/** The defaults: about a minute per seed on a 2-core CPU. */
+export const DEFAULTS: Config = {
+  optimizers: [{ name: "sgd", label: "sgd" }, { name: "vsgd", label: "vsgd" }],
+  epochs: 10,
+  batchSize: 128,
+  lr: 0.1,
+  lrDecayEpochs: [],
+  lrDecayFactor: 0.1,
+  momentum: 0,
+  weightDecay: 0,
+  variability: 0.05,
+  noiseLaw: "gaussian",
+  mode: "official",
+  numIters: undefined,
+  seeds: [0],
+  subset: 10000,
+  testSubset: 10000,
+  evalBatchSize: 1000,
+  out: "runs/robustness",
+  backend: "cpu",
+  sigmas: [0, 0.01, 0.02, 0.05, 0.1, 0.2],
+  draws: 5,
+  model: "mlp",
+};
+
+const HELP = `Weight-perturbation robustness on MNIST: SGD vs VSGD (or any optimizers), SPEC.md §5.
+Trains on clean labels, then measures test accuracy at theta + eps, eps ~ N(0, s^2) per weight.
+
+Usage: deno run --allow-read --allow-write examples/robustness.ts [options]
+
+  --sigmas L            perturbation scales s, comma-separated, increasing, >= 0
+                        (default ${DEFAULTS.sigmas.join(",")})
+  --draws N             draws of eps per s > 0, averaged (default ${DEFAULTS.draws})
+  --model M             mlp (784-256-256-10) | cnn (LeNet-like) (default ${DEFAULTS.model})
+${trainOptionsHelp(DEFAULTS)}
+Writes DIR/<optimizer>_seed<S>.csv (one row per s), DIR/summary.csv and DIR/robustness.svg.
+`;
+
+/**
+ * Parses the command line into a {@linkcode Config}; throws {@linkcode UsageError} (one line) on
+ * bad input. Returns `"help"` for `--help`.
+ */
+export function parseConfig(args: readonly string[]): Config | "help" {
+  const values: OptionValues = parseCommandLine(args, {
+    ...TRAIN_OPTIONS,
+    sigmas: { type: "string" },
+    draws: { type: "string" },
+    model: { type: "string" },
+  });
+  if (values.help) return "help";
+  const c: Config = structuredClone(DEFAULTS);
+  applyTrainOptions(values, c);
+  const s = (k: string) => values[k] as string | undefined;
+  if (s("sigmas") !== undefined) {
+    c.sigmas = parseList("sigmas", s("sigmas")!, (x) => x >= 0, "a list of numbers >= 0");
+    if (c.sigmas.length === 0) fail(`--sigmas must list at least one scale`);
+    c.sigmas.forEach((v, i) => {
+      if (i > 0 && v <= c.sigmas[i - 1]) fail(`--sigmas must increase, got ${s("sigmas")}`);
+    });
+  }
+  if (s("draws") !== undefined) {
+    c.draws = parseNumber("draws", s("draws")!, (x) => isInt(x) && x >= 1, "a positive integer");
+  }
+  if (s("model") !== undefined) {
+    const m = s("model")!;
+    if (m !== "mlp" && m !== "cnn") fail(`--model must be one of mlp, cnn, got ${JSON.stringify(m)}`);
+    c.model = m;
+  }
+  return c;
+}
+
+/** Which draw of {@linkcode perturbParams}. */
+export interface PerturbOptions {
+  /** Seed (uint32). */
+  seed: number;
+  /** Draw number: each gives independent noise. */
+  draw: number;
+}
+
+/**
+ * `params + ε` leaf by leaf, ε ~ N(0, s²) independently per coordinate, from the seeded `randn`
+ * with one stream per (draw, parameter path). `s = 0` returns `params` itself. The noise of draw
+ * `d` at scale `s` is `s` times the same standard-normal draw for every `s`.
+ */
+export function perturbParams<T extends TensorTree>(params: T, s: number, o: PerturbOptions): T {
+  if (!(Number.isFinite(s) && s >= 0)) {
+    throw new RangeError(`perturbParams: s must be a finite number >= 0, got ${s}`);
+  }
+  if (!Number.isInteger(o.draw) || o.draw < 0) {
+    throw new RangeError(`perturbParams: draw must be a non-negative integer, got ${o.draw}`);
+  }
+  if (s === 0) return params;
+  return mapTree(params, (t, path) =>
+    add(
+      t,
+      randn(t.shape, {
+        seed: o.seed,
+        stream: `perturb:${o.draw}:${path}`,
+        std: s,
+        dtype: t.dtype,
+        device: t.device,
+      }),
+    ), "perturbParams");
+}
+
+/** Accuracy at one perturbation scale, over the draws. */
+export interface ScaleResult {
+  s: number;
+  /** Test accuracy of each draw. */
+  accuracies: number[];
+  /** Mean test cross-entropy over the draws. */
+  loss: number;
+}
+
+/** Evaluates `forward` at `params + ε` for every s and draw (s = 0 once). */
+export async function robustnessCurve<P extends TensorTree>(
+  forward: (p: P, x: any) => any,
+  params: P,
+  data: Parameters<typeof evaluate>[2],
+  sigmas: readonly number[],
+  draws: number,
+  seed: number,
+  evalBatchSize = 1000,
+): Promise<ScaleResult[]> {
+  const out: ScaleResult[] = [];
+  for (const s of sigmas) {
+    const accuracies: number[] = [], losses: number[] = [];
+    for (let d = 0; d < (s === 0 ? 1 : draws); d++) {
+      const p = perturbParams(params, s, { seed, draw: d });
+      const ev = await evaluate(forward, p, data, { batchSize: evalBatchSize });
+      if (p !== params) dispose(p);
+      accuracies.push(ev.accuracy);
+      losses.push(ev.loss);
+    }
+    out.push({ s, accuracies, loss: mean(losses) });
+  }
+  return out;
+}
+
+const CSV_COLUMNS = [
+  "optimizer",
+  "seed",
+  "s",
+  "draws",
+  "mean_acc",
+  "sd_acc",
+  "min_acc",
+  "max_acc",
+  "mean_loss",
+  "train_acc",
+  "train_seconds",
+];
+
+interface RunResult {
+  label: string;
+  seed: number;
+  curve: ScaleResult[];
+  trainAccuracy: number;
+  trainSeconds: number;
+  evalSeconds: number;
+}
+
+/** The summary (mean ± sd over seeds of each run's mean accuracy over draws) as text and CSV. */
+function summarize(results: RunResult[], c: Config): { text: string; csv: string } {
+  const labels = c.optimizers.map((o) => o.label).filter((l) => results.some((r) => r.label === l));
+  const runs = (l: string) => results.filter((r) => r.label === l);
+  const accAt = (r: RunResult, i: number) => mean(r.curve[i].accuracies);
+  const ref = labels[0];
+  const header = ["s", ...labels.map((l) => `${l} test acc`), ...labels.slice(1).map((l) => `${l} − ${ref}`)];
+  const rows: string[][] = [];
+  const csv = ["optimizer,s,seeds,mean_acc,sd_acc_over_seeds,mean_sd_over_draws,diff_vs_first,diff_sd"];
+  c.sigmas.forEach((s, i) => {
+    const row = [String(s)];
+    for (const l of labels) row.push(pm(runs(l).map((r) => accAt(r, i))));
+    for (const l of labels.slice(1)) {
+      // Paired by seed: the same data subset, init and perturbation draws.
+      const diffs = runs(l).flatMap((r) => {
+        const b = runs(ref).find((x) => x.seed === r.seed);
+        return b ? [accAt(r, i) - accAt(b, i)] : [];
+      });
+      row.push(pm(diffs).replace(/^(?=\d)/, "+"));
+    }
+    rows.push(row);
+    for (const l of labels) {
+      const accs = runs(l).map((r) => accAt(r, i));
+      const diffs = runs(l).flatMap((r) => {
+        const b = runs(ref).find((x) => x.seed === r.seed);
+        return b ? [accAt(r, i) - accAt(b, i)] : [];
+      });
+      csv.push([
+        l,
+        s,
+        runs(l).map((r) => r.seed).join(" "),
+        csvNumber(mean(accs), 6),
+        csvNumber(sd(accs), 6),
+        csvNumber(mean(runs(l).map((r) => sd(r.curve[i].accuracies))), 6),
+        l === ref ? "" : csvNumber(mean(diffs), 6),
+        l === ref ? "" : csvNumber(sd(diffs), 6),
+      ].join(","));
+    }
+  });
+  const training = alignedTable(
+    ["optimizer", "train acc", "test acc (s=0)", "train s/run", "perturbed-eval s/run"],
+    labels.map((l) => [
+      l,
+      pm(runs(l).map((r) => r.trainAccuracy)),
+      pm(runs(l).map((r) => accAt(r, 0))),
+      mean(runs(l).map((r) => r.trainSeconds)).toFixed(1),
+      mean(runs(l).map((r) => r.evalSeconds)).toFixed(1),
+    ]),
+  );
+  return { text: alignedTable(header, rows) + "\n" + training, csv: csv.join("\n") + "\n" };
+}
+
+async function run(c: Config, io: Console, args: readonly string[]): Promise<void> {
+  const device = await setDefaultDevice(c.backend);
+  io.out(`deno run --allow-read --allow-write examples/robustness.ts ${args.join(" ")}`.trim() + "\n");
+  const mnist = await loadMnist({ layout: c.model === "cnn" ? "image" : "flat", testLimit: c.testSubset });
+  const test = mnist.test;
+  const terminal = Deno.stdout.isTerminal();
+  const results: RunResult[] = [];
+  for (const seed of c.seeds) {
+    const train = randomSubset(mnist.train, c.subset, seed);
+    const stepsPerEpoch = Math.ceil(train.y.length / c.batchSize);
+    io.out(
+      `seed ${seed}: ${train.y.length} training examples (clean labels), ${test.y.length} test examples, ` +
+        `${c.model}, device ${device}, ${stepsPerEpoch} steps/epoch\n`,
+    );
+    for (const spec of c.optimizers) {
+      const net = c.model === "cnn" ? lenet({ seed }) : mlp([784, 256, 256, 10], { seed });
+      const t0 = performance.now();
+      const r = await fit({
+        params: net.params as any,
+        forward: net.forward as any,
+        optimizer: makeOptimizer(spec, c, stepsPerEpoch, seed),
+        train,
+        test,
+        epochs: c.epochs,
+        batchSize: c.batchSize,
+        seed,
+        evalTrain: false,
+        evalBatchSize: c.evalBatchSize,
+        logger: progressLogger({ write: io.out, terminal, label: `${spec.label} s${seed}` }),
+      });
+      const theta = r.cleanParams;
+      const trainAccuracy = (await evaluate(net.forward as any, theta, train, { batchSize: c.evalBatchSize }))
+        .accuracy;
+      const t1 = performance.now();
+      const curve = await robustnessCurve(
+        net.forward as any,
+        theta,
+        test,
+        c.sigmas,
+        c.draws,
+        seed,
+        c.evalBatchSize,
+      );
+      const t2 = performance.now();
+      const res: RunResult = {
+        label: spec.label,
+        seed,
+        curve,
+        trainAccuracy,
+        trainSeconds: (t1 - t0) / 1000,
+        evalSeconds: (t2 - t1) / 1000,
+      };
+      results.push(res);
+      const file = `${c.out}/${spec.label}_seed${seed}.csv`;
+      const rows = [CSV_COLUMNS.join(",")];
+      for (const p of curve) {
+        rows.push([
+          spec.label,
+          seed,
+          p.s,
+          p.accuracies.length,
+          csvNumber(mean(p.accuracies)),
+          csvNumber(p.accuracies.length > 1 ? sd(p.accuracies) : 0),
+          csvNumber(Math.min(...p.accuracies)),
+          csvNumber(Math.max(...p.accuracies)),
+          csvNumber(p.loss),
+          csvNumber(trainAccuracy),
+          res.trainSeconds.toFixed(3),
+        ].join(","));
+      }
+      writeAtomic(file, rows.join("\n") + "\n");
+      io.out(
+        `${spec.label} seed ${seed}: train ${formatDuration(res.trainSeconds)}, perturbed evaluation ` +
+          `${formatDuration(res.evalSeconds)}; acc at s = ${
+            curve.map((p) => `${p.s}: ${mean(p.accuracies).toFixed(4)}`).join(", ")
+          } → ${file}\n`,
+      );
+    }
+  }
+  const title = `MNIST weight-perturbation robustness, ${c.model}`;
+  const subtitle = `${c.subset} train examples, ${c.epochs} epochs, batch ${c.batchSize}, lr ${c.lr}, ` +
+    `variability ${c.variability} ${c.noiseLaw}, ${c.draws} draws per s, seeds ${c.seeds.join(",")}`;
+  const series: LineSeries[] = c.optimizers.flatMap((spec) => {
+    const rs = results.filter((r) => r.label === spec.label);
+    if (rs.length === 0) return [];
+    const per = c.sigmas.map((_, i) => rs.map((r) => mean(r.curve[i].accuracies)));
+    return [{
+      name: rs.length > 1 ? `${spec.label} (mean ± sd of ${rs.length} seeds)` : spec.label,
+      x: c.sigmas,
+      y: per.map(mean),
+      yErr: per.map((v) => (v.length > 1 ? sd(v) : NaN)),
+    }];
+  });
+  writeAtomic(
+    `${c.out}/robustness.svg`,
+    lineChartSvg(series, {
+      title,
+      subtitle,
+      xLabel: "perturbation scale s (ε ~ N(0, s²) per weight)",
+      yLabel: "test accuracy at θ + ε",
+      xTicks: c.sigmas,
+    }),
+  );
+  const table = summarize(results, c);
+  writeAtomic(`${c.out}/summary.csv`, table.csv);
+  io.out(`\n${title}; ${subtitle}\n${table.text}\nwrote ${c.out}/robustness.svg, ${c.out}/summary.csv\n`);
+}
+
+/** Runs the experiment; returns the process exit code. */
+export function main(args: readonly string[]): Promise<number> {
+  return runScript("robustness", args, parseConfig, HELP, (c, io) => run(c, io, args));
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
