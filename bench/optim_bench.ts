@@ -4,9 +4,11 @@
 //   deno bench bench/optim_bench.ts                 Deno's harness (avg, p75, p99; baseline ratios)
 //   deno run bench/optim_bench.ts [--rounds 40]     interleaved rounds, medians and the ratios
 //                                                   vsgd/sgd and vadam/adam (the issue's target ≤ 1.3)
+//   … [--noise-threads auto|1|2…]                    the noise thread setting (default "auto": the
+//                                                   calling thread plus workers where they pay)
 import { Tensor } from "../src/tensor.ts";
 import type { TensorTree } from "../src/tree.ts";
-import { fillNoise } from "../src/random/noise.ts";
+import { fillNoise, getNoiseThreads, setNoiseThreads } from "../src/random/noise.ts";
 import { adam, applyUpdates, type Optimizer, perturbRange, sgd, vadam, vsgd } from "../src/optim/mod.ts";
 
 /** An MLP-shaped tree of 1,000,849 float32 parameters. */
@@ -76,6 +78,8 @@ if (!import.meta.main) {
 } else {
   const i = Deno.args.indexOf("--rounds");
   const rounds = i >= 0 ? Number(Deno.args[i + 1]) : 40;
+  const t = Deno.args.indexOf("--noise-threads");
+  if (t >= 0) setNoiseThreads(Deno.args[t + 1] === "auto" ? "auto" : Number(Deno.args[t + 1]));
   const steppers = CASES.map(([, name, make]) => ({ name, s: stepper(make()), t: [] as number[][] }));
   for (let w = 0; w < 3; w++) for (const x of steppers) x.s.step(); // warm-up
   for (let r = 0; r < rounds; r++) for (const x of steppers) x.t.push(x.s.parts());
@@ -84,7 +88,11 @@ if (!import.meta.main) {
     return b.length % 2 ? b[(b.length - 1) / 2] : (b[b.length / 2 - 1] + b[b.length / 2]) / 2;
   };
   const med: Record<string, number> = {};
-  console.log(`medians over ${rounds} interleaved rounds, ms (1,000,849 float32 parameters)`);
+  console.log(
+    `medians over ${rounds} interleaved rounds, ms (1,000,849 float32 parameters; noise threads: ${
+      t >= 0 ? Deno.args[t + 1] : "auto"
+    }, ${getNoiseThreads()} participants)`,
+  );
   console.log("optimizer          step    perturb  update   apply");
   for (const x of steppers) {
     const total = median(x.t.map((p) => p[0] + p[1] + p[2]));

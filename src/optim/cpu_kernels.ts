@@ -3,18 +3,24 @@
  *
  * Each kernel is split into small range functions (`sgdRange`, `adamRange`, `noiseRange`,
  * `perturbRange`) that state their math and work on `[lo, hi)` of plain typed arrays. A fused
- * `vsgd`/`vadam` step runs the base range function and then the noise range function on the same
- * chunk of a few thousand elements, so each array is streamed through memory once and the update
- * chunk stays in L1 between the two. Arithmetic is float64 in registers; every stored value is
- * rounded to the parameter's dtype and read back before it is used again, exactly as a chain of
- * separate steps would see it, so fused and unfused chains agree bit for bit.
+ * `vsgd`/`vadam` step runs the base range function and then the noise stage on the same chunk of a
+ * few thousand elements, so each array is streamed through memory once and the update chunk stays
+ * in cache between the two (plain SGD and its noise stage run as one loop, `sgdDrawRange`).
+ * Arithmetic is float64 in registers; every stored value is rounded to the parameter's dtype and
+ * read back before it is used again (or, in one loop, rounded with `Math.fround` exactly where the
+ * store would round it), as a chain of separate steps would see it, so fused and unfused chains
+ * agree bit for bit.
  *
- * The noise is `fillNoise`'s (element i of the stream, block ⌊i/4⌋, lane i mod 4), drawn by
- * `fillNoise` itself one chunk at a time (WebAssembly SIMD where available).
+ * The noise is `fillNoise`'s (element i of the stream, block ⌊i/4⌋, lane i mod 4), handed over by
+ * `streamNoise` chunk by chunk straight from where it was generated (WebAssembly SIMD where
+ * available, on several threads for long arrays: see `setNoiseThreads`); the chunks of a drawing
+ * stage arrive in no particular order, which is harmless since every element is independent. The
+ * draws are float32 numbers, so storing one in a float32 or float64 array and reading it back
+ * gives it unchanged: the fused loops use the draw directly.
  *
  * @module
  */
-import { fillNoise, type NoiseLaw, type StreamKey } from "../random/noise.ts";
+import { type NoiseLaw, type StreamKey, streamNoise } from "../random/noise.ts";
 import { allocArray, type DType, Tensor, type TypedArray } from "../tensor.ts";
 import {
   type AdamKernelArgs,
@@ -146,11 +152,84 @@ export function noiseRange(
     else for (let i = lo; i < hi; i++) uOut[i] = uIn[i] - nOld[i];
     return;
   }
-  for (let c = lo; c < hi; c += CHUNK) {
-    const e = Math.min(hi, c + CHUNK);
-    fillNoise(nOut.subarray(c, e), law, scale, key, c);
-    if (nOld === null) { for (let i = c; i < e; i++) uOut[i] = uIn[i] + nOut[i]; }
-    else for (let i = c; i < e; i++) uOut[i] = uIn[i] + (nOut[i] - nOld[i]);
+  streamNoise(hi - lo, law, scale, key, lo, (a, b, draws, off) => {
+    drawRange(lo + a, lo + b, uIn, uOut, nOld, nOut, draws, off - lo);
+  });
+}
+
+/**
+ * The drawing half of the noise step on `[lo, hi)` with the draws at hand (element i of the noise
+ * is `draws[off + i]`, a float32 number, so storing it in `nOut` of either dtype is exact):
+ * `nOut = z`, `uOut = uIn + (z − nOld)` (`uIn + z` when `nOld` is null).
+ */
+function drawRange(
+  lo: number,
+  hi: number,
+  uIn: TypedArray,
+  uOut: TypedArray,
+  nOld: TypedArray | null,
+  nOut: TypedArray,
+  draws: Float32Array,
+  off: number,
+): void {
+  if (nOld === null) {
+    for (let i = lo; i < hi; i++) {
+      const z = draws[off + i];
+      nOut[i] = z;
+      uOut[i] = uIn[i] + z;
+    }
+  } else {
+    for (let i = lo; i < hi; i++) {
+      const z = draws[off + i];
+      nOut[i] = z;
+      uOut[i] = uIn[i] + (z - nOld[i]);
+    }
+  }
+}
+
+/**
+ * Plain SGD (no momentum, no weight decay) fused with a drawing noise stage on `[lo, hi)`, in one
+ * loop: `u = −lr·g` rounded to u's dtype (as `sgdRange` stores it), then `u = u + (z − nOld)` and
+ * `nOut = z` with `z = draws[off + i]` (as `drawRange`): the same bits as the two passes.
+ */
+export function sgdDrawRange(
+  lo: number,
+  hi: number,
+  g: TypedArray,
+  nlr: number,
+  u: TypedArray,
+  nOld: TypedArray | null,
+  nOut: TypedArray,
+  draws: Float32Array,
+  off: number,
+): void {
+  if (u instanceof Float32Array) {
+    const f = Math.fround;
+    if (nOld === null) {
+      for (let i = lo; i < hi; i++) {
+        const z = draws[off + i];
+        nOut[i] = z;
+        u[i] = f(nlr * g[i]) + z;
+      }
+    } else {
+      for (let i = lo; i < hi; i++) {
+        const z = draws[off + i];
+        nOut[i] = z;
+        u[i] = f(nlr * g[i]) + (z - nOld[i]);
+      }
+    }
+  } else if (nOld === null) {
+    for (let i = lo; i < hi; i++) {
+      const z = draws[off + i];
+      nOut[i] = z;
+      u[i] = nlr * g[i] + z;
+    }
+  } else {
+    for (let i = lo; i < hi; i++) {
+      const z = draws[off + i];
+      nOut[i] = z;
+      u[i] = nlr * g[i] + (z - nOld[i]);
+    }
   }
 }
 
@@ -164,11 +243,11 @@ export function perturbRange(
   scale: number,
   key: StreamKey,
 ): void {
-  for (let c = lo; c < hi; c += CHUNK) {
-    const e = Math.min(hi, c + CHUNK);
-    fillNoise(out.subarray(c, e), law, scale, key, c); // the noise, rounded to out's dtype
-    for (let i = c; i < e; i++) out[i] = p[i] + out[i];
-  }
+  // the draws are float32 numbers: exact in out's dtype, as if stored there and read back
+  streamNoise(hi - lo, law, scale, key, lo, (a, b, draws, off) => {
+    const d = off - lo;
+    for (let i = lo + a; i < lo + b; i++) out[i] = p[i] + draws[d + i];
+  });
 }
 
 /** Allocates the noise output of a stage: null when the stage draws nothing. */
@@ -176,9 +255,32 @@ function noiseOut(stage: NoiseStage | undefined, dtype: DType, n: number): Typed
   return stage && !stage.reset && stage.scale !== 0 ? allocArray(dtype, n) : null;
 }
 
-/** Applies a fused noise stage to `u` (owned by the caller) on `[lo, hi)`. */
-function stageRange(lo: number, hi: number, u: TypedArray, stage: NoiseStage, nOut: TypedArray | null): void {
-  noiseRange(lo, hi, u, u, arrOrNull(stage.nOld), nOut, stage.law, stage.scale, stage.key);
+/**
+ * A base step fused with its noise stage on `[0, n)`: `step(lo, hi)` writes the base update `u`
+ * on a chunk, then the stage turns it into `u + (n_new − n_old)` (or `u − n_old` on a reset) on the
+ * same chunk, while it is in cache. A drawing stage runs chunk by chunk as the noise arrives
+ * (`streamNoise`, several threads for long arrays), in any order: every element is independent.
+ */
+function fused(
+  n: number,
+  u: TypedArray,
+  stage: NoiseStage,
+  nOut: TypedArray | null,
+  step: (lo: number, hi: number) => void,
+): void {
+  const nOld = arrOrNull(stage.nOld);
+  if (nOut === null) {
+    for (let lo = 0; lo < n; lo += CHUNK) {
+      const hi = Math.min(n, lo + CHUNK);
+      step(lo, hi);
+      noiseRange(lo, hi, u, u, nOld, null, stage.law, stage.scale, stage.key);
+    }
+    return;
+  }
+  streamNoise(n, stage.law, stage.scale, stage.key, 0, (lo, hi, draws, off) => {
+    step(lo, hi);
+    drawRange(lo, hi, u, u, nOld, nOut, draws, off);
+  });
 }
 
 /** The CPU implementation of {@linkcode OptimKernels}. */
@@ -191,15 +293,16 @@ export const cpuOptimKernels: OptimKernels = {
     const stage = a.noise;
     const nOut = noiseOut(stage, dtype, n);
     const needStage = stage !== undefined && (nOut !== null || stage.nOld !== null);
-    if (!needStage) {
-      sgdRange(0, n, g, p, buf, u, bufOut, a.lr, a.momentum, a.dampening, a.weightDecay, a.nesterov);
-    } else {
-      for (let lo = 0; lo < n; lo += CHUNK) {
-        const hi = Math.min(n, lo + CHUNK);
-        sgdRange(lo, hi, g, p, buf, u, bufOut, a.lr, a.momentum, a.dampening, a.weightDecay, a.nesterov);
-        stageRange(lo, hi, u, stage!, nOut);
-      }
-    }
+    const step = (lo: number, hi: number) =>
+      sgdRange(lo, hi, g, p, buf, u, bufOut, a.lr, a.momentum, a.dampening, a.weightDecay, a.nesterov);
+    if (!needStage) step(0, n);
+    else if (bufOut === null && a.weightDecay === 0 && nOut !== null) {
+      // plain SGD + a drawing stage (vsgd's default): one loop per chunk
+      const nOld = arrOrNull(stage!.nOld), nlr = -a.lr;
+      streamNoise(n, stage!.law, stage!.scale, stage!.key, 0, (lo, hi, draws, off) => {
+        sgdDrawRange(lo, hi, g, nlr, u, nOld, nOut, draws, off);
+      });
+    } else fused(n, u, stage!, nOut, step);
     return {
       u: make(u, a.g),
       buffers: bufOut ? { momentum: make(bufOut, a.g) } : {},
@@ -239,13 +342,7 @@ export const cpuOptimKernels: OptimKernels = {
         sb2,
       );
     if (!needStage) step(0, n);
-    else {
-      for (let lo = 0; lo < n; lo += CHUNK) {
-        const hi = Math.min(n, lo + CHUNK);
-        step(lo, hi);
-        stageRange(lo, hi, u, stage!, nOut);
-      }
-    }
+    else fused(n, u, stage!, nOut, step);
     const buffers: Record<string, Tensor | null> = { m: make(mOut, a.g), v: make(vOut, a.g) };
     if (vmaxOut) buffers.vmax = make(vmaxOut, a.g);
     return { u: make(u, a.g), buffers, noise: stage ? (nOut ? make(nOut, a.g) : null) : undefined };

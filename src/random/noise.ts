@@ -40,9 +40,17 @@
  *   fractional part of (v + ½)/n stays ≥ 1/(2n) from an integer, far above the 2^-32 error of the
  *   product); no arrays allocated per draw.
  *
+ * Long streams are drawn by several threads where WebAssembly shared memory and blocking
+ * `Atomics.wait` exist (`noise_threads.ts`: unreferenced `node:worker_threads` workers running the
+ * same generated module over the same memory, each drawing whole chunks of the stream; see
+ * {@linkcode setNoiseThreads}). Every element is a pure function of its counter, so the thread
+ * that draws it changes no bit. {@linkcode streamNoise} hands the draws to a consumer chunk by
+ * chunk, straight from where they were generated, for the optimizers' fused loops.
+ *
  * @module
  */
-import { WasmNoise } from "./noise_wasm.ts";
+import { NoiseWorkerPool, type ThreadSupport, threadSupport } from "./noise_threads.ts";
+import { BLOCKS_PER_ITER, KEYS_BYTE, OUT_BYTE, REGION_BYTE, WasmNoise } from "./noise_wasm.ts";
 
 /** The noise laws of the variable optimizers (SPEC.md §2). */
 export type NoiseLaw = "gaussian" | "laplace" | "uniform";
@@ -403,13 +411,23 @@ let engineError: unknown;
 function wasmEngine(): WasmNoise | null {
   if (engine === undefined) {
     try {
-      engine = new WasmNoise(TABLES);
+      // shared memory where it exists (the workers draw into it), private memory otherwise
+      engine = typeof SharedArrayBuffer === "function" ? sharedEngine() : null;
+      engine ??= new WasmNoise(TABLES);
     } catch (e) {
       engine = null;
       engineError = e;
     }
   }
   return engine;
+}
+
+function sharedEngine(): WasmNoise | null {
+  try {
+    return new WasmNoise(TABLES, false, true);
+  } catch {
+    return null;
+  }
 }
 
 /** Whether the WebAssembly path can run here (compiles its module on the first call). */
@@ -470,9 +488,273 @@ export function fillNoise(
 ): void {
   const code = checkLaw("fillNoise", law);
   const sc = lawScale(code, scale);
-  const w = requested === "js" ? null : wasmEngine();
-  if (w !== null) w.fill(out, code, sc, key.k0, key.k1, key.c1, key.c2, start);
-  else fillJs(out, code, sc, key, start);
+  const w = requested === "js" || streaming ? null : wasmEngine();
+  if (w === null) fillJs(out, code, sc, key, start);
+  else if (poolFor(w, out.length) === null) w.fill(out, code, sc, key.k0, key.k1, key.c1, key.c2, start);
+  else {
+    streamWasm(w, out.length, code, sc, key, start, (lo, hi, draws, off) => {
+      out.set(draws.subarray(off + lo, off + hi), lo);
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streams: the draws handed to a consumer chunk by chunk, on one thread or several.
+
+/**
+ * Receives the draws of a stream chunk by chunk: element `start + i` of the stream, for
+ * `lo ≤ i < hi`, is `draws[off + i]` (a float32 number). The chunks cover `[0, n)` exactly once,
+ * in no particular order; `draws` is only valid during the call.
+ */
+export type NoiseConsumer = (lo: number, hi: number, draws: Float32Array, off: number) => void;
+
+/** Blocks the calling thread draws per chunk when it works alone (2048 elements, in L1). */
+const SOLO_BLOCKS = 512;
+/** Blocks per threaded round (the draw region holds one round: 512 Ki elements, 2 MiB). */
+const ROUND_BLOCKS = 1 << 17;
+/** Blocks per chunk of a threaded round, at most (8192 elements). */
+const MAX_CHUNK_BLOCKS = 2048;
+/** Streams of at least this many elements use the workers (when {@linkcode setNoiseThreads} is "auto"). */
+export const NOISE_THREAD_MIN = 32768;
+/** Most participants (the calling thread and workers) "auto" uses. */
+const AUTO_MAX_THREADS = 8;
+
+let threadSetting: number | "auto" = "auto";
+/** True while the WebAssembly draw buffers are being handed to a consumer. */
+let streaming = false;
+let support: ThreadSupport | undefined;
+/** The worker pool of the current engine; null when workers are unavailable here. */
+let pool: NoiseWorkerPool | null | undefined;
+
+function autoThreads(): number {
+  support ??= threadSupport();
+  return support.ok ? Math.min(AUTO_MAX_THREADS, support.participants) : 1;
+}
+
+/** The pool to draw `n` elements with, or null for the calling thread alone. */
+function poolFor(w: WasmNoise, n: number): NoiseWorkerPool | null {
+  if (threadSetting === 1 || !w.shared) return null;
+  if (threadSetting === "auto" && n < NOISE_THREAD_MIN) return null;
+  if (pool === undefined) {
+    support ??= threadSupport();
+    const parts = threadSetting === "auto" ? autoThreads() : threadSetting;
+    try {
+      pool = support.ok && parts > 1 ? new NoiseWorkerPool(w, parts, support.kind) : null;
+    } catch {
+      pool = null; // workers cannot be started here: the calling thread draws alone
+    }
+  }
+  return pool;
+}
+
+/**
+ * How many threads draw long noise streams: `"auto"` (the default: the calling thread plus
+ * workers, one per further hardware thread, at most 8 in all, for streams of at least
+ * {@linkcode NOISE_THREAD_MIN} elements, and only while that measures faster than the calling
+ * thread alone), `1` (the calling thread only), or a count ≥ 2 (that many, for streams of any
+ * length: for tests and benchmarks). Every setting gives the same bits. Workers exist where shared
+ * WebAssembly memory and blocking `Atomics.wait` do (Deno, Node, Bun: unreferenced
+ * `node:worker_threads`, which never keep a process alive); elsewhere the calling thread draws
+ * alone. Changing the number of participants restarts the workers.
+ */
+export function setNoiseThreads(threads: number | "auto"): void {
+  if (threads !== "auto" && !(Number.isInteger(threads) && threads >= 1 && threads <= 64)) {
+    throw new RangeError(
+      `setNoiseThreads: threads must be "auto" or an integer in [1, 64], got ${String(threads)}`,
+    );
+  }
+  const want = threads === "auto" ? autoThreads() : threads;
+  if (pool && want > 1 && pool.size + 1 !== want) shutdownNoiseWorkers(); // a pool of another size
+  threadSetting = threads;
+}
+
+/** The participants a long noise stream gets now (1: the calling thread alone). */
+export function getNoiseThreads(): number {
+  support ??= threadSupport();
+  if (requested === "js" || !support.ok || wasmEngine()?.shared !== true) return 1;
+  return threadSetting === "auto" ? autoThreads() : threadSetting;
+}
+
+/** Workers started and chunks they drew (since the pool started). */
+export function noiseThreadStats(): { workers: number; workerChunks: number } {
+  return { workers: pool?.size ?? 0, workerChunks: pool?.workerChunks ?? 0 };
+}
+
+/** Stops the noise workers (they restart on the next long stream). */
+export function shutdownNoiseWorkers(): void {
+  pool?.shutdown();
+  pool = undefined;
+}
+
+/**
+ * Self-tuning of "auto" per size class (power of two of the length), as gemm's: an exponential
+ * average of the time per element on the calling thread alone and with the workers; the faster
+ * is used and the other retried every `EXPLORE_EVERY` calls. Workers only pay where a core is
+ * free: on a busy machine (or where the scheduler puts a woken worker on the caller's core) the
+ * calling thread alone is faster, and this keeps "auto" close to the better of the two.
+ */
+const EXPLORE_EVERY = 16;
+const speed: { single: number; threaded: number; calls: number }[] = [];
+
+function streamWasm(
+  w: WasmNoise,
+  n: number,
+  law: number,
+  sc: number,
+  key: StreamKey,
+  start: number,
+  consume: NoiseConsumer,
+): void {
+  streaming = true;
+  try {
+    w.setKeys(key.k0, key.k1);
+    streamWasmWith(w, poolFor(w, n), n, law, sc, key, start, consume);
+  } finally {
+    streaming = false;
+  }
+}
+
+function streamWasmWith(
+  w: WasmNoise,
+  p: NoiseWorkerPool | null,
+  n: number,
+  law: number,
+  sc: number,
+  key: StreamKey,
+  start: number,
+  consume: NoiseConsumer,
+): void {
+  if (p === null) return streamSolo(w, n, law, sc, key, start, consume);
+  if (threadSetting !== "auto") return streamThreaded(w, p, n, law, sc, key, start, consume);
+  const s = speed[Math.floor(Math.log2(n))] ??= { single: 0, threaded: 0, calls: 0 };
+  s.calls++;
+  const better = s.threaded === 0 || (s.single !== 0 && s.threaded < s.single);
+  const threaded = s.calls % EXPLORE_EVERY === 0 ? !better : better;
+  const worked = p.workerChunks, t0 = performance.now();
+  if (threaded) streamThreaded(w, p, n, law, sc, key, start, consume);
+  else streamSolo(w, n, law, sc, key, start, consume);
+  const x = (performance.now() - t0) / n;
+  if (!threaded) s.single = s.single === 0 ? x : 0.7 * s.single + 0.3 * x;
+  else if (p.workerChunks !== worked) {
+    // (only calls the workers took part in: while they start, the calling thread does it all)
+    s.threaded = s.threaded === 0 ? x : 0.7 * s.threaded + 0.3 * x;
+  }
+}
+
+/** The calling thread alone: chunks of `SOLO_BLOCKS` drawn at `OUT_BYTE` and consumed in order. */
+function streamSolo(
+  w: WasmNoise,
+  n: number,
+  law: number,
+  sc: number,
+  key: StreamKey,
+  start: number,
+  consume: NoiseConsumer,
+): void {
+  const c1 = key.c1 | 0, c2 = key.c2 | 0;
+  const B = Math.floor(start / 4), lane0 = start - 4 * B, nb = Math.ceil((lane0 + n) / 4);
+  const fn = w.fns[law], view = w.f32(), base = OUT_BYTE / 4 + lane0;
+  for (let kb = 0; kb < nb; kb += SOLO_BLOCKS) {
+    const cnt = Math.min(SOLO_BLOCKS, nb - kb);
+    fn(Math.ceil(cnt / BLOCKS_PER_ITER), (B + kb) | 0, c1, c2, sc, OUT_BYTE, KEYS_BYTE);
+    consume(Math.max(0, 4 * kb - lane0), Math.min(n, 4 * (kb + cnt) - lane0), view, base - 4 * kb);
+  }
+}
+
+/** The calling thread and the workers: rounds of at most `ROUND_BLOCKS` in the draw region. */
+function streamThreaded(
+  w: WasmNoise,
+  p: NoiseWorkerPool,
+  n: number,
+  law: number,
+  sc: number,
+  key: StreamKey,
+  start: number,
+  consume: NoiseConsumer,
+): void {
+  const c1 = key.c1 | 0, c2 = key.c2 | 0;
+  const B = Math.floor(start / 4), lane0 = start - 4 * B, nb = Math.ceil((lane0 + n) / 4);
+  const parts = p.size + 1;
+  for (let rb = 0; rb < nb; rb += ROUND_BLOCKS) {
+    const cnt = Math.min(ROUND_BLOCKS, nb - rb);
+    // about four chunks per participant, a multiple of the function's step, at most 8192 elements
+    const cb = Math.min(MAX_CHUNK_BLOCKS, BLOCKS_PER_ITER * Math.ceil(cnt / (4 * parts * BLOCKS_PER_ITER)));
+    w.reserve(REGION_BYTE + 16 * (cnt + BLOCKS_PER_ITER));
+    const view = w.f32(), off = REGION_BYTE / 4 + lane0 - 4 * rb;
+    p.round(law, sc, B + rb, cnt, c1, c2, cb, (lo, hi) => {
+      consume(Math.max(0, 4 * (rb + lo) - lane0), Math.min(n, 4 * (rb + hi) - lane0), view, off);
+    });
+    if (p.broken) {
+      // A worker stalled (this thread finished its round): retire the engine, whose memory a late
+      // write may still reach, and draw the rest on the JavaScript path.
+      engine = undefined;
+      pool = undefined;
+      const done = 4 * (rb + cnt) - lane0;
+      if (done < n) {
+        streamJs(
+          n - done,
+          law,
+          sc,
+          key,
+          start + done,
+          (a, b, d, o) => consume(a + done, b + done, d, o - done),
+        );
+      }
+      return;
+    }
+  }
+}
+
+/** Scratch of the JavaScript stream. */
+const JS_CHUNK = 2048;
+let jsScratch: Float32Array | undefined;
+let jsDepth = 0;
+
+function streamJs(
+  n: number,
+  law: number,
+  sc: number,
+  key: StreamKey,
+  start: number,
+  consume: NoiseConsumer,
+): void {
+  // a stream started inside a consumer gets its own scratch
+  const buf = jsDepth === 0 ? (jsScratch ??= new Float32Array(JS_CHUNK)) : new Float32Array(JS_CHUNK);
+  jsDepth++;
+  try {
+    for (let c = 0; c < n; c += JS_CHUNK) {
+      const e = Math.min(n, c + JS_CHUNK);
+      fillJs(e - c === JS_CHUNK ? buf : buf.subarray(0, e - c), law, sc, key, start + c);
+      consume(c, e, buf, -c);
+    }
+  } finally {
+    jsDepth--;
+  }
+}
+
+/**
+ * Hands the elements `start .. start + n` of the stream `key` under `law` with scale `scale` (the
+ * numbers {@linkcode fillNoise} writes) to `consume`, chunk by chunk, without an output array: a
+ * fused loop reads each draw once, straight from where it was generated. Long streams are drawn
+ * by several threads (see {@linkcode setNoiseThreads}); the chunks then arrive in no particular
+ * order, all on the calling thread.
+ */
+export function streamNoise(
+  n: number,
+  law: NoiseLaw,
+  scale: number,
+  key: StreamKey,
+  start: number,
+  consume: NoiseConsumer,
+): void {
+  const code = checkLaw("streamNoise", law);
+  const sc = lawScale(code, scale);
+  if (n <= 0) return;
+  // a stream started inside a consumer must not reuse the draw buffers still being read: it runs
+  // on the JavaScript path (same bits)
+  const w = requested === "js" || streaming ? null : wasmEngine();
+  if (w === null) streamJs(n, code, sc, key, start, consume);
+  else streamWasm(w, n, code, sc, key, start, consume);
 }
 
 /**

@@ -68,6 +68,16 @@ const RAW = OUT + 16 * CAP_BLOCKS; // raw mode: the Philox words to transform, 1
 const TABLE_BASE = 16 * 32 * 1023, TABLE_END = 16 * 32 * (1023 + 25);
 const TABLE_OFFSET: Record<number, number> = { 25: 0, 24: TABLE_END - TABLE_BASE };
 const PAGES = Math.ceil((TABLE_END + TABLE_OFFSET[24]) / 65536);
+/** Control words of the worker pool (`noise_threads.ts`), shared memory only: 128 int32 words. */
+export const CTL_BYTE = 512;
+/** Per-chunk completion flags of the worker pool (one int32 per chunk). */
+export const FLAGS_BYTE = PAGES * 65536;
+/** Most chunks one threaded round can have (the size of the flag area). */
+export const MAX_CHUNKS = 16384;
+/** Start of the growable draw region of threaded rounds (16 bytes per block). */
+export const REGION_BYTE = FLAGS_BYTE + 4 * MAX_CHUNKS;
+/** Pages a shared memory may grow to: room for threaded rounds of up to 2^20 blocks (16 MiB). */
+const MAX_PAGES = REGION_BYTE / 65536 + 258;
 
 // ---------------------------------------------------------------------------------------------
 // Encoding helpers on top of wasm_emit's Fn (which lacks the 64-bit and most SIMD opcodes).
@@ -249,14 +259,15 @@ export const GAUSSIAN = 0, LAPLACE = 1, UNIFORM = 2;
 const LAW_NAMES = ["gaussian", "laplace", "uniform"];
 
 /**
- * The generated function of one law: `(groups, b0, c1, c2, sc)` writes the float32 draws of the
- * blocks `b0 .. b0 + 4·GROUPS·groups` (counter `(b, c1, c2, 0)`, round keys at KEYS) at OUT. In
- * raw mode the Philox words are read from RAW instead (b0, c1, c2 unused), for the tests.
+ * The generated function of one law: `(groups, b0, c1, c2, sc, dst, keys)` writes the float32
+ * draws of the blocks `b0 .. b0 + 4·GROUPS·groups` (counter `(b, c1, c2, 0)`, the splatted round
+ * keys at byte address `keys`) at byte address `dst`, 16 bytes per block. In raw mode the Philox
+ * words are read from `dst + (RAW − OUT)` instead (b0, c1, c2 unused), for the tests.
  */
 function lawFunction(law: number, raw: boolean, halfPi: number): Fn {
-  const f = new Fn(LAW_NAMES[law], [I32, I32, I32, I32, F32]);
+  const f = new Fn(LAW_NAMES[law], [I32, I32, I32, I32, F32, I32, I32]);
   const a = new Builder(f);
-  const [groups, b0, c1, c2, sc] = [0, 1, 2, 3, 4];
+  const [groups, b0, c1, c2, sc, dst, kp] = [0, 1, 2, 3, 4, 5, 6];
   const e = law === GAUSSIAN ? 25 : 24; // the logarithm's exponent
 
   // ---- constants, kept in locals (a v128.const inside the loop costs several instructions)
@@ -433,9 +444,6 @@ function lawFunction(law: number, raw: boolean, halfPi: number): Fn {
     ];
   };
 
-  const dst = a.local(I32), kp = a.local(I32);
-  a.i32(OUT).set(dst);
-  a.i32(KEYS).set(kp);
   let source: () => number[][];
   if (raw) {
     // the words of block b at RAW + 16·(b − b0): load four blocks and transpose to word vectors
@@ -461,7 +469,7 @@ function lawFunction(law: number, raw: boolean, halfPi: number): Fn {
         return [r0n0, r0n1, a.op("v128.xor", a.shuf32(pl, ph, [1, 3, 5, 7]), k10), a.op("i32x4.mul", c0, m0)];
       });
       for (let r = 1; r < 10; r++) {
-        const k0 = a.load(kp, KEYS + 32 * r), k1 = a.load(kp, KEYS + 32 * r + 16);
+        const k0 = a.load(kp, 32 * r), k1 = a.load(kp, 32 * r + 16);
         S = S.map(([x0, x1, x2, x3]) => {
           const pl = a.op("i64x2.extmul_low_i32x4_u", x0, m0), ph = a.op("i64x2.extmul_high_i32x4_u", x0, m0);
           const ql = a.op("i64x2.extmul_low_i32x4_u", x2, m1), qh = a.op("i64x2.extmul_high_i32x4_u", x2, m1);
@@ -492,37 +500,74 @@ function lawFunction(law: number, raw: boolean, halfPi: number): Fn {
   return f;
 }
 
-/** The generated module: one function per law (memory imported as `env.mem`). */
-export function noiseModuleBytes(tables: NoiseTables, raw = false): Uint8Array {
+/**
+ * The generated module: one function per law (memory imported as `env.mem`; `shared`: a shared
+ * memory that may grow, for the worker pool of `noise_threads.ts`).
+ */
+export function noiseModuleBytes(tables: NoiseTables, raw = false, shared = false): Uint8Array {
   const fns = [GAUSSIAN, LAPLACE, UNIFORM].map((law) => lawFunction(law, raw, tables.halfPi));
-  return buildModule({ initial: PAGES, shared: false }, fns);
+  return buildModule(
+    shared ? { initial: PAGES, maximum: MAX_PAGES, shared } : { initial: PAGES, shared },
+    fns,
+  );
 }
 
-type LawFn = (groups: number, b0: number, c1: number, c2: number, sc: number) => void;
+/** A generated law function: `(groups, b0, c1, c2, sc, dst, keys)`. */
+export type LawFn = (
+  groups: number,
+  b0: number,
+  c1: number,
+  c2: number,
+  sc: number,
+  dst: number,
+  keys: number,
+) => void;
 
-/** An instance of the generated module with its own memory (round keys, draws, tables). */
+/** Blocks one call of a generated function produces per loop iteration (calls round up to it). */
+export const BLOCKS_PER_ITER = 4 * GROUPS;
+/** Byte address of the round keys (written by {@linkcode WasmNoise.setKeys}). */
+export const KEYS_BYTE = KEYS;
+/** Byte address of the single-thread draw buffer (`CAP_BLOCKS` blocks). */
+export const OUT_BYTE = OUT;
+
+/**
+ * An instance of the generated module with its own memory (round keys, draws, tables); with
+ * `shared`, the memory is a growable shared `WebAssembly.Memory` that workers can instantiate the
+ * same module over ({@linkcode WasmNoise.bytes}, {@linkcode WasmNoise.memory}).
+ */
 export class WasmNoise {
-  private readonly fns: LawFn[];
+  /** The law functions, indexed by law code. */
+  readonly fns: LawFn[];
+  /** The module's bytes (what a worker compiles). */
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  /** The memory (shared when constructed with `shared`). */
+  readonly memory: WebAssembly.Memory;
   private readonly keys: Int32Array;
   private readonly draws: Float32Array;
   private readonly raw: Uint32Array;
+  private view: Float32Array;
   private k0 = NaN;
   private k1 = NaN;
 
   /**
    * Compiles and instantiates the module, synchronously (a few milliseconds); throws where
-   * WebAssembly or its SIMD is missing. `raw`: the functions transform given Philox words
-   * ({@linkcode WasmNoise.transform}) instead of generating them, for the tests.
+   * WebAssembly or its SIMD is missing (or shared memory, with `shared`). `raw`: the functions
+   * transform given Philox words ({@linkcode WasmNoise.transform}) instead of generating them,
+   * for the tests.
    */
-  constructor(tables: NoiseTables, readonly isRaw = false) {
-    const memory = new WebAssembly.Memory({ initial: PAGES });
-    const bytes = noiseModuleBytes(tables, isRaw) as Uint8Array<ArrayBuffer>;
-    const ex = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { mem: memory } }).exports;
+  constructor(tables: NoiseTables, readonly isRaw = false, readonly shared = false) {
+    const memory = shared
+      ? new WebAssembly.Memory({ initial: PAGES, maximum: MAX_PAGES, shared: true })
+      : new WebAssembly.Memory({ initial: PAGES });
+    this.memory = memory;
+    this.bytes = noiseModuleBytes(tables, isRaw, shared) as Uint8Array<ArrayBuffer>;
+    const ex = new WebAssembly.Instance(new WebAssembly.Module(this.bytes), { env: { mem: memory } }).exports;
     this.fns = LAW_NAMES.map((n) => ex[n] as LawFn);
     const buf = memory.buffer;
     this.keys = new Int32Array(buf, KEYS, 80);
     this.draws = new Float32Array(buf, OUT, 4 * CAP_BLOCKS);
     this.raw = new Uint32Array(buf, RAW, 4 * CAP_BLOCKS);
+    this.view = new Float32Array(buf);
     for (const e of [24, 25]) {
       const table = new Float64Array(buf, TABLE_BASE + TABLE_OFFSET[e], (TABLE_END - TABLE_BASE) / 8);
       for (let k = 0; k < e; k++) {
@@ -532,6 +577,38 @@ export class WasmNoise {
         }
       }
     }
+  }
+
+  /** Writes the splatted round keys of the Philox key (k0, k1) at `KEYS_BYTE` (cached). */
+  setKeys(k0: number, k1: number): void {
+    if (k0 === this.k0 && k1 === this.k1) return;
+    const keys = this.keys;
+    let a = k0 | 0, b = k1 | 0;
+    for (let r = 0; r < 10; r++) {
+      keys.fill(a, 8 * r, 8 * r + 4);
+      keys.fill(b, 8 * r + 4, 8 * r + 8);
+      a = (a + W0) | 0;
+      b = (b + W1) | 0;
+    }
+    this.k0 = k0;
+    this.k1 = k1;
+  }
+
+  /**
+   * The whole memory as float32 (element `byte / 4`); a new view after the memory grew. Only
+   * valid until the next {@linkcode WasmNoise.reserve}.
+   */
+  f32(): Float32Array {
+    if (this.view.length * 4 !== this.memory.buffer.byteLength) {
+      this.view = new Float32Array(this.memory.buffer);
+    }
+    return this.view;
+  }
+
+  /** Grows the memory so that it holds at least `bytes` bytes (throws past its maximum). */
+  reserve(bytes: number): void {
+    const have = this.memory.buffer.byteLength;
+    if (bytes > have) this.memory.grow(Math.ceil((bytes - have) / 65536));
   }
 
   /**
@@ -551,23 +628,12 @@ export class WasmNoise {
   ): void {
     const n = out.length;
     if (n === 0) return;
-    if (k0 !== this.k0 || k1 !== this.k1) {
-      const keys = this.keys;
-      let a = k0 | 0, b = k1 | 0;
-      for (let r = 0; r < 10; r++) {
-        keys.fill(a, 8 * r, 8 * r + 4);
-        keys.fill(b, 8 * r + 4, 8 * r + 8);
-        a = (a + W0) | 0;
-        b = (b + W1) | 0;
-      }
-      this.k0 = k0;
-      this.k1 = k1;
-    }
+    this.setKeys(k0, k1);
     const fn = this.fns[law];
     for (let j = 0, i = start; j < n;) {
       const b = Math.floor(i / 4), lane = i - 4 * b;
       const take = Math.min(n - j, 4 * CAP_BLOCKS - lane);
-      fn(Math.ceil((lane + take) / (16 * GROUPS)), b | 0, c1 | 0, c2 | 0, sc);
+      fn(Math.ceil((lane + take) / (16 * GROUPS)), b | 0, c1 | 0, c2 | 0, sc, OUT, KEYS);
       out.set(this.draws.subarray(lane, lane + take), j);
       j += take;
       i += take;
@@ -580,7 +646,7 @@ export class WasmNoise {
     for (let i = 0; i < words.length; i += 4 * CAP_BLOCKS) {
       const part = words.subarray(i, i + 4 * CAP_BLOCKS);
       this.raw.set(part);
-      this.fns[law](Math.ceil(part.length / (16 * GROUPS)), 0, 0, 0, sc);
+      this.fns[law](Math.ceil(part.length / (16 * GROUPS)), 0, 0, 0, sc, OUT, KEYS);
       out.set(this.draws.subarray(0, part.length), i);
     }
   }

@@ -1,0 +1,308 @@
+/**
+ * Workers for the WebAssembly noise generator: every worker instantiates the generated module
+ * (`noise_wasm.ts`) over the same shared memory and sleeps in `Atomics.wait`. A round of noise (a
+ * run of Philox blocks) is published in control words; the calling thread and the workers claim
+ * its chunks with a compare-and-swap and write the draws of each chunk to its place in the shared
+ * draw region. The calling thread hands each of its own chunks to the consumer right after
+ * drawing it (still in cache), and the workers' finished chunks between two of its own; at the end
+ * it waits for and hands over the rest. Every chunk is a pure function of the stream's counter, so
+ * which thread draws it changes no bit.
+ *
+ * Workers spin briefly after a round before they sleep: the rounds of one optimizer step come back
+ * to back, and a worker woken from sleep may be scheduled onto the caller's core (measured on a
+ * 2-core VM), where it only takes turns with the caller.
+ *
+ * Deno, Node and Bun get `node:worker_threads` workers that are `unref`-ed: they never keep a
+ * process alive. Browsers get Web Workers (only where `Atomics.wait` is allowed on the calling
+ * thread, i.e. inside a worker of a cross-origin-isolated page).
+ *
+ * Internal module: `noise.ts` decides when to use it (`setNoiseThreads`).
+ *
+ * @module
+ */
+import { type ThreadSupport, threadSupport, type WorkerKind } from "../cpu/kernels/gemm_threads.ts";
+import {
+  BLOCKS_PER_ITER,
+  CTL_BYTE,
+  FLAGS_BYTE,
+  KEYS_BYTE,
+  MAX_CHUNKS,
+  REGION_BYTE,
+  type WasmNoise,
+} from "./noise_wasm.ts";
+
+export { type ThreadSupport, threadSupport, type WorkerKind };
+
+/** Control words (int32 indices into the shared memory). */
+const C = {
+  GEN: CTL_BYTE / 4, // bumped to wake the workers
+  STOP: CTL_BYTE / 4 + 1, // nonzero: workers exit
+  EPOCH: CTL_BYTE / 4 + 2, // the pool that owns the memory (workers of older pools exit)
+  NEXT: CTL_BYTE / 4 + 3, // next chunk number to claim
+  END: CTL_BYTE / 4 + 4, // one past the last chunk number of the round
+  BASE: CTL_BYTE / 4 + 5, // chunk number of the round's chunk 0
+  JOB: CTL_BYTE / 4 + 6, // round id, written into a chunk's flag when it is done
+  LAW: CTL_BYTE / 4 + 7,
+  SC: CTL_BYTE / 4 + 8, // float32 bits
+  B0: CTL_BYTE / 4 + 9, // Philox block counter of the round's first block (int32, wraps)
+  C1: CTL_BYTE / 4 + 10,
+  C2: CTL_BYTE / 4 + 11,
+  CB: CTL_BYTE / 4 + 12, // blocks per chunk (a multiple of BLOCKS_PER_ITER)
+  NB: CTL_BYTE / 4 + 13, // blocks in the round
+  DST: CTL_BYTE / 4 + 14, // byte address of the round's first block
+  KEYS: CTL_BYTE / 4 + 15, // byte address of the round keys
+  WORKED: CTL_BYTE / 4 + 16, // chunks drawn by workers (statistics)
+  FLAGS: FLAGS_BYTE / 4, // one int32 per chunk: the round id when done, −id when the worker failed
+} as const;
+
+/** How long the calling thread spins on a worker's chunk before it sleeps (ms). */
+const SPIN_MS = 0.2;
+/** How long a worker spins for the next round before it sleeps (ms). */
+const WORKER_SPIN_MS = 0.2;
+/** After this long without a worker's chunk (ms), the calling thread draws it and retires the pool. */
+const STALL_MS = 5000;
+
+type NodeWorker = { postMessage(m: unknown): void; unref(): void; terminate(): unknown };
+type NodeWorkerCtor = new (src: string, opts: { eval: boolean }) => NodeWorker;
+
+function nodeWorkerCtor(): NodeWorkerCtor | undefined {
+  try {
+    const proc = (globalThis as { process?: { getBuiltinModule?: (n: string) => any } }).process;
+    return proc?.getBuiltinModule?.("node:worker_threads")?.Worker;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The worker's source (plain JavaScript; CommonJS under node:worker_threads, or a module). */
+const WORKER_SOURCE = `
+const C = ${JSON.stringify({ ...C, BPI: BLOCKS_PER_ITER })};
+const main = (d) => {
+  const ex = new WebAssembly.Instance(new WebAssembly.Module(d.bytes), { env: { mem: d.mem } }).exports;
+  const fns = [ex.gaussian, ex.laplace, ex.uniform];
+  const ctl = new Int32Array(d.mem.buffer, 0, C.FLAGS + ${MAX_CHUNKS});
+  const f32 = new Float32Array(d.mem.buffer, 0, C.FLAGS);
+  let gen = Atomics.load(ctl, C.GEN);
+  for (;;) {
+    // the rounds of one optimizer step come back to back: spin a little before sleeping (a
+    // thread woken up by the caller may land on the caller's core and preempt it)
+    const t = performance.now();
+    while (Atomics.load(ctl, C.GEN) === gen && performance.now() - t < ${WORKER_SPIN_MS});
+    Atomics.wait(ctl, C.GEN, gen);
+    gen = Atomics.load(ctl, C.GEN);
+    if (Atomics.load(ctl, C.STOP) !== 0 || Atomics.load(ctl, C.EPOCH) !== d.epoch) return;
+    for (;;) {
+      const c = Atomics.load(ctl, C.NEXT), e = Atomics.load(ctl, C.END);
+      if (c >= e) break;
+      if (Atomics.compareExchange(ctl, C.NEXT, c, c + 1) !== c) continue;
+      const k = c - Atomics.load(ctl, C.BASE), job = Atomics.load(ctl, C.JOB);
+      let flag = job;
+      try {
+        const cb = ctl[C.CB], lo = k * cb, nb = Math.min(cb, ctl[C.NB] - lo);
+        fns[ctl[C.LAW]](Math.ceil(nb / C.BPI), (ctl[C.B0] + lo) | 0, ctl[C.C1], ctl[C.C2], f32[C.SC],
+          ctl[C.DST] + 16 * lo, ctl[C.KEYS]);
+        Atomics.add(ctl, C.WORKED, 1);
+      } catch {
+        flag = -job;
+      }
+      Atomics.store(ctl, C.FLAGS + k, flag);
+      Atomics.notify(ctl, C.FLAGS + k);
+    }
+  }
+};
+if (typeof require === "function") require("node:worker_threads").parentPort.once("message", main);
+else self.onmessage = (e) => main(e.data);
+`;
+
+let epochs = 0;
+
+/**
+ * Workers sharing a shared-memory {@linkcode WasmNoise}'s memory; the calling thread is
+ * participant 0. Rounds draw into the region at `REGION_BYTE`.
+ */
+export class NoiseWorkerPool {
+  private readonly workers: { terminate(): unknown }[] = [];
+  private readonly ctl: Int32Array;
+  private readonly ctlF32: Float32Array;
+  private readonly epoch = ++epochs;
+  private readonly mine = new Uint8Array(MAX_CHUNKS);
+  private job = 0;
+  /** True once a worker stalled past `STALL_MS`: the pool and its memory must not be used again. */
+  broken = false;
+
+  /**
+   * Starts `participants − 1` workers of `kind` (they join rounds as soon as they are up); check
+   * {@linkcode threadSupport} first.
+   */
+  constructor(private readonly engine: WasmNoise, participants: number, kind: WorkerKind = "node") {
+    if (!engine.shared) throw new Error("NoiseWorkerPool: the engine's memory is not shared");
+    engine.reserve(REGION_BYTE);
+    this.ctl = new Int32Array(engine.memory.buffer, 0, C.FLAGS + MAX_CHUNKS);
+    this.ctlF32 = new Float32Array(engine.memory.buffer, 0, C.FLAGS);
+    Atomics.store(this.ctl, C.STOP, 0);
+    Atomics.store(this.ctl, C.EPOCH, this.epoch);
+    const n = participants - 1;
+    const msg = { bytes: engine.bytes, mem: engine.memory, epoch: this.epoch };
+    let url: string | undefined;
+    for (let id = 1; id <= n; id++) {
+      const Ctor = kind === "node" ? nodeWorkerCtor() : undefined;
+      if (Ctor) {
+        const w = new Ctor(WORKER_SOURCE, { eval: true });
+        w.unref();
+        w.postMessage(msg);
+        this.workers.push(w);
+      } else {
+        url ??= URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "text/javascript" }));
+        const w = new Worker(url, { type: "module" });
+        w.postMessage(msg);
+        this.workers.push(w);
+      }
+    }
+  }
+
+  /** Number of workers started. */
+  get size(): number {
+    return this.workers.length;
+  }
+
+  /** Chunks drawn by workers so far. */
+  get workerChunks(): number {
+    return Atomics.load(this.ctl, C.WORKED);
+  }
+
+  /**
+   * Draws the blocks `b .. b + nb` (counter words c1, c2; round keys already at `KEYS_BYTE`) of
+   * law code `law` with factor `sc` into the region (block `b + j` at `REGION_BYTE + 16·j`), in
+   * chunks of `cb` blocks (a multiple of `BLOCKS_PER_ITER`; the last chunk may write up to
+   * `BLOCKS_PER_ITER − 1` blocks past `nb`). `onChunk(lo, hi)` is called once per chunk, on the
+   * calling thread, in no particular order, when blocks `[lo, hi)` (relative to `b`) are ready.
+   */
+  round(
+    law: number,
+    sc: number,
+    b: number,
+    nb: number,
+    c1: number,
+    c2: number,
+    cb: number,
+    onChunk: (lo: number, hi: number) => void,
+  ): void {
+    const ctl = this.ctl, chunks = Math.ceil(nb / cb);
+    if (chunks > MAX_CHUNKS || cb % BLOCKS_PER_ITER !== 0) {
+      throw new RangeError(`NoiseWorkerPool.round: ${chunks} chunks of ${cb} blocks`);
+    }
+    let base = Atomics.load(ctl, C.NEXT);
+    if (base > 1 << 30) {
+      // Counters only grow; rewind them between rounds (END first, see the worker's claim loop).
+      Atomics.store(ctl, C.END, 0);
+      Atomics.store(ctl, C.NEXT, 0);
+      base = 0;
+    }
+    const job = this.job = (this.job % 0x3fffffff) + 1;
+    ctl.fill(0, C.FLAGS, C.FLAGS + chunks);
+    ctl[C.JOB] = job;
+    ctl[C.LAW] = law;
+    this.ctlF32[C.SC] = sc;
+    ctl[C.B0] = b | 0;
+    ctl[C.C1] = c1 | 0;
+    ctl[C.C2] = c2 | 0;
+    ctl[C.CB] = cb;
+    ctl[C.NB] = nb;
+    ctl[C.DST] = REGION_BYTE;
+    ctl[C.KEYS] = KEYS_BYTE;
+    Atomics.store(ctl, C.BASE, base);
+    const end = base + chunks;
+    Atomics.store(ctl, C.END, end);
+    if (this.workers.length > 0) {
+      Atomics.add(ctl, C.GEN, 1);
+      Atomics.notify(ctl, C.GEN);
+    }
+    const mine = this.mine, fn = this.engine.fns[law];
+    mine.fill(0, 0, chunks);
+    const draw = (k: number) => {
+      const lo = k * cb, cnt = Math.min(cb, nb - lo);
+      fn(
+        Math.ceil(cnt / BLOCKS_PER_ITER),
+        (b + lo) | 0,
+        c1 | 0,
+        c2 | 0,
+        sc,
+        REGION_BYTE + 16 * lo,
+        KEYS_BYTE,
+      );
+    };
+    let claimedUpTo = end; // chunks at and after this number were withdrawn, never drawn by a worker
+    const flags = C.FLAGS;
+    try {
+      // Claim and draw chunks; between two, hand over the workers' finished ones (so that the
+      // workers keep drawing while this thread consumes, and little is left to hand over at the end).
+      let cursor = 0; // every chunk below it is handed over
+      for (;;) {
+        for (; cursor < chunks; cursor++) {
+          if (mine[cursor] === 1) continue;
+          if (Atomics.load(ctl, flags + cursor) !== job) break;
+          mine[cursor] = 1;
+          onChunk(cursor * cb, Math.min(nb, (cursor + 1) * cb));
+        }
+        const c = Atomics.load(ctl, C.NEXT);
+        if (c >= end) break;
+        if (Atomics.compareExchange(ctl, C.NEXT, c, c + 1) !== c) continue;
+        const k = c - base;
+        draw(k);
+        mine[k] = 1; // handed over (set first: an exception in onChunk must not make us wait for it)
+        onChunk(k * cb, Math.min(nb, (k + 1) * cb));
+      }
+      for (let k = cursor; k < chunks; k++) {
+        if (mine[k] === 1) continue;
+        if (this.broken || !this.await(k, job)) draw(k); // the worker failed or stalled: draw it here
+        mine[k] = 1;
+        onChunk(k * cb, Math.min(nb, (k + 1) * cb));
+      }
+    } finally {
+      // On an exception (from onChunk), withdraw the unclaimed chunks and let the workers finish
+      // theirs before the region can be reused.
+      for (;;) {
+        const c = Atomics.load(ctl, C.NEXT);
+        if (c >= end) break;
+        if (Atomics.compareExchange(ctl, C.NEXT, c, end) === c) {
+          claimedUpTo = c;
+          break;
+        }
+      }
+      for (let k = 0; k < claimedUpTo - base && !this.broken; k++) if (mine[k] !== 1) this.await(k, job);
+    }
+  }
+
+  /** Waits for a worker's chunk `k` of round `job`; false when it failed or stalled (pool retired). */
+  private await(k: number, job: number): boolean {
+    const ctl = this.ctl, at = C.FLAGS + k;
+    let v = Atomics.load(ctl, at);
+    if (v === 0) {
+      const t0 = performance.now();
+      while ((v = Atomics.load(ctl, at)) === 0 && performance.now() - t0 < SPIN_MS);
+      while (v === 0) {
+        if (Atomics.wait(ctl, at, 0, STALL_MS) === "timed-out" && Atomics.load(ctl, at) === 0) {
+          this.retire();
+          return false;
+        }
+        v = Atomics.load(ctl, at);
+      }
+    }
+    return v === job;
+  }
+
+  /** A worker stalled: stop the workers and mark the pool (and its memory) unusable. */
+  private retire(): void {
+    this.broken = true;
+    this.shutdown();
+  }
+
+  /** Stops the workers. */
+  shutdown(): void {
+    Atomics.store(this.ctl, C.STOP, 1);
+    Atomics.add(this.ctl, C.GEN, 1);
+    Atomics.notify(this.ctl, C.GEN);
+    for (const w of this.workers) w.terminate();
+    this.workers.length = 0;
+  }
+}
