@@ -12,15 +12,21 @@
  * to back, and a worker woken from sleep may be scheduled onto the caller's core (measured on a
  * 2-core VM), where it only takes turns with the caller.
  *
- * Deno, Node and Bun get `node:worker_threads` workers that are `unref`-ed: they never keep a
- * process alive. Browsers get Web Workers (only where `Atomics.wait` is allowed on the calling
- * thread, i.e. inside a worker of a cross-origin-isolated page).
+ * Starting and stopping the workers, and whether they can be used, is in `../cpu/workers.ts`.
  *
  * Internal module: `noise.ts` decides when to use it (`setNoiseThreads`).
  *
  * @module
  */
-import { type ThreadSupport, threadSupport, type WorkerKind } from "../cpu/kernels/gemm_threads.ts";
+import {
+  type PoolWorker,
+  startWorkers,
+  stopWorkers,
+  type ThreadSupport,
+  threadSupport,
+  type WorkerKind,
+  workerSource,
+} from "../cpu/workers.ts";
 import {
   BLOCKS_PER_ITER,
   CTL_BYTE,
@@ -62,20 +68,8 @@ const WORKER_SPIN_MS = 0.2;
 /** After this long without a worker's chunk (ms), the calling thread draws it and retires the pool. */
 const STALL_MS = 5000;
 
-type NodeWorker = { postMessage(m: unknown): void; unref(): void; terminate(): unknown };
-type NodeWorkerCtor = new (src: string, opts: { eval: boolean }) => NodeWorker;
-
-function nodeWorkerCtor(): NodeWorkerCtor | undefined {
-  try {
-    const proc = (globalThis as { process?: { getBuiltinModule?: (n: string) => any } }).process;
-    return proc?.getBuiltinModule?.("node:worker_threads")?.Worker;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The worker's source (plain JavaScript; CommonJS under node:worker_threads, or a module). */
-const WORKER_SOURCE = `
+const WORKER_SOURCE = workerSource(`
 const C = ${JSON.stringify({ ...C, BPI: BLOCKS_PER_ITER })};
 const main = (d) => {
   const ex = new WebAssembly.Instance(new WebAssembly.Module(d.bytes), { env: { mem: d.mem } }).exports;
@@ -110,9 +104,7 @@ const main = (d) => {
     }
   }
 };
-if (typeof require === "function") require("node:worker_threads").parentPort.once("message", main);
-else self.onmessage = (e) => main(e.data);
-`;
+`);
 
 let epochs = 0;
 
@@ -121,7 +113,7 @@ let epochs = 0;
  * participant 0. Rounds draw into the region at `REGION_BYTE`.
  */
 export class NoiseWorkerPool {
-  private readonly workers: { terminate(): unknown }[] = [];
+  private readonly workers: PoolWorker[];
   private readonly ctl: Int32Array;
   private readonly ctlF32: Float32Array;
   private readonly epoch = ++epochs;
@@ -141,23 +133,8 @@ export class NoiseWorkerPool {
     this.ctlF32 = new Float32Array(engine.memory.buffer, 0, C.FLAGS);
     Atomics.store(this.ctl, C.STOP, 0);
     Atomics.store(this.ctl, C.EPOCH, this.epoch);
-    const n = participants - 1;
     const msg = { bytes: engine.bytes, mem: engine.memory, epoch: this.epoch };
-    let url: string | undefined;
-    for (let id = 1; id <= n; id++) {
-      const Ctor = kind === "node" ? nodeWorkerCtor() : undefined;
-      if (Ctor) {
-        const w = new Ctor(WORKER_SOURCE, { eval: true });
-        w.unref();
-        w.postMessage(msg);
-        this.workers.push(w);
-      } else {
-        url ??= URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "text/javascript" }));
-        const w = new Worker(url, { type: "module" });
-        w.postMessage(msg);
-        this.workers.push(w);
-      }
-    }
+    this.workers = startWorkers(WORKER_SOURCE, kind, participants - 1, () => msg);
   }
 
   /** Number of workers started. */
@@ -299,10 +276,6 @@ export class NoiseWorkerPool {
 
   /** Stops the workers. */
   shutdown(): void {
-    Atomics.store(this.ctl, C.STOP, 1);
-    Atomics.add(this.ctl, C.GEN, 1);
-    Atomics.notify(this.ctl, C.GEN);
-    for (const w of this.workers) w.terminate();
-    this.workers.length = 0;
+    stopWorkers(this.ctl, C.STOP, C.GEN, this.workers);
   }
 }

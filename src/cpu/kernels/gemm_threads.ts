@@ -5,73 +5,18 @@
  * or still-starting worker never holds the others up; the caller blocks in `Atomics.wait` until
  * every chunk is done.
  *
- * Deno, Node and Bun get `node:worker_threads` workers that are `unref`-ed, so they never keep a
- * process alive; browsers get Web Workers (only where `Atomics.wait` is allowed on the calling
- * thread, i.e. inside a worker of a cross-origin-isolated page).
+ * Starting and stopping the workers, and whether they can be used, is in `../workers.ts`.
  *
  * @module
  */
 import { CTL, type GemmJob, type WasmGemmEngine } from "./gemm_wasm.ts";
+import { type PoolWorker, startWorkers, stopWorkers, type ThreadSupport, workerSource } from "../workers.ts";
 
 /** Extra control words (after those of `CTL`). */
 const EPOCH = 6, ERR = 7;
 
-/** Which worker API the pool uses. */
-export type WorkerKind = "node" | "web";
-
-/** Whether and how workers can be used here. */
-export interface ThreadSupport {
-  /** Workers usable. */
-  ok: boolean;
-  /** Participants: the calling thread plus workers (hardware threads, at most 16). */
-  participants: number;
-  /** The worker API used. */
-  kind?: WorkerKind;
-  /** Why workers are unavailable. */
-  reason?: string;
-}
-
-type NodeWorkerCtor = new (src: string, opts: { eval: boolean }) => {
-  postMessage(m: unknown): void;
-  unref(): void;
-  terminate(): unknown;
-};
-
-function nodeWorkerCtor(): NodeWorkerCtor | undefined {
-  try {
-    const proc = (globalThis as { process?: { getBuiltinModule?: (n: string) => any } }).process;
-    return proc?.getBuiltinModule?.("node:worker_threads")?.Worker;
-  } catch {
-    return undefined;
-  }
-}
-
-function canBlock(): boolean {
-  try {
-    return Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0) === "not-equal";
-  } catch {
-    return false;
-  }
-}
-
-/** Detects worker support; `prefer` picks Web Workers even where `node:worker_threads` exists. */
-export function threadSupport(prefer?: WorkerKind): ThreadSupport {
-  const hc = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
-  const participants = Math.max(1, Math.min(16, Math.floor(hc ?? 1)));
-  if (participants < 2) return { ok: false, participants: 1, reason: "a single hardware thread" };
-  if (typeof SharedArrayBuffer !== "function") {
-    return { ok: false, participants: 1, reason: "no SharedArrayBuffer" };
-  }
-  if (!canBlock()) {
-    return { ok: false, participants: 1, reason: "Atomics.wait is not allowed on this thread" };
-  }
-  if (prefer !== "web" && nodeWorkerCtor()) return { ok: true, participants, kind: "node" };
-  if (typeof Worker === "function") return { ok: true, participants, kind: "web" };
-  return { ok: false, participants: 1, reason: "no Worker API" };
-}
-
 /** The worker's source (plain JavaScript; runs as CommonJS under node:worker_threads or as a module). */
-const WORKER_SOURCE = `
+const WORKER_SOURCE = workerSource(`
 const C = ${JSON.stringify({ ...CTL, EPOCH, ERR })};
 const main = (d) => {
   const ex = new WebAssembly.Instance(new WebAssembly.Module(d.bytes), { env: { mem: d.mem } }).exports;
@@ -103,15 +48,13 @@ const main = (d) => {
     }
   }
 };
-if (typeof require === "function") require("node:worker_threads").parentPort.once("message", main);
-else self.onmessage = (e) => main(e.data);
-`;
+`);
 
 let epochs = 0;
 
 /** Workers sharing a {@linkcode WasmGemmEngine}'s memory; the calling thread is participant 0. */
 export class GemmWorkerPool {
-  private readonly workers: { terminate(): unknown }[] = [];
+  private readonly workers: PoolWorker[];
   private readonly ctl: Int32Array;
   private readonly epoch = ++epochs;
 
@@ -124,21 +67,12 @@ export class GemmWorkerPool {
     Atomics.store(this.ctl, CTL.STOP, 0);
     Atomics.store(this.ctl, EPOCH, this.epoch);
     const n = Math.min(support.participants, engine.participants) - 1;
-    let url: string | undefined;
-    for (let id = 1; id <= n; id++) {
-      const msg = { bytes: engine.bytes, mem: engine.memory, epoch: this.epoch, ...engine.workspace(id) };
-      if (support.kind === "node") {
-        const w = new (nodeWorkerCtor()!)(WORKER_SOURCE, { eval: true });
-        w.unref();
-        w.postMessage(msg);
-        this.workers.push(w);
-      } else {
-        url ??= URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "text/javascript" }));
-        const w = new Worker(url, { type: "module" });
-        w.postMessage(msg);
-        this.workers.push(w);
-      }
-    }
+    this.workers = startWorkers(WORKER_SOURCE, support.kind!, n, (id) => ({
+      bytes: engine.bytes,
+      mem: engine.memory,
+      epoch: this.epoch,
+      ...engine.workspace(id),
+    }));
   }
 
   /** Number of workers started. */
@@ -213,10 +147,6 @@ export class GemmWorkerPool {
 
   /** Stops the workers. */
   shutdown(): void {
-    Atomics.store(this.ctl, CTL.STOP, 1);
-    Atomics.add(this.ctl, CTL.GEN, 1);
-    Atomics.notify(this.ctl, CTL.GEN);
-    for (const w of this.workers) w.terminate();
-    this.workers.length = 0;
+    stopWorkers(this.ctl, CTL.STOP, CTL.GEN, this.workers);
   }
 }
