@@ -231,15 +231,54 @@ export function trainOptionsHelp(d: TrainSettings, epochsNote = ""): string {
 `;
 }
 
+/**
+ * The shared defaults of {@linkcode TrainSettings} (constant lr); each script adds `epochs` and `out`.
+ */
+export const TRAIN_DEFAULTS: Omit<TrainSettings, "epochs" | "out"> = {
+  optimizers: [{ name: "sgd", label: "sgd" }, { name: "vsgd", label: "vsgd" }],
+  batchSize: 128,
+  lr: 0.1,
+  lrDecayEpochs: [],
+  lrDecayFactor: 0.1,
+  momentum: 0,
+  weightDecay: 0,
+  variability: 0.05,
+  noiseLaw: "gaussian",
+  mode: "official",
+  numIters: undefined,
+  seeds: [0],
+  subset: 10000,
+  testSubset: 10000,
+  evalBatchSize: 1000,
+  backend: "cpu",
+};
+
+/** Options of {@linkcode applyTrainOptions}. */
+export interface ApplyTrainOptions {
+  /** Upper bound of `--subset` (default 60000, MNIST's training examples). */
+  maxSubset?: number;
+  /**
+   * A script's own options, applied right after the shared option named by the key, so that the
+   * first bad option on the command line (in this order) is the one reported.
+   */
+  after?: { optimizers?: () => void; lr?: () => void; "num-iters"?: () => void };
+}
+
 /** Applies the {@linkcode TRAIN_OPTIONS} found in `values` to `c` (in place). */
-export function applyTrainOptions(values: OptionValues, c: TrainSettings): void {
+export function applyTrainOptions(values: OptionValues, c: TrainSettings, o: ApplyTrainOptions = {}): void {
   const s = (k: string) => values[k] as string | undefined;
   const posInt = (k: string) =>
     s(k) === undefined ? undefined : parseNumber(k, s(k)!, (x) => isInt(x) && x >= 1, "a positive integer");
+  const upTo = (k: string, max: number) =>
+    s(k) === undefined
+      ? undefined
+      : parseNumber(k, s(k)!, (x) => isInt(x) && x >= 1 && x <= max, `an integer in [1, ${max}]`);
   if (s("optimizers") !== undefined) c.optimizers = parseOptimizers(s("optimizers")!);
+  o.after?.optimizers?.();
   c.epochs = posInt("epochs") ?? c.epochs;
   c.batchSize = posInt("batch-size") ?? c.batchSize;
   if (s("lr") !== undefined) c.lr = parseNumber("lr", s("lr")!, (x) => x > 0, "a number > 0");
+  o.after?.lr?.();
   if (s("momentum") !== undefined) {
     c.momentum = parseNumber("momentum", s("momentum")!, (x) => x >= 0 && x < 1, "a number in [0, 1)");
   }
@@ -254,23 +293,10 @@ export function applyTrainOptions(values: OptionValues, c: TrainSettings): void 
   }
   if (s("mode") !== undefined) c.mode = oneOf("mode", s("mode")!, ["official", "clean"] as const);
   c.numIters = posInt("num-iters") ?? c.numIters;
+  o.after?.["num-iters"]?.();
   c.seeds = parseSeeds(s("seeds"), s("seed")) ?? c.seeds;
-  if (s("subset") !== undefined) {
-    c.subset = parseNumber(
-      "subset",
-      s("subset")!,
-      (x) => isInt(x) && x >= 1 && x <= 60000,
-      "an integer in [1, 60000]",
-    );
-  }
-  if (s("test-subset") !== undefined) {
-    c.testSubset = parseNumber(
-      "test-subset",
-      s("test-subset")!,
-      (x) => isInt(x) && x >= 1 && x <= 10000,
-      "an integer in [1, 10000]",
-    );
-  }
+  c.subset = upTo("subset", o.maxSubset ?? 60000) ?? c.subset;
+  c.testSubset = upTo("test-subset", 10000) ?? c.testSubset;
   c.evalBatchSize = posInt("eval-batch-size") ?? c.evalBatchSize;
   if (s("out") !== undefined) {
     if (s("out")!.trim() === "") fail(`--out must be a folder path, got ""`);
@@ -351,6 +377,17 @@ export function alignedTable(header: readonly string[], rows: readonly (readonly
   return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n") + "\n";
 }
 
+/** The runs of `runs` that have a run of `ref` with the same seed, each with that run. */
+export function pairBySeed<R extends { seed: number }>(runs: readonly R[], ref: readonly R[]): [R, R][] {
+  return runs.flatMap((r) => {
+    const b = ref.find((x) => x.seed === r.seed);
+    return b ? [[r, b] as [R, R]] : [];
+  });
+}
+
+/** {@linkcode pm} of differences, with a "+" before a positive mean. */
+export const pmSigned = (xs: readonly number[]): string => pm(xs).replace(/^(?=\d)/, "+");
+
 // ---------------------------------------------------------------------------------------------
 // The main function of a script.
 
@@ -362,17 +399,22 @@ export interface Console {
   err(s: string): void;
 }
 
+/** The first line of an error's message. */
+export const firstLine = (e: unknown): string => String((e as Error)?.message ?? e).split("\n")[0];
+
 /**
- * Runs a script: parses `args` (`"help"` prints `help`, exit 0), prepares the output folder, then
- * runs `body`. A {@linkcode UsageError} before `body` starts is one line on stderr and exit code 2
- * with nothing written; a failure inside `body` is one line and exit code 1.
+ * Runs a script: parses `args` (`"help"` prints `help`, exit 0), runs `load` if given (its result
+ * goes to `body`), prepares the output folder, then runs `body`. A {@linkcode UsageError} before
+ * `body` starts is one line on stderr and exit code 2 with nothing written; any other failure is
+ * one line and exit code 1.
  */
-export async function runScript<C extends { out: string }>(
+export async function runScript<C extends { out: string }, D = undefined>(
   name: string,
   args: readonly string[],
   parse: (args: readonly string[]) => C | "help",
   help: string,
-  body: (c: C, io: Console) => Promise<void>,
+  body: (c: C, io: Console, data: D) => Promise<void>,
+  load?: (c: C) => Promise<D>,
 ): Promise<number> {
   const enc = new TextEncoder();
   const writeAll = (w: { writeSync(p: Uint8Array): number }, s: string) => {
@@ -380,7 +422,7 @@ export async function runScript<C extends { out: string }>(
     while (b.length > 0) b = b.subarray(w.writeSync(b));
   };
   const io: Console = { out: (s) => writeAll(Deno.stdout, s), err: (s) => writeAll(Deno.stderr, s) };
-  let c: C;
+  let c: C, data: D;
   try {
     const parsed = parse(args);
     if (parsed === "help") {
@@ -388,19 +430,22 @@ export async function runScript<C extends { out: string }>(
       return 0;
     }
     c = parsed;
+    // The data first: a missing or bad data folder leaves nothing behind (no output folder).
+    data = load ? await load(c) : undefined as D;
     await prepareOut(c.out);
   } catch (e) {
     if (e instanceof UsageError) {
       io.err(`${name}: ${e.message} (see --help)\n`);
       return 2;
     }
-    throw e;
+    io.err(`${name}: ${firstLine(e)}\n`);
+    return 1;
   }
   try {
-    await body(c, io);
+    await body(c, io, data);
     return 0;
   } catch (e) {
-    io.err(`${name}: ${String((e as Error).message ?? e).split("\n")[0]}\n`);
+    io.err(`${name}: ${firstLine(e)}\n`);
     return 1;
   }
 }

@@ -28,11 +28,14 @@ import {
   makeOptimizer,
   mean,
   type OptionValues,
+  pairBySeed,
   parseCommandLine,
   parseNumber,
   pm,
+  pmSigned,
   runScript,
   sd,
+  TRAIN_DEFAULTS,
   TRAIN_OPTIONS,
   trainOptionsHelp,
   type TrainSettings,
@@ -51,25 +54,10 @@ export interface Config extends TrainSettings {
 
 /** The defaults: about half a minute per seed on a 2-core CPU. */
 export const DEFAULTS: Config = {
-  optimizers: [{ name: "sgd", label: "sgd" }, { name: "vsgd", label: "vsgd" }],
+  ...TRAIN_DEFAULTS,
   tasks: 4,
   epochs: 3,
-  batchSize: 128,
-  lr: 0.1,
-  lrDecayEpochs: [],
-  lrDecayFactor: 0.1,
-  momentum: 0,
-  weightDecay: 0,
-  variability: 0.05,
-  noiseLaw: "gaussian",
-  mode: "official",
-  numIters: undefined,
-  seeds: [0],
-  subset: 10000,
-  testSubset: 10000,
-  evalBatchSize: 1000,
   out: "runs/forgetting",
-  backend: "cpu",
 };
 
 const HELP = `Catastrophic forgetting on permuted MNIST: SGD vs VSGD (or any optimizers), SPEC.md §5.
@@ -167,13 +155,10 @@ function summarize(results: RunResult[], c: Config): { text: string; csv: string
   ]);
   const ref = labels[0];
   for (const l of labels.slice(1)) {
-    const pairs = runs(l).flatMap((r) => {
-      const b = runs(ref).find((x) => x.seed === r.seed);
-      return b ? [[r, b] as const] : [];
-    });
+    const pairs = pairBySeed(runs(l), runs(ref));
     rows.push([
       `${l} − ${ref}`,
-      ...cols.map(([, f]) => pm(pairs.map(([a, b]) => f(a) - f(b))).replace(/^(?=\d)/, "+")),
+      ...cols.map(([, f]) => pmSigned(pairs.map(([a, b]) => f(a) - f(b)))),
       "",
     ]);
   }
@@ -312,7 +297,7 @@ async function run(c: Config, io: Console, args: readonly string[]): Promise<voi
       name: `${spec.label}: task 0${suffix}`,
       x: per.map((_, e) => e + 1),
       y: per.map(mean),
-      yErr: per.map((v) => (v.length > 1 ? sd(v) : NaN)),
+      yErr: per.map(sd),
       color: k,
     });
     series.push({

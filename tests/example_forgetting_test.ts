@@ -2,25 +2,9 @@ import assert from "node:assert/strict";
 import { makeDataset } from "../src/data/mod.ts";
 import { forgettingMetrics } from "../src/train/metrics.ts";
 import { DEFAULTS, parseConfig, permutePixels, taskPermutation, UsageError } from "../examples/forgetting.ts";
+import { needRun, scriptRunner } from "./_examples.ts";
 
-const SCRIPT = new URL("../examples/forgetting.ts", import.meta.url).pathname;
-
-async function runScript(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-check", "--allow-read", "--allow-write", SCRIPT, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-async function needRun(): Promise<void> {
-  if ((await Deno.permissions.query({ name: "run" })).state !== "granted") {
-    throw new Error("this test runs the script as a subprocess: run the tests with --allow-run");
-  }
-}
+const runScript = scriptRunner("forgetting");
 
 const close = (a: number, b: number, what: string) =>
   assert.ok(Math.abs(a - b) < 1e-12, `${what}: ${a} vs ${b}`);

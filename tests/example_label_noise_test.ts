@@ -2,19 +2,9 @@ import assert from "node:assert/strict";
 import { CIFAR10_OUT, DEMO_DEFAULTS, parseConfig, UsageError } from "../examples/label_noise.ts";
 import { learningCurvesSvg } from "../examples/svg_plot.ts";
 import { CIFAR10_RECORD_BYTES } from "../src/data/mod.ts";
+import { exists, needRun, scriptRunner } from "./_examples.ts";
 
-const SCRIPT = new URL("../examples/label_noise.ts", import.meta.url).pathname;
-
-async function runScript(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-check", "--allow-read", "--allow-write", SCRIPT, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const runScript = scriptRunner("label_noise");
 
 /**
  * A tiny CIFAR-10 binary folder: data_batch_1…5.bin with `perFile` records each and test_batch.bin
@@ -35,19 +25,8 @@ async function writeTinyCifar(dir: string, perFile: number, testN: number): Prom
   await Deno.writeFile(`${dir}/test_batch.bin`, records(testN, 0));
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 Deno.test("label_noise CLI: bad input → one-line error, exit code 2, nothing written", async () => {
-  if ((await Deno.permissions.query({ name: "run" })).state !== "granted") {
-    throw new Error("this test runs the script as a subprocess: run the tests with --allow-run");
-  }
+  await needRun();
   const tmp = await Deno.makeTempDir({ prefix: "nvrm_cli_" });
   try {
     const out = `${tmp}/out`;

@@ -3,25 +3,9 @@ import { tensor, zeros } from "../src/creation.ts";
 import { treeLeaves } from "../src/tree.ts";
 import { DEFAULTS, parseConfig, perturbParams, UsageError } from "../examples/robustness.ts";
 import { lineChartSvg } from "../examples/svg_plot.ts";
+import { needRun, scriptRunner } from "./_examples.ts";
 
-const SCRIPT = new URL("../examples/robustness.ts", import.meta.url).pathname;
-
-async function runScript(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-check", "--allow-read", "--allow-write", SCRIPT, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-async function needRun(): Promise<void> {
-  if ((await Deno.permissions.query({ name: "run" })).state !== "granted") {
-    throw new Error("this test runs the script as a subprocess: run the tests with --allow-run");
-  }
-}
+const runScript = scriptRunner("robustness");
 
 function stats(xs: ArrayLike<number>): { mean: number; std: number } {
   let m = 0;

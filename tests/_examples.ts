@@ -1,0 +1,45 @@
+/**
+ * Shared by the tests of `examples/`: runs an example script as a subprocess and checks the
+ * permissions that needs.
+ *
+ * @module
+ */
+
+/** What a script run printed and its exit code. */
+export interface ScriptRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A runner for `examples/<name>.ts` (`deno run --no-check --allow-read --allow-write`). */
+export function scriptRunner(name: string): (args: string[]) => Promise<ScriptRun> {
+  const script = new URL(`../examples/${name}.ts`, import.meta.url).pathname;
+  return async (args) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-check", "--allow-read", "--allow-write", script, ...args],
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const dec = new TextDecoder();
+    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  };
+}
+
+/** Throws unless the tests run with --allow-run (they run the scripts as subprocesses). */
+export async function needRun(): Promise<void> {
+  if ((await Deno.permissions.query({ name: "run" })).state !== "granted") {
+    throw new Error("this test runs the script as a subprocess: run the tests with --allow-run");
+  }
+}
+
+/** Whether `path` exists. */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
