@@ -80,11 +80,18 @@ export async function mnistDataDir(): Promise<URL> {
  */
 export async function loadMnist(options: MnistOptions = {}): Promise<Mnist> {
   const dir = options.dir === undefined ? await mnistDataDir() : toDirUrl(options.dir, "loadMnist");
-  const [train, test] = await Promise.all([
+  const [train, test] = await allInOrder([
     loadSplit(dir, "train", 60000, options.trainLimit, options),
     loadSplit(dir, "t10k", 10000, options.testLimit, options),
   ]);
   return { train, test };
+}
+
+/** Awaits all, then reports the first failure in argument order (deterministic error messages). */
+async function allInOrder<T>(promises: Promise<T>[]): Promise<T[]> {
+  const results = await Promise.allSettled(promises);
+  for (const r of results) if (r.status === "rejected") throw r.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
 
 async function loadSplit(
@@ -100,7 +107,7 @@ async function loadSplit(
   }
   const imgUrl = new URL(`${prefix}-images-idx3-ubyte`, dir);
   const lblUrl = new URL(`${prefix}-labels-idx1-ubyte`, dir);
-  const [imgBytes, lblBytes] = await Promise.all([readFile(imgUrl), readFile(lblUrl)]);
+  const [imgBytes, lblBytes] = await allInOrder([readFile(imgUrl), readFile(lblUrl)]);
   const images = parseIdx(imgBytes, { name: displayPath(imgUrl), type: "uint8", shape: [count, 28, 28] });
   const labels = parseIdx(lblBytes, { name: displayPath(lblUrl), type: "uint8", shape: [count] });
   const n = limit ?? count;
