@@ -80,44 +80,41 @@ export async function mnistDataDir(): Promise<URL> {
  */
 export async function loadMnist(options: MnistOptions = {}): Promise<Mnist> {
   const dir = options.dir === undefined ? await mnistDataDir() : toDirUrl(options.dir, "loadMnist");
-  const [train, test] = await allInOrder([
-    loadSplit(dir, "train", 60000, options.trainLimit, options),
-    loadSplit(dir, "t10k", 10000, options.testLimit, options),
-  ]);
-  return { train, test };
-}
-
-/** Awaits all, then reports the first failure in argument order (deterministic error messages). */
-async function allInOrder<T>(promises: Promise<T>[]): Promise<T[]> {
-  const results = await Promise.allSettled(promises);
-  for (const r of results) if (r.status === "rejected") throw r.reason;
-  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
-}
-
-async function loadSplit(
-  dir: URL,
-  prefix: "train" | "t10k",
-  count: number,
-  limit: number | undefined,
-  options: MnistOptions,
-): Promise<Dataset> {
-  const which = prefix === "train" ? "trainLimit" : "testLimit";
-  if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > count)) {
-    throw new RangeError(`loadMnist: ${which} must be an integer in [1, ${count}], got ${limit}`);
+  const splits = [
+    { prefix: "train", count: 60000, limit: options.trainLimit, which: "trainLimit" },
+    { prefix: "t10k", count: 10000, limit: options.testLimit, which: "testLimit" },
+  ] as const;
+  for (const { count, limit, which } of splits) {
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > count)) {
+      throw new RangeError(`loadMnist: ${which} must be an integer in [1, ${count}], got ${limit}`);
+    }
   }
-  const imgUrl = new URL(`${prefix}-images-idx3-ubyte`, dir);
-  const lblUrl = new URL(`${prefix}-labels-idx1-ubyte`, dir);
-  const [imgBytes, lblBytes] = await allInOrder([readFile(imgUrl), readFile(lblUrl)]);
-  const images = parseIdx(imgBytes, { name: displayPath(imgUrl), type: "uint8", shape: [count, 28, 28] });
-  const labels = parseIdx(lblBytes, { name: displayPath(lblUrl), type: "uint8", shape: [count] });
-  const n = limit ?? count;
-  return mnistFromBytes(
-    images.data as Uint8Array,
-    labels.data as Uint8Array,
-    n,
-    options,
-    displayPath(lblUrl),
-  );
+  const urls = splits.flatMap(({ prefix }) => [
+    new URL(`${prefix}-images-idx3-ubyte`, dir),
+    new URL(`${prefix}-labels-idx1-ubyte`, dir),
+  ]);
+  // Read all four files first, so a missing file is reported before any malformed one, and the
+  // first failure in this fixed order wins (deterministic messages).
+  const results = await Promise.allSettled(urls.map(readFile));
+  for (const r of results) if (r.status === "rejected") throw r.reason;
+  const bytes = results.map((r) => (r as PromiseFulfilledResult<Uint8Array>).value);
+  const [train, test] = splits.map(({ count, limit }, k) => {
+    const [imgUrl, lblUrl] = [urls[2 * k], urls[2 * k + 1]];
+    const images = parseIdx(bytes[2 * k], {
+      name: displayPath(imgUrl),
+      type: "uint8",
+      shape: [count, 28, 28],
+    });
+    const labels = parseIdx(bytes[2 * k + 1], { name: displayPath(lblUrl), type: "uint8", shape: [count] });
+    return mnistFromBytes(
+      images.data as Uint8Array,
+      labels.data as Uint8Array,
+      limit ?? count,
+      options,
+      displayPath(lblUrl),
+    );
+  });
+  return { train, test };
 }
 
 /**
