@@ -20,36 +20,10 @@ import {
   zeros,
   zipTrees,
 } from "../mod.ts";
+import { timed as timedIn } from "./_timing.ts";
 
-/** Per-case wall times (ms) of every measured iteration, and how to turn one into a figure. */
-const samples = new Map<string, { ms: number[]; figure: (ms: number) => string }>();
-
-function timed(name: string, figure: (ms: number) => string, fn: () => void): (b: Deno.BenchContext) => void {
-  const rec = { ms: [] as number[], figure };
-  samples.set(name, rec);
-  return (b) => {
-    b.start();
-    const t0 = performance.now();
-    fn();
-    rec.ms.push(performance.now() - t0);
-    b.end();
-  };
-}
-
-function median(xs: number[]): number {
-  const s = xs.slice().sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-globalThis.addEventListener("unload", () => {
-  for (const [name, { ms, figure }] of samples) {
-    if (ms.length === 0) continue;
-    // The first sample of each case is Deno's warm-up call; drop it when there are others.
-    const m = median(ms.length > 1 ? ms.slice(1) : ms);
-    console.log(`cpu_bench: ${name}: median ${m.toFixed(2)} ms over ${ms.length} calls, ${figure(m)}`);
-  }
-});
+const timed = (name: string, figure: (ms: number) => string, fn: () => void) =>
+  timedIn("cpu_bench", name, figure, fn);
 
 // ---------------------------------------------------------------- matmul
 

@@ -31,6 +31,7 @@ import {
   tensor,
   valueAndGrad,
 } from "../mod.ts";
+import { refConv } from "./_reference.ts";
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -52,36 +53,6 @@ const randInt = (r: () => number, lo: number, hi: number): number =>
   lo + Math.floor(((r() + 1) / 2) * (hi - lo + 1));
 
 // ---------------------------------------------------------------- conv2d
-
-/** Direct 7-loop references in float64: forward y, grad input gx, grad weight gw. */
-function refConv(x: ArrayLike<number>, w: ArrayLike<number>, gy: ArrayLike<number>, d: ConvDims) {
-  const { N, C, H, W, O, kh, kw, sh, sw, ph, pw } = d;
-  const { Ho, Wo } = convOutSize(d);
-  const y = new Float64Array(N * O * Ho * Wo), gx = new Float64Array(N * C * H * W);
-  const gw = new Float64Array(O * C * kh * kw);
-  for (let n = 0; n < N; n++) {
-    for (let o = 0; o < O; o++) {
-      for (let oy = 0; oy < Ho; oy++) {
-        for (let ox = 0; ox < Wo; ox++) {
-          const yi = ((n * O + o) * Ho + oy) * Wo + ox;
-          for (let c = 0; c < C; c++) {
-            for (let ky = 0; ky < kh; ky++) {
-              for (let kx = 0; kx < kw; kx++) {
-                const iy = oy * sh - ph + ky, ix = ox * sw - pw + kx;
-                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-                const xi = ((n * C + c) * H + iy) * W + ix, wi = ((o * C + c) * kh + ky) * kw + kx;
-                y[yi] += x[xi] * w[wi];
-                gx[xi] += gy[yi] * w[wi];
-                gw[wi] += gy[yi] * x[xi];
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-  return { y, gx, gw };
-}
 
 /** Max |got − want| relative to the largest |want| (float32 sums lose digits on large ones). */
 function assertClose(name: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number): void {
