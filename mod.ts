@@ -11,7 +11,15 @@ export type { TensorLike } from "./src/ops/dispatch.ts";
 export * from "./src/creation.ts";
 export * from "./src/tree.ts";
 export { hashString, philox4x32 } from "./src/random/philox.ts";
-export { fillNoise, NOISE_LAWS, type NoiseLaw, type StreamKey } from "./src/random/noise.ts";
+export {
+  fillNoise,
+  getNoiseThreads,
+  NOISE_LAWS,
+  type NoiseLaw,
+  setNoiseThreads,
+  type StreamKey,
+} from "./src/random/noise.ts";
+export { type GemmImpl, getGemmImpl, setGemmImpl } from "./src/cpu/kernels/gemm.ts";
 export * from "./src/ops/mod.ts";
 export * from "./src/autodiff.ts";
 export type { BinaryOp, Conv2dGeometry, Pool2dGeometry, ReduceOp, UnaryOp } from "./src/backend.ts";
