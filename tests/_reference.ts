@@ -32,3 +32,22 @@ export function refConv(x: ArrayLike<number>, w: ArrayLike<number>, gy: ArrayLik
   }
   return { y, gx, gw };
 }
+
+/** Deterministic uniform numbers in [-1, 1) (a small LCG; test data only). */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 31 - 1;
+  };
+}
+
+/** A float array constructor. */
+export type FloatCtor = typeof Float32Array | typeof Float64Array;
+
+/** `n` draws of `r` in a new array of `Ctor`. */
+export function randArray(Ctor: FloatCtor, n: number, r: () => number): Float32Array | Float64Array {
+  const x = new Ctor(n);
+  for (let i = 0; i < n; i++) x[i] = r();
+  return x;
+}

@@ -31,23 +31,7 @@ import {
   tensor,
   valueAndGrad,
 } from "../mod.ts";
-import { refConv } from "./_reference.ts";
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 31 - 1;
-  };
-}
-
-type FloatCtor = typeof Float32Array | typeof Float64Array;
-
-function randArray(Ctor: FloatCtor, n: number, r: () => number): Float32Array | Float64Array {
-  const x = new Ctor(n);
-  for (let i = 0; i < n; i++) x[i] = r();
-  return x;
-}
+import { type FloatCtor, randArray, refConv, rng } from "./_reference.ts";
 
 const randInt = (r: () => number, lo: number, hi: number): number =>
   lo + Math.floor(((r() + 1) / 2) * (hi - lo + 1));

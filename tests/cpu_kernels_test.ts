@@ -12,23 +12,6 @@ import {
 import { WasmGemmEngine } from "../src/cpu/kernels/gemm_wasm.ts";
 import type { GemmTiling } from "../src/cpu/kernels/gemm_wasm_module.ts";
 
-/** Deterministic uniform numbers in [-1, 1). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 31 - 1;
-  };
-}
-
-type FloatCtor = typeof Float32Array | typeof Float64Array;
-
-function randArray(Ctor: FloatCtor, n: number, r: () => number): Float32Array | Float64Array {
-  const x = new Ctor(n);
-  for (let i = 0; i < n; i++) x[i] = r();
-  return x;
-}
-
 /** Reference: float64 triple loop straight from the definition. */
 function refGemm(
   tA: boolean,
@@ -258,7 +241,7 @@ import {
   convOutSize,
   im2col,
 } from "../src/cpu/kernels/conv.ts";
-import { refConv } from "./_reference.ts";
+import { type FloatCtor, randArray, refConv, rng } from "./_reference.ts";
 
 function assertClose(name: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number): void {
   assert.equal(got.length, want.length, `${name}: length`);
