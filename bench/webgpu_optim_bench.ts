@@ -6,7 +6,16 @@
  *
  * Traffic per element (float32): SGD reads g, writes u (8 B); VSGD (official mode) also reads
  * the old noise and writes the new one (16 B) and draws the noise in-kernel (Philox4x32-10).
+ *
+ * The generator alone is timed too (4 B written per element, so GB/s ÷ 4 = G draws/s): raw
+ * Philox words, and each noise law (Philox plus the exact fixed-point transform). Where these
+ * rows are far below the SGD row's GB/s, the fused VSGD step is bound by the noise arithmetic,
+ * not by memory.
  */
+import { NOISE_LAWS } from "../src/random/noise.ts";
+import { NOISE_WORDS, noiseKernel, noiseUniforms, PHILOX_WORDS, philoxKernel } from "../kernels/random.ts";
+import { WG1D } from "../kernels/common.ts";
+import { f32bits, type GpuStorage } from "../src/webgpu/backend.ts";
 import { optimKernels } from "../src/optim/kernels.ts";
 import "../src/optim/mod.ts";
 import type { Tensor } from "../src/tensor.ts";
@@ -25,6 +34,35 @@ if (b) {
     [`one array of ${software ? "1M" : "16M"}`, [software ? 1 << 20 : 1 << 24]],
     ["MLP 784-256-256-10", [784 * 256, 256, 256 * 256, 256, 256 * 10, 10]],
   ];
+  // The generator alone: raw Philox words and each law's draws (4 B written per element).
+  const nDraws = software ? 1 << 20 : 1 << 24;
+  const drawsOut = b.alloc([nDraws], "bench");
+  const drawsBuf = (drawsOut.storage as GpuStorage).buffer;
+  const KEY = [1, 2, 3, 0];
+  gpuBench(b, `philox words ${software ? "1M" : "16M"}`, 4 * nDraws, "GB/s", () => {
+    b.run(
+      { key: "bench/philox", code: philoxKernel, bindings: ["write"], uniformWords: PHILOX_WORDS },
+      [nDraws / 4, ...KEY],
+      [drawsBuf],
+      b.grid(Math.ceil(nDraws / 4 / WG1D)),
+    );
+  });
+  for (const law of NOISE_LAWS) {
+    gpuBench(b, `noise ${law} ${software ? "1M" : "16M"}`, 4 * nDraws, "GB/s", () => {
+      b.run(
+        {
+          key: `bench/noise/${law}`,
+          code: () => noiseKernel(law),
+          bindings: ["write"],
+          uniformWords: NOISE_WORDS,
+        },
+        noiseUniforms(nDraws, { k0: 1, k1: 2, c1: 3, c2: 0 }, law, f32bits(0.05)),
+        [drawsBuf],
+        b.grid(Math.ceil(nDraws / 4 / WG1D)),
+      );
+    });
+  }
+
   const pairs: [string, ReturnType<typeof gpuBench>, ReturnType<typeof gpuBench>][] = [];
   for (const [label, shapes] of sizes) {
     const leaves = shapes.map((n) => ({ g: t(n), p: t(n), nOld: t(n), m: t(n), v: t(n) }));

@@ -6,17 +6,21 @@
  *
  * The semantics are those of `src/optim/kernels.ts` (`OptimKernels`); arithmetic is float32.
  *
- * Uniforms: n, k0, k1, c1, c2, law, scale (f32), pad, then the optimizer's f32 constants from
+ * Uniforms: n, k0, k1, c1, c2, (unused), scale (f32), pad, then the optimizer's f32 constants from
  * word 8: SGD lr, momentum, 1 − dampening, wd; Adam b1, 1 − b1, b2, 1 − b2, eps,
- * lr/(1 − b1^t), √(1 − b2^t), wd, lr·wd (decoupled); addScaled alpha.
+ * lr/(1 − b1^t), √(1 − b2^t), wd, lr·wd (decoupled); addScaled alpha; from word 20 the
+ * logarithm table of the gaussian and laplace laws (`withLogTable`). The law itself is compiled in.
  *
  * @module
  */
 import { main1d, storage, uniformBlock } from "./common.ts";
-import { RANDOM_WGSL } from "./random.ts";
+import type { NoiseLaw } from "../src/random/noise.ts";
+import { lawIndex, loadLogTable, RANDOM_WGSL } from "./random.ts";
 
-/** Uniform words of the optimizer kernels. */
-export const OPTIM_WORDS = 20;
+/** Where the logarithm table of the noise laws starts in the optimizer kernels' uniforms. */
+export const OPTIM_TABLE_BASE = 20;
+/** Uniform words of the optimizer kernels (the table included). */
+export const OPTIM_WORDS = OPTIM_TABLE_BASE + 64;
 
 /** The weight-noise stage of a fused kernel. */
 export interface NoiseVariant {
@@ -26,6 +30,8 @@ export interface NoiseVariant {
   nOld: boolean;
   /** Write the drawn noise to `NOut` (default true; perturb does not keep it). */
   store?: boolean;
+  /** The law of the draws (required when `draw`). */
+  law?: NoiseLaw;
 }
 
 /** A fused elementwise kernel: per-element body computing `var u`, plus the noise stage. */
@@ -53,6 +59,7 @@ export function fusedKernel(k: FusedKernel): string {
   let decl = "";
   reads.forEach((r, i) => (decl += storage(1 + i, r, "f32")));
   writes.forEach((w, i) => (decl += storage(1 + reads.length + i, w, "f32", true)));
+  if (k.noise.draw && !k.noise.law) throw new TypeError("fusedKernel: a drawing noise stage needs its law");
   const stage = k.noise.draw
     ? `let nn = z[l]; ${k.noise.store !== false ? "NOut[i] = nn; " : ""}u = u + (nn - ${
       k.noise.nOld ? "NOld[i]" : "0.0"
@@ -62,13 +69,30 @@ export function fusedKernel(k: FusedKernel): string {
     : "";
   return `${uniformBlock(OPTIM_WORDS)}${decl}${k.noise.draw ? RANDOM_WGSL : ""}
 ${main1d()}
+  ${k.noise.draw ? loadLogTable(k.noise.law!, OPTIM_TABLE_BASE) : ""}
   let n = U(0);
   let base = 4u * i;
   if (base >= n) { return; }
   ${
     k.noise.draw
-      ? "let z = noise_block(philox(U(1), U(2), vec4<u32>(i, U(3), U(4), 0u)), U(5), UF(6u));"
+      ? `let z = noise_block(philox(U(1), U(2), vec4<u32>(i, U(3), U(4), 0u)), ${
+        lawIndex(k.noise.law!)
+      }u, UF(6u));`
       : ""
+  }
+  if (base + 3u < n) {
+    ${
+    [0, 1, 2, 3].map((l) =>
+      `{
+    const l = ${l}u;
+    let i = base + l;
+    ${k.body}
+    ${stage}
+    Uo[i] = u;
+    }`
+    ).join("\n    ")
+  }
+    return;
   }
   for (var l = 0u; l < 4u; l++) {
     let i = base + l;
@@ -150,12 +174,12 @@ export function noiseStepKernel(noise: NoiseVariant): FusedKernel {
 }
 
 /** θ + n (clean mode's perturb): the noise stage with nothing to remove. */
-export function perturbKernel(): FusedKernel {
+export function perturbKernel(law: NoiseLaw): FusedKernel {
   return {
     reads: ["Pp"],
     writes: [],
     body: "var u = Pp[i];",
-    noise: { draw: true, nOld: false, store: false },
+    noise: { draw: true, nOld: false, store: false, law },
   };
 }
 

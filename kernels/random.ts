@@ -5,12 +5,66 @@
  * arithmetic and why it is exact on every device (integers only, then one correctly rounded
  * conversion and one multiplication, both immune to fused multiply–add contraction).
  *
+ * The law is compiled into each kernel (no branch on a uniform), and the logarithm's 64-word table
+ * travels in the kernel's uniforms and is copied once per workgroup into workgroup memory
+ * ({@linkcode loadLogTable}): a table in `var<private>` or `const` storage is materialised per
+ * invocation by some compilers (on lavapipe it doubled the cost of a draw).
+ *
  * @module
  */
-import { HALF_PI_Q25, LN2_Q25, LOG_OFFSET, LOG_RECIP } from "../src/random/noise.ts";
+import {
+  HALF_PI_Q25,
+  LN2_Q25,
+  LOG_OFFSET,
+  LOG_RECIP,
+  NOISE_LAWS,
+  type NoiseLaw,
+} from "../src/random/noise.ts";
 import { main1d, storage, uniformBlock } from "./common.ts";
 
-/** WGSL functions: `philox(k0, k1, c) -> vec4<u32>` and `noise_block(b, law, scale) -> vec4<f32>`. */
+/** The logarithm table (`LOG_RECIP` then `LOG_OFFSET`), 64 words, passed in the uniforms. */
+export const LOG_TABLE: readonly number[] = [...LOG_RECIP, ...LOG_OFFSET];
+
+/** The law's index in the WGSL (0 gaussian, 1 laplace, 2 uniform: the order of `NOISE_LAWS`). */
+export function lawIndex(law: NoiseLaw): number {
+  const i = NOISE_LAWS.indexOf(law);
+  if (i < 0) {
+    throw new RangeError(`noise law must be one of ${NOISE_LAWS.join(", ")}, got ${JSON.stringify(law)}`);
+  }
+  return i;
+}
+
+/** Whether draws of the law read the logarithm table (gaussian and laplace do). */
+export function lawNeedsTable(law: NoiseLaw): boolean {
+  return law !== "uniform";
+}
+
+/**
+ * WGSL statements that copy the logarithm table from uniform words `base`…`base + 63` into
+ * workgroup memory; they must come first in the entry point (before any early return: they end
+ * with a barrier). Empty for the uniform law.
+ */
+export function loadLogTable(law: NoiseLaw, base: number): string {
+  if (!lawNeedsTable(law)) return "";
+  return `if (lid.x < 64u) { LOGT[lid.x] = U(${base}u + lid.x); }
+  workgroupBarrier();`;
+}
+
+/** The kernel's uniform words `base`… with the table appended when the law needs it. */
+export function withLogTable(words: readonly number[], law: NoiseLaw, base: number): number[] {
+  if (words.length > base) {
+    throw new RangeError(`withLogTable: ${words.length} words exceed the table base ${base}`);
+  }
+  const out = [...words];
+  while (out.length < base) out.push(0);
+  return lawNeedsTable(law) ? [...out, ...LOG_TABLE] : out;
+}
+
+/**
+ * WGSL functions: `philox(k0, k1, c) -> vec4<u32>` and `noise_block(b, law, scale) -> vec4<f32>`
+ * (call it with a literal law so that the compiler drops the other laws), and the workgroup table
+ * `LOGT` that {@linkcode loadLogTable} fills.
+ */
 export const RANDOM_WGSL = `
 fn mulhi(a: u32, b: u32) -> u32 {
   let al = a & 0xffffu; let ah = a >> 16u; let bl = b & 0xffffu; let bh = b >> 16u;
@@ -33,13 +87,16 @@ fn philox(key0: u32, key1: u32, ctr: vec4<u32>) -> vec4<u32> {
   return vec4<u32>(c0, c1, c2, c3);
 }
 
-// floor(a*b / 2^25) for a, b < 2^26.
+// floor(a*b / 2^25) for a, b < 2^26, from 13-bit halves (every partial sum stays below 2^28):
+// a*b = ah*bh*2^26 + (ah*bl + al*bh)*2^13 + al*bl, and nested floors of divisions by powers of
+// two compose exactly.
 fn mulq(a: u32, b: u32) -> u32 {
-  return (mulhi(a, b) << 7u) | ((a * b) >> 25u);
+  let ah = a >> 13u; let al = a & 0x1fffu; let bh = b >> 13u; let bl = b & 0x1fffu;
+  return 2u * ah * bh + ((ah * bl + al * bh + ((al * bl) >> 13u)) >> 12u);
 }
 
-var<private> LOG_RECIP: array<u32, 32> = array<u32, 32>(${LOG_RECIP.map((x) => `${x}u`).join(", ")});
-var<private> LOG_OFFSET: array<u32, 32> = array<u32, 32>(${LOG_OFFSET.map((x) => `${x}u`).join(", ")});
+// LOG_RECIP (words 0-31) and LOG_OFFSET (words 32-63), filled by loadLogTable.
+var<workgroup> LOGT: array<u32, 64>;
 
 fn log1m_series(d: u32) -> u32 {
   var h = 6710886u;
@@ -56,8 +113,8 @@ fn neglog_q25(q: u32, e: u32) -> u32 {
   let y = q << (25u - k);
   let j = (y - 33554432u) >> 20u;
   if (e - k == 1u && j == 31u) { return log1m_series(33554432u - (y >> 1u)); }
-  let d = 33554432u - mulq(y, LOG_RECIP[j]);
-  return (e - k) * ${LN2_Q25}u + log1m_series(d) - LOG_OFFSET[j];
+  let d = 33554432u - mulq(y, LOGT[j]);
+  return (e - k) * ${LN2_Q25}u + log1m_series(d) - LOGT[32u + j];
 }
 
 // r*r > (nhi, nlo) as 64-bit numbers, r < 2^26.
@@ -150,19 +207,56 @@ ${main1d()}
 }`;
 }
 
-/** Uniform words of the noise kernel: n, k0, k1, c1, c2, law, scale (f32). */
-export const NOISE_WORDS = 8;
+/**
+ * Uniform words of the noise kernel: n, k0, k1, c1, c2, (unused), scale (f32), (unused), then the
+ * logarithm table from word 8 (gaussian and laplace).
+ */
+export const NOISE_WORDS = 72;
+/** Where the logarithm table starts in the noise kernel's uniforms. */
+export const NOISE_TABLE_BASE = 8;
+
+/** The noise kernel's uniform words. */
+export function noiseUniforms(
+  n: number,
+  key: { k0: number; k1: number; c1: number; c2: number },
+  law: NoiseLaw,
+  scaleBits: number,
+): number[] {
+  return withLogTable(
+    [n, key.k0 >>> 0, key.k1 >>> 0, key.c1 >>> 0, key.c2 >>> 0, 0, scaleBits, 0],
+    law,
+    NOISE_TABLE_BASE,
+  );
+}
 
 /**
  * out[i] = element i of the stream (like `fillNoise(out, law, scale, key)`), one thread per Philox
- * block. Bindings: out (write).
+ * block. Bindings: out (write). Uniforms: {@linkcode noiseUniforms}.
  */
-export function noiseKernel(): string {
+export function noiseKernel(law: NoiseLaw): string {
   return `${uniformBlock(NOISE_WORDS)}${storage(1, "Y", "f32", true)}${RANDOM_WGSL}
 ${main1d()}
+  ${loadLogTable(law, NOISE_TABLE_BASE)}
   let n = U(0);
   if (4u * i >= n) { return; }
-  let v = noise_block(philox(U(1), U(2), vec4<u32>(i, U(3), U(4), 0u)), U(5), UF(6u));
+  let v = noise_block(philox(U(1), U(2), vec4<u32>(i, U(3), U(4), 0u)), ${lawIndex(law)}u, UF(6u));
   for (var l = 0u; l < 4u; l++) { if (4u * i + l < n) { Y[4u * i + l] = v[l]; } }
+}`;
+}
+
+/**
+ * The transform alone, for tests on chosen words: Y[4b + l] = noise_block(X[4b…4b+3])[l] for
+ * b < U(0), scale UF(6). Bindings: X (u32, read), Y (write). Uniforms as {@linkcode noiseUniforms}
+ * (the key words unused).
+ */
+export function transformKernel(law: NoiseLaw): string {
+  return `${uniformBlock(NOISE_WORDS)}${storage(1, "X", "u32")}${storage(2, "Y", "f32", true)}${RANDOM_WGSL}
+${main1d()}
+  ${loadLogTable(law, NOISE_TABLE_BASE)}
+  if (i >= U(0)) { return; }
+  let v = noise_block(vec4<u32>(X[4u * i], X[4u * i + 1u], X[4u * i + 2u], X[4u * i + 3u]), ${
+    lawIndex(law)
+  }u, UF(6u));
+  Y[4u * i] = v.x; Y[4u * i + 1u] = v.y; Y[4u * i + 2u] = v.z; Y[4u * i + 3u] = v.w;
 }`;
 }

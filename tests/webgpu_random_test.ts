@@ -6,12 +6,19 @@
 import assert from "node:assert/strict";
 import { getBackend } from "../src/backend.ts";
 import "../src/cpu/backend.ts";
-import { fillNoise, NOISE_LAWS, type NoiseLaw } from "../src/random/noise.ts";
+import { fillNoise, NOISE_LAWS, type NoiseLaw, transformBlock } from "../src/random/noise.ts";
 import { philox4x32 } from "../src/random/philox.ts";
 import { Tensor } from "../src/tensor.ts";
 import { applyUpdates, type Optimizer, vadam, vsgd } from "../src/optim/mod.ts";
 import { optimKernels, registerOptimKernels } from "../src/optim/kernels.ts";
-import { NOISE_WORDS, noiseKernel, PHILOX_WORDS, philoxKernel } from "../kernels/random.ts";
+import {
+  NOISE_WORDS,
+  noiseKernel,
+  noiseUniforms,
+  PHILOX_WORDS,
+  philoxKernel,
+  transformKernel,
+} from "../kernels/random.ts";
 import { f32bits, type GpuStorage } from "../src/webgpu/backend.ts";
 import { webgpuOptimKernels } from "../src/webgpu/optim.ts";
 import { testRng } from "../src/webgpu/testing.ts";
@@ -58,8 +65,13 @@ async function gpuNoise(
   const g = gpu!;
   const t = g.alloc([n], "noise");
   g.run(
-    { key: "test/noise", code: noiseKernel, bindings: ["write"], uniformWords: NOISE_WORDS },
-    [n, key.k0, key.k1, key.c1, key.c2, NOISE_LAWS.indexOf(law), f32bits(scale)],
+    {
+      key: `test/noise/${law}`,
+      code: () => noiseKernel(law),
+      bindings: ["write"],
+      uniformWords: NOISE_WORDS,
+    },
+    noiseUniforms(n, key, law, f32bits(scale)),
     [(t.storage as GpuStorage).buffer],
     g.grid(Math.ceil(n / 4 / 256)),
   );
@@ -81,6 +93,74 @@ Deno.test({ name: "webgpu random: every noise law is bit-identical to fillNoise"
     }
   }
 });
+
+/**
+ * 24-bit draws (the transforms read `word >>> 8`) at the edges of the arithmetic: the extreme
+ * tails (0, 1, 2…), every power of two and its neighbours (the logarithm's exponent), the 32
+ * table intervals of several octaves (the logarithm's table index), and the octant, quadrant and
+ * sign boundaries of the angle and of the laplace sign.
+ */
+function edgeDraws(): number[] {
+  const v = new Set<number>([0, 1, 2, 3, 4, 5, (1 << 24) - 1, (1 << 24) - 2]);
+  for (let k = 1; k < 24; k++) for (const d of [-1, 0, 1]) v.add((1 << k) + d);
+  for (const k of [6, 11, 17, 23]) {
+    for (let j = 0; j < 32; j++) for (const d of [-1, 0]) v.add((1 << k) + j * (1 << (k - 5)) + d);
+  }
+  for (let m = 0; m < 8; m++) for (const d of [-1, 0, 1]) v.add(m * (1 << 21) + d);
+  return [...v].filter((x) => x >= 0 && x < 1 << 24).sort((a, b) => a - b);
+}
+
+Deno.test(
+  {
+    name: "webgpu random: the WGSL transforms equal the CPU's at the edges (tails, tables, quadrants)",
+    ignore,
+  },
+  async () => {
+    const g = gpu!;
+    const edges = edgeDraws();
+    // Every ordered pair of edge draws, as (radius word, angle word) of the gaussian and as two
+    // laplace/uniform words; the low 8 bits (ignored by the transforms) random.
+    const words: number[] = [];
+    for (const a of edges) {
+      for (const b of edges) words.push((a << 8 | (u32() & 255)) >>> 0, (b << 8 | (u32() & 255)) >>> 0);
+    }
+    while (words.length % 4) words.push(0);
+    const blocks = words.length / 4;
+    const x = g.fromArray(new Float32Array(new Uint32Array(words).buffer), [words.length], "float32");
+    for (const law of NOISE_LAWS) {
+      const y = g.alloc([words.length], "transform");
+      g.run(
+        {
+          key: `test/transform/${law}`,
+          code: () => transformKernel(law),
+          bindings: ["read", "write"],
+          uniformWords: NOISE_WORDS,
+        },
+        noiseUniforms(blocks, { k0: 0, k1: 0, c1: 0, c2: 0 }, law, f32bits(1)),
+        [(x.storage as GpuStorage).buffer, (y.storage as GpuStorage).buffer],
+        g.grid(Math.ceil(blocks / 256)),
+      );
+      const got = await y.data();
+      const want = new Float64Array(4), block = new Uint32Array(4);
+      for (let b = 0; b < blocks; b++) {
+        block.set(words.slice(4 * b, 4 * b + 4));
+        transformBlock(block, law, 1, want);
+        for (let l = 0; l < 4; l++) {
+          if (!Object.is(got[4 * b + l], Math.fround(want[l]))) {
+            assert.fail(
+              `${law} words ${[...block].map((w) => w.toString(16))} lane ${l}: gpu ${
+                got[4 * b + l]
+              } vs cpu ${want[l]}`,
+            );
+          }
+        }
+      }
+      g.release(y);
+    }
+    g.release(x);
+    assert.ok(edges.length > 200, `edge draws: ${edges.length}`);
+  },
+);
 
 /** A CPU params tree and its GPU twin. */
 function paramsPair(shapes: Record<string, number[]>) {

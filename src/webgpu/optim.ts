@@ -24,10 +24,12 @@ import {
   fusedKernel,
   noiseStepKernel,
   type NoiseVariant,
+  OPTIM_TABLE_BASE,
   OPTIM_WORDS,
   perturbKernel,
   sgdKernel,
 } from "../../kernels/optim.ts";
+import { withLogTable } from "../../kernels/random.ts";
 import { f32bits, type GpuStorage, type WebGPUBackend } from "./backend.ts";
 
 interface StageWords {
@@ -64,9 +66,10 @@ export function webgpuOptimKernels(
   function stageOf(stage: NoiseStage | undefined, who: string): StageWords {
     if (!stage) return { variant: { draw: false, nOld: false }, words: [0, 0, 0, 0, 0, 0, 0] };
     const draw = !stage.reset && stage.scale !== 0;
+    lawIndex(stage.law, who); // validates
     return {
-      variant: { draw, nOld: stage.nOld !== null },
-      words: [...keyWords(stage.key), lawIndex(stage.law, who), f32bits(stage.scale), 0],
+      variant: { draw, nOld: stage.nOld !== null, law: stage.law },
+      words: [...keyWords(stage.key), 0, f32bits(stage.scale), 0],
     };
   }
 
@@ -83,7 +86,8 @@ export function webgpuOptimKernels(
     if (n === 0) return;
     const { reads, writes } = fusedBindings(k);
     const bufs = [...reads.map((r) => inputs[r]), ...writes.map((w) => outputs[w])];
-    const u = [n, ...stageWords, ...consts.map(f32bits)];
+    const words = [n, ...stageWords, ...consts.map(f32bits)];
+    const u = k.noise.draw ? withLogTable(words, k.noise.law!, OPTIM_TABLE_BASE) : words;
     b.run(
       {
         key: `optim/${key}`,
@@ -97,7 +101,7 @@ export function webgpuOptimKernels(
     );
   }
 
-  const vkey = (v: NoiseVariant) => `${v.draw ? "D" : "d"}${v.nOld ? "O" : "o"}`;
+  const vkey = (v: NoiseVariant) => `${v.draw ? `D${v.law}` : "d"}${v.nOld ? "O" : "o"}`;
 
   /** The noise stage alone on an update tensor u (a second dispatch). */
   function noiseStep(u: Tensor, stage: NoiseStage): { u: Tensor; noise: Tensor | null } {
@@ -231,11 +235,12 @@ export function webgpuOptimKernels(
     perturb(p: Tensor, law: NoiseLaw, scale: number, key: StreamKey): Tensor {
       const pb = buf(p, "perturb", "p");
       const y = out(p, "perturb");
+      lawIndex(law, "perturb"); // validates
       run(
-        "perturb",
-        perturbKernel(),
+        `perturb/${law}`,
+        perturbKernel(law),
         p.size,
-        [...keyWords(key), lawIndex(law, "perturb"), f32bits(scale), 0],
+        [...keyWords(key), 0, f32bits(scale), 0],
         [],
         { Pp: pb },
         { Uo: ob(y) },
