@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds .device/ (git-ignored): everything tools/device/check.sh needs on the bare GPU machine
+# lent by the workplace's `device` tool, which has no network and no Deno:
+#   deno.xz          this machine's deno binary, xz-compressed (~30 MB; the carry limit is 64 MiB)
+#   libvulkan1_*.deb the Vulkan loader, unpacked there only when the machine lacks one
+#   tfjs_matmul.js   bench/webgpu_tfjs_matmul.ts bundled with npm:@tensorflow/tfjs-* (no npm there)
+# Run it here, right before the device call (the bundle snapshots our matmul code too):
+#   bash tools/device/prepare.sh
+# then call the device tool with carry [".device"] and command "bash tools/device/check.sh".
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+if [ "$(uname -m)" != "x86_64" ]; then
+  echo "prepare: the GPU machine is x86-64; this machine is $(uname -m), so its deno would not run there" >&2
+  exit 1
+fi
+command -v deno >/dev/null || { echo "prepare: deno is not on PATH (npm install -g deno@2.9.6)" >&2; exit 1; }
+mkdir -p .device
+tmp=$(mktemp -d .device/tmp.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+
+echo "prepare: compressing $(deno --version | head -1)" >&2
+xz -T0 -6 -c "$(readlink -f "$(command -v deno)")" >"$tmp/deno.xz"
+
+echo "prepare: downloading the Vulkan loader (libvulkan1)" >&2
+if ! (cd "$tmp" && apt-get download libvulkan1 >/dev/null 2>&1); then
+  apt-get update -qq >/dev/null 2>&1 || true
+  (cd "$tmp" && apt-get download libvulkan1 >/dev/null)
+fi
+
+echo "prepare: bundling bench/webgpu_tfjs_matmul.ts with TensorFlow.js" >&2
+deno bundle --quiet --platform deno -o "$tmp/tfjs_matmul.js" bench/webgpu_tfjs_matmul.ts
+
+# Replace the old kit only once the new one is complete.
+rm -f .device/deno.xz .device/*.deb .device/tfjs_matmul.js
+mv "$tmp"/deno.xz "$tmp"/*.deb "$tmp"/tfjs_matmul.js .device/
+du -sh .device
