@@ -1,8 +1,10 @@
 /**
  * Tiled matrix multiplication C = op(A)·op(B), batched, in the style of TensorFlow.js's WebGPU
- * matmul: a workgroup of W×W threads computes a T×T tile of C (T = 4W, 4×4 outputs per thread),
- * staging 16-deep slices of A and B in workgroup memory; global loads are vec4 when the contiguous
- * dimension is a multiple of 4. Transposed operands are read in place (no explicit transposes).
+ * matmul: a workgroup of (TN/4)×(TM/4) threads computes a TM×TN tile of C (4×4 outputs per
+ * thread), staging 16-deep slices of A and B in workgroup memory; global loads are vec4 when the
+ * contiguous dimension is a multiple of 4. Transposed operands are read in place (no explicit
+ * transposes). Tiles are rectangular so that a small dimension (the 3 or 6 channels of a first
+ * convolution) does not pay for a 64-wide tile: {@linkcode chooseTile}.
  *
  * Operands can also come from loader functions (`fn loadA(off, m, k) -> f32`,
  * `fn loadB(off, k, n) -> f32`): the convolutions use them for implicit-GEMM im2col.
@@ -20,8 +22,8 @@ export type OperandMode = "vec-k" | "vec-m" | "vec-n" | "fn-k" | "fn-m" | "fn-n"
 
 /** A matmul kernel variant (its "shape class"). */
 export interface MatmulVariant {
-  /** Tile edge: 64 (16×16 threads) or 32 (8×8 threads). */
-  tile: 32 | 64;
+  /** Tile: rows (M) × columns (N) of C per workgroup, from {@linkcode chooseTile}. */
+  tile: MatmulTile;
   /** How A (logical M×K) is loaded: "vec-k" | "vec-m" | "fn-k" | "fn-m". */
   a: OperandMode;
   /** How B (logical K×N) is loaded: "vec-n" | "vec-k" | "fn-n" | "fn-k". */
@@ -54,61 +56,90 @@ export function plainLoaders(transA: boolean, transB: boolean, needA: boolean, n
       : "");
 }
 
+/** A tile of C: `m` rows × `n` columns, each 8, 16, 32 or 64 (and `n` up to 128). */
+export interface MatmulTile {
+  /** Rows (of M) per workgroup. */
+  m: 8 | 16 | 32 | 64;
+  /** Columns (of N) per workgroup. */
+  n: 8 | 16 | 32 | 64 | 128;
+}
+
+const pow2Tile = (x: number, lo: number, hi: number) =>
+  Math.min(hi, Math.max(lo, 2 ** Math.ceil(Math.log2(x))));
+
+/**
+ * The tile of an M×N product repeated `batches` times: each side the smallest power of two ≥ the
+ * dimension, from 8 to 64 (a 3- or 6-row product takes 8-row tiles instead of wasting 90% of a
+ * 64-row one); then, while fewer than 128 workgroups would run, the larger side is halved down to
+ * 32 (small products need more workgroups); 8-row tiles take 128 columns (64 threads per group)
+ * when that still leaves 128 workgroups.
+ */
+export function chooseTile(M: number, N: number, batches: number): MatmulTile {
+  let m = pow2Tile(M, 8, 64), n = pow2Tile(N, 8, 64);
+  const groups = () => Math.ceil(M / m) * Math.ceil(N / n) * batches;
+  while (groups() < 128 && Math.max(m, n) > 32) {
+    if (m >= n) m /= 2;
+    else n /= 2;
+  }
+  if (m === 8 && Math.ceil(N / 128) * batches >= 128) n = 128;
+  return { m: m as MatmulTile["m"], n: n as MatmulTile["n"] };
+}
+
 /** WGSL of a matmul variant. Bindings: A (read), B (read), C (write). */
 export function matmulKernel(v: MatmulVariant): string {
-  const T = v.tile, W = T / 4, T4 = T / 4, TK = 16;
+  const TM = v.tile.m, TN = v.tile.n, TM4 = TM / 4, TN4 = TN / 4, NT = TM4 * TN4, TK = 16;
   const aVec = v.a.startsWith("vec"), bVec = v.b.startsWith("vec");
-  const scatter = (arr: string, kExpr: string, rowExpr: string, val: string) =>
+  const scatter = (arr: string, T4: number, kExpr: string, rowExpr: string, val: string) =>
     [0, 1, 2, 3].map((c) =>
       `${arr}[(${kExpr} + ${c}u) * ${T4}u + ${rowExpr} / 4u][${rowExpr} % 4u] = ${val}.${"xyzw"[c]};`
     )
       .join("\n      ");
   let loadA: string;
   if (v.a === "vec-k") {
-    loadA = `for (var s = tid; s < ${(T * TK) / 4}u; s += ${W * W}u) {
+    loadA = `for (var s = tid; s < ${(TM * TK) / 4}u; s += ${NT}u) {
       let m = s / 4u; let kq = (s % 4u) * 4u; let gm = m0 + m; let gk = k0 + kq;
       var x = vec4<f32>(0.0);
       if (gm < M && gk < kEnd) { x = A[(aOff + gm * K + gk) / 4u]; }
-      ${scatter("As", "kq", "m", "x")}
+      ${scatter("As", TM4, "kq", "m", "x")}
     }`;
   } else if (v.a === "vec-m") {
-    loadA = `for (var s = tid; s < ${(T * TK) / 4}u; s += ${W * W}u) {
-      let k = s / ${T4}u; let mq = s % ${T4}u; let gk = k0 + k; let gm = m0 + mq * 4u;
+    loadA = `for (var s = tid; s < ${(TM * TK) / 4}u; s += ${NT}u) {
+      let k = s / ${TM4}u; let mq = s % ${TM4}u; let gk = k0 + k; let gm = m0 + mq * 4u;
       var x = vec4<f32>(0.0);
       if (gk < kEnd && gm < M) { x = A[(aOff + gk * M + gm) / 4u]; }
-      As[k * ${T4}u + mq] = x;
+      As[k * ${TM4}u + mq] = x;
     }`;
   } else {
-    const [m, k] = v.a === "fn-k" ? [`e / ${TK}u`, `e % ${TK}u`] : [`e % ${T}u`, `e / ${T}u`];
-    loadA = `for (var e = tid; e < ${T * TK}u; e += ${W * W}u) {
+    const [m, k] = v.a === "fn-k" ? [`e / ${TK}u`, `e % ${TK}u`] : [`e % ${TM}u`, `e / ${TM}u`];
+    loadA = `for (var e = tid; e < ${TM * TK}u; e += ${NT}u) {
       let m = ${m}; let k = ${k}; let gm = m0 + m; let gk = k0 + k;
       var x = 0.0;
       if (gm < M && gk < kEnd) { x = loadA(aOff, gm, gk); }
-      As[k * ${T4}u + m / 4u][m % 4u] = x;
+      As[k * ${TM4}u + m / 4u][m % 4u] = x;
     }`;
   }
   let loadB: string;
   if (v.b === "vec-n") {
-    loadB = `for (var s = tid; s < ${(T * TK) / 4}u; s += ${W * W}u) {
-      let k = s / ${T4}u; let nq = s % ${T4}u; let gk = k0 + k; let gn = n0 + nq * 4u;
+    loadB = `for (var s = tid; s < ${(TN * TK) / 4}u; s += ${NT}u) {
+      let k = s / ${TN4}u; let nq = s % ${TN4}u; let gk = k0 + k; let gn = n0 + nq * 4u;
       var x = vec4<f32>(0.0);
       if (gk < kEnd && gn < N) { x = B[(bOff + gk * N + gn) / 4u]; }
-      Bs[k * ${T4}u + nq] = x;
+      Bs[k * ${TN4}u + nq] = x;
     }`;
   } else if (v.b === "vec-k") {
-    loadB = `for (var s = tid; s < ${(T * TK) / 4}u; s += ${W * W}u) {
+    loadB = `for (var s = tid; s < ${(TN * TK) / 4}u; s += ${NT}u) {
       let n = s / 4u; let kq = (s % 4u) * 4u; let gn = n0 + n; let gk = k0 + kq;
       var x = vec4<f32>(0.0);
       if (gn < N && gk < kEnd) { x = B[(bOff + gn * K + gk) / 4u]; }
-      ${scatter("Bs", "kq", "n", "x")}
+      ${scatter("Bs", TN4, "kq", "n", "x")}
     }`;
   } else {
-    const [n, k] = v.b === "fn-n" ? [`e % ${T}u`, `e / ${T}u`] : [`e / ${TK}u`, `e % ${TK}u`];
-    loadB = `for (var e = tid; e < ${T * TK}u; e += ${W * W}u) {
+    const [n, k] = v.b === "fn-n" ? [`e % ${TN}u`, `e / ${TN}u`] : [`e / ${TK}u`, `e % ${TK}u`];
+    loadB = `for (var e = tid; e < ${TN * TK}u; e += ${NT}u) {
       let n = ${n}; let k = ${k}; let gn = n0 + n; let gk = k0 + k;
       var x = 0.0;
       if (gn < N && gk < kEnd) { x = loadB(bOff, gk, gn); }
-      Bs[k * ${T4}u + n / 4u][n % 4u] = x;
+      Bs[k * ${TN4}u + n / 4u][n % 4u] = x;
     }`;
   }
   const store = v.cVec
@@ -135,25 +166,25 @@ export function matmulKernel(v: MatmulVariant): string {
     storage(2, "B", bVec ? "vec4<f32>" : "f32")
   }${storage(3, "C", v.cVec ? "vec4<f32>" : "f32", true)}
 ${v.loaders}
-var<workgroup> As: array<vec4<f32>, ${(TK * T) / 4}>;
-var<workgroup> Bs: array<vec4<f32>, ${(TK * T) / 4}>;
+var<workgroup> As: array<vec4<f32>, ${(TK * TM) / 4}>;
+var<workgroup> Bs: array<vec4<f32>, ${(TK * TN) / 4}>;
 
-@compute @workgroup_size(${W}, ${W}, 1)
+@compute @workgroup_size(${TN4}, ${TM4}, 1)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let M = U(0); let N = U(1); let K = U(2);
   let z = wid.z;
   var aOff = 0u; var bOff = 0u; var kBeg = 0u; var kEnd = K;
   ${offsets}
-  let tid = lid.y * ${W}u + lid.x;
-  let m0 = wid.y * ${T}u; let n0 = wid.x * ${T}u;
+  let tid = lid.y * ${TN4}u + lid.x;
+  let m0 = wid.y * ${TM}u; let n0 = wid.x * ${TN}u;
   var acc0 = vec4<f32>(0.0); var acc1 = vec4<f32>(0.0); var acc2 = vec4<f32>(0.0); var acc3 = vec4<f32>(0.0);
   for (var k0 = kBeg; k0 < kEnd; k0 += ${TK}u) {
     ${loadA}
     ${loadB}
     workgroupBarrier();
     for (var k = 0u; k < ${TK}u; k++) {
-      let a = As[k * ${T4}u + lid.y];
-      let b = Bs[k * ${T4}u + lid.x];
+      let a = As[k * ${TM4}u + lid.y];
+      let b = Bs[k * ${TN4}u + lid.x];
       acc0 += a.x * b; acc1 += a.y * b; acc2 += a.z * b; acc3 += a.w * b;
     }
     workgroupBarrier();

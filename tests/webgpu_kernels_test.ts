@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { type Backend, getBackend } from "../src/backend.ts";
 import "../src/cpu/backend.ts";
-import type { Tensor } from "../src/tensor.ts";
+import { shapeSize, type Tensor } from "../src/tensor.ts";
+import { chooseTile } from "../kernels/matmul.ts";
 import { testRng } from "../src/webgpu/testing.ts";
 import { webgpuSuite } from "./_webgpu.ts";
 
@@ -187,7 +188,20 @@ Deno.test(
       [[4, 1, 8, 12], [1, 3, 12, 5], false, false, [4, 3, 8, 5]],
       [[8, 200, 30], [8, 30, 260], false, false, [8, 200, 260]],
       [[8, 31, 201], [8, 259, 31], true, true, [8, 201, 259]],
+      // rectangular tiles: 8×128 and 8×32 (few rows, many columns), 32×8 and 16×32, transposed too
+      [[130, 5, 20], [20, 130], false, false, [130, 5, 130]],
+      [[6, 40], [40, 300], false, false, [6, 300]],
+      [[40, 3], [300, 40], true, true, [3, 300]],
+      [[130, 21], [21, 5], false, false, [130, 5]],
+      [[2, 13, 19], [2, 19, 29], false, false, [2, 13, 29]],
     ];
+    const tiles = new Set(cases.map(([, , , , out]) => {
+      const t = chooseTile(out[out.length - 2], out[out.length - 1], shapeSize(out.slice(0, -2)));
+      return `${t.m}x${t.n}`;
+    }));
+    for (const t of ["8x128", "8x32", "32x8", "16x32", "64x64"]) {
+      assert.ok(tiles.has(t), `no case uses the ${t} tile`);
+    }
     for (const [sa, sb, tA, tB, out] of cases) {
       const [ca, ga] = pair(sa), [cb, gb] = pair(sb);
       const K = tA ? sa[sa.length - 2] : sa[sa.length - 1];
@@ -291,6 +305,8 @@ Deno.test({ name: "webgpu kernels: conv2d forward and both gradients (implicit G
     { x: [4, 6, 7, 7], w: [16, 6, 5, 5], stride: [1, 1], padding: [0, 0] },
     { x: [2, 4, 8, 9], w: [3, 4, 1, 1], stride: [2, 3], padding: [0, 0] },
     { x: [2, 2, 6, 6], w: [3, 2, 3, 3], stride: [3, 3], padding: [2, 1] },
+    // LeNet's first layer on CIFAR-size images: 6 of 8 tile rows, 1,024 columns, 8 images
+    { x: [8, 3, 32, 32], w: [6, 3, 5, 5], stride: [1, 1], padding: [2, 2] },
   ] as const;
   for (const cse of cases) {
     const geo = {

@@ -25,6 +25,7 @@ import {
 } from "../../kernels/elementwise.ts";
 import { REDUCE_WG, REDUCE_WORDS, reduceKernel } from "../../kernels/reduce.ts";
 import {
+  chooseTile,
   MATMUL_WORDS,
   matmulKernel,
   type MatmulVariant,
@@ -484,10 +485,11 @@ export class WebGPUBackend implements Backend {
     extra: number[],
     bufs: [GPUBuffer, GPUBuffer, GPUBuffer],
   ): void {
-    const tiles64 = Math.ceil(M / 64) * Math.ceil(N / 64) * z;
-    const tile: 32 | 64 = tiles64 >= 128 ? 64 : 32;
+    const tile = chooseTile(M, N, z);
     const variant: MatmulVariant = { ...v, tile };
-    const key = `${name}/${tile}/${v.a}/${v.b}/${v.cVec ? "cv" : "cs"}/${v.splitK ? "split" : "batch"}`;
+    const key = `${name}/${tile.m}x${tile.n}/${v.a}/${v.b}/${v.cVec ? "cv" : "cs"}/${
+      v.splitK ? "split" : "batch"
+    }`;
     const u = new Array<number>(MATMUL_WORDS).fill(0);
     u[0] = M;
     u[1] = N;
@@ -504,8 +506,7 @@ export class WebGPUBackend implements Backend {
     }
     extra.forEach((x, i) => (u[CONV_GEO + i] = x));
     const spec = this.#spec(key, MATMUL_WORDS, ["read", "read", "write"], () => matmulKernel(variant));
-    const T = tile;
-    this.run(spec, u, bufs, [Math.ceil(N / T), Math.ceil(M / T), z]);
+    this.run(spec, u, bufs, [Math.ceil(N / tile.n), Math.ceil(M / tile.m), z]);
   }
 
   matmul(a: Tensor, b: Tensor, transA: boolean, transB: boolean, outShape: readonly number[]): Tensor {
@@ -621,7 +622,8 @@ export class WebGPUBackend implements Backend {
     }
     const M = d.o, N = d.ckk;
     // Split K (the batch × output pixels) so that enough workgroups run, then sum the parts.
-    const tiles = Math.ceil(M / 32) * Math.ceil(N / 32);
+    const t = chooseTile(M, N, 1);
+    const tiles = Math.ceil(M / t.m) * Math.ceil(N / t.n);
     let splits = Math.max(1, Math.min(Math.ceil(MATMUL_SPLIT_TARGET / tiles), Math.floor(K / 256), 1024));
     const kChunk = Math.ceil(K / splits / 16) * 16;
     splits = Math.ceil(K / kChunk);
