@@ -28,6 +28,7 @@ import {
   chooseTile,
   MATMUL_WORDS,
   matmulKernel,
+  type MatmulTile,
   type MatmulVariant,
   type OperandMode,
   plainLoaders,
@@ -484,8 +485,8 @@ export class WebGPUBackend implements Backend {
     batch: { shape: number[]; a: number[]; b: number[] } | { kChunk: number },
     extra: number[],
     bufs: [GPUBuffer, GPUBuffer, GPUBuffer],
+    tile: MatmulTile = chooseTile(M, N, z),
   ): void {
-    const tile = chooseTile(M, N, z);
     const variant: MatmulVariant = { ...v, tile };
     const key = `${name}/${tile.m}x${tile.n}/${v.a}/${v.b}/${v.cVec ? "cv" : "cs"}/${
       v.splitK ? "split" : "batch"
@@ -622,8 +623,9 @@ export class WebGPUBackend implements Backend {
     }
     const M = d.o, N = d.ckk;
     // Split K (the batch × output pixels) so that enough workgroups run, then sum the parts.
-    const t = chooseTile(M, N, 1);
-    const tiles = Math.ceil(M / t.m) * Math.ceil(N / t.n);
+    // The tile as for a large batch (the splits supply the workgroups), and the splits from it.
+    const tile = chooseTile(M, N, Infinity);
+    const tiles = Math.ceil(M / tile.m) * Math.ceil(N / tile.n);
     let splits = Math.max(1, Math.min(Math.ceil(MATMUL_SPLIT_TARGET / tiles), Math.floor(K / 256), 1024));
     const kChunk = Math.ceil(K / splits / 16) * 16;
     splits = Math.ceil(K / kChunk);
@@ -635,11 +637,11 @@ export class WebGPUBackend implements Backend {
       loaders: CONV_DW_LOAD_A + CONV_DW_LOAD_B,
     };
     if (splits === 1) {
-      this.#matmulRun("conv2dGradWeight", v, M, N, K, 1, { kChunk }, d.geo, [gb, xb, gwb]);
+      this.#matmulRun("conv2dGradWeight", v, M, N, K, 1, { kChunk }, d.geo, [gb, xb, gwb], tile);
       return gw;
     }
     const part = this.temp(splits * M * N * 4, "conv2dGradWeight");
-    this.#matmulRun("conv2dGradWeight", v, M, N, K, splits, { kChunk }, d.geo, [gb, xb, part]);
+    this.#matmulRun("conv2dGradWeight", v, M, N, K, splits, { kChunk }, d.geo, [gb, xb, part], tile);
     this.reduceBuffers("sum", part, [splits, M * N], [0], 1, gwb);
     this.pool.release(part);
     return gw;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, in one call of the workplace's `device` tool (prepare the kit first with
-# tools/device/prepare.sh):   command "bash tools/device/check.sh", carry [".device"], timeout_s 480
+# tools/device/prepare.sh):   command "bash tools/device/check.sh", carry [".device"], timeout_s 540
+# (the steps' own limits add up to 445 s).
 # Runs, each under its own time limit, logging to $OUT (at most 8 files come back):
 #   tests.log  CI=true deno test tests/webgpu_*_test.ts   (CPU parity, noise bit-identity, memory, errors)
 #   bench.log  deno bench bench/webgpu_{matmul,ops,optim}_bench.ts   (GFLOP/s, GB/s, vsgd/sgd)
@@ -19,9 +20,11 @@ say() { echo "$*" | tee -a "$S"; }
 for f in deno.xz tfjs_matmul.js; do
   [ -e "$K/$f" ] || { say "check: $K/$f is missing: run tools/device/prepare.sh here and carry .device"; exit 2; }
 done
+ls "$K"/libvulkan1_*.deb >/dev/null 2>&1 || { say "check: the Vulkan loader .deb is missing from $K: rerun prepare.sh"; exit 2; }
 
 # Vulkan: the loader when the machine lacks one, and NVIDIA's driver file when it is there.
-if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1'; then
+# (grep without -q: an early exit of grep would kill ldconfig with SIGPIPE and, under pipefail, read as "absent")
+if ! ldconfig -p 2>/dev/null | grep 'libvulkan.so.1' >/dev/null; then
   for f in "$K"/*.deb; do dpkg -x "$f" /; done
   ldconfig
 fi
@@ -34,14 +37,17 @@ xz -dc "$K/deno.xz" >"$W/bin/deno" && chmod +x "$W/bin/deno"
 export PATH="$W/bin:$PATH" DENO_DIR="$W/deno_dir" DENO_NO_UPDATE_CHECK=1 NO_COLOR=1 XDG_RUNTIME_DIR="$W/xdg"
 
 say "== $(date -u +%FT%TZ) $(deno --version | head -1); $(nvidia-smi -L 2>/dev/null | head -1)"
-adapter=$(deno eval --no-check '
+if ! probe=$(deno eval --no-check '
   import { initWebGPU } from "./mod.ts";
   const i = await initWebGPU();
   console.log(`${i.adapter}; maxBufferSize ${i.limits.maxBufferSize}, maxStorageBufferBindingSize ${i.limits.maxStorageBufferBindingSize}`);
-' 2>&1 | tail -1)
+' 2>&1); then
+  say "check: WebGPU failed to start: $(printf '%s\n' "$probe" | grep -m1 -i error)"
+  exit 3
+fi
+adapter=$(printf '%s\n' "$probe" | tail -1)
 say "adapter: $adapter"
 case "$adapter" in
-  *rror*) say "check: WebGPU failed to start"; exit 3 ;;
   *llvmpipe* | *SwiftShader*)
     # NVRM_DEVICE_ALLOW_SOFTWARE=1 rehearses the kit on a machine without a GPU (lavapipe).
     [ "${NVRM_DEVICE_ALLOW_SOFTWARE:-}" = 1 ] || {
@@ -60,19 +66,19 @@ step() { # name, seconds, command...
   say "== $name: exit $r in $(( $(date +%s) - s )) s (limit $secs s)"
 }
 
-step tests 120 env CI=true deno test -A --no-check --v8-flags=--expose-gc tests/webgpu_errors_test.ts \
+step tests 90 env CI=true deno test -A --no-check --v8-flags=--expose-gc tests/webgpu_errors_test.ts \
   tests/webgpu_kernels_test.ts tests/webgpu_memory_test.ts tests/webgpu_random_test.ts tests/webgpu_training_test.ts
 grep -E '^(ok|FAILED) \|' "$OUT/tests.log" | tail -1 | tee -a "$S"
 grep -E '\.\.\. FAILED' "$OUT/tests.log" | head -20 | tee -a "$S"
 
-step bench 200 deno bench -A --no-check bench/webgpu_matmul_bench.ts bench/webgpu_ops_bench.ts \
+step bench 180 deno bench -A --no-check bench/webgpu_matmul_bench.ts bench/webgpu_ops_bench.ts \
   bench/webgpu_optim_bench.ts
 grep -E 'GFLOP/s|GB/s|×|ratio' "$OUT/bench.log" | grep -v '^|' | tee -a "$S"
 
-step tfjs 90 deno run -A --no-config "$K/tfjs_matmul.js" --sizes 256,512,1024,2048,4096 --rounds 5
+step tfjs 75 deno run -A --no-config "$K/tfjs_matmul.js" --sizes 256,512,1024,2048,4096 --rounds 5
 grep -E '^(adapter|size|[0-9])' "$OUT/tfjs.log" | tee -a "$S"
 
-step train 120 deno run -A --no-check bench/webgpu_train_bench.ts --rounds 5 --steps 10
+step train 100 deno run -A --no-check bench/webgpu_train_bench.ts --rounds 5 --steps 10
 grep -vE '^\s*$' "$OUT/train.log" | tail -40 | tee -a "$S"
 
 say "== done in $(( $(date +%s) - t0 )) s, status $rc"

@@ -15,6 +15,7 @@ if [ "$(uname -m)" != "x86_64" ]; then
 fi
 command -v deno >/dev/null || { echo "prepare: deno is not on PATH (npm install -g deno@2.9.6)" >&2; exit 1; }
 mkdir -p .device
+rm -rf .device/tmp.* # left by an interrupted run: .device travels whole, within the 64 MiB carry limit
 tmp=$(mktemp -d .device/tmp.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
