@@ -8,7 +8,9 @@
  * ms/step, examples/s, vsgd/sgd and vadam/adam on each device, and webgpu/cpu speed-ups.
  *
  *   deno run -A bench/webgpu_train_bench.ts [--models mlp,wide,lenet] [--devices cpu,webgpu]
- *                                           [--rounds 5] [--steps 10]
+ *                                           [--rounds 5] [--steps 10] [--cache-bind-groups]
+ *
+ * `--cache-bind-groups` turns on the experimental bind-group cache (`InitWebGPUOptions`).
  *
  * On a software adapter (lavapipe) the GPU rows check that the path runs; their speed means nothing.
  */
@@ -34,6 +36,7 @@ const args = parseArgs({
     devices: { type: "string", default: "cpu,webgpu" },
     rounds: { type: "string", default: "5" },
     steps: { type: "string", default: "10" },
+    "cache-bind-groups": { type: "boolean", default: false },
   },
 });
 const ROUNDS = Number(args.values.rounds), STEPS = Number(args.values.steps);
@@ -89,8 +92,10 @@ for (const d of devices) {
 }
 if (devices.includes("webgpu")) {
   try {
-    const b = await initWebGPUBackend();
-    console.log(`adapter: ${b.ctx.description}`);
+    const b = await initWebGPUBackend({ cacheBindGroups: args.values["cache-bind-groups"] });
+    console.log(
+      `adapter: ${b.ctx.description}; bind-group cache ${args.values["cache-bind-groups"] ? "on" : "off"}`,
+    );
   } catch (e) {
     if (!(e instanceof NoWebGPUError)) throw e;
     console.warn(`webgpu_train_bench: no WebGPU adapter (${e.message}); CPU rows only`);

@@ -6,6 +6,7 @@
  */
 import type { WebGPUBackend } from "../src/webgpu/backend.ts";
 import { acquireTestGpu } from "../src/webgpu/testing.ts";
+import type { InitWebGPUOptions } from "../src/webgpu/mod.ts";
 
 /**
  * The backend for the suite `suite` (a file name, for the skip notice) and whether its tests must
@@ -15,9 +16,10 @@ import { acquireTestGpu } from "../src/webgpu/testing.ts";
 export async function webgpuSuite(
   suite: string,
   title: string,
+  options: InitWebGPUOptions = {},
 ): Promise<{ gpu: WebGPUBackend | null; ignore: boolean }> {
   const ci = Deno.env.get("CI") === "true";
-  const { gpu, reason } = await acquireTestGpu(suite, ci);
+  const { gpu, reason } = await acquireTestGpu(suite, ci, options);
   if (gpu === null && ci) {
     Deno.test(`${title}: a WebGPU adapter is required under CI=true`, () => {
       throw new Error(`no WebGPU adapter: ${reason}`);

@@ -111,12 +111,13 @@ export class WebGPUBackend implements Backend {
   readonly #labels = new Map<Int32Array, { copy: Int32Array; buf: GPUBuffer }>();
   readonly #staging = new Map<number, GPUBuffer[]>();
 
-  /** A backend on the device of `ctx`. */
-  constructor(ctx: GpuContext) {
+  /** A backend on the device of `ctx` (see `InitWebGPUOptions.cacheBindGroups`). */
+  constructor(ctx: GpuContext, options: { cacheBindGroups?: boolean } = {}) {
     this.ctx = ctx;
     this.pool = new BufferPool(ctx);
-    this.pipelines = new PipelineCache(ctx);
-    this.encoder = new Encoder(ctx);
+    const cache = options.cacheBindGroups ?? false;
+    this.pipelines = new PipelineCache(ctx, cache);
+    this.encoder = new Encoder(ctx, cache);
     this.#registry = new FinalizationRegistry((tok) => {
       if (!tok.done) {
         tok.done = true;
@@ -945,6 +946,7 @@ export class WebGPUBackend implements Backend {
   /** Releases pooled free buffers and staging buffers (live tensors are untouched). */
   trim(): void {
     this.encoder.flush();
+    this.encoder.clearBindGroups();
     this.pool.trim();
     for (const list of this.#staging.values()) for (const b of list) b.destroy();
     this.#staging.clear();

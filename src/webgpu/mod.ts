@@ -37,6 +37,13 @@ export interface InitWebGPUOptions {
   powerPreference?: "low-power" | "high-performance";
   /** Create a new device even when one is already initialised (the old one's tensors become invalid). */
   force?: boolean;
+  /**
+   * Experimental: reuse bind groups across dispatches (uniforms at a dynamic offset), saving the
+   * host a `createBindGroup` per dispatch (~15 µs in Deno on our machine). Off by default: on the
+   * software adapter the queue submissions got slower by more than that, so the whole step was not
+   * faster; `bench/webgpu_train_bench.ts --cache-bind-groups` measures it on a real GPU.
+   */
+  cacheBindGroups?: boolean;
 }
 
 /** What {@linkcode initWebGPU} found: the adapter and the limits the device was created with. */
@@ -70,7 +77,7 @@ export async function initWebGPUBackend(options: InitWebGPUOptions = {}): Promis
   if (pending && !options.force) return await pending;
   pending = (async () => {
     const ctx = await createGpuContext(options);
-    const b = new WebGPUBackend(ctx);
+    const b = new WebGPUBackend(ctx, { cacheBindGroups: options.cacheBindGroups ?? false });
     registerBackend(b);
     registerOptimKernels("webgpu", webgpuOptimKernels(b));
     current = b;

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { initWebGPUBackend } from "./mod.ts";
+import { initWebGPUBackend, type InitWebGPUOptions } from "./mod.ts";
 import { NoWebGPUError } from "./device.ts";
 import type { WebGPUBackend } from "./backend.ts";
 
@@ -21,9 +21,13 @@ export interface TestGpu {
  * Initialises WebGPU for a test file. Without an adapter: under CI returns the reason (the caller
  * registers a failing test); elsewhere prints a visible skip notice naming `suite`.
  */
-export async function acquireTestGpu(suite: string, ci: boolean): Promise<TestGpu> {
+export async function acquireTestGpu(
+  suite: string,
+  ci: boolean,
+  options: InitWebGPUOptions = {},
+): Promise<TestGpu> {
   try {
-    return { gpu: await initWebGPUBackend(), reason: "" };
+    return { gpu: await initWebGPUBackend(options), reason: "" };
   } catch (e) {
     if (!(e instanceof NoWebGPUError)) throw e;
     if (!ci) {

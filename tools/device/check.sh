@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The GPU check, in one call of the workplace's `device` tool (prepare the kit first with
-# tools/device/prepare.sh):   command "bash tools/device/check.sh", carry [".device"], timeout_s 540
-# (the steps' own limits add up to 445 s).
+# tools/device/prepare.sh):   command "bash tools/device/check.sh", carry [".device"], timeout_s 560
+# (the steps' own limits add up to 490 s; on a GPU the whole check should take 3–4 minutes).
 # Runs, each under its own time limit, logging to $OUT (at most 8 files come back):
 #   tests.log  CI=true deno test tests/webgpu_*_test.ts   (CPU parity, noise bit-identity, memory, errors)
 #   bench.log  deno bench bench/webgpu_{matmul,ops,optim}_bench.ts   (GFLOP/s, GB/s, vsgd/sgd)
 #   tfjs.log   our matmul vs @tensorflow/tfjs-backend-webgpu, 256…4096, same run, ratio
 #   train.log  whole training steps, webgpu vs cpu, vsgd/sgd (bench/webgpu_train_bench.ts)
+#   train_cached.log  the same GPU rows with the experimental bind-group cache
 #   summary.txt the adapter and the lines that carry the figures
 # Exits non-zero when the adapter is missing or software, or when a step fails or times out.
 set -uo pipefail
@@ -80,6 +81,11 @@ grep -E '^(adapter|size|[0-9])' "$OUT/tfjs.log" | tee -a "$S"
 
 step train 100 deno run -A --no-check bench/webgpu_train_bench.ts --rounds 5 --steps 10
 grep -vE '^\s*$' "$OUT/train.log" | tail -40 | tee -a "$S"
+
+# The experimental bind-group cache (InitWebGPUOptions.cacheBindGroups), GPU rows only.
+step train_cached 45 deno run -A --no-check bench/webgpu_train_bench.ts --devices webgpu --models mlp,lenet \
+  --rounds 5 --steps 10 --cache-bind-groups
+grep -vE '^\s*$' "$OUT/train_cached.log" | tail -24 | tee -a "$S"
 
 say "== done in $(( $(date +%s) - t0 )) s, status $rc"
 exit $rc
