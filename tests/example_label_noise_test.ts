@@ -3,6 +3,7 @@ import { CIFAR10_OUT, DEMO_DEFAULTS, parseConfig, UsageError } from "../examples
 import { learningCurvesSvg } from "../examples/svg_plot.ts";
 import { CIFAR10_RECORD_BYTES } from "../src/data/mod.ts";
 import { exists, needRun, scriptRunner } from "./_examples.ts";
+import { webgpuSuite } from "./_webgpu.ts";
 
 const runScript = scriptRunner("label_noise");
 
@@ -251,4 +252,57 @@ Deno.test("learningCurvesSvg: a well-formed document with one polyline per curve
   assert.ok(svg.includes("title &amp; more"));
   assert.ok(svg.includes("v&lt;sgd&gt;"));
   assert.ok(!svg.includes("NaN"));
+});
+
+const gpuSuite = await webgpuSuite("example_label_noise_test", "label_noise CLI on webgpu");
+
+Deno.test({
+  name: "label_noise CLI: --backend webgpu runs end to end and follows the CPU's curves",
+  ignore: gpuSuite.ignore,
+}, async () => {
+  await needRun();
+  const tmp = await Deno.makeTempDir({ prefix: "nvrm_cli_webgpu_" });
+  try {
+    const data = `${tmp}/cifar-10-batches-bin`;
+    await writeTinyCifar(data, 16, 32);
+    const common = ["--dataset", "cifar10", "--epochs", "2", "--subset", "64", "--test-subset", "32"];
+    const runs = await Promise.all(
+      ["cpu", "webgpu"].map((backend) =>
+        runScript([
+          ...common,
+          "--data-dir",
+          data,
+          "--model",
+          "cnn",
+          "--backend",
+          backend,
+          "--out",
+          `${tmp}/${backend}`,
+        ])
+      ),
+    );
+    runs.forEach((r, i) => assert.equal(r.code, 0, `run ${i}: exit code ${r.code}, stderr ${r.stderr}`));
+    const timing = new Set(["train_seconds", "eval_seconds", "wall_seconds"]);
+    for (const opt of ["sgd", "vsgd"]) {
+      const read = async (backend: string) =>
+        (await Deno.readTextFile(`${tmp}/${backend}/${opt}_seed0.csv`)).trimEnd().split("\n").map((l) =>
+          l.split(",")
+        );
+      const [cpu, gpu] = [await read("cpu"), await read("webgpu")];
+      assert.deepEqual(gpu[0], cpu[0], `${opt}: header`);
+      assert.equal(gpu.length, 3, `${opt}: header and two epochs`);
+      for (let e = 1; e < cpu.length; e++) {
+        cpu[0].forEach((name, k) => {
+          if (timing.has(name) || k === 0) return;
+          const a = Number(gpu[e][k]), b = Number(cpu[e][k]);
+          // losses as printed (6 decimals; float32 sums in another order differ far below that); an
+          // accuracy may differ by one example on a near tie
+          const tol = name.endsWith("loss") ? 5e-6 : 1 / 32 + 1e-9;
+          assert.ok(Math.abs(a - b) <= tol, `${opt} epoch ${e} ${name}: webgpu ${a} vs cpu ${b}`);
+        });
+      }
+    }
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
 });
