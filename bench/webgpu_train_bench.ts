@@ -13,6 +13,7 @@
  * `--cache-bind-groups` turns on the experimental bind-group cache (`InitWebGPUOptions`).
  *
  * On a software adapter (lavapipe) the GPU rows check that the path runs; their speed means nothing.
+ * Under `deno bench` (the `bench` task) it registers only the MLP's GPU steps, one case per optimizer.
  */
 import { parseArgs } from "node:util";
 import {
@@ -141,39 +142,65 @@ async function timeSteps(model: Model<TensorTree>, x: Tensor, y: Int32Array, opt
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-console.log(`${ROUNDS} rounds × ${STEPS} steps per optimizer (medians)`);
-for (const m of models) {
-  const w = WORKLOADS[m];
+
+if (import.meta.main) await table();
+else registerBenches();
+
+/** Under `deno bench` (the `bench` task): the label-noise MLP's GPU training step per optimizer. */
+function registerBenches(): void {
+  if (!devices.includes("webgpu")) return;
+  const w = WORKLOADS.mlp;
+  const { model, x } = w.make("webgpu");
   const y = Int32Array.from({ length: w.batch }, (_, i) => i % 10);
-  const med: Record<string, number> = {};
-  for (const device of devices) {
-    const { model, x } = w.make(device);
-    const times: Record<string, number[]> = {};
-    for (let r = 0; r < ROUNDS; r++) {
-      for (const [name, make] of Object.entries(OPTIMIZERS)) {
-        (times[name] ??= []).push(await timeSteps(model, x, y, make()));
+  for (const [name, make] of Object.entries(OPTIMIZERS)) {
+    Deno.bench(
+      {
+        name: `webgpu ${w.label}, ${name} (${STEPS} steps)`,
+        group: "webgpu train",
+        baseline: name === "sgd",
+        n: 5,
+      },
+      async () => void (await timeSteps(model, x, y, make())),
+    );
+  }
+}
+
+/** The whole comparison (`deno run`): every model on every device, the table and the ratios. */
+async function table(): Promise<void> {
+  console.log(`${ROUNDS} rounds × ${STEPS} steps per optimizer (medians)`);
+  for (const m of models) {
+    const w = WORKLOADS[m];
+    const y = Int32Array.from({ length: w.batch }, (_, i) => i % 10);
+    const med: Record<string, number> = {};
+    for (const device of devices) {
+      const { model, x } = w.make(device);
+      const times: Record<string, number[]> = {};
+      for (let r = 0; r < ROUNDS; r++) {
+        for (const [name, make] of Object.entries(OPTIMIZERS)) {
+          (times[name] ??= []).push(await timeSteps(model, x, y, make()));
+        }
       }
+      for (const name of Object.keys(OPTIMIZERS)) med[`${device} ${name}`] = median(times[name]);
+      dispose([model.params, x]);
     }
-    for (const name of Object.keys(OPTIMIZERS)) med[`${device} ${name}`] = median(times[name]);
-    dispose([model.params, x]);
-  }
-  console.log(`\n${w.label}`);
-  for (const [row, ms] of Object.entries(med)) {
-    console.log(
-      `  ${row.padEnd(14)} ${ms.toFixed(2).padStart(9)} ms/step ${
-        (w.batch / ms * 1000).toFixed(0).padStart(9)
-      } ex/s`,
-    );
-  }
-  for (const device of devices) {
-    console.log(
-      `  ${device}: vsgd/sgd ${(med[`${device} vsgd`] / med[`${device} sgd`]).toFixed(3)}, vadam/adam ${
-        (med[`${device} vadam`] / med[`${device} adam`]).toFixed(3)
-      }`,
-    );
-  }
-  if (devices.length === 2) {
-    const up = (o: string) => (med[`cpu ${o}`] / med[`webgpu ${o}`]).toFixed(2);
-    console.log(`  webgpu speed-up over cpu: sgd ${up("sgd")}×, vsgd ${up("vsgd")}×, adam ${up("adam")}×`);
+    console.log(`\n${w.label}`);
+    for (const [row, ms] of Object.entries(med)) {
+      console.log(
+        `  ${row.padEnd(14)} ${ms.toFixed(2).padStart(9)} ms/step ${
+          (w.batch / ms * 1000).toFixed(0).padStart(9)
+        } ex/s`,
+      );
+    }
+    for (const device of devices) {
+      console.log(
+        `  ${device}: vsgd/sgd ${(med[`${device} vsgd`] / med[`${device} sgd`]).toFixed(3)}, vadam/adam ${
+          (med[`${device} vadam`] / med[`${device} adam`]).toFixed(3)
+        }`,
+      );
+    }
+    if (devices.length === 2) {
+      const up = (o: string) => (med[`cpu ${o}`] / med[`webgpu ${o}`]).toFixed(2);
+      console.log(`  webgpu speed-up over cpu: sgd ${up("sgd")}×, vsgd ${up("vsgd")}×, adam ${up("adam")}×`);
+    }
   }
 }
