@@ -39,9 +39,9 @@ export interface InitWebGPUOptions {
   force?: boolean;
   /**
    * Experimental: reuse bind groups across dispatches (uniforms at a dynamic offset), saving the
-   * host a `createBindGroup` per dispatch (~15 µs in Deno on our machine). Off by default: on the
-   * software adapter the queue submissions got slower by more than that, so the whole step was not
-   * faster; `bench/webgpu_train_bench.ts --cache-bind-groups` measures it on a real GPU.
+   * host a `createBindGroup` per dispatch (13–22 µs in Deno on our machine). Off by default: on the
+   * software adapter the queue submissions got slower by more than that, so a small training step
+   * was slower; `bench/webgpu_train_bench.ts --cache-bind-groups` measures it on a real GPU.
    */
   cacheBindGroups?: boolean;
 }

