@@ -51,6 +51,7 @@
  */
 import { NoiseWorkerPool, type ThreadSupport, threadSupport } from "./noise_threads.ts";
 import { BLOCKS_PER_ITER, KEYS_BYTE, OUT_BYTE, REGION_BYTE, WasmNoise } from "./noise_wasm.ts";
+import { ThreadChoice } from "../cpu/thread_choice.ts";
 
 /** The noise laws of the variable optimizers (SPEC.md §2). */
 export type NoiseLaw = "gaussian" | "laplace" | "uniform";
@@ -586,15 +587,8 @@ export function shutdownNoiseWorkers(): void {
   pool = undefined;
 }
 
-/**
- * Self-tuning of "auto" per size class (power of two of the length), as gemm's: an exponential
- * average of the time per element on the calling thread alone and with the workers; the faster
- * is used and the other retried every `EXPLORE_EVERY` calls. Workers only pay where a core is
- * free: on a busy machine (or where the scheduler puts a woken worker on the caller's core) the
- * calling thread alone is faster, and this keeps "auto" close to the better of the two.
- */
-const EXPLORE_EVERY = 16;
-const speed: { single: number; threaded: number; calls: number }[] = [];
+/** "auto": the calling thread alone or with the workers, per size class of n (`ThreadChoice`). */
+const choice = new ThreadChoice(16);
 
 function streamWasm(
   w: WasmNoise,
@@ -626,19 +620,12 @@ function streamWasmWith(
 ): void {
   if (p === null) return streamSolo(w, n, law, sc, key, start, consume);
   if (threadSetting !== "auto") return streamThreaded(w, p, n, law, sc, key, start, consume);
-  const s = speed[Math.floor(Math.log2(n))] ??= { single: 0, threaded: 0, calls: 0 };
-  s.calls++;
-  const better = s.threaded === 0 || (s.single !== 0 && s.threaded < s.single);
-  const threaded = s.calls % EXPLORE_EVERY === 0 ? !better : better;
+  const threaded = choice.useThreads(n);
   const worked = p.workerChunks, t0 = performance.now();
   if (threaded) streamThreaded(w, p, n, law, sc, key, start, consume);
   else streamSolo(w, n, law, sc, key, start, consume);
-  const x = (performance.now() - t0) / n;
-  if (!threaded) s.single = s.single === 0 ? x : 0.7 * s.single + 0.3 * x;
-  else if (p.workerChunks !== worked) {
-    // (only calls the workers took part in: while they start, the calling thread does it all)
-    s.threaded = s.threaded === 0 ? x : 0.7 * s.threaded + 0.3 * x;
-  }
+  // (threaded calls count only if the workers took part: while they start, this thread does it all)
+  if (!threaded || p.workerChunks !== worked) choice.record(n, threaded, performance.now() - t0);
 }
 
 /** The calling thread alone: chunks of `SOLO_BLOCKS` drawn at `OUT_BYTE` and consumed in order. */

@@ -65,12 +65,15 @@ function checkLen(fn: string, name: string, x: GemmArray, want: number): void {
   if (x.length !== want) throw new RangeError(`${fn}: ${name} must have ${want} elements, got ${x.length}`);
 }
 
-/** First output column `ox` whose input column `ox·sw − pw + kx` is `>= 0`. */
+/**
+ * First output position `o` (of `Wo`) whose input position `o·sw − pw + kx` is `>= 0`: along a row
+ * (columns) or, with the vertical stride, padding and tap, along a column (rows).
+ */
 function firstValid(Wo: number, sw: number, pw: number, kx: number): number {
   return Math.min(Wo, Math.max(0, Math.ceil((pw - kx) / sw)));
 }
 
-/** One past the last output column `ox` whose input column `ox·sw − pw + kx` is `< W`. */
+/** One past the last output position `o` whose input position `o·sw − pw + kx` is `< W`. */
 function endValid(W: number, Wo: number, sw: number, pw: number, kx: number, lo: number): number {
   return Math.max(lo, Math.min(Wo, Math.floor((W - 1 + pw - kx) / sw) + 1));
 }
@@ -100,8 +103,7 @@ export function im2col(
   for (let c = 0; c < C; c++) {
     for (let ky = 0; ky < kh; ky++) {
       // Output rows whose input row lies inside [0, H).
-      const oy0 = Math.min(Ho, Math.max(0, Math.ceil((ph - ky) / sh)));
-      const oy1 = Math.max(oy0, Math.min(Ho, Math.floor((H - 1 + ph - ky) / sh) + 1));
+      const oy0 = firstValid(Ho, sh, ph, ky), oy1 = endValid(H, Ho, sh, ph, ky, oy0);
       for (let kx = 0; kx < kw; kx++) {
         const row = colsOff + ((c * kh + ky) * kw + kx) * ldCols;
         const ox0 = firstValid(Wo, sw, pw, kx), ox1 = endValid(W, Wo, sw, pw, kx, ox0);
@@ -148,8 +150,7 @@ export function col2im(
 ): void {
   for (let c = 0; c < C; c++) {
     for (let ky = 0; ky < kh; ky++) {
-      const oy0 = Math.min(Ho, Math.max(0, Math.ceil((ph - ky) / sh)));
-      const oy1 = Math.max(oy0, Math.min(Ho, Math.floor((H - 1 + ph - ky) / sh) + 1));
+      const oy0 = firstValid(Ho, sh, ph, ky), oy1 = endValid(H, Ho, sh, ph, ky, oy0);
       for (let kx = 0; kx < kw; kx++) {
         const row = colsOff + ((c * kh + ky) * kw + kx) * ldCols;
         const ox0 = firstValid(Wo, sw, pw, kx), ox1 = endValid(W, Wo, sw, pw, kx, ox0);

@@ -21,6 +21,7 @@ import { type GemmArray, gemmJs } from "./gemm_js.ts";
 import { DEFAULT_TILING, hasRelaxedSimd, hasSharedMemory, hasWasmSimd, WasmGemmEngine } from "./gemm_wasm.ts";
 import { GemmWorkerPool } from "./gemm_threads.ts";
 import { threadSupport, type WorkerKind } from "../workers.ts";
+import { ThreadChoice } from "../thread_choice.ts";
 
 export type { GemmArray } from "./gemm_js.ts";
 export type { WorkerKind } from "../workers.ts";
@@ -208,14 +209,8 @@ export function gemm(
   } else autoGemm(flops, transA, transB, M, N, K, fa, aOff, fb, bOff, fc, cOff);
 }
 
-/**
- * Self-tuning choice between the calling thread and the workers, per size class (power of two of
- * the flop count): an exponential average of the time per flop of each, the faster one used, the
- * other retried every {@linkcode EXPLORE_EVERY} calls. On a busy machine (cores taken by other
- * processes) workers can be slower than one thread; this keeps "auto" never much worse than either.
- */
-const EXPLORE_EVERY = 8;
-const speed: { single: number; threaded: number; calls: number }[] = [];
+/** One thread or the workers, per size class of the flop count (`ThreadChoice`). */
+const choice = new ThreadChoice(8);
 
 function autoGemm(
   flops: number,
@@ -231,17 +226,11 @@ function autoGemm(
   c: Float32Array,
   cOff: number,
 ): void {
-  const cls = Math.floor(Math.log2(flops));
-  const s = speed[cls] ??= { single: 0, threaded: 0, calls: 0 };
-  s.calls++;
-  const better = s.threaded === 0 || (s.single !== 0 && s.threaded < s.single);
-  const useThreads = s.calls % EXPLORE_EVERY === 0 ? !better : better;
+  const useThreads = choice.useThreads(flops);
   const starting = useThreads && !pool;
   const t0 = performance.now();
   if (useThreads) getPool().gemm(transA, transB, M, N, K, a, aOff, b, bOff, c, cOff);
   else getEngine().gemm(transA, transB, M, N, K, a, aOff, b, bOff, c, cOff);
   if (starting) return; // this call paid for starting the workers: not representative
-  const x = (performance.now() - t0) / flops;
-  if (useThreads) s.threaded = s.threaded === 0 ? x : 0.7 * s.threaded + 0.3 * x;
-  else s.single = s.single === 0 ? x : 0.7 * s.single + 0.3 * x;
+  choice.record(flops, useThreads, performance.now() - t0);
 }
