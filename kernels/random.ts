@@ -25,11 +25,16 @@ import { main1d, storage, uniformBlock } from "./common.ts";
 /** The logarithm table (`LOG_RECIP` then `LOG_OFFSET`), 64 words, passed in the uniforms. */
 export const LOG_TABLE: readonly number[] = [...LOG_RECIP, ...LOG_OFFSET];
 
-/** The law's index in the WGSL (0 gaussian, 1 laplace, 2 uniform: the order of `NOISE_LAWS`). */
-export function lawIndex(law: NoiseLaw): number {
+/**
+ * The law's index in the WGSL (0 gaussian, 1 laplace, 2 uniform: the order of `NOISE_LAWS`);
+ * an unknown law is a RangeError naming `who`.
+ */
+export function lawIndex(law: NoiseLaw, who = "noise"): number {
   const i = NOISE_LAWS.indexOf(law);
   if (i < 0) {
-    throw new RangeError(`noise law must be one of ${NOISE_LAWS.join(", ")}, got ${JSON.stringify(law)}`);
+    throw new RangeError(
+      `${who}: noise law must be one of ${NOISE_LAWS.join(", ")}, got ${JSON.stringify(law)}`,
+    );
   }
   return i;
 }

@@ -13,7 +13,7 @@ import type {
   OptimKernels,
   SgdKernelArgs,
 } from "../optim/kernels.ts";
-import { NOISE_LAWS, type NoiseLaw, type StreamKey } from "../random/noise.ts";
+import type { NoiseLaw, StreamKey } from "../random/noise.ts";
 import type { Tensor } from "../tensor.ts";
 import { WG1D } from "../../kernels/common.ts";
 import {
@@ -29,22 +29,12 @@ import {
   perturbKernel,
   sgdKernel,
 } from "../../kernels/optim.ts";
-import { withLogTable } from "../../kernels/random.ts";
+import { lawIndex, withLogTable } from "../../kernels/random.ts";
 import { f32bits, type GpuStorage, type WebGPUBackend } from "./backend.ts";
 
 interface StageWords {
   variant: NoiseVariant;
   words: number[];
-}
-
-function lawIndex(law: NoiseLaw, who: string): number {
-  const i = NOISE_LAWS.indexOf(law);
-  if (i < 0) {
-    throw new RangeError(
-      `${who}: noise law must be one of ${NOISE_LAWS.join(", ")}, got ${JSON.stringify(law)}`,
-    );
-  }
-  return i;
 }
 
 function keyWords(key: StreamKey): number[] {
