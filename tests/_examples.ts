@@ -1,9 +1,10 @@
 /**
- * Shared by the tests of `examples/`: runs an example script as a subprocess and checks the
- * permissions that needs.
+ * Shared by the tests of `examples/`: runs an example script as a subprocess, checks the
+ * permissions that needs, and asserts the form of its usage errors.
  *
  * @module
  */
+import assert from "node:assert/strict";
 
 /** What a script run printed and its exit code. */
 export interface ScriptRun {
@@ -42,4 +43,25 @@ export async function exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * Asserts that each run failed as a usage error: exit code 2, nothing on stdout, and exactly one
+ * stderr line that matches `prefix` (the script's name and form) and the case's own pattern.
+ */
+export function assertUsageErrors(
+  runs: readonly ScriptRun[],
+  cases: readonly (readonly [readonly string[], RegExp])[],
+  prefix: RegExp,
+): void {
+  assert.equal(runs.length, cases.length, "one run per case");
+  runs.forEach((r, i) => {
+    const what = JSON.stringify(cases[i][0]);
+    assert.equal(r.code, 2, `${what}: exit code ${r.code}, stderr ${r.stderr}`);
+    const lines = r.stderr.trimEnd().split("\n");
+    assert.equal(lines.length, 1, `${what}: expected one line, got ${JSON.stringify(r.stderr)}`);
+    assert.match(lines[0], prefix, what);
+    assert.match(lines[0], cases[i][1], what);
+    assert.equal(r.stdout, "", what);
+  });
 }

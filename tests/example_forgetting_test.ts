@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { makeDataset } from "../src/data/mod.ts";
 import { forgettingMetrics } from "../src/train/metrics.ts";
 import { DEFAULTS, parseConfig, permutePixels, taskPermutation, UsageError } from "../examples/forgetting.ts";
-import { needRun, scriptRunner } from "./_examples.ts";
+import { assertUsageErrors, needRun, scriptRunner } from "./_examples.ts";
 
 const runScript = scriptRunner("forgetting");
 
@@ -107,15 +107,7 @@ Deno.test("forgetting CLI: bad input → one-line error, exit code 2, nothing wr
       [["--model", "mlp"], /model/], // no --model here: an unknown option
     ];
     const results = await Promise.all(cases.map(([args]) => runScript([...args, "--out", out])));
-    results.forEach((r, i) => {
-      const what = JSON.stringify(cases[i][0]);
-      assert.equal(r.code, 2, `${what}: exit code ${r.code}, stderr ${r.stderr}`);
-      const lines = r.stderr.trimEnd().split("\n");
-      assert.equal(lines.length, 1, `${what}: expected one line, got ${JSON.stringify(r.stderr)}`);
-      assert.match(lines[0], /^forgetting: .* \(see --help\)$/, what);
-      assert.match(lines[0], cases[i][1], what);
-      assert.equal(r.stdout, "", what);
-    });
+    assertUsageErrors(results, cases, /^forgetting: .* \(see --help\)$/);
     assert.deepEqual([...Deno.readDirSync(tmp)], []);
   } finally {
     await Deno.remove(tmp, { recursive: true });

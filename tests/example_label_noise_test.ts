@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { CIFAR10_OUT, DEMO_DEFAULTS, parseConfig, UsageError } from "../examples/label_noise.ts";
 import { learningCurvesSvg } from "../examples/svg_plot.ts";
 import { CIFAR10_RECORD_BYTES } from "../src/data/mod.ts";
-import { exists, needRun, scriptRunner } from "./_examples.ts";
+import { assertUsageErrors, exists, needRun, scriptRunner } from "./_examples.ts";
 import { webgpuSuite } from "./_webgpu.ts";
 
 const runScript = scriptRunner("label_noise");
@@ -67,15 +67,7 @@ Deno.test("label_noise CLI: bad input → one-line error, exit code 2, nothing w
     const results = await Promise.all(cases.map(([args]) => runScript([...args, "--out", out])));
     results.push(await runScript(["--out", `${file}/sub`, "--epochs", "1"]));
     cases.push([[], /--out ".*a_file\/sub" is not a writable folder/]);
-    results.forEach((r, i) => {
-      const what = JSON.stringify(cases[i][0]);
-      assert.equal(r.code, 2, `${what}: exit code ${r.code}, stderr ${r.stderr}`);
-      const lines = r.stderr.trimEnd().split("\n");
-      assert.equal(lines.length, 1, `${what}: expected one line, got ${JSON.stringify(r.stderr)}`);
-      assert.match(lines[0], /^label_noise: /, what);
-      assert.match(lines[0], cases[i][1], what);
-      assert.equal(r.stdout, "", what);
-    });
+    assertUsageErrors(results, cases, /^label_noise: /);
     assert.equal(await exists(out), false, "the output folder must not be created on bad input");
     assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name), ["a_file"]);
   } finally {
@@ -209,15 +201,7 @@ Deno.test("label_noise CLI: CIFAR-10 from a tiny binary folder (cnn and mlp, sgd
     const bad = await Promise.all(
       cases.map(([args]) => runScript(["--dataset", "cifar10", ...args, "--out", `${tmp}/never`])),
     );
-    bad.forEach((r, i) => {
-      const what = JSON.stringify(cases[i][0]);
-      assert.equal(r.code, 2, `${what}: exit code ${r.code}, stderr ${r.stderr}`);
-      const lines = r.stderr.trimEnd().split("\n");
-      assert.equal(lines.length, 1, `${what}: expected one line, got ${JSON.stringify(r.stderr)}`);
-      assert.match(lines[0], /^label_noise: /, what);
-      assert.match(lines[0], cases[i][1], what);
-      assert.equal(r.stdout, "", what);
-    });
+    assertUsageErrors(bad, cases, /^label_noise: /);
     assert.equal(await exists(`${tmp}/never`), false, "no output folder on bad data");
   } finally {
     await Deno.remove(tmp, { recursive: true });

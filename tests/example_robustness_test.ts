@@ -3,7 +3,7 @@ import { tensor, zeros } from "../src/creation.ts";
 import { treeLeaves } from "../src/tree.ts";
 import { DEFAULTS, parseConfig, perturbParams, UsageError } from "../examples/robustness.ts";
 import { lineChartSvg } from "../examples/svg_plot.ts";
-import { needRun, scriptRunner } from "./_examples.ts";
+import { assertUsageErrors, needRun, scriptRunner } from "./_examples.ts";
 
 const runScript = scriptRunner("robustness");
 
@@ -107,15 +107,7 @@ Deno.test("robustness CLI: bad input → one-line error, exit code 2, nothing wr
     const results = await Promise.all(
       cases.map(([args]) => runScript(args.includes("--out") ? args : [...args, "--out", out])),
     );
-    results.forEach((r, i) => {
-      const what = JSON.stringify(cases[i][0]);
-      assert.equal(r.code, 2, `${what}: exit code ${r.code}, stderr ${r.stderr}`);
-      const lines = r.stderr.trimEnd().split("\n");
-      assert.equal(lines.length, 1, `${what}: expected one line, got ${JSON.stringify(r.stderr)}`);
-      assert.match(lines[0], /^robustness: .* \(see --help\)$/, what);
-      assert.match(lines[0], cases[i][1], what);
-      assert.equal(r.stdout, "", what);
-    });
+    assertUsageErrors(results, cases, /^robustness: .* \(see --help\)$/);
     assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name), ["a_file"]);
   } finally {
     await Deno.remove(tmp, { recursive: true });
