@@ -1,6 +1,6 @@
 /**
- * Shared by the tests of `examples/`: runs an example script as a subprocess, checks the
- * permissions that needs, and asserts the form of its usage errors.
+ * Subprocess helpers of the tests: runs an example script (or a `deno eval` snippet) as a
+ * subprocess, checks the permissions that needs, and asserts the form of the examples' usage errors.
  *
  * @module
  */
@@ -26,6 +26,20 @@ export function scriptRunner(name: string): (args: string[]) => Promise<ScriptRu
     const dec = new TextDecoder();
     return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
   };
+}
+
+/**
+ * Runs `code` with `deno eval` in a subprocess, killed after `timeoutMs` (a script that does not
+ * exit by itself then fails with a non-zero code instead of hanging the suite).
+ */
+export async function denoEval(code: string, timeoutMs = 30_000): Promise<ScriptRun> {
+  const child = new Deno.Command(Deno.execPath(), { args: ["eval", code], stdout: "piped", stderr: "piped" })
+    .spawn();
+  const timer = setTimeout(() => child.kill(), timeoutMs);
+  const out = await child.output();
+  clearTimeout(timer);
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
 /** Throws unless the tests run with --allow-run (they run the scripts as subprocesses). */

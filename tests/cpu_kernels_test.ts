@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { denoEval } from "./_examples.ts";
 import {
   gemm,
   gemmCapabilities,
@@ -133,18 +134,9 @@ Deno.test({
       await new Promise((r) => setTimeout(r, 300));
       gemm(false, false, 512, 512, 512, a, 0, a, 0, c, 0);
       console.log(c[0], gemmThreadStats().workers);`;
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["eval", code],
-      stdout: "piped",
-      stderr: "piped",
-    })
-      .spawn();
-    const timer = setTimeout(() => child.kill(), 30_000);
-    const out = await child.output();
-    clearTimeout(timer);
-    const text = new TextDecoder().decode(out.stdout).trim();
-    assert.equal(out.code, 0, `exit code ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
-    assert.equal(text, `512 ${caps.threads - 1}`);
+    const out = await denoEval(code);
+    assert.equal(out.code, 0, `exit code ${out.code}: ${out.stderr}`);
+    assert.equal(out.stdout.trim(), `512 ${caps.threads - 1}`);
   },
 });
 

@@ -3,6 +3,7 @@
 // length, offset, law and output dtype; every element handed over exactly once; failures in a
 // consumer leave the pool usable; nested streams; a script using the workers still exits by itself.
 import assert from "node:assert/strict";
+import { denoEval } from "./_examples.ts";
 import {
   fillNoise,
   getNoiseThreads,
@@ -215,16 +216,8 @@ Deno.test({
       await new Promise((r) => setTimeout(r, 300));
       fillNoise(a, "gaussian", 1, { k0: 1, k1: 2, c1: 0, c2: 0 });
       console.log(noiseThreadStats().workers);`;
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["eval", code],
-      stdout: "piped",
-      stderr: "piped",
-    })
-      .spawn();
-    const timer = setTimeout(() => child.kill(), 30_000);
-    const out = await child.output();
-    clearTimeout(timer);
-    assert.equal(out.code, 0, `exit code ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
-    assert.equal(new TextDecoder().decode(out.stdout).trim(), "1");
+    const out = await denoEval(code);
+    assert.equal(out.code, 0, `exit code ${out.code}: ${out.stderr}`);
+    assert.equal(out.stdout.trim(), "1");
   },
 });

@@ -185,6 +185,18 @@ Deno.test("clean mode perturb: θ + n_t with n_t = fillNoise(seed, hash(path), t
   });
 });
 
+/**
+ * Runs 10 steps of `mk("official")` and of `mk("clean")` on the params-dependent gradient in
+ * float64 and asserts that the clean-mode parameters equal the official run's clean weights.
+ */
+function assertSameTrajectory(mk: (mode: "clean" | "official") => Optimizer<any>, label: string): void {
+  const official: TensorTree[] = [];
+  run(mk("official"), 10, paramGrads, "float64", (p, state) => official.push(mk("official").clean(p, state)));
+  run(mk("clean"), 10, paramGrads, "float64", (p, _state, s) => {
+    assertRelClose(p, official[s - 1], 1e-11, `${label} step ${s}`);
+  });
+}
+
 Deno.test("clean and official modes take the same trajectory with weight decay (it acts on θ + n in both)", () => {
   for (const noise of LAWS) {
     const makers: ((mode: "clean" | "official") => ReturnType<typeof vsgd>)[] = [
@@ -212,19 +224,7 @@ Deno.test("clean and official modes take the same trajectory with weight decay (
           mode,
         }),
     ];
-    for (const mk of makers) {
-      const official: TensorTree[] = [];
-      run(
-        mk("official"),
-        10,
-        paramGrads,
-        "float64",
-        (p, state) => official.push(mk("official").clean(p, state)),
-      );
-      run(mk("clean"), 10, paramGrads, "float64", (p, _state, s) => {
-        assertRelClose(p, official[s - 1], 1e-11, `${noise} step ${s}`);
-      });
-    }
+    for (const mk of makers) assertSameTrajectory(mk, noise);
   }
 });
 
@@ -232,17 +232,7 @@ Deno.test("clean and official modes take the same trajectory (params-dependent g
   for (const noise of LAWS) {
     const mk = (mode: "clean" | "official") =>
       vsgd({ lr: 0.05, momentum: 0.9, variability: 0.03, numIters: 4, noise, seed: 1, mode });
-    const official: TensorTree[] = [];
-    run(
-      mk("official"),
-      10,
-      paramGrads,
-      "float64",
-      (p, state) => official.push(mk("official").clean(p, state)),
-    );
-    run(mk("clean"), 10, paramGrads, "float64", (p, _state, s) => {
-      assertRelClose(p, official[s - 1], 1e-11, `${noise} step ${s}`);
-    });
+    assertSameTrajectory(mk, noise);
   }
 });
 
