@@ -32,7 +32,7 @@ export interface PoolWorker {
   terminate(): unknown;
 }
 
-type NodeWorkerCtor = new (src: string, opts: { eval: boolean }) => PoolWorker & {
+type NodeWorkerCtor = new (src: string, opts: { eval: boolean; env: Record<string, string> }) => PoolWorker & {
   postMessage(m: unknown): void;
   unref(): void;
 };
@@ -99,7 +99,9 @@ export function startWorkers(
     const msg = message(id);
     const Ctor = kind === "node" ? nodeWorkerCtor() : undefined;
     if (Ctor) {
-      const w = new Ctor(source, { eval: true });
+      // `env: {}`: the default copies process.env, which asks Deno for env access (a prompt at a
+      // terminal, a silent denial without one); the workers need no environment.
+      const w = new Ctor(source, { eval: true, env: {} });
       w.unref();
       w.postMessage(msg);
       workers.push(w);
