@@ -19,7 +19,7 @@ export {
   setNoiseThreads,
   type StreamKey,
 } from "./src/random/noise.ts";
-export { type GemmImpl, getGemmImpl, setGemmImpl } from "./src/cpu/kernels/gemm.ts";
+export { type GemmImpl, getGemmImpl, setGemmImpl } from "./kernels/wasm/gemm.ts";
 export * from "./src/ops/mod.ts";
 export * from "./src/autodiff.ts";
 export type { BinaryOp, Conv2dGeometry, Pool2dGeometry, ReduceOp, UnaryOp } from "./src/backend.ts";

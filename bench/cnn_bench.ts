@@ -24,7 +24,7 @@ import {
   conv2dGradWeight,
   type ConvDims,
   convOutSize,
-} from "../src/cpu/kernels/conv.ts";
+} from "../kernels/wasm/conv.ts";
 import { timed as timedIn } from "./_timing.ts";
 
 const timed = (name: string, figure: (ms: number) => string, fn: () => void) =>

@@ -20,7 +20,7 @@ import "npm:@tensorflow/tfjs-backend-cpu@4.22.0";
 import "npm:@tensorflow/tfjs@4.22.0";
 // deno-lint-ignore no-import-prefix -- bench-only peers; deno.json stays dependency-free
 import { setWasmPaths } from "npm:@tensorflow/tfjs-backend-wasm@4.22.0";
-import { gemm, gemmCapabilities } from "../src/cpu/kernels/gemm.ts";
+import { gemm, gemmCapabilities } from "../kernels/wasm/gemm.ts";
 import { add, crossEntropy, matmul, relu, type Tensor, tensor, valueAndGrad } from "../mod.ts";
 import { applyUpdates, sgd } from "../src/optim/mod.ts";
 

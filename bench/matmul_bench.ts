@@ -5,7 +5,7 @@
  * reference. A GFLOP/s table (median over the timed
  * iterations) is printed when the run ends.
  */
-import { gemm, gemmCapabilities, type GemmImpl, setGemmImpl } from "../src/cpu/kernels/gemm.ts";
+import { gemm, gemmCapabilities, type GemmImpl, setGemmImpl } from "../kernels/wasm/gemm.ts";
 
 const SIZES = [256, 512, 1024];
 const LAYOUTS: [string, boolean, boolean][] = [["NN", false, false], ["NT", false, true], [

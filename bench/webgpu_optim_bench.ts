@@ -13,10 +13,16 @@
  * not by memory.
  */
 import { NOISE_LAWS } from "../src/random/noise.ts";
-import { NOISE_WORDS, noiseKernel, noiseUniforms, PHILOX_WORDS, philoxKernel } from "../kernels/random.ts";
-import { WG1D } from "../kernels/common.ts";
+import {
+  NOISE_WORDS,
+  noiseKernel,
+  noiseUniforms,
+  PHILOX_WORDS,
+  philoxKernel,
+} from "../kernels/wgsl/random.ts";
+import { WG1D } from "../kernels/wgsl/common.ts";
 import { f32bits, type GpuStorage } from "../src/webgpu/backend.ts";
-import { optimKernels } from "../src/optim/kernels.ts";
+import { optimKernels } from "../src/optim/fused_ops.ts";
 import "../src/optim/mod.ts";
 import type { Tensor } from "../src/tensor.ts";
 import { benchGpu, gpuBench, perRepMs } from "./webgpu_util.ts";

@@ -8,31 +8,10 @@
  *
  * @module
  */
-import type { Device, DType, Tensor, TypedArray } from "./tensor.ts";
+import type { Tensor } from "./tensor.ts";
+import type { BinaryOp, Device, DType, ReduceOp, TypedArray, UnaryOp } from "./types.ts";
 
-/** Elementwise unary kernels. `step` is 1 where x > 0 else 0 (the ReLU derivative). */
-export type UnaryOp =
-  | "neg"
-  | "exp"
-  | "log"
-  | "sqrt"
-  | "relu"
-  | "tanh"
-  | "sigmoid"
-  | "abs"
-  | "sign"
-  | "step"
-  | "square"
-  | "reciprocal";
-
-/**
- * Elementwise binary kernels with NumPy broadcasting. Comparisons (`gt`, `ge`, `eq`) return 1 or 0
- * in the input dtype.
- */
-export type BinaryOp = "add" | "sub" | "mul" | "div" | "pow" | "maximum" | "minimum" | "gt" | "ge" | "eq";
-
-/** Reductions over a set of axes. */
-export type ReduceOp = "sum" | "max";
+export type { BinaryOp, ReduceOp, UnaryOp } from "./types.ts";
 
 /** Geometry of a 2-D convolution or pooling window (NCHW). */
 export interface Conv2dGeometry {

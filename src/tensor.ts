@@ -6,12 +6,9 @@
  */
 import { getBackend } from "./backend.ts";
 
-/** Element type of a tensor. float64 exists on the CPU only (gradient checks, oracles). */
-export type DType = "float32" | "float64";
-/** Where a tensor's data lives. */
-export type Device = "cpu" | "webgpu";
-/** The typed array behind a CPU tensor of each dtype. */
-export type TypedArray = Float32Array | Float64Array;
+import type { Device, DType, TypedArray } from "./types.ts";
+
+export type { Device, DType, TypedArray } from "./types.ts";
 
 let nextId = 1;
 

@@ -1,7 +1,7 @@
 /**
  * Reference implementations shared by the CPU kernel tests.
  */
-import { type ConvDims, convOutSize } from "../src/cpu/kernels/conv.ts";
+import { type ConvDims, convOutSize } from "../kernels/wasm/conv.ts";
 
 /** Direct 7-loop references in float64: forward y, grad input gx, grad weight gw. */
 export function refConv(x: ArrayLike<number>, w: ArrayLike<number>, gy: ArrayLike<number>, d: ConvDims) {

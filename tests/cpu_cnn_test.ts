@@ -12,9 +12,9 @@ import {
   type ConvDims,
   convOutSize,
   im2col,
-} from "../src/cpu/kernels/conv.ts";
-import { hasWasmConv, setWasmConvGroupBudget } from "../src/cpu/kernels/conv_wasm.ts";
-import { getGemmImpl, setGemmImpl } from "../src/cpu/kernels/gemm.ts";
+} from "../kernels/wasm/conv.ts";
+import { hasWasmConv, setWasmConvGroupBudget } from "../kernels/wasm/conv_wasm.ts";
+import { getGemmImpl, setGemmImpl } from "../kernels/wasm/gemm.ts";
 import { binaryLoop, unaryLoop } from "../src/cpu/elementwise.ts";
 import { reduceLoop } from "../src/cpu/layout.ts";
 import { pool2d, pool2dGrad, pooledSize } from "../src/cpu/nn.ts";

@@ -9,9 +9,9 @@ import {
   setGemmImpl,
   setGemmWorkerKind,
   shutdownGemmWorkers,
-} from "../src/cpu/kernels/gemm.ts";
-import { WasmGemmEngine } from "../src/cpu/kernels/gemm_wasm.ts";
-import type { GemmTiling } from "../src/cpu/kernels/gemm_wasm_module.ts";
+} from "../kernels/wasm/gemm.ts";
+import { WasmGemmEngine } from "../kernels/wasm/gemm_wasm.ts";
+import type { GemmTiling } from "../kernels/wasm/gemm_wasm_module.ts";
 
 /** Reference: float64 triple loop straight from the definition. */
 function refGemm(
@@ -126,7 +126,7 @@ Deno.test({
   name: "a script using threaded gemm exits by itself",
   ignore: caps.threads < 2 || Deno.permissions.querySync({ name: "run" }).state !== "granted",
   fn: async () => {
-    const url = new URL("../src/cpu/kernels/gemm.ts", import.meta.url).href;
+    const url = new URL("../kernels/wasm/gemm.ts", import.meta.url).href;
     const code = `import { gemm, gemmThreadStats, setGemmImpl } from "${url}";
       setGemmImpl("wasm-threads");
       const a = new Float32Array(512 * 512).fill(1), c = new Float32Array(512 * 512);
@@ -232,7 +232,7 @@ import {
   type ConvDims,
   convOutSize,
   im2col,
-} from "../src/cpu/kernels/conv.ts";
+} from "../kernels/wasm/conv.ts";
 import { type FloatCtor, randArray, refConv, rng } from "./_reference.ts";
 
 function assertClose(name: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number): void {

@@ -17,7 +17,7 @@ import {
   type StreamKey,
   streamNoise,
 } from "../src/random/noise.ts";
-import { threadSupport } from "../src/random/noise_threads.ts";
+import { threadSupport } from "../kernels/wasm/noise_threads.ts";
 
 const THREADS_OK = noiseWasmAvailable() && threadSupport().ok;
 

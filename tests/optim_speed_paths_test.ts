@@ -1,4 +1,4 @@
-// The fast paths of the CPU optimizer kernels (src/optim/cpu_kernels.ts) against the path they
+// The fast paths of the CPU optimizer kernels (src/cpu/optim.ts) against the path they
 // replaced: the noise drawn by fillNoise into the noise array, chunk by chunk, then read back by
 // separate loops. Same bits for every kernel, law, dtype, length (odd ones included), offset and
 // thread setting (calling thread alone, workers, "auto", the JavaScript noise path); and whole
@@ -14,8 +14,8 @@ import {
   setNoiseThreads,
   type StreamKey,
 } from "../src/random/noise.ts";
-import { threadSupport } from "../src/random/noise_threads.ts";
-import { sgdDrawRange } from "../src/optim/cpu_kernels.ts";
+import { threadSupport } from "../kernels/wasm/noise_threads.ts";
+import { sgdDrawRange } from "../src/cpu/optim.ts";
 import {
   adamRange,
   applyUpdates,

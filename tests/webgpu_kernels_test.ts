@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { type Backend, getBackend } from "../src/backend.ts";
 import "../src/cpu/backend.ts";
 import { shapeSize, type Tensor } from "../src/tensor.ts";
-import { chooseTile } from "../kernels/matmul.ts";
+import { chooseTile } from "../kernels/wgsl/matmul.ts";
 import { testRng } from "../src/webgpu/testing.ts";
 import { webgpuSuite } from "./_webgpu.ts";
 

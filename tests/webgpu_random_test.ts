@@ -10,7 +10,7 @@ import { fillNoise, NOISE_LAWS, type NoiseLaw, transformBlock } from "../src/ran
 import { philox4x32 } from "../src/random/philox.ts";
 import { Tensor } from "../src/tensor.ts";
 import { applyUpdates, type Optimizer, vadam, vsgd } from "../src/optim/mod.ts";
-import { optimKernels, registerOptimKernels } from "../src/optim/kernels.ts";
+import { optimKernels, registerOptimKernels } from "../src/optim/fused_ops.ts";
 import {
   NOISE_WORDS,
   noiseKernel,
@@ -18,7 +18,7 @@ import {
   PHILOX_WORDS,
   philoxKernel,
   transformKernel,
-} from "../kernels/random.ts";
+} from "../kernels/wgsl/random.ts";
 import { f32bits, type GpuStorage } from "../src/webgpu/backend.ts";
 import { webgpuOptimKernels } from "../src/webgpu/optim.ts";
 import { testRng } from "../src/webgpu/testing.ts";

@@ -7,8 +7,8 @@ import { type Backend, type Conv2dGeometry, registerBackend } from "../backend.t
 import { allocArray, type DType, shapeSize, Tensor, type TypedArray } from "../tensor.ts";
 import { binaryLoop, unaryLoop } from "./elementwise.ts";
 import { concatLoop, forEachSliceIndex, reduceLoop, transposeLoop } from "./layout.ts";
-import { gemm } from "./kernels/gemm.ts";
-import { conv2dForward, conv2dGradInput, conv2dGradWeight, type ConvDims } from "./kernels/conv.ts";
+import { gemm } from "../../kernels/wasm/gemm.ts";
+import { conv2dForward, conv2dGradInput, conv2dGradWeight, type ConvDims } from "../../kernels/wasm/conv.ts";
 import { crossEntropyGradRows, crossEntropyRows, pool2d, pool2dGrad, pooledSize, softmaxRows } from "./nn.ts";
 
 const arr = (t: Tensor): TypedArray => t.storage as TypedArray;

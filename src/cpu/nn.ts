@@ -5,7 +5,7 @@
  */
 import type { Pool2dGeometry } from "../backend.ts";
 import type { TypedArray } from "../tensor.ts";
-import { hasWasmConv, wasmMaxPool2x2, wasmMaxPool2x2Grad } from "./kernels/conv_wasm.ts";
+import { hasWasmConv, wasmMaxPool2x2, wasmMaxPool2x2Grad } from "../../kernels/wasm/conv_wasm.ts";
 
 /** Row-wise softmax (`log` = false) or log-softmax (`log` = true) over rows of length `c`. */
 export function softmaxRows(x: TypedArray, c: number, out: TypedArray, log: boolean): void {

@@ -60,7 +60,7 @@
  *
  * @module
  */
-import "./cpu_kernels.ts";
+import "../cpu/optim.ts";
 
 // Types the optimizer API refers to, re-exported so that this entry point documents them.
 export type { Device, DType, Tensor, TypedArray } from "../tensor.ts";
@@ -109,5 +109,5 @@ export {
   optimKernels,
   registerOptimKernels,
   type SgdKernelArgs,
-} from "./kernels.ts";
-export { adamRange, cpuOptimKernels, noiseRange, perturbRange, sgdRange } from "./cpu_kernels.ts";
+} from "./fused_ops.ts";
+export { adamRange, cpuOptimKernels, noiseRange, perturbRange, sgdRange } from "../cpu/optim.ts";

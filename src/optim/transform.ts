@@ -10,7 +10,7 @@ import { hashString } from "../random/philox.ts";
 import { fmtShape, sameShape, type Tensor } from "../tensor.ts";
 import { mapTree, type TensorTree } from "../tree.ts";
 import { fmtValue } from "./hyper.ts";
-import { type KernelResult, type NoiseStage, type OptimKernels, optimKernels } from "./kernels.ts";
+import { type KernelResult, type NoiseStage, type OptimKernels, optimKernels } from "./fused_ops.ts";
 import { checkTree, initLeaves, leafMap, withBuffers } from "./tree_check.ts";
 import type {
   ChainState,

@@ -14,7 +14,7 @@
  * computed with `Math.log` & co., whose last bits differ between JavaScript engines and GPU
  * shader compilers, but in 25-bit fixed point with integer arithmetic only: every intermediate is
  * an integer below 2^53 (exact in a JavaScript number) and every product of two operands below
- * 2^26 (so the WGSL twin in `kernels/random.ts`, which uses 32-bit halves, computes the very same
+ * 2^26 (so the WGSL twin in `kernels/wgsl/random.ts`, which uses 32-bit halves, computes the very same
  * integers). The result is turned into a float32 by one correctly rounded conversion and one
  * correctly rounded multiplication by the float32 scale, operations that WebGPU defines exactly
  * (and that are immune to fused multiply–add contraction). So every draw is a float32 number, the
@@ -49,12 +49,19 @@
  *
  * @module
  */
-import { NoiseWorkerPool, type ThreadSupport, threadSupport } from "./noise_threads.ts";
-import { BLOCKS_PER_ITER, KEYS_BYTE, OUT_BYTE, REGION_BYTE, WasmNoise } from "./noise_wasm.ts";
-import { ThreadChoice } from "../cpu/thread_choice.ts";
+import { NoiseWorkerPool, type ThreadSupport, threadSupport } from "../../kernels/wasm/noise_threads.ts";
+import {
+  BLOCKS_PER_ITER,
+  KEYS_BYTE,
+  OUT_BYTE,
+  REGION_BYTE,
+  WasmNoise,
+} from "../../kernels/wasm/noise_wasm.ts";
+import { ThreadChoice } from "../../kernels/wasm/thread_choice.ts";
 
-/** The noise laws of the variable optimizers (SPEC.md §2). */
-export type NoiseLaw = "gaussian" | "laplace" | "uniform";
+import type { NoiseLaw } from "../types.ts";
+
+export type { NoiseLaw } from "../types.ts";
 
 /** The noise laws, in a stable order (the index is what GPU kernels receive). */
 export const NOISE_LAWS: readonly NoiseLaw[] = ["gaussian", "laplace", "uniform"];

@@ -1,6 +1,6 @@
 /**
  * Philox4x32-10, the counter-based generator of Salmon et al. (SC'11), in plain 32-bit integer
- * arithmetic so that the WGSL twin in `kernels/` produces the very same bits.
+ * arithmetic so that the WGSL twin in `kernels/wgsl/` produces the very same bits.
  *
  * A draw is a pure function of a 64-bit key `(k0, k1)` and a 128-bit counter `(c0, c1, c2, c3)`:
  * no hidden state, so any element of any stream can be recomputed at any time, on any device.

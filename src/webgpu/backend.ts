@@ -1,6 +1,6 @@
 /**
  * The WebGPU implementation of {@linkcode Backend}: float32 tensors in pooled storage buffers,
- * kernels from `kernels/`, dispatches batched into command buffers, and reference-counted storage
+ * kernels from `kernels/wgsl/`, dispatches batched into command buffers, and reference-counted storage
  * (reshape views share a buffer) released by the autodiff tape, by {@linkcode tidy} scopes, or, as
  * a backstop, when a tensor object is garbage collected.
  *
@@ -10,7 +10,7 @@
  */
 import type { Backend, BinaryOp, Conv2dGeometry, Pool2dGeometry, ReduceOp, UnaryOp } from "../backend.ts";
 import { type DType, fmtShape, shapeSize, stridesOf, Tensor, type TypedArray } from "../tensor.ts";
-import { uniformWords, WG1D } from "../../kernels/common.ts";
+import { uniformWords, WG1D } from "../../kernels/wgsl/common.ts";
 import {
   BINARY_WORDS,
   binaryKernel,
@@ -22,8 +22,8 @@ import {
   MAX_RANK,
   UNARY_WORDS,
   unaryKernel,
-} from "../../kernels/elementwise.ts";
-import { REDUCE_WG, REDUCE_WORDS, reduceKernel } from "../../kernels/reduce.ts";
+} from "../../kernels/wgsl/elementwise.ts";
+import { REDUCE_WG, REDUCE_WORDS, reduceKernel } from "../../kernels/wgsl/reduce.ts";
 import {
   chooseTile,
   MATMUL_WORDS,
@@ -32,7 +32,7 @@ import {
   type MatmulVariant,
   type OperandMode,
   plainLoaders,
-} from "../../kernels/matmul.ts";
+} from "../../kernels/wgsl/matmul.ts";
 import {
   CONV_DW_LOAD_A,
   CONV_DW_LOAD_B,
@@ -40,17 +40,17 @@ import {
   CONV_DX_LOAD_B,
   CONV_FWD_LOAD_B,
   CONV_GEO,
-} from "../../kernels/conv.ts";
-import { POOL_WORDS, poolGradKernel, poolKernel } from "../../kernels/pool.ts";
+} from "../../kernels/wgsl/conv.ts";
+import { POOL_WORDS, poolGradKernel, poolKernel } from "../../kernels/wgsl/pooling.ts";
 import {
   CE_GRAD_WORDS,
   crossEntropyGradKernel,
   SOFTMAX_WG,
   SOFTMAX_WORDS,
   softmaxKernel,
-} from "../../kernels/softmax.ts";
+} from "../../kernels/wgsl/softmax.ts";
 import { checkContext, type GpuContext, throwPendingError } from "./device.ts";
-import { BufferPool, type PoolStats } from "./pool.ts";
+import { BufferPool, type PoolStats } from "./buffer_pool.ts";
 import { type BindingKind, Encoder, type EncoderStats, type KernelSpec, PipelineCache } from "./pipelines.ts";
 import { broadcastStrides, coalesce } from "./layout.ts";
 

@@ -20,12 +20,12 @@ import { type Device, popTensorObserver, pushTensorObserver, Tensor, type TypedA
 import type { TensorTree } from "../tree.ts";
 import { createGpuContext, type GpuLimits, NoWebGPUError } from "./device.ts";
 import { WebGPUBackend, type WebGPUStats } from "./backend.ts";
-import { registerOptimKernels } from "../optim/kernels.ts";
+import { registerOptimKernels } from "../optim/fused_ops.ts";
 import { webgpuOptimKernels } from "./optim.ts";
 
 export { type GpuLimits, NoWebGPUError } from "./device.ts";
 export type { WebGPUBackend, WebGPUStats } from "./backend.ts";
-export type { PoolStats } from "./pool.ts";
+export type { PoolStats } from "./buffer_pool.ts";
 export type { EncoderStats } from "./pipelines.ts";
 
 let current: WebGPUBackend | null = null;

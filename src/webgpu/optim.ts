@@ -1,5 +1,5 @@
 /**
- * The WebGPU optimizer kernels (`OptimKernels` of `src/optim/kernels.ts`): fused SGD/VSGD and
+ * The WebGPU optimizer kernels (`OptimKernels` of `src/optim/fused_ops.ts`): fused SGD/VSGD and
  * Adam/VAdam steps, the weight-noise step, perturb and addScaled, one dispatch each per parameter
  * array, with the noise drawn in the kernel (bit-identical to `fillNoise`). Registered for the
  * device "webgpu" by `initWebGPU()`.
@@ -12,10 +12,10 @@ import type {
   NoiseStage,
   OptimKernels,
   SgdKernelArgs,
-} from "../optim/kernels.ts";
+} from "../optim/fused_ops.ts";
 import type { NoiseLaw, StreamKey } from "../random/noise.ts";
 import type { Tensor } from "../tensor.ts";
-import { WG1D } from "../../kernels/common.ts";
+import { WG1D } from "../../kernels/wgsl/common.ts";
 import {
   adamKernel,
   addScaledKernel,
@@ -28,8 +28,8 @@ import {
   OPTIM_WORDS,
   perturbKernel,
   sgdKernel,
-} from "../../kernels/optim.ts";
-import { lawIndex, withLogTable } from "../../kernels/random.ts";
+} from "../../kernels/wgsl/optim.ts";
+import { lawIndex, withLogTable } from "../../kernels/wgsl/random.ts";
 import { f32bits, type GpuStorage, type WebGPUBackend } from "./backend.ts";
 
 interface StageWords {

@@ -4,7 +4,7 @@
  * (`u' = u + (n_new − n_old)`, or `u − n_old` on a reset) with the noise drawn in-kernel from the
  * WGSL Philox twin, bit-identical to `fillNoise`. One thread handles one Philox block (4 elements).
  *
- * The semantics are those of `src/optim/kernels.ts` (`OptimKernels`); arithmetic is float32.
+ * The semantics are those of `src/optim/fused_ops.ts` (`OptimKernels`); arithmetic is float32.
  *
  * Uniforms: n, k0, k1, c1, c2, (unused), scale (f32), pad, then the optimizer's f32 constants from
  * word 8: SGD lr, momentum, 1 − dampening, wd; Adam b1, 1 − b1, b2, 1 − b2, eps,
@@ -14,7 +14,7 @@
  * @module
  */
 import { main1d, storage, uniformBlock } from "./common.ts";
-import type { NoiseLaw } from "../src/random/noise.ts";
+import type { NoiseLaw } from "../../src/types.ts";
 import { lawIndex, loadLogTable, RANDOM_WGSL } from "./random.ts";
 
 /** Where the logarithm table of the noise laws starts in the optimizer kernels' uniforms. */

@@ -19,7 +19,7 @@ import {
   LOG_RECIP,
   NOISE_LAWS,
   type NoiseLaw,
-} from "../src/random/noise.ts";
+} from "../../src/random/noise.ts";
 import { main1d, storage, uniformBlock } from "./common.ts";
 
 /** The logarithm table (`LOG_RECIP` then `LOG_OFFSET`), 64 words, passed in the uniforms. */

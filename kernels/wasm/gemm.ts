@@ -20,11 +20,11 @@
 import { type GemmArray, gemmJs } from "./gemm_js.ts";
 import { DEFAULT_TILING, hasRelaxedSimd, hasSharedMemory, hasWasmSimd, WasmGemmEngine } from "./gemm_wasm.ts";
 import { GemmWorkerPool } from "./gemm_threads.ts";
-import { threadSupport, type WorkerKind } from "../workers.ts";
-import { ThreadChoice } from "../thread_choice.ts";
+import { threadSupport, type WorkerKind } from "./workers.ts";
+import { ThreadChoice } from "./thread_choice.ts";
 
 export type { GemmArray } from "./gemm_js.ts";
-export type { WorkerKind } from "../workers.ts";
+export type { WorkerKind } from "./workers.ts";
 
 /**
  * Which float32 implementation {@linkcode gemm} uses. `"auto"` (default): WebAssembly SIMD; for

@@ -12,7 +12,7 @@
  * to back, and a worker woken from sleep may be scheduled onto the caller's core (measured on a
  * 2-core VM), where it only takes turns with the caller.
  *
- * Starting and stopping the workers, and whether they can be used, is in `../cpu/workers.ts`.
+ * Starting and stopping the workers, and whether they can be used, is in `workers.ts`.
  *
  * Internal module: `noise.ts` decides when to use it (`setNoiseThreads`).
  *
@@ -26,7 +26,7 @@ import {
   threadSupport,
   type WorkerKind,
   workerSource,
-} from "../cpu/workers.ts";
+} from "./workers.ts";
 import {
   BLOCKS_PER_ITER,
   CTL_BYTE,

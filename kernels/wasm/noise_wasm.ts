@@ -2,7 +2,7 @@
  * The noise of `noise.ts` in WebAssembly SIMD, generated at run time by this file (no toolchain,
  * no committed binary): the same Philox4x32-10 blocks and the same fixed-point transforms, with the
  * same integers at every stage, so every draw has the bits of `transformBlock` (and of the WGSL
- * twin in `kernels/random.ts`).
+ * twin in `kernels/wgsl/random.ts`).
  *
  * - **Philox**, four blocks per vector (lane L holds block b + L), two vectors interleaved: the
  *   32×32 → 64-bit products of a round are `i64x2.extmul_{low,high}_i32x4_u`, their high words
@@ -35,7 +35,7 @@
  *
  * @module
  */
-import { buildModule, F32, Fn, I32, V128 } from "../cpu/kernels/wasm_emit.ts";
+import { buildModule, F32, Fn, I32, V128 } from "./wasm_emit.ts";
 
 /** Constants of the fixed-point transforms (passed in by `noise.ts`, which owns them). */
 export interface NoiseTables {

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { ReduceOp } from "../src/backend.ts";
+import type { ReduceOp } from "../../src/types.ts";
 import { NEG_INF, storage, uniformBlock } from "./common.ts";
 import { MAX_RANK } from "./elementwise.ts";
 

@@ -29,7 +29,7 @@ import {
   type OptimKernels,
   registerOptimKernels,
   type SgdKernelArgs,
-} from "./kernels.ts";
+} from "../optim/fused_ops.ts";
 
 /** Elements per chunk of a fused step (a multiple of 4, the Philox block width). */
 const CHUNK = 2048;

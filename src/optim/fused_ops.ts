@@ -5,7 +5,7 @@
  * Every optimizer step is expressed leaf by leaf in terms of five kernels: `sgd`, `adam` (each with
  * an optional fused {@linkcode NoiseStage}, so that `vsgd`/`vadam` touch each array once), `noise`
  * (the weight-noise step after any other transformation), `perturb` (θ + n for clean mode) and
- * `addScaled` (applying updates, removing noise). The CPU kernels (in `cpu_kernels.ts`) are loops
+ * `addScaled` (applying updates, removing noise). The CPU kernels (in `src/cpu/optim.ts`) are loops
  * over `t.storage` typed arrays and register themselves; a WebGPU backend registers its fused WGSL
  * kernels for device `"webgpu"` with {@linkcode registerOptimKernels}. The noise of a kernel must
  * equal `fillNoise(out, stage.law, stage.scale, stage.key)` element for element (same Philox

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { BinaryOp, UnaryOp } from "../src/backend.ts";
+import type { BinaryOp, UnaryOp } from "../../src/types.ts";
 import { main1d, storage, uniformBlock } from "./common.ts";
 
 /** Largest rank of the strided kernels (after coalescing dims). */

@@ -10,7 +10,7 @@
  * @module
  */
 import { CTL, type GemmJob, type WasmGemmEngine } from "./gemm_wasm.ts";
-import { type PoolWorker, startWorkers, stopWorkers, type ThreadSupport, workerSource } from "../workers.ts";
+import { type PoolWorker, startWorkers, stopWorkers, type ThreadSupport, workerSource } from "./workers.ts";
 
 /** Extra control words (after those of `CTL`). */
 const EPOCH = 6, ERR = 7;

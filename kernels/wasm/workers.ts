@@ -1,6 +1,6 @@
 /**
- * What the worker pools over shared WebAssembly memory have in common (`kernels/gemm_threads.ts`
- * for the GEMM, `../random/noise_threads.ts` for the noise): whether workers can be used here,
+ * What the worker pools over shared WebAssembly memory have in common (`gemm_threads.ts`
+ * for the GEMM, `noise_threads.ts` for the noise): whether workers can be used here,
  * starting them, their bootstrap, and stopping them. Each pool keeps its own control words and
  * scheduling.
  *
@@ -32,7 +32,10 @@ export interface PoolWorker {
   terminate(): unknown;
 }
 
-type NodeWorkerCtor = new (src: string, opts: { eval: boolean; env: Record<string, string> }) => PoolWorker & {
+type NodeWorkerCtor = new (
+  src: string,
+  opts: { eval: boolean; env: Record<string, string> },
+) => PoolWorker & {
   postMessage(m: unknown): void;
   unref(): void;
 };
