@@ -28,7 +28,8 @@ import {
   valueAndGrad,
 } from "../mod.ts";
 import { adam, applyUpdates, type Optimizer, sgd, vadam, vsgd } from "../src/optim/mod.ts";
-import { dispose, initWebGPUBackend, NoWebGPUError, syncWebGPU } from "../src/webgpu/mod.ts";
+import { dispose } from "../src/memory.ts";
+import { initWebGPUBackend, NoWebGPUError, syncWebGPU } from "../src/webgpu/mod.ts";
 
 const args = parseArgs({
   args: Deno.args,

@@ -4,10 +4,11 @@
  * @module
  */
 import { getBackend } from "./backend.ts";
+import { dispose, withScope } from "./memory.ts";
 import { add } from "./ops/elementwise.ts";
 import { Tape, withTape } from "./tape.ts";
-import { fmtShape, popTensorObserver, pushTensorObserver, Tensor } from "./tensor.ts";
-import { mapTree, type TensorTree, treeLeaves } from "./tree.ts";
+import { fmtShape, Tensor } from "./tensor.ts";
+import { mapTree, type TensorTree } from "./tree.ts";
 
 /** What {@linkcode valueAndGrad} returns: the scalar value and the gradient tree. */
 export interface ValueAndGrad<P extends TensorTree> {
@@ -18,9 +19,9 @@ export interface ValueAndGrad<P extends TensorTree> {
 }
 
 /**
- * Runs `fn` once on a fresh tape and returns its value and the gradient w.r.t. the tracked leaves.
- * Every tensor the call created, except the value and the gradients, is released when it returns;
- * when `fn` or the backward pass throws, every tensor the call created is released.
+ * Runs `fn` once on a fresh tape and returns its value and the gradient w.r.t. the tracked leaves,
+ * in a memory scope (`src/memory.ts`): every tensor the call created, except the value and the
+ * gradients, is released when it returns, and everything it created when it throws.
  */
 function differentiate<P extends TensorTree>(
   fn: (params: P) => Tensor,
@@ -29,7 +30,7 @@ function differentiate<P extends TensorTree>(
 ): ValueAndGrad<P> {
   const tape = new Tape();
   // Distinct leaf objects so that a param also passed in `rest` is not confused with the variable.
-  // They are made before the observer below, so they are never released (they share the params'
+  // They are made outside the scope below, so they are never released (they share the params'
   // storage).
   const vars = new Map<string, Tensor>();
   const wrapped = mapTree(params, (t, path) => {
@@ -38,12 +39,7 @@ function differentiate<P extends TensorTree>(
     vars.set(path, v);
     return v;
   }, who);
-  const created: Tensor[] = [];
-  const release = (keep: Set<number>) => {
-    for (const t of created) if (!keep.has(t.id)) getBackend(t.device).release(t);
-  };
-  pushTensorObserver({ created: (t) => created.push(t) });
-  try {
+  return withScope(() => {
     const value = withTape(tape, () => fn(wrapped));
     if (!(value instanceof Tensor)) {
       throw new TypeError(`${who}: the function must return a scalar Tensor, got ${typeof value}`);
@@ -76,31 +72,25 @@ function differentiate<P extends TensorTree>(
       if (g !== undefined) return g;
       return getBackend(t.device).fill(t.shape, 0, t.dtype);
     }, who);
-    const keep = new Set<number>([value.id]);
-    for (const l of treeLeaves(out)) keep.add(l.tensor.id);
-    release(keep);
     return { value, grads: out };
-  } catch (e) {
-    release(new Set());
-    throw e;
-  } finally {
-    popTensorObserver();
-  }
+  }, who);
 }
 
 /**
  * Transforms `f(params, ...rest)` (returning a scalar tensor) into a function that returns both
- * the value and the gradient with respect to `params`, a tree of tensors. Intermediates are
- * released when the call returns: no `dispose` needed.
+ * the value and the gradient with respect to `params`, a tree of tensors. The call runs in a
+ * memory scope (see `tidy`): every intermediate it creates is released when it returns, or when
+ * it throws, so no `dispose` is needed; the value and the gradients are the caller's.
  *
  * @example
  * ```ts
- * import { crossEntropy, matmul, tensor, valueAndGrad } from "@nvrm/core";
- * const loss = (p: { w: ReturnType<typeof tensor> }, x: ReturnType<typeof tensor>, y: number[]) =>
- *   crossEntropy(matmul(x, p.w), y);
+ * import assert from "node:assert/strict";
+ * import { crossEntropy, matmul, type Tensor, tensor, valueAndGrad } from "@nvrm/core";
+ * const loss = (p: { w: Tensor }, x: Tensor, y: number[]) => crossEntropy(matmul(x, p.w), y);
  * const params = { w: tensor([[0.1, -0.2], [0.3, 0.4]]) };
  * const { value, grads } = valueAndGrad(loss)(params, tensor([[1, 2]]), [1]);
- * console.log(value.item(), grads.w.shape); // … [2, 2]
+ * assert.ok(value.item() > 0);
+ * assert.deepEqual(grads.w.shape, [2, 2]);
  * ```
  */
 export function valueAndGrad<P extends TensorTree, R extends unknown[]>(
@@ -111,18 +101,23 @@ export function valueAndGrad<P extends TensorTree, R extends unknown[]>(
 }
 
 /**
- * Like {@linkcode valueAndGrad} but returns only the gradient tree.
+ * Like {@linkcode valueAndGrad} but returns only the gradient tree (the value is released too).
  *
  * @example
  * ```ts
- * import { grad, mul, sum, tensor } from "@nvrm/core";
- * const g = grad((x: ReturnType<typeof tensor>) => sum(mul(x, x)))(tensor([1, 2, 3]));
- * console.log(g.dataSync()); // [2, 4, 6]
+ * import assert from "node:assert/strict";
+ * import { grad, mul, sum, type Tensor, tensor } from "@nvrm/core";
+ * const g = grad((x: Tensor) => sum(mul(x, x)))(tensor([1, 2, 3]));
+ * assert.deepEqual([...g.dataSync()], [2, 4, 6]);
  * ```
  */
 export function grad<P extends TensorTree, R extends unknown[]>(
   f: (params: P, ...rest: R) => Tensor,
 ): (params: P, ...rest: R) => P {
   if (typeof f !== "function") throw new TypeError(`grad: f must be a function, got ${typeof f}`);
-  return (params: P, ...rest: R) => differentiate((p: P) => f(p, ...rest), params, "grad").grads;
+  return (params: P, ...rest: R) => {
+    const { value, grads } = differentiate((p: P) => f(p, ...rest), params, "grad");
+    dispose(value, grads); // only the gradients are returned
+    return grads;
+  };
 }

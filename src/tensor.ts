@@ -12,20 +12,20 @@ export type { Device, DType, TypedArray } from "./types.ts";
 
 let nextId = 1;
 
-/** Hooks a scope (the autodiff tape, GPU memory scopes) installs to observe tensor creation. */
-export interface TensorObserver {
-  /** Called with every tensor created while the observer is installed. */
-  created(t: Tensor): void;
-}
-const observers: TensorObserver[] = [];
+/** Called with every tensor created while it is installed (see {@linkcode observeTensorCreation}). */
+export type TensorCreationObserver = (t: Tensor) => void;
+const observers = new Set<TensorCreationObserver>();
 
-/** Installs `obs` until the matching {@linkcode popTensorObserver}. Internal. */
-export function pushTensorObserver(obs: TensorObserver): void {
-  observers.push(obs);
-}
-/** Removes the most recently installed observer. Internal. */
-export function popTensorObserver(): void {
-  observers.pop();
+/**
+ * Calls `fn` with every tensor created from now until the returned function is called. Internal:
+ * the memory scopes of `src/memory.ts` are built on it, and tests use it to see what a call created;
+ * not part of the public API.
+ */
+export function observeTensorCreation(fn: TensorCreationObserver): () => void {
+  // A wrapper, so that observing twice with the same function is two observers.
+  const entry: TensorCreationObserver = (t) => fn(t);
+  observers.add(entry);
+  return () => void observers.delete(entry);
 }
 
 /**
@@ -57,7 +57,7 @@ export class Tensor {
     this.device = device;
     this.size = shapeSize(shape);
     this.id = nextId++;
-    for (const o of observers) o.created(this);
+    if (observers.size > 0) { for (const o of observers) o(this); }
   }
 
   /** Number of dimensions. */
@@ -90,6 +90,30 @@ export class Tensor {
       throw new Error(`Tensor.item: tensor has shape [${this.shape}] (${this.size} elements), expected 1`);
     }
     return this.dataSync()[0];
+  }
+
+  /**
+   * Releases the tensor's device storage now instead of when it is garbage collected, so that
+   * `using t = …` frees a GPU buffer at the end of the block. A no-op on the CPU (typed arrays are
+   * garbage collected) and when called again. The tensor must not be used afterwards on the GPU.
+   * Inside a function passed to `valueAndGrad`, leave releasing to `valueAndGrad` (the backward
+   * pass may still need the tensor).
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { mul, sum, tensor } from "@nvrm/core";
+   * const x = tensor([1, 2, 3]);
+   * let total: number;
+   * {
+   *   using sq = mul(x, x); // released at the end of this block
+   *   total = sum(sq).item();
+   * }
+   * assert.equal(total, 14);
+   * ```
+   */
+  [Symbol.dispose](): void {
+    getBackend(this.device).release(this);
   }
 
   /** A short description: shape, dtype and device. */

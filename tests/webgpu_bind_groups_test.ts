@@ -12,7 +12,7 @@ import { conv2d, crossEntropy } from "../src/ops/mod.ts";
 import { applyUpdates, vsgd } from "../src/optim/mod.ts";
 import type { Tensor } from "../src/tensor.ts";
 import { type TensorTree, treeLeaves } from "../src/tree.ts";
-import { dispose } from "../src/webgpu/mod.ts";
+import { dispose } from "../src/memory.ts";
 import { testRng } from "../src/webgpu/testing.ts";
 import { webgpuSuite } from "./_webgpu.ts";
 

@@ -1,6 +1,6 @@
 /**
  * GPU memory: 2,000 training steps with no growth in live GPU buffers (count and bytes of the pool
- * stay flat), reference-counted views, tidy scopes, and the garbage-collection backstop.
+ * stay flat), reference-counted views, tidy scopes, `using`, fit, and the garbage-collection backstop.
  */
 import assert from "node:assert/strict";
 import { getBackend } from "../src/backend.ts";
@@ -9,10 +9,11 @@ import { tensor } from "../src/creation.ts";
 import { mlp } from "../src/nn/mod.ts";
 import { add, crossEntropy, exp, matmul, maxPool2d, mul, relu, reshape } from "../src/ops/mod.ts";
 import { applyUpdates, vadam, vsgd } from "../src/optim/mod.ts";
-import { popTensorObserver, pushTensorObserver, type Tensor } from "../src/tensor.ts";
+import { observeTensorCreation, type Tensor } from "../src/tensor.ts";
 import { makeDataset } from "../src/data/dataset.ts";
 import { fit } from "../src/train/loop.ts";
-import { dispose, tidy, webgpuStats } from "../src/webgpu/mod.ts";
+import { dispose, tidy } from "../src/memory.ts";
+import { webgpuStats } from "../src/webgpu/mod.ts";
 import { webgpuSuite } from "./_webgpu.ts";
 
 const { gpu, ignore } = await webgpuSuite("webgpu_memory_test", "webgpu memory");
@@ -61,9 +62,9 @@ Deno.test(
   },
 );
 
-Deno.test({ name: "webgpu memory: VAdam steps in clean mode stay flat too", ignore }, () => {
+Deno.test({ name: "webgpu memory: VAdam steps in exact mode stay flat too", ignore }, () => {
   const net = mlp([8, 16, 3], { seed: 1, device: "webgpu" });
-  const opt = vadam({ lr: 1e-2, variability: 0.01, numIters: 1000, mode: "clean", amsgrad: true });
+  const opt = vadam({ lr: 1e-2, variability: 0.01, numIters: 1000, mode: "exact", amsgrad: true });
   let params = net.params;
   let state = opt.init(params);
   const vg = valueAndGrad((p: typeof params, x: Tensor, y: Int32Array) => crossEntropy(net.forward(p, x), y));
@@ -113,7 +114,37 @@ Deno.test({ name: "webgpu memory: tidy releases everything but its result", igno
   dispose(out);
   assert.deepEqual(live(), before);
   assert.throws(() => tidy(() => Promise.resolve(1) as unknown as number), /synchronous/);
+  // A nested scope's result is the outer scope's: released unless the outer result holds it.
+  const outer = tidy(() => {
+    const inner = tidy(() => exp(relu(w)));
+    return add(inner, 1);
+  });
+  assert.equal(live().buffers, before.buffers + 1);
+  dispose(outer);
+  assert.deepEqual(live(), before);
 });
+
+Deno.test(
+  { name: "webgpu memory: `using` returns a tensor's buffer at the end of its block", ignore },
+  async () => {
+    const w = tensor([[1, -2], [3, 4]], undefined, { device: "webgpu" });
+    const before = live();
+    let total: Float32Array | null = null;
+    let t: Tensor | null = null;
+    {
+      using sq = mul(w, w);
+      t = sq;
+      assert.equal(live().buffers, before.buffers + 1);
+      total = await sq.data() as Float32Array;
+    }
+    assert.deepEqual(live(), before, "released at the end of the block");
+    assert.ok(gpu!.isReleased(t!));
+    t![Symbol.dispose](); // idempotent
+    assert.deepEqual(live(), before);
+    assert.deepEqual(Array.from(total!), [1, 4, 9, 16]);
+    assert.throws(() => exp(t!), /was released/);
+  },
+);
 
 Deno.test({
   name: "webgpu memory: collected tensors return their buffers to the pool (backstop)",
@@ -162,7 +193,7 @@ Deno.test(
     const train = makeDataset(x, Int32Array.from({ length: n }, (_, i) => i % 3), [d], 3);
     const net = mlp([d, 8, 3], { seed: 1, device: "webgpu" });
     const created: Tensor[] = [];
-    pushTensorObserver({ created: (t) => created.push(t) });
+    const stop = observeTensorCreation((t) => created.push(t));
     let r;
     try {
       r = await fit({
@@ -173,12 +204,44 @@ Deno.test(
         epochs: 2,
         batchSize: 8,
         progressEvery: 1,
+        logger: null,
       });
     } finally {
-      popTensorObserver();
+      stop();
     }
-    dispose([net.params, r.params, r.state, r.cleanParams]);
+    dispose([net.params, r.params, r.rawParams, r.state]);
     const kept = created.filter((t) => t.device === "webgpu" && !gpu!.isReleased(t));
     assert.deepEqual(kept.map(String), [], "GPU tensors fit left alive");
+  },
+);
+
+Deno.test(
+  { name: "webgpu memory: fit keeps the live GPU buffers flat from epoch to epoch", ignore },
+  async () => {
+    const n = 60, d = 5;
+    const x = Float32Array.from({ length: n * d }, (_, i) => Math.cos(i * 0.7));
+    const train = makeDataset(x, Int32Array.from({ length: n }, (_, i) => i % 4), [d], 4);
+    const test = makeDataset(x.slice(0, 20 * d), train.y.slice(0, 20), [d], 4);
+    const net = mlp([d, 12, 4], { seed: 2, device: "webgpu" });
+    const perEpoch: { buffers: number; bytes: number }[] = [];
+    // 60 / 16: three full batches and a short one; numIters 4 = one epoch, so every epoch ends on
+    // a reset step (no noise buffers in the state) and the epochs compare like with like.
+    const r = await fit({
+      params: net.params,
+      forward: net.forward,
+      optimizer: vsgd({ lr: 0.1, variability: 0.02, numIters: 4, momentum: 0.9 }),
+      train,
+      test,
+      epochs: 6,
+      batchSize: 16,
+      evalBatchSize: 7,
+      progressEvery: 1,
+      logger: null,
+      onEpoch: () => void perEpoch.push(live()),
+    });
+    assert.equal(perEpoch.length, 6);
+    for (let e = 2; e < 6; e++) assert.deepEqual(perEpoch[e], perEpoch[1], `after epoch ${e + 1}`);
+    assert.ok(r.history.every((m) => Number.isFinite(m.testLoss) && Number.isFinite(m.trainLoss)));
+    dispose([r.params, r.rawParams, r.state]);
   },
 );

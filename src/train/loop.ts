@@ -1,43 +1,48 @@
 /**
  * A training loop for classifiers with any optimizer of `@nvrm/core/optim`: epochs over seeded
- * minibatches, the gradient taken at the optimizer's `perturb`ed weights, evaluation at its `clean`
- * weights, and the per-epoch metrics of SPEC.md §4 (train loss and accuracy against the labels
- * trained on, test accuracy, memorization and the fraction of flipped examples predicted correctly).
+ * minibatches, each step the plain loop (perturb → valueAndGrad → update → applyUpdates), evaluation
+ * at the optimizer's `clean` weights, and per-epoch label-noise metrics (train loss and accuracy
+ * against the labels trained on and against the true labels, test accuracy, memorization and the
+ * fraction of flipped examples predicted correctly).
  *
- * Device-agnostic and browser-safe: batches become tensors on `device`; the loop never waits on
- * the device inside an epoch (the loss is accumulated as a tensor, progress reads are not awaited)
- * and reads metrics back once per evaluation. Output goes through an injected {@linkcode TrainLogger}.
+ * Device-agnostic and browser-safe: batches become tensors on `device`; each step runs in a memory
+ * scope (`tidy`), so GPU memory stays flat without waiting for garbage collection; the loop never
+ * waits on the device inside an epoch (the loss is accumulated as a tensor, progress reads are not
+ * awaited) and reads metrics back once per evaluation. Output goes through a {@linkcode TrainLogger}
+ * (by default a progress bar on stderr when it is a terminal, one line per epoch otherwise).
  *
  * @module
  */
-import { getBackend, getDefaultDevice } from "../backend.ts";
+import { getDefaultDevice } from "../backend.ts";
 import { tensor } from "../creation.ts";
 import { add, mul } from "../ops/elementwise.ts";
 import { crossEntropy } from "../ops/softmax.ts";
 import { valueAndGrad } from "../autodiff.ts";
-import { type Device, popTensorObserver, pushTensorObserver, Tensor } from "../tensor.ts";
+import { dispose, tidy } from "../memory.ts";
+import { type Device, Tensor, type TypedArray } from "../tensor.ts";
 import { mapTree, type TensorTree } from "../tree.ts";
 import { applyUpdates } from "../optim/mod.ts";
 import { batchIndices, type Dataset, exampleSize, gather } from "../data/dataset.ts";
 import { argmaxRows, noiseMetrics, sumCrossEntropy } from "./metrics.ts";
+import { progressLogger } from "./progress.ts";
 
-/** The optimizer contract the loop relies on (DESIGN.md): pure `init`/`update`, `perturb`, `clean`. */
+/** The optimizer contract the loop relies on: pure `init`/`update`, `perturb`, `clean`. */
 export interface LoopOptimizer<S = unknown> {
   /** Initial state for `params`. */
   init(params: any): S;
   /** One step: the updates to add to the params, and the next state. */
   update(grads: any, state: S, params: any): { updates: any; state: S };
-  /** The weights to take the gradient at (the params plus this step's noise in clean mode). */
+  /** The weights to take the gradient at (the params plus this step's noise in exact mode). */
   perturb(params: any, state: S): any;
-  /** The noise-free weights, for evaluation. */
+  /** The noise-free weights, for evaluation (and `FitResult.params`). */
   clean(params: any, state: S): any;
 }
 
 /** Which training examples carry flipped labels, for the memorization metrics. */
 export interface NoiseInfo {
-  /** The clean labels of the training set. */
+  /** The true (pre-noise) labels of the training set. */
   trueLabels: Int32Array;
-  /** 0/1 per training example: 1 where the training label differs from the clean one. */
+  /** 0/1 per training example: 1 where the training label differs from the true one. */
   flipped: ArrayLike<number>;
 }
 
@@ -53,8 +58,8 @@ export interface EpochMetrics {
   trainLoss: number;
   /** Accuracy on the training set against the labels trained on (noisy). NaN if not evaluated. */
   trainAccuracy: number;
-  /** Accuracy on the training set against the clean labels (NaN without `noise`). */
-  trainCleanAccuracy: number;
+  /** Accuracy on the training set against the true (pre-noise) labels (NaN without `noise`). */
+  trainTrueLabelAccuracy: number;
   /** Fraction of flipped training examples predicted as their noisy label (NaN without `noise`). */
   memorization: number;
   /** Fraction of flipped training examples predicted as their true label (NaN without `noise`). */
@@ -114,9 +119,9 @@ export interface FitOptions<P extends TensorTree, S> {
   forward: (params: P, x: Tensor) => Tensor;
   /** Training data; its labels (possibly noisy) are what the model is trained on. */
   train: Dataset;
-  /** Test data with clean labels; evaluated after every epoch. */
+  /** Test data with true labels; evaluated after every epoch. */
   test?: Dataset;
-  /** Clean labels and flip mask of `train`, for memorization metrics. */
+  /** True labels and flip mask of `train`, for the memorization metrics. */
   noise?: NoiseInfo;
   /** Number of epochs (a non-negative integer). */
   epochs: number;
@@ -134,9 +139,15 @@ export interface FitOptions<P extends TensorTree, S> {
   device?: Device;
   /** Report progress every this many steps (the loss is read back, without waiting, then). Default 10. */
   progressEvery?: number;
-  /** Progress and epoch output. */
-  logger?: TrainLogger;
-  /** Called after each epoch with its metrics, the current params and state (may be async). */
+  /**
+   * Progress and epoch output. Default: `progressLogger()`, a progress bar on stderr when it is a
+   * terminal, one line per epoch otherwise (the console in a browser). `null`: silent.
+   */
+  logger?: TrainLogger | null;
+  /**
+   * Called after each epoch with its metrics, the current params and state (may be async). On the
+   * GPU these are released once training moves on: copy what you keep (`toDevice(params, "cpu")`).
+   */
   onEpoch?: (m: EpochMetrics, params: P, state: S) => void | Promise<void>;
   /** Optimizer state to resume from (default `optimizer.init(params)`). */
   state?: S;
@@ -148,37 +159,56 @@ export interface FitOptions<P extends TensorTree, S> {
 
 /** What {@linkcode fit} returns. */
 export interface FitResult<P, S> {
-  /** Final parameters (in official mode they still hold the optimizer's noise; see `cleanParams`). */
+  /**
+   * The noise-free final weights (`optimizer.clean(rawParams, state)`): what to evaluate or save.
+   */
   params: P;
-  /** Final optimizer state. */
+  /**
+   * The final params in the optimizer's own representation (in official mode they still hold the
+   * optimizer's noise): with `state`, what continues training (`fit({ params: rawParams, state,
+   * startEpoch })`). The same tensors as `params` where the optimizer adds no noise.
+   */
+  rawParams: P;
+  /** Final optimizer state (pairs with `rawParams`). */
   state: S;
-  /** The noise-free final weights (`optimizer.clean(params, state)`). */
-  cleanParams: P;
   /** Metrics of each epoch. */
   history: EpochMetrics[];
 }
 
 /**
  * Trains a classifier with cross-entropy for `epochs` epochs over seeded minibatches and evaluates
- * it at the clean weights after every epoch.
+ * it at the optimizer's clean weights after every epoch. Each step is the plain loop
+ *
+ * ```ts ignore
+ * const { value, grads } = valueAndGrad(loss)(optimizer.perturb(params, state), x, y);
+ * const r = optimizer.update(grads, state, params);
+ * params = applyUpdates(params, r.updates); state = r.state;
+ * ```
+ *
+ * in a memory scope that releases everything the step created but the new params, state and
+ * running loss; the replaced params and state are released too, except the caller's (`params` and
+ * `state` of the options are never released). Reports progress through `logger` (default: to
+ * stderr; `logger: null` for none).
  *
  * @example
  * ```ts
- * import { matmul, tensor, zeros } from "@nvrm/core";
+ * import assert from "node:assert/strict";
+ * import { fit, matmul, zeros } from "@nvrm/core";
  * import { sgd } from "@nvrm/core/optim";
  * import { makeDataset } from "@nvrm/core/data";
- * import { fit } from "@nvrm/core";
  * const x = new Float32Array([1, 0, 0, 1, 1, 0.1, 0.1, 1]);
  * const data = makeDataset(x, new Int32Array([0, 1, 0, 1]), [2], 2);
- * const { history } = await fit({
+ * const { params, history } = await fit({
  *   params: { w: zeros([2, 2]) },
  *   optimizer: sgd({ lr: 0.5 }),
  *   forward: (p, xb) => matmul(xb, p.w),
  *   train: data,
  *   epochs: 5,
  *   batchSize: 2,
+ *   logger: null, // silent; the default prints one line per epoch (a progress bar on a terminal)
  * });
- * console.log(history.at(-1)!.trainAccuracy); // 1
+ * assert.equal(history.at(-1)!.trainAccuracy, 1);
+ * assert.deepEqual(params.w.shape, [2, 2]); // the noise-free weights
  * ```
  */
 export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): Promise<FitResult<P, S>> {
@@ -219,12 +249,16 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
       );
     }
   }
+  if (o.logger !== undefined && o.logger !== null && typeof o.logger !== "object") {
+    throw new TypeError(`fit: logger must be a TrainLogger object or null, got ${typeof o.logger}`);
+  }
   const device: Device = o.device ?? firstDevice(o.params) ?? getDefaultDevice();
   const apply: (p: P, u: any) => P = o.applyUpdates ?? applyUpdates;
-  const logger = o.logger ?? {};
-  const lossFn = (p: P, x: Tensor, y: Int32Array) => crossEntropy(forward(p, x), y);
-  const vg = valueAndGrad(lossFn);
+  const logger: TrainLogger = o.logger === undefined ? progressLogger() : o.logger ?? {};
+  const vg = valueAndGrad((p: P, x: Tensor, y: Int32Array) => crossEntropy(forward(p, x), y));
   const inShape = train.inputShape;
+  // The caller owns the initial params and state: they are never released.
+  const callers = [o.params, o.state];
 
   let params = o.params;
   let state = o.state ?? optimizer.init(params);
@@ -239,50 +273,46 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
   for (let e = startEpoch; e < startEpoch + epochs; e++) {
     const tEpoch = performance.now();
     const batches = batchIndices(n, batchSize, { seed, epoch: e, dropLast: o.dropLast });
-    let lossSum: Tensor | null = null;
+    let lossSum: Tensor | null = null; // the sum of the batch losses, weighted by batch size
     let seen = 0;
     for (let b = 0; b < batches.length; b++) {
       const { x, y } = gather(train, batches[b]);
-      const xb = tensor(x, [y.length, ...inShape], { device });
-      const perturbed = optimizer.perturb(params, state) as P;
-      const { value, grads } = vg(perturbed, xb, y);
-      const r = optimizer.update(grads, state, params);
-      const next = apply(params, r.updates);
-      if (device !== "cpu") {
-        // GPU memory stays flat without waiting for garbage collection: release this step's
-        // inputs except what the next step (or the caller, who owns the initial params and state)
-        // still holds.
-        releaseTrees([xb, params, state, perturbed, grads, r.updates], [next, r.state, o.params, o.state]);
-      }
-      params = next;
-      state = r.state;
-      // Weighted by the batch size so a short last batch counts for what it is.
-      const weighted = y.length === batchSize ? value : mul(value, y.length / batchSize);
-      const prevSum: Tensor | null = lossSum;
-      lossSum = prevSum === null ? weighted : add(prevSum, weighted);
+      const report = (b + 1) % progressEvery === 0 || b === batches.length - 1;
+      // One step of the plain loop, in a memory scope: everything it creates but the next params,
+      // state and loss sum (the batch, the perturbed weights, the grads, the updates) is released.
+      const next = tidy(() => {
+        const xb = tensor(x, [y.length, ...inShape], { device });
+        const { value, grads } = vg(optimizer.perturb(params, state) as P, xb, y);
+        const r = optimizer.update(grads, state, params);
+        if (report) readLoss(value, (v) => (lastLoss = v));
+        // Weighted by the batch size so a short last batch counts for what it is.
+        const weighted = y.length === batchSize ? value : mul(value, y.length / batchSize);
+        return {
+          params: apply(params, r.updates),
+          state: r.state,
+          lossSum: lossSum === null ? weighted : add(lossSum, weighted),
+        };
+      });
+      // The previous step's params, state and loss sum are replaced (GPU memory stays flat
+      // without waiting for garbage collection).
+      dispose([params, state, lossSum], [next, callers]);
+      ({ params, state, lossSum } = next);
       seen += y.length;
       step++;
-      if ((b + 1) % progressEvery === 0 || b === batches.length - 1) {
-        if (value.device === "cpu") lastLoss = value.item();
-        // Not awaited; data() encodes its copy at once, so `value` may be released below.
-        else value.data().then((d) => (lastLoss = d[0]), () => {});
-        if (logger.progress) {
-          const secs = (performance.now() - tEpoch) / 1000;
-          const rate = secs > 0 ? (b + 1) / secs : 0;
-          logger.progress({
-            epoch: e + 1,
-            epochs: startEpoch + epochs,
-            stepInEpoch: b + 1,
-            stepsPerEpoch: batches.length,
-            step,
-            examplesPerSecond: secs > 0 ? seen / secs : 0,
-            etaSeconds: rate > 0 ? (totalSteps - step) / rate : NaN,
-            lastLoss,
-          });
-        }
+      if (report && logger.progress) {
+        const secs = (performance.now() - tEpoch) / 1000;
+        const rate = secs > 0 ? (b + 1) / secs : 0;
+        logger.progress({
+          epoch: e + 1,
+          epochs: startEpoch + epochs,
+          stepInEpoch: b + 1,
+          stepsPerEpoch: batches.length,
+          step,
+          examplesPerSecond: secs > 0 ? seen / secs : 0,
+          etaSeconds: rate > 0 ? (totalSteps - step) / rate : NaN,
+          lastLoss,
+        });
       }
-      // The running sum replaces this step's loss tensors (GPU memory stays flat without GC).
-      if (device !== "cpu") releaseTrees([prevSum, weighted, value], lossSum);
       // Let timers, signal handlers and a browser page run now and then (every ~100 ms).
       if (performance.now() - lastYield > YIELD_EVERY_MS) {
         await new Promise((resolve) => setTimeout(resolve, 0));
@@ -290,17 +320,16 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
       }
     }
     const batchLoss = lossSum === null ? NaN : (await lossSum.data())[0] * batchSize / Math.max(1, seen);
-    if (lossSum !== null && device !== "cpu") release(lossSum);
+    dispose(lossSum);
     const tTrainEnd = performance.now();
 
-    const clean = optimizer.clean(params, state) as P;
     const metrics: EpochMetrics = {
       epoch: e + 1,
       step,
       batchLoss,
       trainLoss: NaN,
       trainAccuracy: NaN,
-      trainCleanAccuracy: NaN,
+      trainTrueLabelAccuracy: NaN,
       memorization: NaN,
       flippedCorrect: NaN,
       testLoss: NaN,
@@ -310,23 +339,27 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
       wallSeconds: 0,
       examplesPerSecond: seen / Math.max(1e-9, (tTrainEnd - tEpoch) / 1000),
     };
-    if (o.evalTrain ?? true) {
-      const ev = await evaluate(forward, clean, train, { batchSize: evalBatch, device });
-      metrics.trainLoss = ev.loss;
-      metrics.trainAccuracy = ev.accuracy;
-      if (noise) {
-        const nm = noiseMetrics(ev.predictions, train.y, noise.trueLabels, noise.flipped);
-        metrics.trainCleanAccuracy = nm.cleanAccuracy;
-        metrics.memorization = nm.memorization;
-        metrics.flippedCorrect = nm.flippedCorrect;
+    const clean = tidy(() => optimizer.clean(params, state) as P);
+    try {
+      if (o.evalTrain ?? true) {
+        const ev = await evaluate(forward, clean, train, { batchSize: evalBatch, device });
+        metrics.trainLoss = ev.loss;
+        metrics.trainAccuracy = ev.accuracy;
+        if (noise) {
+          const nm = noiseMetrics(ev.predictions, train.y, noise.trueLabels, noise.flipped);
+          metrics.trainTrueLabelAccuracy = nm.trueLabelAccuracy;
+          metrics.memorization = nm.memorization;
+          metrics.flippedCorrect = nm.flippedCorrect;
+        }
       }
+      if (test) {
+        const ev = await evaluate(forward, clean, test, { batchSize: evalBatch, device });
+        metrics.testLoss = ev.loss;
+        metrics.testAccuracy = ev.accuracy;
+      }
+    } finally {
+      dispose(clean, [params, state, callers]);
     }
-    if (test) {
-      const ev = await evaluate(forward, clean, test, { batchSize: evalBatch, device });
-      metrics.testLoss = ev.loss;
-      metrics.testAccuracy = ev.accuracy;
-    }
-    if (device !== "cpu") releaseTrees(clean, [params, state, o.params, o.state]);
     const tEnd = performance.now();
     metrics.evalSeconds = (tEnd - tTrainEnd) / 1000;
     metrics.wallSeconds = (tEnd - t0) / 1000;
@@ -334,7 +367,14 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
     logger.epoch?.(metrics);
     await o.onEpoch?.(metrics, params, state);
   }
-  return { params, state, cleanParams: optimizer.clean(params, state) as P, history };
+  const weights = tidy(() => optimizer.clean(params, state) as P);
+  return { params: weights, rawParams: params, state, history };
+}
+
+/** Reads a loss back without waiting (`data()` encodes the copy at once, so `t` may be released). */
+function readLoss(t: Tensor, set: (v: number) => void): void {
+  if (t.device === "cpu") set(t.item());
+  else t.data().then((d) => set(d[0]), () => {});
 }
 
 /** Options of {@linkcode evaluate}. */
@@ -357,7 +397,20 @@ export interface Evaluation {
 
 /**
  * Runs `forward` over `data` in batches without autodiff and returns predictions, mean
- * cross-entropy and accuracy against `data.y`. The logits are read back once, at the end.
+ * cross-entropy and accuracy against `data.y`. Each batch runs in a memory scope (`tidy`): only its
+ * logits outlive it, and they are read back once, at the end, then released.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { evaluate, matmul, tensor } from "@nvrm/core";
+ * import { makeDataset } from "@nvrm/core/data";
+ * const data = makeDataset(new Float32Array([1, 0, 0, 1, 2, 1]), new Int32Array([0, 1, 1]), [2], 2);
+ * const w = tensor([[1, 0], [0, 1]]); // predicts the larger coordinate
+ * const ev = await evaluate((p: typeof w, x) => matmul(x, p), w, data);
+ * assert.deepEqual([...ev.predictions], [0, 1, 0]);
+ * assert.equal(ev.accuracy, 2 / 3);
+ * ```
  */
 export async function evaluate<P extends TensorTree>(
   forward: (params: P, x: Tensor) => Tensor,
@@ -370,29 +423,28 @@ export async function evaluate<P extends TensorTree>(
   const device = options.device ?? firstDevice(params) ?? getDefaultDevice();
   const n = data.y.length, C = data.numClasses, per = exampleSize(data);
   const logits: Tensor[] = [];
-  for (let s = 0; s < n; s += bs) {
-    const e = Math.min(n, s + bs);
-    const created: Tensor[] = [];
-    pushTensorObserver({ created: (t) => created.push(t) });
-    let out: Tensor;
-    try {
-      const xb = tensor(data.x.subarray(s * per, e * per), [e - s, ...data.inputShape], { device });
-      out = forward(params, xb);
-    } finally {
-      popTensorObserver();
-    }
-    if (!(out instanceof Tensor) || out.size !== (e - s) * C) {
-      throw new RangeError(
-        `evaluate: forward must return logits of shape [${e - s}, ${C}], got ${
-          out instanceof Tensor ? `[${out.shape.join(", ")}]` : typeof out
-        }`,
+  let host: TypedArray[];
+  try {
+    for (let s = 0; s < n; s += bs) {
+      const e = Math.min(n, s + bs);
+      // Only the logits outlive the scope: the batch and the hidden activations are released.
+      const out = tidy(() =>
+        forward(params, tensor(data.x.subarray(s * per, e * per), [e - s, ...data.inputShape], { device }))
       );
+      if (!(out instanceof Tensor) || out.size !== (e - s) * C) {
+        dispose(out);
+        throw new RangeError(
+          `evaluate: forward must return logits of shape [${e - s}, ${C}], got ${
+            out instanceof Tensor ? `[${out.shape.join(", ")}]` : typeof out
+          }`,
+        );
+      }
+      logits.push(out);
     }
-    for (const t of created) if (t !== out) release(t);
-    logits.push(out);
+    host = await Promise.all(logits.map((t) => t.data()));
+  } finally {
+    dispose(logits);
   }
-  const host = await Promise.all(logits.map((t) => t.data()));
-  for (const t of logits) release(t);
   const predictions = new Int32Array(n);
   let lossSum = 0, correct = 0;
   for (let k = 0, s = 0; k < host.length; k++) {
@@ -407,29 +459,6 @@ export async function evaluate<P extends TensorTree>(
     s += rows;
   }
   return { predictions, loss: n ? lossSum / n : NaN, accuracy: n ? correct / n : NaN };
-}
-
-function release(t: Tensor): void {
-  if (t.device !== "cpu") getBackend(t.device).release(t);
-}
-
-/** Collects the tensors of arrays and plain objects (optimizer states included). */
-function collectTensors(x: unknown, out: Set<Tensor>): void {
-  if (x instanceof Tensor) out.add(x);
-  else if (Array.isArray(x)) { for (const c of x) collectTensors(c, out); }
-  else if (x !== null && typeof x === "object" && Object.getPrototypeOf(x) === Object.prototype) {
-    for (const k of Object.keys(x)) collectTensors((x as Record<string, unknown>)[k], out);
-  }
-}
-
-/** Releases the device tensors found in `x` that are not also found in `keep` (by object or storage). */
-function releaseTrees(x: unknown, keep: unknown): void {
-  const all = new Set<Tensor>(), kept = new Set<Tensor>();
-  collectTensors(x, all);
-  collectTensors(keep, kept);
-  const keptStorage = new Set<unknown>();
-  for (const t of kept) keptStorage.add(t.storage);
-  for (const t of all) if (!kept.has(t) && !keptStorage.has(t.storage)) release(t);
 }
 
 function firstDevice(tree: TensorTree): Device | undefined {

@@ -1,6 +1,6 @@
 /**
- * WebGPU for `@nvrm/core`: initialisation, the default device, moving tensors between devices,
- * and memory scopes.
+ * WebGPU for `@nvrm/core`: initialisation, the default device and moving tensors between devices
+ * (memory scopes, `tidy` and `dispose`, are device-neutral: `src/memory.ts`).
  *
  * @example
  * ```ts ignore
@@ -15,12 +15,11 @@
  * @module
  */
 import { getBackend, registerBackend, setDefaultDeviceSync } from "../backend.ts";
-import "../cpu/backend.ts";
-import { type Device, popTensorObserver, pushTensorObserver, Tensor, type TypedArray } from "../tensor.ts";
+import { type Device, Tensor, type TypedArray } from "../tensor.ts";
+import { tensorsIn } from "../memory.ts";
 import type { TensorTree } from "../tree.ts";
 import { createGpuContext, type GpuLimits, NoWebGPUError } from "./device.ts";
 import { WebGPUBackend, type WebGPUStats } from "./backend.ts";
-import { registerOptimKernels } from "../optim/fused_ops.ts";
 import { webgpuOptimKernels } from "./optim.ts";
 
 export { type GpuLimits, NoWebGPUError } from "./device.ts";
@@ -78,8 +77,8 @@ export async function initWebGPUBackend(options: InitWebGPUOptions = {}): Promis
   pending = (async () => {
     const ctx = await createGpuContext(options);
     const b = new WebGPUBackend(ctx, { cacheBindGroups: options.cacheBindGroups ?? false });
+    b.optim = webgpuOptimKernels(b);
     registerBackend(b);
-    registerOptimKernels("webgpu", webgpuOptimKernels(b));
     current = b;
     return b;
   })();
@@ -160,12 +159,6 @@ function isPlainObject(x: unknown): x is Record<string, unknown> {
   return x !== null && typeof x === "object" && Object.getPrototypeOf(x) === Object.prototype;
 }
 
-function collect(x: unknown, out: Tensor[]): void {
-  if (x instanceof Tensor) out.push(x);
-  else if (Array.isArray(x)) { for (const c of x) collect(c, out); }
-  else if (isPlainObject(x)) { for (const k of Object.keys(x)) collect(x[k], out); }
-}
-
 function rebuild(x: unknown, map: Map<Tensor, Tensor>): unknown {
   if (x instanceof Tensor) return map.get(x)!;
   if (Array.isArray(x)) return x.map((c) => rebuild(c, map));
@@ -193,8 +186,7 @@ export async function toDevice<T extends TensorTree>(x: T, device: Device): Prom
   if (device !== "cpu" && device !== "webgpu") {
     throw new RangeError(`toDevice: device must be "cpu" or "webgpu", got ${JSON.stringify(device)}`);
   }
-  const leaves: Tensor[] = [];
-  collect(x, leaves);
+  const leaves = tensorsIn(x);
   if (leaves.length === 0 && !(x instanceof Tensor)) {
     throw new TypeError(`toDevice: x must be a Tensor or a tree of tensors, got ${typeof x}`);
   }
@@ -216,66 +208,6 @@ export async function toDevice<T extends TensorTree>(x: T, device: Device): Prom
   const map = new Map<Tensor, Tensor>();
   leaves.forEach((t, i) => map.set(t, moved[i]));
   return rebuild(x, map) as T;
-}
-
-/**
- * Runs `fn` and releases every GPU tensor it created except those in its result (a tensor, or
- * arrays and plain objects containing tensors). Use it around evaluation or other code outside
- * `valueAndGrad` that runs many ops in a loop; `fn` must be synchronous.
- *
- * @example
- * ```ts ignore
- * import { matmul, relu, tidy } from "@nvrm/core";
- * const logits = tidy(() => matmul(relu(matmul(x, w1)), w2)); // the hidden layer is released
- * ```
- */
-export function tidy<T>(fn: () => T): T {
-  if (typeof fn !== "function") throw new TypeError(`tidy: fn must be a function, got ${typeof fn}`);
-  const created: Tensor[] = [];
-  pushTensorObserver({ created: (t) => created.push(t) });
-  let out: T;
-  try {
-    out = fn();
-  } catch (e) {
-    popTensorObserver();
-    for (const t of created) if (t.device !== "cpu") getBackend(t.device).release(t);
-    throw e;
-  }
-  popTensorObserver();
-  if (out instanceof Promise) {
-    throw new TypeError("tidy: fn must be synchronous (it returned a Promise); await outside tidy");
-  }
-  const keep: Tensor[] = [];
-  collect(out, keep);
-  const ids = new Set(keep.map((t) => t.id));
-  for (const t of created) if (!ids.has(t.id) && t.device !== "cpu") getBackend(t.device).release(t);
-  return out;
-}
-
-/**
- * Releases the GPU memory of every tensor found in `x` (a tensor, or arrays and plain objects
- * containing tensors, optimizer states included) except those also found in `keep`; a no-op for
- * CPU tensors. Released tensors must not be used afterwards. A training loop that wants GPU memory
- * flat without relying on garbage collection releases the previous step's params, state, grads
- * and updates this way:
- *
- * @example
- * ```ts ignore
- * const next = applyUpdates(params, r.updates);
- * dispose([params, state, grads, r.updates, value], [next, r.state]);
- * params = next; state = r.state;
- * ```
- *
- * Rarely needed: `valueAndGrad` and {@linkcode tidy} release intermediates, and tensors that are
- * garbage collected return their buffers to the pool.
- */
-export function dispose(x: unknown, keep?: unknown): void {
-  const ts: Tensor[] = [];
-  collect(x, ts);
-  const kept: Tensor[] = [];
-  if (keep !== undefined) collect(keep, kept);
-  const keepSet = new Set(kept);
-  for (const t of ts) if (t.device !== "cpu" && !keepSet.has(t)) getBackend(t.device).release(t);
 }
 
 /**
