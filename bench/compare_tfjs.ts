@@ -1,7 +1,7 @@
 /**
  * Us vs TensorFlow.js (tfjs-backend-cpu and tfjs-backend-wasm), in one process:
  *
- *   deno run -A bench/compare_tfjs.ts [--rounds 5] [--steps 20] [--no-cpu]
+ *   deno run -A -c bench/deno.json bench/compare_tfjs.ts [--rounds 5] [--steps 20] [--no-cpu]
  *
  * 1. matmul 512² and 1024² (float32): GFLOP/s of our `gemm` kernel and of our public `matmul` op
  *    (readback included) vs `tf.matMul` + `dataSync` on each tfjs backend, with ratios.
@@ -102,7 +102,7 @@ for (const n of [512, 1024]) {
   const flop = 2 * n ** 3;
   const ta = tensor(a, [n, n]), tb = tensor(b, [n, n]);
   const fns: Parameters<typeof interleaved>[1] = {
-    "ours gemm": { run: () => gemm(false, false, n, n, n, a, 0, b, 0, c, 0) },
+    "ours gemm": { run: () => gemm({ M: n, N: n, K: n, a, b, c }) },
     "ours matmul op": { run: async () => void await matmul(ta, tb).data() },
   };
   const tfTensors: tf.Tensor[] = [];

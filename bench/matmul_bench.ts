@@ -33,7 +33,7 @@ function operands(n: number): [Float32Array, Float32Array, Float32Array] {
   Deno.bench({ name: "js    NN 256", group: "256" }, () => {
     setGemmImpl("js");
     const t0 = performance.now();
-    gemm(false, false, 256, 256, 256, a, 0, b, 0, c, 0);
+    gemm({ M: 256, N: 256, K: 256, a, b, c });
     samples.get("js    NN 256")!.push(performance.now() - t0);
   });
 }
@@ -47,7 +47,7 @@ for (const n of SIZES) {
       Deno.bench({ name: key, group: `${n}`, baseline: impl === "wasm" && name === "NN" }, () => {
         setGemmImpl(impl);
         const t0 = performance.now();
-        gemm(tA, tB, n, n, n, a, 0, b, 0, c, 0);
+        gemm({ transA: tA, transB: tB, M: n, N: n, K: n, a, b, c });
         samples.get(key)!.push(performance.now() - t0);
       });
     }

@@ -38,3 +38,6 @@ export type ReduceOp = "sum" | "max";
 
 /** The law of the weight noise: Gaussian (default), Laplace or uniform. */
 export type NoiseLaw = "gaussian" | "laplace" | "uniform";
+
+/** The noise laws, in a stable order (the index is what the Wasm and GPU kernels receive). */
+export const NOISE_LAWS: readonly NoiseLaw[] = ["gaussian", "laplace", "uniform"];

@@ -167,11 +167,12 @@ Deno.test("cpu cnn: col2im is the adjoint of im2col across strides and paddings"
   for (let t = 0; t < 40; t++) {
     const d = randomDims(r, false);
     const { Ho, Wo } = convOutSize(d);
-    const { C, H, W, kh, kw, sh, sw, ph, pw } = d;
+    const { C, H, W, kh, kw } = d;
+    const geo = { ...d, Ho, Wo };
     const P = Ho * Wo, R = C * kh * kw, ld = 2 * P + 3, colsOff = 3;
     const x = randArray(Float64Array, 2 + C * H * W, r);
     const cols = new Float64Array(R * ld).fill(7);
-    im2col(x, 2, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, cols, colsOff, ld);
+    im2col(x, 2, geo, cols, colsOff, ld);
     const rc = randArray(Float64Array, R * ld, r);
     let lhs = 0;
     for (let row = 0; row < R; row++) {
@@ -180,7 +181,7 @@ Deno.test("cpu cnn: col2im is the adjoint of im2col across strides and paddings"
       for (let p = colsOff + P; p < ld; p++) assert.equal(cols[row * ld + p], 7, "wrote outside its columns");
     }
     const back = new Float64Array(2 + C * H * W);
-    col2im(rc, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, back, 2, colsOff, ld);
+    col2im(rc, geo, back, 2, colsOff, ld);
     let rhs = 0;
     for (let i = 0; i < C * H * W; i++) rhs += x[2 + i] * back[2 + i];
     assert.ok(Math.abs(lhs - rhs) < 1e-9 * (1 + Math.abs(lhs)), `${JSON.stringify(d)}: ${lhs} vs ${rhs}`);

@@ -61,7 +61,7 @@ function checkImpl(impl: GemmImpl, Ctor: FloatCtor, tol: number): void {
           const aOff = 3, bOff = 5, cOff = 7;
           const a = randArray(Ctor, aOff + M * K, r), b = randArray(Ctor, bOff + K * N, r);
           const c = new Ctor(cOff + M * N + 2).fill(123);
-          gemm(tA, tB, M, N, K, a, aOff, b, bOff, c, cOff);
+          gemm({ transA: tA, transB: tB, M, N, K, a, aOff, b, bOff, c, cOff });
           const want = refGemm(tA, tB, M, N, K, a, aOff, b, bOff);
           for (let i = 0; i < M * N; i++) {
             const got = c[cOff + i];
@@ -102,7 +102,7 @@ async function assertWorkersJoin(): Promise<void> {
     const before = gemmThreadStats().workerChunks;
     const t0 = Date.now();
     while (gemmThreadStats().workerChunks === before && Date.now() - t0 < 10_000) {
-      gemm(false, false, n, n, n, a, 0, a, 0, c, 0);
+      gemm({ M: n, N: n, K: n, a, b: a, c });
       await new Promise((r) => setTimeout(r, 10));
     }
     assert.ok(gemmThreadStats().workers >= 1, "no worker started");
@@ -130,9 +130,9 @@ Deno.test({
     const code = `import { gemm, gemmThreadStats, setGemmImpl } from "${url}";
       setGemmImpl("wasm-threads");
       const a = new Float32Array(512 * 512).fill(1), c = new Float32Array(512 * 512);
-      for (let i = 0; i < 20; i++) gemm(false, false, 512, 512, 512, a, 0, a, 0, c, 0);
+      for (let i = 0; i < 20; i++) gemm({ M: 512, N: 512, K: 512, a, b: a, c });
       await new Promise((r) => setTimeout(r, 300));
-      gemm(false, false, 512, 512, 512, a, 0, a, 0, c, 0);
+      gemm({ M: 512, N: 512, K: 512, a, b: a, c });
       console.log(c[0], gemmThreadStats().workers);`;
     const out = await denoEval(code);
     assert.equal(out.code, 0, `exit code ${out.code}: ${out.stderr}`);
@@ -164,10 +164,10 @@ Deno.test({
     const a = randArray(Float32Array, M * K, r), b = randArray(Float32Array, K * N, r);
     const want = new Float32Array(M * N), got = new Float32Array(M * N);
     setGemmImpl("js");
-    gemm(false, true, M, N, K / 2, a, 0, b, 0, want, 0);
+    gemm({ transB: true, M, N, K: K / 2, a, b, c: want });
     setGemmImpl("auto");
     for (let rep = 0; rep < 3; rep++) {
-      gemm(false, true, M, N, K / 2, a, 0, b, 0, got, 0);
+      gemm({ transB: true, M, N, K: K / 2, a, b, c: got });
       for (let i = 0; i < M * N; i++) assert.ok(Math.abs(got[i] - want[i]) < 1e-3, `rep ${rep} c[${i}]`);
     }
     assert.equal(getGemmImpl(), "auto");
@@ -193,7 +193,7 @@ Deno.test({
             const a = randArray(Float32Array, M * K, r) as Float32Array;
             const b = randArray(Float32Array, K * N, r) as Float32Array;
             const c = new Float32Array(M * N);
-            e.gemm(tA, tB, M, N, K, a, 0, b, 0, c, 0);
+            e.gemm({ transA: tA, transB: tB, M, N, K, a, aOff: 0, b, bOff: 0, c, cOff: 0 });
             const want = refGemm(tA, tB, M, N, K, a, 0, b, 0);
             for (let i = 0; i < M * N; i++) {
               if (!(Math.abs(c[i] - want[i]) < 1e-4)) {
@@ -211,13 +211,16 @@ Deno.test({
 
 Deno.test("gemm edge cases and argument errors", () => {
   const c = new Float32Array(6).fill(9);
-  gemm(false, false, 2, 3, 0, new Float32Array(0), 0, new Float32Array(0), 0, c, 0);
+  gemm({ M: 2, N: 3, K: 0, a: new Float32Array(0), b: new Float32Array(0), c });
   assert.deepEqual(Array.from(c), [0, 0, 0, 0, 0, 0]);
-  gemm(false, false, 0, 3, 4, new Float32Array(0), 0, new Float32Array(12), 0, c, 0);
+  gemm({ M: 0, N: 3, K: 4, a: new Float32Array(0), b: new Float32Array(12), c });
   const a = new Float32Array(4), b = new Float64Array(4);
-  assert.throws(() => gemm(false, false, 2, 2, 2, a, 0, b, 0, a, 0), /a, b and c must have one type/);
-  assert.throws(() => gemm(false, false, 2, 2, 2, a, 1, a, 0, new Float32Array(4), 0), /a needs 4 elements/);
-  assert.throws(() => gemm(false, false, -1, 2, 2, a, 0, a, 0, a, 0), /M must be an integer >= 0, got -1/);
+  assert.throws(() => gemm({ M: 2, N: 2, K: 2, a, b, c: a }), /a, b and c must have one type/);
+  assert.throws(
+    () => gemm({ M: 2, N: 2, K: 2, a, aOff: 1, b: a, c: new Float32Array(4) }),
+    /a needs 4 elements/,
+  );
+  assert.throws(() => gemm({ M: -1, N: 2, K: 2, a, b: a, c: a }), /M must be an integer >= 0, got -1/);
   assert.throws(() => setGemmImpl("gpu" as GemmImpl), /which must be/);
 });
 
@@ -273,10 +276,11 @@ Deno.test("col2im is the adjoint of im2col (offsets, batched row stride)", () =>
   const r = rng(9);
   const [C, H, W, kh, kw, sh, sw, ph, pw] = [2, 6, 7, 3, 2, 2, 1, 1, 2];
   const { Ho, Wo } = convOutSize({ N: 1, C, H, W, O: 1, kh, kw, sh, sw, ph, pw });
+  const geo = { C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo };
   const P = Ho * Wo, R = C * kh * kw, ld = 3 * P, colsOff = P;
   const x = randArray(Float64Array, 5 + C * H * W, r);
   const cols = new Float64Array(R * ld).fill(7);
-  im2col(x, 5, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, cols, colsOff, ld);
+  im2col(x, 5, geo, cols, colsOff, ld);
   const rc = randArray(Float64Array, R * ld, r);
   let lhs = 0;
   for (let row = 0; row < R; row++) {
@@ -284,7 +288,7 @@ Deno.test("col2im is the adjoint of im2col (offsets, batched row stride)", () =>
     assert.equal(cols[row * ld], 7, "wrote outside its columns");
   }
   const back = new Float64Array(5 + C * H * W);
-  col2im(rc, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, back, 5, colsOff, ld);
+  col2im(rc, geo, back, 5, colsOff, ld);
   let rhs = 0;
   for (let i = 0; i < C * H * W; i++) rhs += x[5 + i] * back[5 + i];
   assert.ok(Math.abs(lhs - rhs) < 1e-10, `${lhs} vs ${rhs}`);

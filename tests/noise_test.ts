@@ -1,26 +1,25 @@
-// The noise paths of src/random/noise.ts — WebAssembly SIMD and plain JavaScript — against the
-// definition (philox4x32 + transformBlock, the arithmetic the WGSL twin copies) and each other:
-// whole streams at any offset and length, float32 and float64 outputs, every 24-bit lane value.
+// The noise paths of src/random/noise.ts — WebAssembly SIMD and plain JavaScript (noise_js.ts) —
+// against the definition (philox4x32 + transformBlock of fixed_point.ts, the arithmetic the WGSL twin
+// copies) and each other: whole streams at any offset and length, float32 and float64 outputs,
+// every 24-bit lane value.
 import assert from "node:assert/strict";
 import {
+  type CpuNoiseImpl,
   fillNoise,
   getNoiseImpl,
-  NOISE_LAWS,
-  type NoiseImpl,
-  type NoiseLaw,
   noiseWasmAvailable,
   setNoiseImpl,
-  type StreamKey,
-  transformBlock,
   transformBlocks,
 } from "../src/random/noise.ts";
+import { transformBlock } from "../src/random/fixed_point.ts";
+import { NOISE_LAWS, type NoiseLaw, type StreamKey } from "../src/random/laws.ts";
 import { philox4x32 } from "../src/random/philox.ts";
 
 const HAS_WASM = noiseWasmAvailable();
 const IMPLS: ("wasm" | "js")[] = HAS_WASM ? ["wasm", "js"] : ["js"];
 
 /** Runs `fn` with fillNoise forced onto `impl`, restoring the default afterwards. */
-function withImpl<T>(impl: NoiseImpl, fn: () => T): T {
+function withImpl<T>(impl: CpuNoiseImpl, fn: () => T): T {
   setNoiseImpl(impl);
   try {
     return fn();
@@ -64,7 +63,7 @@ Deno.test("noise: the WebAssembly path is available here (Deno has WebAssembly S
   assert.equal(getNoiseImpl(), "wasm");
   assert.equal(withImpl("js", () => getNoiseImpl()), "js");
   assert.throws(
-    () => setNoiseImpl("gpu" as NoiseImpl),
+    () => setNoiseImpl("gpu" as CpuNoiseImpl),
     /setNoiseImpl: impl must be "auto", "wasm" or "js", got "gpu"/,
   );
 });

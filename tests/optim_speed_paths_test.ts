@@ -15,20 +15,16 @@ import {
   type StreamKey,
 } from "../src/random/noise.ts";
 import { threadSupport } from "../kernels/wasm/noise_threads.ts";
-import { sgdDrawRange } from "../src/cpu/optim.ts";
 import {
   adamRange,
-  applyUpdates,
   cpuOptimKernels,
   noiseRange,
-  type NoiseStage,
-  type Optimizer,
   perturbRange,
-  serialize,
+  sgdDrawRange,
   sgdRange,
-  vadam,
-  vsgd,
-} from "../src/optim/mod.ts";
+} from "../src/cpu/optim.ts";
+import type { NoiseStage } from "../src/optim/fused_ops.ts";
+import { applyUpdates, type Optimizer, serialize, vadam, vsgd } from "../src/optim/mod.ts";
 import { type DType, Tensor, type TypedArray } from "../src/tensor.ts";
 import { type TensorTree, treeLeaves } from "../src/tree.ts";
 
@@ -212,18 +208,20 @@ Deno.test("speed paths: the sgd and adam kernels with a noise stage equal the re
           for (let lo = 0; lo < n; lo += CHUNK) {
             const hi = Math.min(n, lo + CHUNK);
             sgdRange(
+              {
+                g,
+                p,
+                buf: k === 3 ? buf : null,
+                u,
+                bufOut,
+                lr,
+                momentum: cfg.momentum,
+                dampening: cfg.dampening,
+                weightDecay: cfg.weightDecay,
+                nesterov: cfg.nesterov,
+              },
               lo,
               hi,
-              g,
-              p,
-              k === 3 ? buf : null,
-              u,
-              bufOut,
-              lr,
-              cfg.momentum,
-              cfg.dampening,
-              cfg.weightDecay,
-              cfg.nesterov,
             );
             oldNoiseRange(lo, hi, u, u, old, nOut, st.law, st.scale, st.key);
           }
@@ -257,25 +255,27 @@ Deno.test("speed paths: the sgd and adam kernels with a noise stage equal the re
           for (let lo = 0; lo < n; lo += CHUNK) {
             const hi = Math.min(n, lo + CHUNK);
             adamRange(
+              {
+                g,
+                p,
+                m,
+                v,
+                vmax: cfg.amsgrad ? v : null,
+                u,
+                mOut,
+                vOut,
+                vmaxOut,
+                lr: a.lr,
+                b1: a.b1,
+                b2: a.b2,
+                eps: a.eps,
+                weightDecay: a.weightDecay,
+                decoupled: a.decoupled,
+                sc,
+                sb2,
+              },
               lo,
               hi,
-              g,
-              p,
-              m,
-              v,
-              cfg.amsgrad ? v : null,
-              u,
-              mOut,
-              vOut,
-              vmaxOut,
-              a.lr,
-              a.b1,
-              a.b2,
-              a.eps,
-              a.weightDecay,
-              a.decoupled,
-              sc,
-              sb2,
             );
             oldNoiseRange(lo, hi, u, u, old, nOut, st.law, st.scale, st.key);
           }
@@ -365,7 +365,8 @@ Deno.test("speed paths: sgdDrawRange is sgdRange followed by the noise step, on 
         const mk = () => (dtype === "float32" ? new Float32Array(n) : new Float64Array(n));
         const u = mk(), nOut = mk(), uRef = mk(), nRef = mk();
         const lo = n > 2 ? 1 : 0, hi = n;
-        sgdRange(lo, hi, g, null, null, uRef, null, 0.3, 0, 0, 0, false);
+        const plain = { p: null, buf: null, bufOut: null, momentum: 0, dampening: 0, weightDecay: 0 };
+        sgdRange({ ...plain, g, u: uRef, lr: 0.3, nesterov: false }, lo, hi);
         for (let i = lo; i < hi; i++) {
           nRef[i] = draws[i + 7];
           uRef[i] = old === null ? uRef[i] + nRef[i] : uRef[i] + (nRef[i] - old[i]);
@@ -398,15 +399,15 @@ function run(opt: Optimizer<any>, dtype: DType, steps: number): { params: Tensor
   return { params, state: serialize(state) };
 }
 
-Deno.test("speed paths: vsgd and vadam runs (official and clean, every law) are identical under every thread setting", async () => {
+Deno.test("speed paths: vsgd and vadam runs (official and exact, every law) are identical under every thread setting", async () => {
   const before = await workersReady();
   for (const dtype of ["float32", "float64"] as const) {
     for (const law of NOISE_LAWS) {
       const makers: [string, () => Optimizer<any>][] = [
         ["vsgd official", () => vsgd({ lr: 0.05, variability: 0.02, numIters: 4, noise: law, seed: 3 })],
         [
-          "vsgd clean",
-          () => vsgd({ lr: 0.05, variability: 0.02, numIters: 4, noise: law, seed: 3, mode: "clean" }),
+          "vsgd exact",
+          () => vsgd({ lr: 0.05, variability: 0.02, numIters: 4, noise: law, seed: 3, mode: "exact" }),
         ],
         [
           "vsgd momentum",
@@ -414,8 +415,8 @@ Deno.test("speed paths: vsgd and vadam runs (official and clean, every law) are 
         ],
         ["vadam official", () => vadam({ lr: 1e-3, variability: 0.02, numIters: 4, noise: law, seed: 3 })],
         [
-          "vadam clean",
-          () => vadam({ lr: 1e-3, weightDecay: 0.01, variability: 0.02, noise: law, mode: "clean" }),
+          "vadam exact",
+          () => vadam({ lr: 1e-3, weightDecay: 0.01, variability: 0.02, noise: law, mode: "exact" }),
         ],
       ];
       for (const [name, make] of makers) {

@@ -66,6 +66,17 @@ function checkLen(fn: string, name: string, x: GemmArray, want: number): void {
 }
 
 /**
+ * The geometry {@linkcode im2col} and {@linkcode col2im} need: one image `[C, H, W]`, the kernel,
+ * strides and padding, and the output size (see {@linkcode convOutSize}).
+ */
+export interface UnfoldGeometry extends Omit<ConvDims, "N" | "O"> {
+  /** Output height. */
+  Ho: number;
+  /** Output width. */
+  Wo: number;
+}
+
+/**
  * First output position `o` (of `Wo`) whose input position `o·sw − pw + kx` is `>= 0`: along a row
  * (columns) or, with the vertical stride, padding and tap, along a column (rows).
  */
@@ -80,26 +91,18 @@ function endValid(W: number, Wo: number, sw: number, pw: number, kx: number, lo:
 
 /**
  * Unfolds one image `x[C, H, W]` (at `xOff`) into `cols[C·kh·kw, Ho·Wo]` (at `colsOff`, rows
- * `ldCols` apart), zero where the window falls into the padding.
+ * `ldCols` apart), zero where the window falls into the padding; `geo` is built once per
+ * convolution.
  */
 export function im2col(
   x: GemmArray,
   xOff: number,
-  C: number,
-  H: number,
-  W: number,
-  kh: number,
-  kw: number,
-  sh: number,
-  sw: number,
-  ph: number,
-  pw: number,
-  Ho: number,
-  Wo: number,
+  geo: UnfoldGeometry,
   cols: GemmArray,
   colsOff = 0,
-  ldCols: number = Ho * Wo,
+  ldCols: number = geo.Ho * geo.Wo,
 ): void {
+  const { C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo } = geo;
   for (let c = 0; c < C; c++) {
     for (let ky = 0; ky < kh; ky++) {
       // Output rows whose input row lies inside [0, H).
@@ -132,22 +135,13 @@ export function im2col(
  */
 export function col2im(
   cols: GemmArray,
-  C: number,
-  H: number,
-  W: number,
-  kh: number,
-  kw: number,
-  sh: number,
-  sw: number,
-  ph: number,
-  pw: number,
-  Ho: number,
-  Wo: number,
+  geo: UnfoldGeometry,
   x: GemmArray,
   xOff: number,
   colsOff = 0,
-  ldCols: number = Ho * Wo,
+  ldCols: number = geo.Ho * geo.Wo,
 ): void {
+  const { C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo } = geo;
   for (let c = 0; c < C; c++) {
     for (let ky = 0; ky < kh; ky++) {
       const oy0 = firstValid(Ho, sh, ph, ky), oy1 = endValid(H, Ho, sh, ph, ky, oy0);
@@ -300,7 +294,7 @@ function forwardWide(x: GemmArray, w: GemmArray, d: ConvDims, Ho: number, Wo: nu
     const g = Math.min(G, N - n0), ld = g * L;
     stage(x, n0, g, d, wd, xp);
     unfoldWide(xp, g, d, wd, cols);
-    gemm(false, false, O, ld, R, w, 0, cols, 0, out, 0);
+    gemm({ M: O, N: ld, K: R, a: w, b: cols, c: out });
     for (let i = 0; i < g; i++) {
       for (let o = 0; o < O; o++) {
         const s0 = o * ld + i * L, t0 = ((n0 + i) * O + o) * P;
@@ -323,7 +317,7 @@ function gradInputWide(gy: GemmArray, w: GemmArray, d: ConvDims, Ho: number, Wo:
   for (let n0 = 0; n0 < N; n0 += G) {
     const g = Math.min(G, N - n0), ld = g * L;
     gatherGyWide(gy, n0, g, O, Ho, Wo, wd, g2);
-    gemm(true, false, R, ld, O, w, 0, g2, 0, cols, 0);
+    gemm({ transA: true, M: R, N: ld, K: O, a: w, b: g2, c: cols });
     if (n0 > 0) xp.fill(0);
     // Fold: row (c, ky, kx) adds back onto its slice of the staged plane.
     for (let i = 0; i < g; i++) {
@@ -364,7 +358,7 @@ function gradWeightWide(x: GemmArray, gy: GemmArray, d: ConvDims, Ho: number, Wo
     stage(x, n0, g, d, wd, xp);
     unfoldWide(xp, g, d, wd, cols);
     gatherGyWide(gy, n0, g, O, Ho, Wo, wd, g2);
-    gemm(false, true, O, R, ld, g2, 0, cols, 0, n0 === 0 ? gw : part, 0);
+    gemm({ transB: true, M: O, N: R, K: ld, a: g2, b: cols, c: n0 === 0 ? gw : part });
     if (n0 > 0) { for (let i = 0; i < O * R; i++) gw[i] += part[i]; }
   }
   return gw;
@@ -377,20 +371,21 @@ function gradWeightWide(x: GemmArray, gy: GemmArray, d: ConvDims, Ho: number, Wo
 export function conv2dForward(x: GemmArray, w: GemmArray, d: ConvDims): GemmArray {
   const fn = "conv2dForward";
   const { Ho, Wo } = checkDims(fn, d);
-  const { N, C, H, W, O, kh, kw, sh, sw, ph, pw } = d;
+  const { N, C, H, W, O, kh, kw } = d;
   checkLen(fn, "x", x, N * C * H * W);
   checkLen(fn, "w", w, O * C * kh * kw);
   if (useWasm(x, d)) return wasmConvForward(x as Float32Array, w as Float32Array, { ...d, Ho, Wo });
   if (useWide(d, Wo)) return forwardWide(x, w, d, Ho, Wo);
   const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * P);
   const y = alloc(x, N * O * P);
+  const geo: UnfoldGeometry = { ...d, Ho, Wo };
   const cols = alloc(x, R * G * P), out = alloc(x, O * G * P);
   for (let n0 = 0; n0 < N; n0 += G) {
     const g = Math.min(G, N - n0), ld = g * P;
     for (let i = 0; i < g; i++) {
-      im2col(x, (n0 + i) * C * H * W, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, cols, i * P, ld);
+      im2col(x, (n0 + i) * C * H * W, geo, cols, i * P, ld);
     }
-    gemm(false, false, O, ld, R, w, 0, cols, 0, out, 0);
+    gemm({ M: O, N: ld, K: R, a: w, b: cols, c: out });
     for (let o = 0; o < O; o++) {
       for (let i = 0; i < g; i++) {
         y.set(out.subarray(o * ld + i * P, o * ld + (i + 1) * P), ((n0 + i) * O + o) * P);
@@ -416,20 +411,21 @@ function gatherGy(gy: GemmArray, n0: number, g: number, O: number, P: number, ds
 export function conv2dGradInput(gy: GemmArray, w: GemmArray, d: ConvDims): GemmArray {
   const fn = "conv2dGradInput";
   const { Ho, Wo } = checkDims(fn, d);
-  const { N, C, H, W, O, kh, kw, sh, sw, ph, pw } = d;
+  const { N, C, H, W, O, kh, kw } = d;
   checkLen(fn, "gy", gy, N * O * Ho * Wo);
   checkLen(fn, "w", w, O * C * kh * kw);
   if (useWasm(gy, d)) return wasmConvGradInput(gy as Float32Array, w as Float32Array, { ...d, Ho, Wo });
   if (useWide(d, Wo)) return gradInputWide(gy, w, d, Ho, Wo);
   const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * P);
   const gx = alloc(gy, N * C * H * W);
+  const geo: UnfoldGeometry = { ...d, Ho, Wo };
   const g2 = alloc(gy, O * G * P), cols = alloc(gy, R * G * P);
   for (let n0 = 0; n0 < N; n0 += G) {
     const g = Math.min(G, N - n0), ld = g * P;
     gatherGy(gy, n0, g, O, P, g2);
-    gemm(true, false, R, ld, O, w, 0, g2, 0, cols, 0);
+    gemm({ transA: true, M: R, N: ld, K: O, a: w, b: g2, c: cols });
     for (let i = 0; i < g; i++) {
-      col2im(cols, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, gx, (n0 + i) * C * H * W, i * P, ld);
+      col2im(cols, geo, gx, (n0 + i) * C * H * W, i * P, ld);
     }
   }
   return gx;
@@ -441,21 +437,22 @@ export function conv2dGradInput(gy: GemmArray, w: GemmArray, d: ConvDims): GemmA
 export function conv2dGradWeight(x: GemmArray, gy: GemmArray, d: ConvDims): GemmArray {
   const fn = "conv2dGradWeight";
   const { Ho, Wo } = checkDims(fn, d);
-  const { N, C, H, W, O, kh, kw, sh, sw, ph, pw } = d;
+  const { N, C, H, W, O, kh, kw } = d;
   checkLen(fn, "x", x, N * C * H * W);
   checkLen(fn, "gy", gy, N * O * Ho * Wo);
   if (useWasm(x, d)) return wasmConvGradWeight(x as Float32Array, gy as Float32Array, { ...d, Ho, Wo });
   if (useWide(d, Wo)) return gradWeightWide(x, gy, d, Ho, Wo);
   const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * P);
   const gw = alloc(x, O * R), part = alloc(x, O * R);
+  const geo: UnfoldGeometry = { ...d, Ho, Wo };
   const g2 = alloc(x, O * G * P), cols = alloc(x, R * G * P);
   for (let n0 = 0; n0 < N; n0 += G) {
     const g = Math.min(G, N - n0), ld = g * P;
     for (let i = 0; i < g; i++) {
-      im2col(x, (n0 + i) * C * H * W, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, cols, i * P, ld);
+      im2col(x, (n0 + i) * C * H * W, geo, cols, i * P, ld);
     }
     gatherGy(gy, n0, g, O, P, g2);
-    gemm(false, true, O, R, ld, g2, 0, cols, 0, n0 === 0 ? gw : part, 0);
+    gemm({ transB: true, M: O, N: R, K: ld, a: g2, b: cols, c: n0 === 0 ? gw : part });
     if (n0 > 0) { for (let i = 0; i < O * R; i++) gw[i] += part[i]; }
   }
   return gw;

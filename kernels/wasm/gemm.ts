@@ -12,18 +12,19 @@
  * const a = new Float32Array([1, 2, 3, 4]); // 2×2
  * const b = new Float32Array([5, 6, 7, 8]); // 2×2
  * const c = new Float32Array(4);
- * gemm(false, false, 2, 2, 2, a, 0, b, 0, c, 0); // c = [19, 22, 43, 50]
+ * gemm({ M: 2, N: 2, K: 2, a, b, c }); // c = [19, 22, 43, 50]
  * ```
  *
  * @module
  */
-import { type GemmArray, gemmJs } from "./gemm_js.ts";
+import { type GemmArgs, type GemmArray, type GemmCall, resolveGemm } from "./gemm_call.ts";
+import { gemmJs } from "./gemm_js.ts";
 import { DEFAULT_TILING, hasRelaxedSimd, hasSharedMemory, hasWasmSimd, WasmGemmEngine } from "./gemm_wasm.ts";
 import { GemmWorkerPool } from "./gemm_threads.ts";
 import { threadSupport, type WorkerKind } from "./workers.ts";
 import { ThreadChoice } from "./thread_choice.ts";
 
-export type { GemmArray } from "./gemm_js.ts";
+export type { GemmArgs, GemmArray, GemmCall } from "./gemm_call.ts";
 export type { WorkerKind } from "./workers.ts";
 
 /**
@@ -159,23 +160,13 @@ function checkArray(name: string, x: GemmArray, off: number, len: number): void 
 }
 
 /**
- * C[M×N] = op(A)·op(B), overwriting C. Row-major: A is M×K (stored K×M when `transA`), B is K×N
- * (stored N×K when `transB`); the operands start at `aOff`, `bOff`, `cOff` of their arrays. All three
- * arrays must be of one type; C must not overlap A or B.
+ * C[M×N] = op(A)·op(B), overwriting C (see {@linkcode GemmCall}). Row-major: A is M×K (stored K×M
+ * when `transA`), B is K×N (stored N×K when `transB`); the operands start at `aOff`, `bOff`, `cOff`
+ * of their arrays. All three arrays must be of one type; C must not overlap A or B.
  */
-export function gemm(
-  transA: boolean,
-  transB: boolean,
-  M: number,
-  N: number,
-  K: number,
-  a: GemmArray,
-  aOff: number,
-  b: GemmArray,
-  bOff: number,
-  c: GemmArray,
-  cOff: number,
-): void {
+export function gemm(call: GemmCall): void {
+  const g = resolveGemm(call);
+  const { M, N, K, a, aOff, b, bOff, c, cOff } = g;
   check("M", M);
   check("N", N);
   check("K", K);
@@ -198,39 +189,25 @@ export function gemm(
     return;
   }
   if (a instanceof Float64Array || impl === "js" || !hasWasmSimd) {
-    gemmJs(transA, transB, M, N, K, a, aOff, b, bOff, c, cOff);
+    gemmJs(g);
     return;
   }
-  const fa = a as Float32Array, fb = b as Float32Array, fc = c as Float32Array;
+  const g32 = g as GemmArgs<Float32Array>;
   const flops = 2 * M * N * K;
-  if (impl === "wasm-threads") getPool().gemm(transA, transB, M, N, K, fa, aOff, fb, bOff, fc, cOff);
-  else if (impl === "wasm" || flops < GEMM_THREAD_MIN_FLOPS || caps.threads <= 1) {
-    getEngine().gemm(transA, transB, M, N, K, fa, aOff, fb, bOff, fc, cOff);
-  } else autoGemm(flops, transA, transB, M, N, K, fa, aOff, fb, bOff, fc, cOff);
+  if (impl === "wasm-threads") getPool().gemm(g32);
+  else if (impl === "wasm" || flops < GEMM_THREAD_MIN_FLOPS || caps.threads <= 1) getEngine().gemm(g32);
+  else autoGemm(flops, g32);
 }
 
 /** One thread or the workers, per size class of the flop count (`ThreadChoice`). */
 const choice = new ThreadChoice(8);
 
-function autoGemm(
-  flops: number,
-  transA: boolean,
-  transB: boolean,
-  M: number,
-  N: number,
-  K: number,
-  a: Float32Array,
-  aOff: number,
-  b: Float32Array,
-  bOff: number,
-  c: Float32Array,
-  cOff: number,
-): void {
+function autoGemm(flops: number, g: GemmArgs<Float32Array>): void {
   const useThreads = choice.useThreads(flops);
   const starting = useThreads && !pool;
   const t0 = performance.now();
-  if (useThreads) getPool().gemm(transA, transB, M, N, K, a, aOff, b, bOff, c, cOff);
-  else getEngine().gemm(transA, transB, M, N, K, a, aOff, b, bOff, c, cOff);
+  if (useThreads) getPool().gemm(g);
+  else getEngine().gemm(g);
   if (starting) return; // this call paid for starting the workers: not representative
   choice.record(flops, useThreads, performance.now() - t0);
 }

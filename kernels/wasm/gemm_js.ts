@@ -6,26 +6,14 @@
  * @module
  */
 
-/** A float32 or float64 array; one call uses one type for all three operands. */
-export type GemmArray = Float32Array | Float64Array;
+import type { GemmArgs } from "./gemm_call.ts";
 
 /**
  * C[M×N] = op(A)·op(B) in plain JavaScript (overwrites C). Row-major; A is M×K (stored K×M when
  * `transA`), B is K×N (stored N×K when `transB`). Arguments are not checked (see `gemm`).
  */
-export function gemmJs(
-  transA: boolean,
-  transB: boolean,
-  M: number,
-  N: number,
-  K: number,
-  a: GemmArray,
-  aOff: number,
-  b: GemmArray,
-  bOff: number,
-  c: GemmArray,
-  cOff: number,
-): void {
+export function gemmJs(g: GemmArgs): void {
+  const { transA, transB, M, N, K, a, aOff, b, bOff, c, cOff } = g;
   if (!transB) {
     // i-k-j: for each row of C, add a[i,k]·(row k of B). A is read at a[i,k] (row-major) or a[k,i].
     const aRowStride = transA ? 1 : K;

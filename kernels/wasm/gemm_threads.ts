@@ -9,6 +9,7 @@
  *
  * @module
  */
+import type { GemmArgs } from "./gemm_call.ts";
 import { CTL, type GemmJob, type WasmGemmEngine } from "./gemm_wasm.ts";
 import { type PoolWorker, startWorkers, stopWorkers, type ThreadSupport, workerSource } from "./workers.ts";
 
@@ -126,23 +127,11 @@ export class GemmWorkerPool {
   }
 
   /** C = op(A)·op(B) across the workers. */
-  gemm(
-    transA: boolean,
-    transB: boolean,
-    M: number,
-    N: number,
-    K: number,
-    a: Float32Array,
-    aOff: number,
-    b: Float32Array,
-    bOff: number,
-    c: Float32Array,
-    cOff: number,
-  ): void {
+  gemm(g: GemmArgs<Float32Array>): void {
     const e = this.engine;
-    const { job, cPtr } = e.prepare(transA, transB, M, N, K, a, aOff, b, bOff, this.workers.length + 1);
+    const { job, cPtr } = e.prepare(g, this.workers.length + 1);
     this.run(job);
-    e.copyOut(cPtr, M, N, c, cOff);
+    e.copyOut(cPtr, g);
   }
 
   /** Stops the workers. */

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { GemmArgs } from "./gemm_call.ts";
 import { type GemmExports, gemmModuleBytes, type GemmTiling } from "./gemm_wasm_module.ts";
 import { buildModule, Fn, V128 } from "./wasm_emit.ts";
 
@@ -153,18 +154,8 @@ export class WasmGemmEngine {
    * Copies the operands in, packs the shared operand, and returns the job whose chunks compute C
    * (`runChunk`), plus where C lands. `parts` is the number of participants expected.
    */
-  prepare(
-    transA: boolean,
-    transB: boolean,
-    M: number,
-    N: number,
-    K: number,
-    a: Float32Array,
-    aOff: number,
-    b: Float32Array,
-    bOff: number,
-    parts: number,
-  ): { job: GemmJob; cPtr: number } {
+  prepare(g: GemmArgs<Float32Array>, parts: number): { job: GemmJob; cPtr: number } {
+    const { transA, transB, M, N, K, a, aOff, b, bOff } = g;
     const { MR, NR, MC, NC } = this.tiling;
     const Mpad = Math.ceil(M / MR) * MR, Npad = Math.ceil(N / NR) * NR;
     const mode = M >= N ? "rows" : "cols";
@@ -208,28 +199,16 @@ export class WasmGemmEngine {
     }
   }
 
-  /** Copies M×N results from `cPtr` into `c` at `cOff`. */
-  copyOut(cPtr: number, M: number, N: number, c: Float32Array, cOff: number): void {
+  /** Copies the M×N results of `g` from `cPtr` into `g.c` at `g.cOff`. */
+  copyOut(cPtr: number, g: GemmArgs<Float32Array>): void {
     this.ensure(0);
-    c.set(this.f32.subarray(cPtr >> 2, (cPtr >> 2) + M * N), cOff);
+    g.c.set(this.f32.subarray(cPtr >> 2, (cPtr >> 2) + g.M * g.N), g.cOff);
   }
 
   /** C = op(A)·op(B) on the calling thread alone. */
-  gemm(
-    transA: boolean,
-    transB: boolean,
-    M: number,
-    N: number,
-    K: number,
-    a: Float32Array,
-    aOff: number,
-    b: Float32Array,
-    bOff: number,
-    c: Float32Array,
-    cOff: number,
-  ): void {
-    const { job, cPtr } = this.prepare(transA, transB, M, N, K, a, aOff, b, bOff, 1);
+  gemm(g: GemmArgs<Float32Array>): void {
+    const { job, cPtr } = this.prepare(g, 1);
     for (let i = 0; i < job.chunks; i++) this.runChunk(job, i, 0);
-    this.copyOut(cPtr, M, N, c, cOff);
+    this.copyOut(cPtr, g);
   }
 }

@@ -8,6 +8,7 @@ export {
   gemm,
   GEMM_THREAD_MIN_FLOPS,
   type GemmArray,
+  type GemmCall,
   type GemmCapabilities,
   gemmCapabilities,
   type GemmImpl,
@@ -26,4 +27,5 @@ export {
   type ConvDims,
   convOutSize,
   im2col,
+  type UnfoldGeometry,
 } from "./conv.ts";

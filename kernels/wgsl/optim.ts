@@ -173,7 +173,7 @@ export function noiseStepKernel(noise: NoiseVariant): FusedKernel {
   return { reads: ["Ui"], writes: [], body: "var u = Ui[i];", noise };
 }
 
-/** θ + n (clean mode's perturb): the noise stage with nothing to remove. */
+/** θ + n (exact mode's perturb): the noise stage with nothing to remove. */
 export function perturbKernel(law: NoiseLaw): FusedKernel {
   return {
     reads: ["Pp"],

@@ -1,7 +1,7 @@
 /**
- * WGSL twin of `src/random/philox.ts` and `src/random/noise.ts`: Philox4x32-10 in 32-bit integer
+ * WGSL twin of `src/random/philox.ts` and `src/random/fixed_point.ts`: Philox4x32-10 in 32-bit integer
  * arithmetic and the fixed-point noise transforms, operation for operation, so that a GPU draw is
- * bit-identical to the CPU's for the same (key, counter, lane). See `src/random/noise.ts` for the
+ * bit-identical to the CPU's for the same (key, counter, lane). See `src/random/fixed_point.ts` for the
  * arithmetic and why it is exact on every device (integers only, then one correctly rounded
  * conversion and one multiplication, both immune to fused multiply–add contraction).
  *
@@ -12,14 +12,8 @@
  *
  * @module
  */
-import {
-  HALF_PI_Q25,
-  LN2_Q25,
-  LOG_OFFSET,
-  LOG_RECIP,
-  NOISE_LAWS,
-  type NoiseLaw,
-} from "../../src/random/noise.ts";
+import { HALF_PI_Q25, LN2_Q25, LOG_OFFSET, LOG_RECIP } from "../noise_tables.ts";
+import { NOISE_LAWS, type NoiseLaw } from "../../src/types.ts";
 import { main1d, storage, uniformBlock } from "./common.ts";
 
 /** The logarithm table (`LOG_RECIP` then `LOG_OFFSET`), 64 words, passed in the uniforms. */

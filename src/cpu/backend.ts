@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { type Backend, type Conv2dGeometry, registerBackend } from "../backend.ts";
+import type { Backend, Conv2dGeometry } from "../backend.ts";
+import { cpuOptimKernels } from "./optim.ts";
 import { allocArray, type DType, shapeSize, Tensor, type TypedArray } from "../tensor.ts";
 import { binaryLoop, unaryLoop } from "./elementwise.ts";
 import { concatLoop, forEachSliceIndex, reduceLoop, transposeLoop } from "./layout.ts";
@@ -63,6 +64,11 @@ function convDims(xShape: readonly number[], wShape: readonly number[], geo: Con
 /** The CPU implementation of {@linkcode Backend}. */
 export const cpuBackend: Backend = {
   device: "cpu",
+  // a getter: `./optim.ts` imports the tensor module, which loads this one, so a program that
+  // imports `./optim.ts` first reaches this object before `cpuOptimKernels` is initialised
+  get optim() {
+    return cpuOptimKernels;
+  },
 
   fromArray(data, shape, dtype) {
     const a = allocArray(dtype, data.length);
@@ -111,8 +117,9 @@ export const cpuBackend: Backend = {
     const out = allocArray(a.dtype, shapeSize(outShape));
     const outBatch = outShape.slice(0, -2);
     const ao = batchOffsets(a.shape, outBatch, M * K), bo = batchOffsets(b.shape, outBatch, K * N);
+    const av = arr(a), bv = arr(b);
     for (let i = 0; i < ao.length; i++) {
-      gemm(transA, transB, M, N, K, arr(a), ao[i], arr(b), bo[i], out, i * M * N);
+      gemm({ transA, transB, M, N, K, a: av, aOff: ao[i], b: bv, bOff: bo[i], c: out, cOff: i * M * N });
     }
     return make(out, outShape, a.dtype);
   },
@@ -209,5 +216,3 @@ export const cpuBackend: Backend = {
     return make(gx, xShape, gy.dtype);
   },
 };
-
-registerBackend(cpuBackend);

@@ -5,7 +5,7 @@
  */
 import type { Pool2dGeometry } from "../backend.ts";
 import type { TypedArray } from "../tensor.ts";
-import { hasWasmConv, wasmMaxPool2x2, wasmMaxPool2x2Grad } from "../../kernels/wasm/conv_wasm.ts";
+import { hasWasmPool2x2, wasmMaxPool2x2, wasmMaxPool2x2Grad } from "../../kernels/wasm/pool2x2_wasm.ts";
 
 /** Row-wise softmax (`log` = false) or log-softmax (`log` = true) over rows of length `c`. */
 export function softmaxRows(x: TypedArray, c: number, out: TypedArray, log: boolean): void {
@@ -146,7 +146,7 @@ export function pool2d(
   const ho = pooledSize(h, kh, sh, ph), wo = pooledSize(w, kw, sw, pw);
   if (kind === "max" && is2x2(geo)) {
     if (
-      hasWasmConv && x instanceof Float32Array && out instanceof Float32Array &&
+      hasWasmPool2x2 && x instanceof Float32Array && out instanceof Float32Array &&
       argmax instanceof Float32Array
     ) {
       wasmMaxPool2x2(x, planes, h, w, out, argmax);
@@ -197,7 +197,7 @@ export function pool2dGrad(
   const ho = pooledSize(h, kh, sh, ph), wo = pooledSize(w, kw, sw, pw);
   if (kind === "max" && is2x2(geo)) {
     if (
-      hasWasmConv && gy instanceof Float32Array && gx instanceof Float32Array &&
+      hasWasmPool2x2 && gy instanceof Float32Array && gx instanceof Float32Array &&
       argmax instanceof Float32Array
     ) {
       wasmMaxPool2x2Grad(gy, argmax, planes, h, w, gx);

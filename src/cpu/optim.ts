@@ -22,13 +22,12 @@
  */
 import { type NoiseLaw, type StreamKey, streamNoise } from "../random/noise.ts";
 import { allocArray, type DType, Tensor, type TypedArray } from "../tensor.ts";
-import {
-  type AdamKernelArgs,
-  type KernelResult,
-  type NoiseStage,
-  type OptimKernels,
-  registerOptimKernels,
-  type SgdKernelArgs,
+import type {
+  AdamKernelArgs,
+  KernelResult,
+  NoiseStage,
+  OptimKernels,
+  SgdKernelArgs,
 } from "../optim/fused_ops.ts";
 
 /** Elements per chunk of a fused step (a multiple of 4, the Philox block width). */
@@ -38,8 +37,32 @@ const arr = (t: Tensor): TypedArray => t.storage as TypedArray;
 const arrOrNull = (t: Tensor | null | undefined): TypedArray | null => (t ? (t.storage as TypedArray) : null);
 const make = (a: TypedArray, like: Tensor): Tensor => new Tensor(a, like.shape, like.dtype, "cpu");
 
+/** The arrays and hyperparameters of one SGD kernel call (built once per call, see {@linkcode sgdRange}). */
+export interface SgdRangeArgs {
+  /** Gradient. */
+  readonly g: TypedArray;
+  /** Parameter (read when `weightDecay` ≠ 0, else may be null). */
+  readonly p: TypedArray | null;
+  /** Momentum buffer (null on the first momentum step). */
+  readonly buf: TypedArray | null;
+  /** The update (written). */
+  readonly u: TypedArray;
+  /** The new momentum buffer (written; null: no momentum). */
+  readonly bufOut: TypedArray | null;
+  /** Learning rate. */
+  readonly lr: number;
+  /** Momentum factor. */
+  readonly momentum: number;
+  /** Dampening. */
+  readonly dampening: number;
+  /** Coupled (L2) weight decay. */
+  readonly weightDecay: number;
+  /** Nesterov momentum. */
+  readonly nesterov: boolean;
+}
+
 /**
- * SGD on `[lo, hi)` (torch.optim.SGD):
+ * SGD on `[lo, hi)` (torch.optim.SGD), `wd` the weight decay:
  *
  *     d = g + wd·p                                  (wd ≠ 0)
  *     buf = d            (first step, buf null)     ┐ when bufOut is given
@@ -47,20 +70,8 @@ const make = (a: TypedArray, like: Tensor): Tensor => new Tensor(a, like.shape, 
  *     d = nesterov ? d + mom·buf : buf              ┘
  *     u = −lr·d
  */
-export function sgdRange(
-  lo: number,
-  hi: number,
-  g: TypedArray,
-  p: TypedArray | null,
-  buf: TypedArray | null,
-  u: TypedArray,
-  bufOut: TypedArray | null,
-  lr: number,
-  momentum: number,
-  dampening: number,
-  wd: number,
-  nesterov: boolean,
-): void {
+export function sgdRange(a: SgdRangeArgs, lo: number, hi: number): void {
+  const { g, p, buf, u, bufOut, lr, momentum, dampening, weightDecay: wd, nesterov } = a;
   const nlr = -lr;
   const keep = 1 - dampening;
   if (bufOut === null) {
@@ -77,9 +88,47 @@ export function sgdRange(
   }
 }
 
+/** The arrays and hyperparameters of one Adam kernel call (built once per call; {@linkcode adamRange}). */
+export interface AdamRangeArgs {
+  /** Gradient. */
+  readonly g: TypedArray;
+  /** Parameter (read when `weightDecay` ≠ 0, else may be null). */
+  readonly p: TypedArray | null;
+  /** First moment (null: zeros). */
+  readonly m: TypedArray | null;
+  /** Second moment (null: zeros). */
+  readonly v: TypedArray | null;
+  /** Running maximum of the second moment (null: zeros). */
+  readonly vmax: TypedArray | null;
+  /** The update (written). */
+  readonly u: TypedArray;
+  /** The new first moment (written). */
+  readonly mOut: TypedArray;
+  /** The new second moment (written). */
+  readonly vOut: TypedArray;
+  /** The new running maximum (written; null: no AMSGrad). */
+  readonly vmaxOut: TypedArray | null;
+  /** Learning rate. */
+  readonly lr: number;
+  /** β1. */
+  readonly b1: number;
+  /** β2. */
+  readonly b2: number;
+  /** ε. */
+  readonly eps: number;
+  /** Weight decay. */
+  readonly weightDecay: number;
+  /** Decoupled (AdamW) decay instead of L2 on the gradient. */
+  readonly decoupled: boolean;
+  /** `lr / (1 − b1^t)`. */
+  readonly sc: number;
+  /** `√(1 − b2^t)`. */
+  readonly sb2: number;
+}
+
 /**
- * Adam on `[lo, hi)` (torch.optim.Adam; AdamW when `decoupled`), with `sc = lr / (1 − b1^t)` and
- * `sb2 = √(1 − b2^t)`:
+ * Adam on `[lo, hi)` (torch.optim.Adam; AdamW when `decoupled`), `wd` the weight decay, with
+ * `sc = lr / (1 − b1^t)` and `sb2 = √(1 − b2^t)`:
  *
  *     g ← g + wd·p                                  (coupled, wd ≠ 0)
  *     m = b1·m + (1 − b1)·g
@@ -90,27 +139,9 @@ export function sgdRange(
  *
  * A null `m`, `v` or `vmax` stands for zeros (the first step).
  */
-export function adamRange(
-  lo: number,
-  hi: number,
-  g: TypedArray,
-  p: TypedArray | null,
-  m: TypedArray | null,
-  v: TypedArray | null,
-  vmax: TypedArray | null,
-  u: TypedArray,
-  mOut: TypedArray,
-  vOut: TypedArray,
-  vmaxOut: TypedArray | null,
-  lr: number,
-  b1: number,
-  b2: number,
-  eps: number,
-  wd: number,
-  decoupled: boolean,
-  sc: number,
-  sb2: number,
-): void {
+export function adamRange(a: AdamRangeArgs, lo: number, hi: number): void {
+  const { g, p, m, v, vmax, u, mOut, vOut, vmaxOut, lr, b1, b2, eps, weightDecay: wd, decoupled, sc, sb2 } =
+    a;
   const c1 = 1 - b1, c2 = 1 - b2;
   const coupled = wd !== 0 && !decoupled;
   const dec = wd !== 0 && decoupled ? lr * wd : 0;
@@ -293,8 +324,19 @@ export const cpuOptimKernels: OptimKernels = {
     const stage = a.noise;
     const nOut = noiseOut(stage, dtype, n);
     const needStage = stage !== undefined && (nOut !== null || stage.nOld !== null);
-    const step = (lo: number, hi: number) =>
-      sgdRange(lo, hi, g, p, buf, u, bufOut, a.lr, a.momentum, a.dampening, a.weightDecay, a.nesterov);
+    const args: SgdRangeArgs = {
+      g,
+      p,
+      buf,
+      u,
+      bufOut,
+      lr: a.lr,
+      momentum: a.momentum,
+      dampening: a.dampening,
+      weightDecay: a.weightDecay,
+      nesterov: a.nesterov,
+    };
+    const step = (lo: number, hi: number) => sgdRange(args, lo, hi);
     if (!needStage) step(0, n);
     else if (bufOut === null && a.weightDecay === 0 && nOut !== null) {
       // plain SGD + a drawing stage (vsgd's default): one loop per chunk
@@ -319,28 +361,26 @@ export const cpuOptimKernels: OptimKernels = {
     const stage = a.noise;
     const nOut = noiseOut(stage, dtype, n);
     const needStage = stage !== undefined && (nOut !== null || stage.nOld !== null);
-    const step = (lo: number, hi: number) =>
-      adamRange(
-        lo,
-        hi,
-        g,
-        p,
-        m,
-        v,
-        vmax,
-        u,
-        mOut,
-        vOut,
-        vmaxOut,
-        a.lr,
-        a.b1,
-        a.b2,
-        a.eps,
-        a.weightDecay,
-        a.decoupled,
-        sc,
-        sb2,
-      );
+    const args: AdamRangeArgs = {
+      g,
+      p,
+      m,
+      v,
+      vmax,
+      u,
+      mOut,
+      vOut,
+      vmaxOut,
+      lr: a.lr,
+      b1: a.b1,
+      b2: a.b2,
+      eps: a.eps,
+      weightDecay: a.weightDecay,
+      decoupled: a.decoupled,
+      sc,
+      sb2,
+    };
+    const step = (lo: number, hi: number) => adamRange(args, lo, hi);
     if (!needStage) step(0, n);
     else fused(n, u, stage!, nOut, step);
     const buffers: Record<string, Tensor | null> = { m: make(mOut, a.g), v: make(vOut, a.g) };
@@ -371,5 +411,3 @@ export const cpuOptimKernels: OptimKernels = {
     return make(out, at);
   },
 };
-
-registerOptimKernels("cpu", cpuOptimKernels);

@@ -3,6 +3,11 @@
  * leaf-by-leaf drivers (with the fused base + noise step), {@linkcode chain},
  * {@linkcode applyUpdates} and {@linkcode hyperparams}.
  *
+ * One file (about 500 lines) because it is one protocol: the base and noise drivers, `chain`'s
+ * fusion of a base step with the noise stage after it, and the state checks all read and write
+ * the same private state layout (`newState`, `checkState`, the `IMPL` descriptions); split, that
+ * layout would have to be exported to every part.
+ *
  * @module
  */
 import type { NoiseLaw } from "../random/noise.ts";
@@ -52,17 +57,20 @@ export interface BaseImpl {
   ): KernelResult;
 }
 
-/** Internal description of the weight-noise transformation. */
-export interface NoiseImpl {
+/**
+ * Internal description of the weight-noise transformation: the noise stage of a chain (built by
+ * `makeNoise`), as opposed to a {@linkcode BaseImpl} base update.
+ */
+export interface NoiseTransform {
   /** Marks the noise transformation. */
   readonly role: "noise";
   /** Name for errors. */
   readonly who: string;
-  /** "official" (noise inside the params) or "clean". */
-  readonly mode: "official" | "clean";
+  /** "official" (noise inside the params) or "exact" (params exact, noise added by `perturb`). */
+  readonly mode: "official" | "exact";
   /** Noise law. */
   readonly law: NoiseLaw;
-  /** Reset period (Infinity: never). */
+  /** The noise reset period: every `numIters` steps the noise is removed and not redrawn (∞: never). */
   readonly numIters: number;
   /** Seed used by `init`. */
   readonly seed: number;
@@ -70,7 +78,7 @@ export interface NoiseImpl {
   hparams(step: number): Record<string, number>;
 }
 
-type Impl = BaseImpl | NoiseImpl;
+type Impl = BaseImpl | NoiseTransform;
 type WithImpl = { [IMPL]?: Impl };
 
 const freeze = Object.freeze;
@@ -116,7 +124,7 @@ function newState(
 }
 
 /** The noise stage of the official step for one leaf: step `s` (1-based), scale `v`. */
-function stageFor(n: NoiseImpl, ns: TransformState, path: string, s: number, v: number): NoiseStage {
+function stageFor(n: NoiseTransform, ns: TransformState, path: string, s: number, v: number): NoiseStage {
   return {
     law: n.law,
     scale: v,
@@ -135,7 +143,7 @@ function runBase(
   state: unknown,
   grads: TensorTree,
   params: TensorTree | undefined,
-  noise?: { impl: NoiseImpl; state: unknown },
+  noise?: { impl: NoiseTransform; state: unknown },
 ): { updates: TensorTree; state: TransformState; noiseState?: TransformState } {
   const who = `${b.who}.update`;
   checkState(who, state, b.kind, b.meta);
@@ -183,7 +191,7 @@ function runBase(
 
 /** One update of the weight-noise transformation on its own (after any other transformation). */
 function runNoise(
-  n: NoiseImpl,
+  n: NoiseTransform,
   state: unknown,
   updatesIn: TensorTree,
 ): { updates: TensorTree; state: TransformState } {
@@ -193,7 +201,7 @@ function runNoise(
   checkTree(who, "grads", um, state);
   const s = state.step + 1;
   const hp = n.hparams(s);
-  if (n.mode === "clean") {
+  if (n.mode === "exact") {
     return { updates: updatesIn, state: newState("weightNoise", s, hp, state.meta, { ...state.leaves }) };
   }
   const leaves: Record<string, LeafState> = {};
@@ -247,7 +255,7 @@ export function makeBase(b: BaseImpl): Optimizer<TransformState> {
 }
 
 /** Builds the weight-noise transformation from its description. */
-export function makeNoise(n: NoiseImpl): Optimizer<TransformState> {
+export function makeNoise(n: NoiseTransform): Optimizer<TransformState> {
   const perturbWho = `${n.who}.perturb`, cleanWho = `${n.who}.clean`;
   return {
     init(params: TensorTree): TransformState {
@@ -294,7 +302,7 @@ export function makeNoise(n: NoiseImpl): Optimizer<TransformState> {
       checkState(cleanWho, state, "weightNoise", { mode: n.mode, law: n.law });
       const pm = leafMap(cleanWho, params, "params");
       checkTree(cleanWho, "params", pm, state);
-      if (n.mode === "clean") return params;
+      if (n.mode === "exact") return params;
       return mapTree(params, (p, path) => {
         const nz = state.leaves[path].buffers.noise;
         return nz ? optimKernels(p.device).addScaled(p, nz, -1) : p;
@@ -409,7 +417,7 @@ export function makeChain(
 }
 
 /**
- * The params the members before a clean-mode weight noise see: θ + n_t, the weights the gradient
+ * The params the members before an exact-mode weight noise see: θ + n_t, the weights the gradient
  * was taken at, exactly as in official mode (where the noise lives inside the params), so weight
  * decay acts on the same weights in both modes and the trajectories agree. The noise is only
  * regenerated when some member reads the params (weight decay, or a transformation we do not know).
@@ -421,7 +429,7 @@ function paramsSeenByBase(
 ): TensorTree | undefined {
   const last = list[list.length - 1];
   const n = implOf(last);
-  if (params === undefined || n?.role !== "noise" || n.mode !== "clean") return params;
+  if (params === undefined || n?.role !== "noise" || n.mode !== "exact") return params;
   const reads = list.slice(0, -1).some((t, i) => {
     const a = implOf(t);
     if (a?.role !== "base") return true;

@@ -1,17 +1,21 @@
 /**
  * The neural-variability step as a transformation of its own: after the base update, replace the
  * noise inside the weights by fresh noise (`u ← u + n_new − n_old`), and every `numIters`-th step
- * remove it (`u ← u − n_old`), so that the weights are clean then.
+ * (`numIters` is the noise reset period) remove it and draw none (`u ← u − n_old`), so that the
+ * weights are noise-free then.
  *
  * @module
  */
 import { NOISE_LAWS, type NoiseLaw } from "../random/noise.ts";
 import { checkHyper, checkOptions, evalHyper, fmtValue, NONNEG } from "./hyper.ts";
-import { makeNoise, type NoiseImpl } from "./transform.ts";
+import { makeNoise, type NoiseTransform } from "./transform.ts";
 import type { HyperParam, Optimizer, TransformState } from "./types.ts";
 
-/** Where the noise lives: inside the params ("official") or only in `perturb` ("clean"). */
-export type VariabilityMode = "official" | "clean";
+/**
+ * Where the noise lives: inside the params ("official", as the original code) or only in `perturb`
+ * ("exact": the params stay exact).
+ */
+export type VariabilityMode = "official" | "exact";
 
 /** Options of {@linkcode weightNoise}. */
 export interface WeightNoiseOptions {
@@ -23,8 +27,10 @@ export interface WeightNoiseOptions {
    */
   variability?: HyperParam;
   /**
-   * Reset period (default 1000): on every `numIters`-th step the noise is removed and the weights
-   * are clean. A positive integer, or `Infinity` for never (Anti-PGD). 0 is rejected.
+   * The noise reset period, in steps (default 1000, the original's name and default): every
+   * `numIters` steps the noise is removed and not redrawn, so the weights after steps `numIters`,
+   * `2·numIters`, … are noise-free and the next gradient is taken at them. A positive integer, or
+   * `Infinity` for never (Anti-PGD). 0 is rejected.
    */
   numIters?: number;
   /** Noise law: "gaussian" (default), "laplace" or "uniform". */
@@ -33,9 +39,9 @@ export interface WeightNoiseOptions {
   seed?: number;
   /**
    * "official" (default): the noise lives inside the params, as in the original code (`perturb` is
-   * the identity, `clean` subtracts the stored noise). "clean": the params stay exact, `perturb`
+   * the identity, `clean` subtracts the stored noise). "exact": the params stay exact, `perturb`
    * adds the noise of the step about to be taken, `clean` is the identity. Same trajectory in exact
-   * arithmetic, weight decay included: in a chain, the members before a clean-mode weight noise
+   * arithmetic, weight decay included: in a chain, the members before an exact-mode weight noise
    * see θ + n (the weights the gradient was taken at), as in the official code.
    */
   mode?: VariabilityMode;
@@ -45,7 +51,7 @@ export interface WeightNoiseOptions {
 export const NOISE_KEYS: readonly string[] = ["variability", "numIters", "noise", "seed", "mode"];
 
 /** The internal description of the weight-noise step. */
-export function noiseImpl(who: string, o: Record<string, unknown>, fixedNumIters?: number): NoiseImpl {
+export function noiseImpl(who: string, o: Record<string, unknown>, fixedNumIters?: number): NoiseTransform {
   const variability = checkHyper(who, "variability", o.variability ?? 0.01, NONNEG);
   const numIters = fixedNumIters ?? o.numIters ?? 1000;
   if (
@@ -53,7 +59,8 @@ export function noiseImpl(who: string, o: Record<string, unknown>, fixedNumIters
     !(numIters === Infinity || (Number.isInteger(numIters) && numIters >= 1))
   ) {
     throw new RangeError(
-      `${who}: numIters must be a positive integer or Infinity (never reset), got ${fmtValue(numIters)}`,
+      `${who}: numIters (the noise reset period, in steps) must be a positive integer or Infinity ` +
+        `(never reset), got ${fmtValue(numIters)}`,
     );
   }
   const law = o.noise ?? "gaussian";
@@ -69,8 +76,8 @@ export function noiseImpl(who: string, o: Record<string, unknown>, fixedNumIters
     throw new RangeError(`${who}: seed must be an integer in [0, 2^32), got ${fmtValue(seed)}`);
   }
   const mode = o.mode ?? "official";
-  if (mode !== "official" && mode !== "clean") {
-    throw new RangeError(`${who}: mode must be "official" or "clean", got ${fmtValue(mode)}`);
+  if (mode !== "official" && mode !== "exact") {
+    throw new RangeError(`${who}: mode must be "official" or "exact", got ${fmtValue(mode)}`);
   }
   return {
     role: "noise",
@@ -85,12 +92,13 @@ export function noiseImpl(who: string, o: Record<string, unknown>, fixedNumIters
 
 /**
  * The neural-variability step for any optimizer; it must go last in a {@linkcode chain}. In the
- * official mode, with u the incoming update and s the 1-based step:
+ * official mode, with u the incoming update, s the 1-based step and `numIters` the noise reset
+ * period:
  *
  *     s % numIters ≠ 0:  n_new = noise(seed, s, path);  updates = u + (n_new − n_old);  n_old ← n_new
- *     s % numIters = 0:  updates = u − n_old;  n_old ← 0        (the weights are clean)
+ *     s % numIters = 0:  updates = u − n_old;  n_old ← 0        (the weights are noise-free)
  *
- * In clean mode the updates pass through and `perturb(params, state)` returns θ + n for the step
+ * In exact mode the updates pass through and `perturb(params, state)` returns θ + n for the step
  * about to be taken. Noise element i of the parameter at `path` on step s is element i of the
  * Philox4x32-10 stream with key (seed, hashString(path)) and counter (⌊i/4⌋, s, 0, 0), exactly as
  * `fillNoise`: the same numbers whatever other parameters exist, on every device, after a resume.

@@ -27,11 +27,12 @@ export function mulhi32(a: number, b: number): number {
  *
  * @example
  * ```ts
- * import { philox4x32 } from "@nvrm/core";
+ * import assert from "node:assert/strict";
+ * import { philox4x32 } from "./philox.ts";
  * const out = new Uint32Array(4);
  * philox4x32(0, 0, 0, 0, 0, 0, out);
- * // Random123 known-answer vector: 6627e8d5 e169c58d bc57ac4c 9b00dbd8
- * console.log(out[0].toString(16));
+ * // Random123 known-answer vector
+ * assert.deepEqual([...out], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
  * ```
  */
 export function philox4x32(

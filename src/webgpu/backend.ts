@@ -1,16 +1,23 @@
 /**
  * The WebGPU implementation of {@linkcode Backend}: float32 tensors in pooled storage buffers,
  * kernels from `kernels/wgsl/`, dispatches batched into command buffers, and reference-counted storage
- * (reshape views share a buffer) released by the autodiff tape, by {@linkcode tidy} scopes, or, as
+ * (reshape views share a buffer) released by memory scopes (`valueAndGrad`, `tidy`, `fit`), or, as
  * a backstop, when a tensor object is garbage collected.
  *
  * Nothing here waits on the GPU except {@linkcode WebGPUBackend.read}: ops only encode work.
  *
+ * The matrix products and convolutions (`matmul_ops.ts`) and the pooling ops (`pool_ops.ts`) live
+ * in their own modules; the methods here delegate to them. The rest stays one file because it is
+ * one class: the storage bookkeeping (reference counts, release tokens, staging buffers) is private
+ * state that the elementwise, reduction, layout and softmax ops use directly, and each of those
+ * ops is a few lines of uniforms around one dispatch.
+ *
  * @module
  */
 import type { Backend, BinaryOp, Conv2dGeometry, Pool2dGeometry, ReduceOp, UnaryOp } from "../backend.ts";
+import type { OptimKernels } from "../optim/fused_ops.ts";
 import { type DType, fmtShape, shapeSize, stridesOf, Tensor, type TypedArray } from "../tensor.ts";
-import { uniformWords, WG1D } from "../../kernels/wgsl/common.ts";
+import { WG1D } from "../../kernels/wgsl/common.ts";
 import {
   BINARY_WORDS,
   binaryKernel,
@@ -25,24 +32,6 @@ import {
 } from "../../kernels/wgsl/elementwise.ts";
 import { REDUCE_WG, REDUCE_WORDS, reduceKernel } from "../../kernels/wgsl/reduce.ts";
 import {
-  chooseTile,
-  MATMUL_WORDS,
-  matmulKernel,
-  type MatmulTile,
-  type MatmulVariant,
-  type OperandMode,
-  plainLoaders,
-} from "../../kernels/wgsl/matmul.ts";
-import {
-  CONV_DW_LOAD_A,
-  CONV_DW_LOAD_B,
-  CONV_DX_LOAD_A,
-  CONV_DX_LOAD_B,
-  CONV_FWD_LOAD_B,
-  CONV_GEO,
-} from "../../kernels/wgsl/conv.ts";
-import { POOL_WORDS, poolGradKernel, poolKernel } from "../../kernels/wgsl/pooling.ts";
-import {
   CE_GRAD_WORDS,
   crossEntropyGradKernel,
   SOFTMAX_WG,
@@ -51,8 +40,19 @@ import {
 } from "../../kernels/wgsl/softmax.ts";
 import { checkContext, type GpuContext, throwPendingError } from "./device.ts";
 import { BufferPool, type PoolStats } from "./buffer_pool.ts";
-import { type BindingKind, Encoder, type EncoderStats, type KernelSpec, PipelineCache } from "./pipelines.ts";
+import {
+  Encoder,
+  type EncoderStats,
+  f32bits,
+  type KernelSpec,
+  kernelSpec,
+  PipelineCache,
+} from "./pipelines.ts";
 import { broadcastStrides, coalesce } from "./layout.ts";
+import { conv2d, conv2dGradInput, conv2dGradWeight, matmul } from "./matmul_ops.ts";
+import { avgPool2d, avgPool2dGrad, maxPool2d, maxPool2dGrad } from "./pool_ops.ts";
+
+export { f32bits } from "./pipelines.ts";
 
 /** GPU storage of one or more tensors (reshape views share it): a pooled buffer and a count. */
 export class GpuStorage {
@@ -75,14 +75,6 @@ interface Token {
   done: boolean;
 }
 
-const f32Scratch = new Float32Array(1);
-const u32Scratch = new Uint32Array(f32Scratch.buffer);
-/** The bit pattern of `v` as a float32. */
-export function f32bits(v: number): number {
-  f32Scratch[0] = v;
-  return u32Scratch[0];
-}
-
 /**
  * Statistics of the WebGPU backend: the buffer pool's (live buffers include cached label uploads),
  * the encoder's, and the number of compiled pipelines.
@@ -91,8 +83,6 @@ export interface WebGPUStats extends PoolStats, EncoderStats {
   /** Compiled pipelines. */
   pipelines: number;
 }
-
-const MATMUL_SPLIT_TARGET = 256;
 
 /** The WebGPU backend of one device. Create it with `initWebGPU()`. */
 export class WebGPUBackend implements Backend {
@@ -104,6 +94,8 @@ export class WebGPUBackend implements Backend {
   readonly pool: BufferPool;
   /** The pipeline cache. */
   readonly pipelines: PipelineCache;
+  /** The fused optimizer kernels (set by `initWebGPU`). */
+  optim?: OptimKernels;
   /** The dispatch encoder. */
   readonly encoder: Encoder;
   readonly #tokens = new WeakMap<Tensor, Token>();
@@ -232,15 +224,15 @@ export class WebGPUBackend implements Backend {
   upload(buf: GPUBuffer, data: Float32Array | Int32Array): void {
     if (data.byteLength === 0) return;
     this.encoder.flush();
-    this.ctx.device.queue.writeBuffer(buf, 0, data.buffer, data.byteOffset, data.byteLength);
+    const { buffer, byteOffset, byteLength } = data;
+    // Deno types `writeBuffer`'s data as ArrayBuffer-backed only: a view on shared memory is copied.
+    if (buffer instanceof ArrayBuffer) {
+      this.ctx.device.queue.writeBuffer(buf, 0, buffer, byteOffset, byteLength);
+    } else this.ctx.device.queue.writeBuffer(buf, 0, data.slice().buffer);
   }
 
   // ------------------------------------------------------------------------------------------
   // Dispatch helpers
-
-  #spec(key: string, words: number, bindings: readonly BindingKind[], code: () => string): KernelSpec {
-    return { key, code, bindings, uniformWords: uniformWords(words) };
-  }
 
   /** Encodes one dispatch. */
   run(
@@ -296,7 +288,7 @@ export class WebGPUBackend implements Backend {
       this.encoder.clear(buf, n * 4);
       return;
     }
-    const spec = this.#spec("fill", FILL_WORDS, ["write"], fillKernel);
+    const spec = kernelSpec("fill", FILL_WORDS, ["write"], fillKernel);
     this.run(spec, [n, f32bits(value)], [buf], this.grid(Math.ceil(n / WG1D)));
   }
 
@@ -346,7 +338,7 @@ export class WebGPUBackend implements Backend {
     const xb = this.buffer(x, op, "x");
     const y = this.alloc(x.shape, op);
     if (x.size > 0) {
-      const spec = this.#spec(`unary/${op}`, UNARY_WORDS, ["read", "write"], () => unaryKernel(op));
+      const spec = kernelSpec(`unary/${op}`, UNARY_WORDS, ["read", "write"], () => unaryKernel(op));
       this.run(spec, [x.size], [xb, (y.storage as GpuStorage).buffer], this.grid(Math.ceil(x.size / WG1D)));
     }
     return y;
@@ -387,7 +379,7 @@ export class WebGPUBackend implements Backend {
       }
       u = [n, c.shape.length, 0, 0, ...pad(c.shape), ...pad(c.strides[0]), ...pad(c.strides[1])];
     }
-    const spec = this.#spec(
+    const spec = kernelSpec(
       `binary/${op}/${mode}`,
       BINARY_WORDS,
       ["read", "read", "write"],
@@ -455,7 +447,7 @@ export class WebGPUBackend implements Backend {
       ...pad(r.shape),
       ...pad(r.strides[0]),
     ];
-    const spec = this.#spec(
+    const spec = kernelSpec(
       `reduce/${op}/${perGroup ? "group" : "thread"}/${contiguous ? "contig" : "strided"}`,
       REDUCE_WORDS,
       ["read", "write"],
@@ -473,179 +465,22 @@ export class WebGPUBackend implements Backend {
   }
 
   // ------------------------------------------------------------------------------------------
-  // Matmul and convolutions
-
-  /** Encodes one tiled-matmul dispatch (see kernels/matmul.ts for the uniform layout). */
-  #matmulRun(
-    name: string,
-    v: Omit<MatmulVariant, "tile">,
-    M: number,
-    N: number,
-    K: number,
-    z: number,
-    batch: { shape: number[]; a: number[]; b: number[] } | { kChunk: number },
-    extra: number[],
-    bufs: [GPUBuffer, GPUBuffer, GPUBuffer],
-    tile: MatmulTile = chooseTile(M, N, z),
-  ): void {
-    const variant: MatmulVariant = { ...v, tile };
-    const key = `${name}/${tile.m}x${tile.n}/${v.a}/${v.b}/${v.cVec ? "cv" : "cs"}/${
-      v.splitK ? "split" : "batch"
-    }`;
-    const u = new Array<number>(MATMUL_WORDS).fill(0);
-    u[0] = M;
-    u[1] = N;
-    u[2] = K;
-    u[3] = z;
-    if ("kChunk" in batch) u[5] = batch.kChunk;
-    else {
-      u[4] = batch.shape.length;
-      for (let i = 0; i < batch.shape.length; i++) {
-        u[8 + i] = batch.shape[i];
-        u[12 + i] = batch.a[i];
-        u[16 + i] = batch.b[i];
-      }
-    }
-    extra.forEach((x, i) => (u[CONV_GEO + i] = x));
-    const spec = this.#spec(key, MATMUL_WORDS, ["read", "read", "write"], () => matmulKernel(variant));
-    this.run(spec, u, bufs, [Math.ceil(N / tile.n), Math.ceil(M / tile.m), z]);
-  }
+  // Matmul and convolutions (implicit GEMM): see matmul_ops.ts
 
   matmul(a: Tensor, b: Tensor, transA: boolean, transB: boolean, outShape: readonly number[]): Tensor {
-    const ab = this.buffer(a, "matmul", "a"), bb = this.buffer(b, "matmul", "b");
-    const y = this.alloc(outShape, "matmul");
-    const r = outShape.length;
-    const M = outShape[r - 2], N = outShape[r - 1];
-    const K = transA ? a.shape[a.rank - 2] : a.shape[a.rank - 1];
-    const yb = (y.storage as GpuStorage).buffer;
-    if (y.size === 0) return y;
-    if (K === 0) {
-      this.encoder.clear(yb, y.size * 4);
-      return y;
-    }
-    const outBatch = outShape.slice(0, -2);
-    const batchStrides = (shape: readonly number[], mat: number) =>
-      broadcastStrides(shape.slice(0, -2), outBatch).map((s) => s * mat);
-    const c = coalesce(outBatch, [batchStrides(a.shape, M * K), batchStrides(b.shape, K * N)]);
-    if (c.shape.length > 4) {
-      throw new RangeError(`matmul: more than 4 broadcast batch dims are not supported on webgpu`);
-    }
-    const z = shapeSize(outBatch);
-    const aMode: OperandMode = transA ? (M % 4 === 0 ? "vec-m" : "fn-m") : (K % 4 === 0 ? "vec-k" : "fn-k");
-    const bMode: OperandMode = transB ? (K % 4 === 0 ? "vec-k" : "fn-k") : (N % 4 === 0 ? "vec-n" : "fn-n");
-    const loaders = plainLoaders(transA, transB, aMode.startsWith("fn"), bMode.startsWith("fn"));
-    const tag = `matmul${transA ? "T" : "N"}${transB ? "T" : "N"}`;
-    this.#matmulRun(
-      tag,
-      { a: aMode, b: bMode, cVec: N % 4 === 0, splitK: false, loaders },
-      M,
-      N,
-      K,
-      z,
-      { shape: c.shape, a: c.strides[0], b: c.strides[1] },
-      [],
-      [ab, bb, yb],
-    );
-    return y;
+    return matmul(this, a, b, transA, transB, outShape);
   }
 
   conv2d(x: Tensor, w: Tensor, geo: Conv2dGeometry): Tensor {
-    const xb = this.buffer(x, "conv2d", "x"), wb = this.buffer(w, "conv2d", "w");
-    const d = convDims(x.shape, w.shape, geo);
-    const y = this.alloc([d.n, d.o, d.ho, d.wo], "conv2d");
-    if (y.size === 0) return y;
-    const yb = (y.storage as GpuStorage).buffer;
-    if (d.ckk === 0) {
-      this.encoder.clear(yb, y.size * 4);
-      return y;
-    }
-    const aMode: OperandMode = d.ckk % 4 === 0 ? "vec-k" : "fn-k";
-    this.#matmulRun(
-      "conv2d",
-      {
-        a: aMode,
-        b: "fn-n",
-        cVec: d.hw % 4 === 0,
-        splitK: false,
-        loaders: plainLoaders(false, false, aMode === "fn-k", false) + CONV_FWD_LOAD_B,
-      },
-      d.o,
-      d.hw,
-      d.ckk,
-      d.n,
-      { shape: [d.n], a: [0], b: [d.c * d.h * d.w] },
-      d.geo,
-      [wb, xb, yb],
-    );
-    return y;
+    return conv2d(this, x, w, geo);
   }
 
   conv2dGradInput(gy: Tensor, w: Tensor, xShape: readonly number[], geo: Conv2dGeometry): Tensor {
-    const gb = this.buffer(gy, "conv2dGradInput", "gy"), wb = this.buffer(w, "conv2dGradInput", "w");
-    const d = convDims(xShape, w.shape, geo);
-    const gx = this.alloc(xShape, "conv2dGradInput");
-    if (gx.size === 0) return gx;
-    const gxb = (gx.storage as GpuStorage).buffer;
-    const K = d.o * d.kh * d.kw;
-    if (K === 0 || gy.size === 0) {
-      this.encoder.clear(gxb, gx.size * 4);
-      return gx;
-    }
-    this.#matmulRun(
-      "conv2dGradInput",
-      {
-        a: "fn-k",
-        b: "fn-n",
-        cVec: (d.h * d.w) % 4 === 0,
-        splitK: false,
-        loaders: CONV_DX_LOAD_A + CONV_DX_LOAD_B,
-      },
-      d.c,
-      d.h * d.w,
-      K,
-      d.n,
-      { shape: [d.n], a: [0], b: [d.o * d.hw] },
-      d.geo,
-      [wb, gb, gxb],
-    );
-    return gx;
+    return conv2dGradInput(this, gy, w, xShape, geo);
   }
 
   conv2dGradWeight(x: Tensor, gy: Tensor, wShape: readonly number[], geo: Conv2dGeometry): Tensor {
-    const xb = this.buffer(x, "conv2dGradWeight", "x"), gb = this.buffer(gy, "conv2dGradWeight", "gy");
-    const d = convDims(x.shape, wShape, geo);
-    const gw = this.alloc(wShape, "conv2dGradWeight");
-    if (gw.size === 0) return gw;
-    const gwb = (gw.storage as GpuStorage).buffer;
-    const K = d.n * d.hw;
-    if (K === 0) {
-      this.encoder.clear(gwb, gw.size * 4);
-      return gw;
-    }
-    const M = d.o, N = d.ckk;
-    // Split K (the batch × output pixels) so that enough workgroups run, then sum the parts.
-    // The tile as for a large batch (the splits supply the workgroups), and the splits from it.
-    const tile = chooseTile(M, N, Infinity);
-    const tiles = Math.ceil(M / tile.m) * Math.ceil(N / tile.n);
-    let splits = Math.max(1, Math.min(Math.ceil(MATMUL_SPLIT_TARGET / tiles), Math.floor(K / 256), 1024));
-    const kChunk = Math.ceil(K / splits / 16) * 16;
-    splits = Math.ceil(K / kChunk);
-    const v = {
-      a: "fn-k" as const,
-      b: "fn-k" as const,
-      cVec: N % 4 === 0,
-      splitK: true,
-      loaders: CONV_DW_LOAD_A + CONV_DW_LOAD_B,
-    };
-    if (splits === 1) {
-      this.#matmulRun("conv2dGradWeight", v, M, N, K, 1, { kChunk }, d.geo, [gb, xb, gwb], tile);
-      return gw;
-    }
-    const part = this.temp(splits * M * N * 4, "conv2dGradWeight");
-    this.#matmulRun("conv2dGradWeight", v, M, N, K, splits, { kChunk }, d.geo, [gb, xb, part], tile);
-    this.reduceBuffers("sum", part, [splits, M * N], [0], 1, gwb);
-    this.pool.release(part);
-    return gw;
+    return conv2dGradWeight(this, x, gy, wShape, geo);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -668,7 +503,7 @@ export class WebGPUBackend implements Backend {
     if (c.shape.length > MAX_RANK) {
       throw new RangeError(`${who}: more than ${MAX_RANK} dims are not supported on webgpu`);
     }
-    const spec = this.#spec("copy", COPY_WORDS, ["read", "write"], copyKernel);
+    const spec = kernelSpec("copy", COPY_WORDS, ["read", "write"], copyKernel);
     this.run(
       spec,
       [n, c.shape.length, srcOffset, dstOffset, ...pad(c.shape), ...pad(c.strides[0]), ...pad(c.strides[1])],
@@ -759,7 +594,7 @@ export class WebGPUBackend implements Backend {
     const rows = C === 0 ? 0 : x.size / C;
     if (rows === 0) return y;
     const perGroup = C > 64;
-    const spec = this.#spec(
+    const spec = kernelSpec(
       `${kind}/${perGroup ? "group" : "thread"}`,
       SOFTMAX_WORDS,
       ["read", "write"],
@@ -818,7 +653,7 @@ export class WebGPUBackend implements Backend {
     const lab = this.#labelBuffer(labels, "crossEntropy");
     const rowLoss = this.temp(n * 4, "crossEntropy");
     const perGroup = c > 64;
-    const spec = this.#spec(
+    const spec = kernelSpec(
       `crossEntropy/${perGroup ? "group" : "thread"}`,
       SOFTMAX_WORDS,
       ["read", "read", "write", "write"],
@@ -841,7 +676,7 @@ export class WebGPUBackend implements Backend {
     const y = this.alloc(probs.shape, "crossEntropyGrad");
     if (y.size === 0) return y;
     const lab = this.#labelBuffer(labels, "crossEntropyGrad");
-    const spec = this.#spec(
+    const spec = kernelSpec(
       "crossEntropyGrad",
       CE_GRAD_WORDS,
       ["read", "read", "read", "write"],
@@ -857,90 +692,22 @@ export class WebGPUBackend implements Backend {
   }
 
   // ------------------------------------------------------------------------------------------
-  // Pooling
-
-  #poolUniforms(n: number, xShape: readonly number[], geo: Pool2dGeometry): number[] {
-    const [, , h, w] = xShape;
-    const [kh, kw] = geo.kernel, [sh, sw] = geo.stride, [ph, pw] = geo.padding;
-    const ho = pooledSize(h, kh, sh, ph), wo = pooledSize(w, kw, sw, pw);
-    return [n, h, w, ho, wo, kh, kw, sh, sw, ph, pw, f32bits(1 / (kh * kw))];
-  }
-
-  #pooledShape(xShape: readonly number[], geo: Pool2dGeometry): number[] {
-    const [n, c, h, w] = xShape;
-    return [
-      n,
-      c,
-      pooledSize(h, geo.kernel[0], geo.stride[0], geo.padding[0]),
-      pooledSize(w, geo.kernel[1], geo.stride[1], geo.padding[1]),
-    ];
-  }
+  // Pooling: see pool_ops.ts
 
   maxPool2d(x: Tensor, geo: Pool2dGeometry): { y: Tensor; argmax: Tensor } {
-    const xb = this.buffer(x, "maxPool2d", "x");
-    const shape = this.#pooledShape(x.shape, geo);
-    const y = this.alloc(shape, "maxPool2d"), am = this.alloc(shape, "maxPool2d");
-    if (y.size > 0) {
-      const spec = this.#spec("maxPool2d", POOL_WORDS, ["read", "write", "write"], () => poolKernel("max"));
-      this.run(
-        spec,
-        this.#poolUniforms(y.size, x.shape, geo),
-        [xb, (y.storage as GpuStorage).buffer, (am.storage as GpuStorage).buffer],
-        this.grid(Math.ceil(y.size / WG1D)),
-      );
-    }
-    return { y, argmax: am };
+    return maxPool2d(this, x, geo);
   }
 
   maxPool2dGrad(gy: Tensor, argmax: Tensor, xShape: readonly number[], geo: Pool2dGeometry): Tensor {
-    const gb = this.buffer(gy, "maxPool2dGrad", "gy"), ab = this.buffer(argmax, "maxPool2dGrad", "argmax");
-    const gx = this.alloc(xShape, "maxPool2dGrad");
-    if (gx.size > 0) {
-      const spec = this.#spec(
-        "maxPool2dGrad",
-        POOL_WORDS,
-        ["read", "read", "write"],
-        () => poolGradKernel("max"),
-      );
-      this.run(
-        spec,
-        this.#poolUniforms(gx.size, xShape, geo),
-        [gb, ab, (gx.storage as GpuStorage).buffer],
-        this.grid(Math.ceil(gx.size / WG1D)),
-      );
-    }
-    return gx;
+    return maxPool2dGrad(this, gy, argmax, xShape, geo);
   }
 
   avgPool2d(x: Tensor, geo: Pool2dGeometry): Tensor {
-    const xb = this.buffer(x, "avgPool2d", "x");
-    const shape = this.#pooledShape(x.shape, geo);
-    const y = this.alloc(shape, "avgPool2d");
-    if (y.size > 0) {
-      const spec = this.#spec("avgPool2d", POOL_WORDS, ["read", "write"], () => poolKernel("avg"));
-      this.run(
-        spec,
-        this.#poolUniforms(y.size, x.shape, geo),
-        [xb, (y.storage as GpuStorage).buffer],
-        this.grid(Math.ceil(y.size / WG1D)),
-      );
-    }
-    return y;
+    return avgPool2d(this, x, geo);
   }
 
   avgPool2dGrad(gy: Tensor, xShape: readonly number[], geo: Pool2dGeometry): Tensor {
-    const gb = this.buffer(gy, "avgPool2dGrad", "gy");
-    const gx = this.alloc(xShape, "avgPool2dGrad");
-    if (gx.size > 0) {
-      const spec = this.#spec("avgPool2dGrad", POOL_WORDS, ["read", "write"], () => poolGradKernel("avg"));
-      this.run(
-        spec,
-        this.#poolUniforms(gx.size, xShape, geo),
-        [gb, (gx.storage as GpuStorage).buffer],
-        this.grid(Math.ceil(gx.size / WG1D)),
-      );
-    }
-    return gx;
+    return avgPool2dGrad(this, gy, xShape, geo);
   }
 
   /** Releases pooled free buffers and staging buffers (live tensors are untouched). */
@@ -958,30 +725,4 @@ function pad(xs: readonly number[]): number[] {
   const out = xs.slice();
   while (out.length < MAX_RANK) out.push(0);
   return out;
-}
-
-/** Output size of a window along one axis. */
-function pooledSize(size: number, k: number, s: number, p: number): number {
-  return Math.floor((size + 2 * p - k) / s) + 1;
-}
-
-function convDims(xShape: readonly number[], wShape: readonly number[], geo: Conv2dGeometry) {
-  const [n, c, h, w] = xShape;
-  const [o, , kh, kw] = wShape;
-  const [sh, sw] = geo.stride, [ph, pw] = geo.padding;
-  const ho = pooledSize(h, kh, sh, ph), wo = pooledSize(w, kw, sw, pw);
-  return {
-    n,
-    c,
-    h,
-    w,
-    o,
-    kh,
-    kw,
-    ho,
-    wo,
-    ckk: c * kh * kw,
-    hw: ho * wo,
-    geo: [c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, o],
-  };
 }

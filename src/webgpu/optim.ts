@@ -30,7 +30,8 @@ import {
   sgdKernel,
 } from "../../kernels/wgsl/optim.ts";
 import { lawIndex, withLogTable } from "../../kernels/wgsl/random.ts";
-import { f32bits, type GpuStorage, type WebGPUBackend } from "./backend.ts";
+import type { GpuStorage, WebGPUBackend } from "./backend.ts";
+import { f32bits } from "./pipelines.ts";
 
 interface StageWords {
   variant: NoiseVariant;

@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { uniformWords } from "../../kernels/wgsl/common.ts";
 import type { GpuContext } from "./device.ts";
 
 /** How a kernel binds a storage buffer. */
@@ -30,6 +31,24 @@ export interface KernelSpec {
   bindings: readonly BindingKind[];
   /** Number of 32-bit uniform words (binding 0); a multiple of 4. */
   uniformWords: number;
+}
+
+/** The spec of kernel `key`: `words` uniform words (rounded up as the layout needs), `bindings`, `code`. */
+export function kernelSpec(
+  key: string,
+  words: number,
+  bindings: readonly BindingKind[],
+  code: () => string,
+): KernelSpec {
+  return { key, code, bindings, uniformWords: uniformWords(words) };
+}
+
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+/** The bit pattern of `v` as a float32 (how float uniforms travel in the uint32 words). */
+export function f32bits(v: number): number {
+  f32Scratch[0] = v;
+  return u32Scratch[0];
 }
 
 /** A compiled kernel. */
