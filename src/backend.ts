@@ -9,6 +9,8 @@
  * @module
  */
 import type { Tensor } from "./tensor.ts";
+import type { OptimKernels } from "./optim/fused_ops.ts";
+import { cpuBackend } from "./cpu/backend.ts";
 import type { BinaryOp, Device, DType, ReduceOp, TypedArray, UnaryOp } from "./types.ts";
 
 export type { BinaryOp, ReduceOp, UnaryOp } from "./types.ts";
@@ -105,18 +107,39 @@ export interface Backend {
   avgPool2d(x: Tensor, geo: Pool2dGeometry): Tensor;
   /** Gradient of average pooling. */
   avgPool2dGrad(gy: Tensor, xShape: readonly number[], geo: Pool2dGeometry): Tensor;
+
+  /**
+   * The fused optimizer kernels of this device (see `src/optim/fused_ops.ts`), when it has them.
+   * Optimizers look them up by the device of each parameter.
+   */
+  readonly optim?: OptimKernels;
 }
 
+const OPTIM_KERNELS = ["sgd", "adam", "noise", "perturb", "addScaled"] as const;
+
+// The CPU backend is always present (imported above, looked up lazily so that the import cycle
+// tensor → backend → cpu backend → tensor needs nothing at module evaluation); WebGPU registers
+// itself when initialised.
 const backends = new Map<Device, Backend>();
 
-/** Registers the backend of a device (the CPU backend registers itself; WebGPU on init). */
+/**
+ * Registers the backend of a device, replacing any previous one (WebGPU's initialisation calls
+ * this). Its optimizer kernels, if any, must define every kernel of `OptimKernels`.
+ */
 export function registerBackend(b: Backend): void {
+  if (b.optim !== undefined) {
+    for (const k of OPTIM_KERNELS) {
+      if (typeof b.optim?.[k] !== "function") {
+        throw new TypeError(`registerBackend: optim.${k} must be a function (device "${b.device}")`);
+      }
+    }
+  }
   backends.set(b.device, b);
 }
 
 /** The backend of `device`; throws when it is not initialised. */
 export function getBackend(device: Device): Backend {
-  const b = backends.get(device);
+  const b = device === "cpu" ? backends.get("cpu") ?? cpuBackend : backends.get(device);
   if (!b) {
     throw new Error(
       `no backend for device "${device}"` +

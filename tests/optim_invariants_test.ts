@@ -1,4 +1,4 @@
-// Invariants of the optimizers: reset steps give the base optimizer's weights, clean mode is exact,
+// Invariants of the optimizers: reset steps give the base optimizer's weights, exact mode is exact,
 // variability 0 is a no-op, purity, reproducibility, resume after serialize, path independence.
 import assert from "node:assert/strict";
 import { fillNoise, type NoiseLaw } from "../src/random/noise.ts";
@@ -17,8 +17,6 @@ import {
   type GradientTransformation,
   hyperparams,
   type Optimizer,
-  optimKernels,
-  registerOptimKernels,
   serialize,
   sgd,
   type TransformState,
@@ -26,6 +24,9 @@ import {
   vsgd,
   weightNoise,
 } from "../src/optim/mod.ts";
+import { optimKernels } from "../src/optim/fused_ops.ts";
+import { registerBackend } from "../src/backend.ts";
+import { cpuBackend } from "../src/cpu/backend.ts";
 
 const LAWS: NoiseLaw[] = ["gaussian", "laplace", "uniform"];
 
@@ -140,17 +141,17 @@ Deno.test("reset invariant, official mode: after k·numIters steps vsgd/vadam we
   }
 });
 
-Deno.test("reset invariant, clean mode: clean(params) equals the sgd/adam weights bit for bit at every step", () => {
+Deno.test("reset invariant, exact mode: clean(params) equals the sgd/adam weights bit for bit at every step", () => {
   for (const dtype of ["float32", "float64"] as const) {
     for (const noise of LAWS) {
       const pairs: [Optimizer<any>, Optimizer<any>][] = [
         [
           sgd({ lr: 0.05, momentum: 0.9 }),
-          vsgd({ lr: 0.05, momentum: 0.9, variability: 0.05, numIters: N, noise, mode: "clean" }),
+          vsgd({ lr: 0.05, momentum: 0.9, variability: 0.05, numIters: N, noise, mode: "exact" }),
         ],
         [
           adam({ lr: 0.01, amsgrad: true }),
-          vadam({ lr: 0.01, amsgrad: true, variability: 0.05, numIters: N, noise, mode: "clean" }),
+          vadam({ lr: 0.01, amsgrad: true, variability: 0.05, numIters: N, noise, mode: "exact" }),
         ],
       ];
       for (const [base, variable] of pairs) {
@@ -158,15 +159,15 @@ Deno.test("reset invariant, clean mode: clean(params) equals the sgd/adam weight
         run(base, 2 * N + 2, fixedGrads, dtype, (p) => want.push(p));
         run(variable, 2 * N + 2, fixedGrads, dtype, (p, state, s) => {
           assertBitwise(variable.clean(p, state), want[s - 1], `${dtype} ${noise} step ${s}`);
-          assertBitwise(p, want[s - 1], `${dtype} ${noise} step ${s} (params are clean)`);
+          assertBitwise(p, want[s - 1], `${dtype} ${noise} step ${s} (params are exact)`);
         });
       }
     }
   }
 });
 
-Deno.test("clean mode perturb: θ + n_t with n_t = fillNoise(seed, hash(path), t), none on reset steps", () => {
-  const opt = vsgd({ lr: 0.1, variability: 0.07, numIters: 3, noise: "uniform", seed: 8, mode: "clean" });
+Deno.test("exact mode perturb: θ + n_t with n_t = fillNoise(seed, hash(path), t), none on reset steps", () => {
+  const opt = vsgd({ lr: 0.1, variability: 0.07, numIters: 3, noise: "uniform", seed: 8, mode: "exact" });
   const p0 = makeParams("float32");
   assert.equal(opt.perturb(p0, opt.init(p0)), p0, "step 0: no noise");
   run(opt, 7, fixedGrads, "float32", (params, state, s) => {
@@ -186,20 +187,20 @@ Deno.test("clean mode perturb: θ + n_t with n_t = fillNoise(seed, hash(path), t
 });
 
 /**
- * Runs 10 steps of `mk("official")` and of `mk("clean")` on the params-dependent gradient in
- * float64 and asserts that the clean-mode parameters equal the official run's clean weights.
+ * Runs 10 steps of `mk("official")` and of `mk("exact")` on the params-dependent gradient in
+ * float64 and asserts that the exact-mode parameters equal the official run's clean weights.
  */
-function assertSameTrajectory(mk: (mode: "clean" | "official") => Optimizer<any>, label: string): void {
+function assertSameTrajectory(mk: (mode: "exact" | "official") => Optimizer<any>, label: string): void {
   const official: TensorTree[] = [];
   run(mk("official"), 10, paramGrads, "float64", (p, state) => official.push(mk("official").clean(p, state)));
-  run(mk("clean"), 10, paramGrads, "float64", (p, _state, s) => {
+  run(mk("exact"), 10, paramGrads, "float64", (p, _state, s) => {
     assertRelClose(p, official[s - 1], 1e-11, `${label} step ${s}`);
   });
 }
 
-Deno.test("clean and official modes take the same trajectory with weight decay (it acts on θ + n in both)", () => {
+Deno.test("exact and official modes take the same trajectory with weight decay (it acts on θ + n in both)", () => {
   for (const noise of LAWS) {
-    const makers: ((mode: "clean" | "official") => ReturnType<typeof vsgd>)[] = [
+    const makers: ((mode: "exact" | "official") => ReturnType<typeof vsgd>)[] = [
       (mode) =>
         vsgd({
           lr: 0.05,
@@ -228,16 +229,16 @@ Deno.test("clean and official modes take the same trajectory with weight decay (
   }
 });
 
-Deno.test("clean and official modes take the same trajectory (params-dependent gradient, no weight decay)", () => {
+Deno.test("exact and official modes take the same trajectory (params-dependent gradient, no weight decay)", () => {
   for (const noise of LAWS) {
-    const mk = (mode: "clean" | "official") =>
+    const mk = (mode: "exact" | "official") =>
       vsgd({ lr: 0.05, momentum: 0.9, variability: 0.03, numIters: 4, noise, seed: 1, mode });
     assertSameTrajectory(mk, noise);
   }
 });
 
 Deno.test("variability 0 is an exact no-op: vsgd/vadam equal sgd/adam bit for bit, both modes", () => {
-  for (const mode of ["official", "clean"] as const) {
+  for (const mode of ["official", "exact"] as const) {
     for (const dtype of ["float32", "float64"] as const) {
       assertBitwise(
         run(
@@ -320,9 +321,9 @@ const ALL: [string, () => Optimizer<any>][] = [
   ["adam amsgrad", () => adam({ lr: 0.01, amsgrad: true, weightDecay: 0.1 })],
   ["adamw", () => adamw({ lr: 0.01 })],
   ["vsgd official", () => vsgd({ lr: 0.1, momentum: 0.9, weightDecay: 0.1, numIters: 3 })],
-  ["vsgd clean", () => vsgd({ lr: 0.1, momentum: 0.9, numIters: 3, mode: "clean" })],
+  ["vsgd exact", () => vsgd({ lr: 0.1, momentum: 0.9, numIters: 3, mode: "exact" })],
   ["vadam official", () => vadam({ lr: 0.01, numIters: 3, decoupled: true, weightDecay: 0.1 })],
-  ["vadam clean", () => vadam({ lr: 0.01, numIters: 3, mode: "clean" })],
+  ["vadam exact", () => vadam({ lr: 0.01, numIters: 3, mode: "exact" })],
   ["antiPgd", () => antiPgd({ lr: 0.1, noise: "laplace" })],
   ["chain(clip, sgd, weightNoise)", () => chain(clip(0.5), sgd({ lr: 0.1 }), weightNoise({ numIters: 3 }))],
 ];
@@ -407,7 +408,7 @@ Deno.test("resume: serialize mid-run, deserialize, continue → bitwise equal to
 });
 
 Deno.test("adding a parameter to the tree does not change the other parameters' noise or trajectory", () => {
-  for (const mode of ["official", "clean"] as const) {
+  for (const mode of ["official", "exact"] as const) {
     const opt = vsgd({ lr: 0.05, momentum: 0.9, variability: 0.05, numIters: 4, seed: 6, mode });
     const small = { w: leaf(10, "float32", 1), v: leaf(6, "float32", 2) };
     const big = {
@@ -485,11 +486,13 @@ Deno.test("schedules drive the step: a scheduled lr equals re-creating the optim
 });
 
 Deno.test("device routing: kernels are looked up by the parameter's device", () => {
-  assert.throws(() => optimKernels("webgpu"), /no optimizer kernels for device "webgpu"/);
+  assert.throws(() => optimKernels("webgpu"), /no backend for device "webgpu"/);
   assert.throws(
-    () => registerOptimKernels("webgpu", { sgd: () => {} } as any),
-    /kernels.adam must be a function/,
+    () => registerBackend({ ...cpuBackend, device: "webgpu", optim: { sgd: () => {} } } as any),
+    /optim.adam must be a function/,
   );
+  registerBackend({ ...cpuBackend, device: "webgpu", optim: undefined });
+  assert.throws(() => optimKernels("webgpu"), /the "webgpu" backend has no optimizer kernels/);
   // A stand-in "webgpu" backend that counts calls and runs the CPU kernels on the same storage.
   const cpu = optimKernels("cpu");
   const calls: string[] = [];
@@ -503,35 +506,48 @@ Deno.test("device routing: kernels are looked up by the parameter's device", () 
     noise: r.noise === undefined ? undefined : toGpu(r.noise),
   });
   const stage = (s: any) => s && { ...s, nOld: toCpu(s.nOld) };
-  registerOptimKernels("webgpu", {
-    sgd: (
-      a,
-    ) => (calls.push("sgd"),
-      back(cpu.sgd({ ...a, g: toCpu(a.g)!, p: toCpu(a.p), buf: toCpu(a.buf), noise: stage(a.noise) }))),
-    adam: (
-      a,
-    ) => (calls.push("adam"),
-      back(
-        cpu.adam({
-          ...a,
-          g: toCpu(a.g)!,
-          p: toCpu(a.p),
-          m: toCpu(a.m),
-          v: toCpu(a.v),
-          vmax: toCpu(a.vmax),
-          noise: stage(a.noise),
-        }),
-      )),
-    noise: (u, s) => {
-      calls.push("noise");
-      const r = cpu.noise(toCpu(u)!, stage(s));
-      return { u: toGpu(r.u)!, noise: toGpu(r.noise) };
+  registerBackend({
+    ...cpuBackend,
+    device: "webgpu",
+    optim: {
+      sgd: (
+        a,
+      ) => (calls.push("sgd"),
+        back(cpu.sgd({ ...a, g: toCpu(a.g)!, p: toCpu(a.p), buf: toCpu(a.buf), noise: stage(a.noise) }))),
+      adam: (
+        a,
+      ) => (calls.push("adam"),
+        back(
+          cpu.adam({
+            ...a,
+            g: toCpu(a.g)!,
+            p: toCpu(a.p),
+            m: toCpu(a.m),
+            v: toCpu(a.v),
+            vmax: toCpu(a.vmax),
+            noise: stage(a.noise),
+          }),
+        )),
+      noise: (u, s) => {
+        calls.push("noise");
+        const r = cpu.noise(toCpu(u)!, stage(s));
+        return { u: toGpu(r.u)!, noise: toGpu(r.noise) };
+      },
+      perturb: (
+        p,
+        law,
+        scale,
+        key,
+      ) => (calls.push("perturb"), toGpu(cpu.perturb(toCpu(p)!, law, scale, key))!),
+      addScaled: (
+        a,
+        b,
+        alpha,
+      ) => (calls.push("addScaled"), toGpu(cpu.addScaled(toCpu(a)!, toCpu(b)!, alpha))!),
     },
-    perturb: (p, law, scale, key) => (calls.push("perturb"), toGpu(cpu.perturb(toCpu(p)!, law, scale, key))!),
-    addScaled: (a, b, alpha) => (calls.push("addScaled"), toGpu(cpu.addScaled(toCpu(a)!, toCpu(b)!, alpha))!),
   });
   const gpuTree = (t: TensorTree) => mapTree(t, (x) => toGpu(x)!);
-  const opt = vsgd({ lr: 0.1, momentum: 0.9, numIters: 3, mode: "clean" });
+  const opt = vsgd({ lr: 0.1, momentum: 0.9, numIters: 3, mode: "exact" });
   let params = gpuTree(makeParams("float32"));
   let state = opt.init(params);
   for (let s = 0; s < 2; s++) {
@@ -554,7 +570,7 @@ Deno.test("trees of any shape: a bare tensor, scalars, nested arrays, an empty t
     const params of [scalar, [scalar, [leaf(3, "float64", 1)]], { x: { y: [scalar] } }, {}] as TensorTree[]
   ) {
     for (
-      const opt of [vsgd({ lr: 0.1, momentum: 0.9, numIters: 2 }), vadam({ mode: "clean" })] as Optimizer<
+      const opt of [vsgd({ lr: 0.1, momentum: 0.9, numIters: 2 }), vadam({ mode: "exact" })] as Optimizer<
         any
       >[]
     ) {

@@ -10,7 +10,6 @@ import { fillNoise, NOISE_LAWS, type NoiseLaw, transformBlock } from "../src/ran
 import { philox4x32 } from "../src/random/philox.ts";
 import { Tensor } from "../src/tensor.ts";
 import { applyUpdates, type Optimizer, vadam, vsgd } from "../src/optim/mod.ts";
-import { optimKernels, registerOptimKernels } from "../src/optim/fused_ops.ts";
 import {
   NOISE_WORDS,
   noiseKernel,
@@ -238,10 +237,10 @@ async function parity(name: string, opt: Optimizer, steps: number) {
 }
 
 Deno.test({
-  name: "webgpu random: fused VSGD steps match the CPU (official and clean modes, every law)",
+  name: "webgpu random: fused VSGD steps match the CPU (official and exact modes, every law)",
   ignore,
 }, async () => {
-  for (const mode of ["official", "clean"] as const) {
+  for (const mode of ["official", "exact"] as const) {
     for (const noise of NOISE_LAWS) {
       await parity(
         `vsgd ${mode} ${noise}`,
@@ -272,10 +271,10 @@ Deno.test({
 });
 
 Deno.test({
-  name: "webgpu random: fused VAdam steps match the CPU (official and clean, AdamW, AMSGrad)",
+  name: "webgpu random: fused VAdam steps match the CPU (official and exact, AdamW, AMSGrad)",
   ignore,
 }, async () => {
-  for (const mode of ["official", "clean"] as const) {
+  for (const mode of ["official", "exact"] as const) {
     await parity(`vadam ${mode}`, vadam({ lr: 1e-2, variability: 0.02, numIters: 3, mode, seed: 11 }), 5);
     await parity(
       `vadam ${mode} decoupled amsgrad laplace`,
@@ -303,8 +302,8 @@ Deno.test({
   name: "webgpu random: the split path (noise stage as a second dispatch) gives the same step",
   ignore,
 }, async () => {
-  const fused = optimKernels("webgpu");
-  registerOptimKernels("webgpu", webgpuOptimKernels(gpu!, 4)); // force the split everywhere
+  const fused = gpu!.optim;
+  gpu!.optim = webgpuOptimKernels(gpu!, 4); // force the split everywhere
   try {
     await parity(
       "vsgd split",
@@ -313,6 +312,6 @@ Deno.test({
     );
     await parity("vadam split", vadam({ lr: 1e-2, variability: 0.02, numIters: 3, amsgrad: true }), 4);
   } finally {
-    registerOptimKernels("webgpu", fused);
+    gpu!.optim = fused;
   }
 });

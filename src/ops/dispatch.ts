@@ -4,7 +4,6 @@
  * @module
  */
 import { type Backend, getBackend } from "../backend.ts";
-import "../cpu/backend.ts";
 import { fmtShape, Tensor } from "../tensor.ts";
 
 /** A tensor or a plain number (broadcast as a scalar of the other operand's dtype and device). */

@@ -1,13 +1,14 @@
 /**
- * The per-device kernels of the optimizers, and the registry that routes a parameter to the
- * kernels of its device.
+ * The per-device kernels of the optimizers, and how a parameter is routed to the kernels of its
+ * device (the `optim` part of the device's backend).
  *
  * Every optimizer step is expressed leaf by leaf in terms of five kernels: `sgd`, `adam` (each with
  * an optional fused {@linkcode NoiseStage}, so that `vsgd`/`vadam` touch each array once), `noise`
- * (the weight-noise step after any other transformation), `perturb` (θ + n for clean mode) and
+ * (the weight-noise step after any other transformation), `perturb` (θ + n for exact mode) and
  * `addScaled` (applying updates, removing noise). The CPU kernels (in `src/cpu/optim.ts`) are loops
- * over `t.storage` typed arrays and register themselves; a WebGPU backend registers its fused WGSL
- * kernels for device `"webgpu"` with {@linkcode registerOptimKernels}. The noise of a kernel must
+ * over `t.storage` typed arrays; the WebGPU kernels (in `src/webgpu/optim.ts`) are fused WGSL
+ * dispatches. Each is the optional `optim` part of its device's backend, and {@linkcode optimKernels}
+ * looks it up by the device of a parameter. The noise of a kernel must
  * equal `fillNoise(out, stage.law, stage.scale, stage.key)` element for element (same Philox
  * counter layout: element i comes from block `(floor(i/4), key.c1, key.c2, 0)`, lane `i % 4`).
  *
@@ -17,6 +18,7 @@
  */
 import type { NoiseLaw, StreamKey } from "../random/noise.ts";
 import type { Device, Tensor } from "../tensor.ts";
+import { getBackend } from "../backend.ts";
 
 /**
  * The weight-noise step fused after a base update (official mode). With u the base update of one
@@ -35,7 +37,7 @@ export interface NoiseStage {
   readonly scale: number;
   /** The counter-based stream: k0 = seed, k1 = hashString(path), c1 = step, c2 = 0. */
   readonly key: StreamKey;
-  /** True on every `numIters`-th step: remove the old noise and draw none. */
+  /** True on every `numIters`-th step (the noise reset period): remove the old noise and draw none. */
   readonly reset: boolean;
   /** The noise currently inside the parameter (null: zeros). */
   readonly nOld: Tensor | null;
@@ -124,35 +126,18 @@ export interface OptimKernels {
   adam(a: AdamKernelArgs): KernelResult;
   /** The weight-noise step alone, after any update u (see {@linkcode NoiseStage}). */
   noise(u: Tensor, stage: NoiseStage): { u: Tensor; noise: Tensor | null };
-  /** θ + n with n = noise(law, scale, key) rounded to θ's dtype (clean mode's `perturb`). */
+  /** θ + n with n = noise(law, scale, key) rounded to θ's dtype (exact mode's `perturb`). */
   perturb(p: Tensor, law: NoiseLaw, scale: number, key: StreamKey): Tensor;
   /** a + alpha·b, elementwise, same shapes (`applyUpdates` with alpha 1, `clean` with −1). */
   addScaled(a: Tensor, b: Tensor, alpha: number): Tensor;
 }
 
-const registry = new Map<Device, OptimKernels>();
-
 /**
- * Registers the optimizer kernels of a device. The CPU kernels are registered when the optimizer
- * module loads; a WebGPU backend calls `registerOptimKernels("webgpu", { sgd, adam, noise,
- * perturb, addScaled })` with its fused kernels. Registering again replaces the previous set.
+ * The optimizer kernels of `device`: the `optim` part of its backend. Throws when the device has no
+ * backend or its backend has no optimizer kernels.
  */
-export function registerOptimKernels(device: Device, kernels: OptimKernels): void {
-  for (const k of ["sgd", "adam", "noise", "perturb", "addScaled"] as const) {
-    if (typeof kernels?.[k] !== "function") {
-      throw new TypeError(`registerOptimKernels: kernels.${k} must be a function (device "${device}")`);
-    }
-  }
-  registry.set(device, kernels);
-}
-
-/** The optimizer kernels of `device`; throws when none are registered. */
 export function optimKernels(device: Device): OptimKernels {
-  const k = registry.get(device);
-  if (!k) {
-    throw new Error(
-      `optim: no optimizer kernels for device "${device}"; register them with registerOptimKernels("${device}", …)`,
-    );
-  }
+  const k = getBackend(device).optim;
+  if (!k) throw new Error(`optim: the "${device}" backend has no optimizer kernels (Backend.optim)`);
   return k;
 }

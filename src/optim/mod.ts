@@ -10,14 +10,13 @@
  * chains. Every numeric hyperparameter takes a number or a schedule; the state is plain data that
  * `serialize`/`deserialize` round-trip bit-exactly.
  *
- * Kernels are routed by the device of each parameter: the CPU kernels are fused loops over
- * `t.storage` typed arrays; another device registers its own with
- * `registerOptimKernels("webgpu", { sgd, adam, noise, perturb, addScaled })` (see
- * {@linkcode OptimKernels}): `sgd`/`adam` receive an optional noise stage to fuse, and the noise
- * must equal `fillNoise` element for element.
+ * Each step runs as fused kernels of the parameter's device (CPU loops over typed arrays, or WGSL
+ * dispatches on WebGPU) that draw exactly the noise {@linkcode fillNoise} draws, so a run gives the
+ * same weights on both devices up to float32 rounding.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tensor } from "@nvrm/core";
  * import { applyUpdates, vsgd } from "@nvrm/core/optim";
  *
@@ -31,20 +30,24 @@
  *   params = applyUpdates(params, step.updates);
  *   state = step.state;
  * }
- * console.log(opt.clean(params, state).w.dataSync()); // clean weights (step 10 is a reset step)
+ * // Noise-free weights, nearer 0; step 10 is a noise reset (numIters 10), so the params hold none now.
+ * const w = opt.clean(params, state).w.dataSync();
+ * assert.ok(Math.abs(w[0]) < 0.5 && Math.abs(w[1]) < 0.5);
+ * assert.deepEqual(w, params.w.dataSync());
  * ```
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tensor } from "@nvrm/core";
  * import { applyUpdates, hyperparams, multiStepSchedule, vadam } from "@nvrm/core/optim";
  *
- * // VAdam in clean mode: the params stay exact, perturb() hands out θ + n for the gradient
+ * // VAdam in exact mode: the params stay exact, perturb() hands out θ + n for the gradient
  * const opt = vadam({
  *   lr: multiStepSchedule({ init: 1e-2, milestones: [20, 30], stepsPerEpoch: 469 }),
  *   variability: 0.01,
  *   noise: "laplace",
- *   mode: "clean",
+ *   mode: "exact",
  * });
  * let params = { w: tensor([1, -2, 3], [3], { dtype: "float64" }) };
  * let state = opt.init(params);
@@ -55,17 +58,12 @@
  *   params = applyUpdates(params, step.updates);
  *   state = step.state;
  * }
- * console.log(hyperparams(state)); // { step: 5, lr: 0.01, b1: 0.9, …, variability: 0.01, numIters: 1000 }
+ * const h = hyperparams(state); // { step: 5, lr: 0.01, b1: 0.9, …, variability: 0.01, numIters: 1000 }
+ * assert.deepEqual([h.step, h.lr, h.variability, h.numIters], [5, 0.01, 0.01, 1000]);
  * ```
  *
  * @module
  */
-import "../cpu/optim.ts";
-
-// Types the optimizer API refers to, re-exported so that this entry point documents them.
-export type { Device, DType, Tensor, TypedArray } from "../tensor.ts";
-export type { TensorTree } from "../tree.ts";
-export type { NoiseLaw, StreamKey } from "../random/noise.ts";
 
 export type {
   ChainState,
@@ -101,13 +99,4 @@ export {
   warmupCosineSchedule,
 } from "./schedules.ts";
 export { deserialize, serialize, serializeAsync, STATE_FORMAT_VERSION } from "./serialize.ts";
-export {
-  type AdamKernelArgs,
-  type KernelResult,
-  type NoiseStage,
-  type OptimKernels,
-  optimKernels,
-  registerOptimKernels,
-  type SgdKernelArgs,
-} from "./fused_ops.ts";
-export { adamRange, cpuOptimKernels, noiseRange, perturbRange, sgdRange } from "../cpu/optim.ts";
+export { fillNoise, NOISE_LAWS, type NoiseLaw, type StreamKey } from "../random/noise.ts";
