@@ -1,7 +1,7 @@
 /**
  * The cost of neural variability inside a real training step: MLP 784-256-256-10, batch 128,
  * valueAndGrad at `perturb(params)` + `update` + `applyUpdates`, for sgd and vsgd (official and
- * clean mode) and adam and vadam, interleaved round by round so that machine noise hits all alike.
+ * exact mode) and adam and vadam, interleaved round by round so that machine noise hits all alike.
  * Prints the median step time, examples/s and the vsgd/sgd and vadam/adam ratios. The noise is
  * drawn with the default thread setting ("auto": the calling thread plus noise workers where
  * they pay, see `setNoiseThreads`); the rows marked "1 noise thread" draw it on the calling thread
@@ -39,16 +39,16 @@ const lossGrad = valueAndGrad((p: MlpParams, xb: Tensor) => crossEntropy(net.for
 const optimizers: Record<string, () => Optimizer<unknown>> = {
   sgd: () => sgd({ lr: 0.01 }),
   "vsgd official": () => vsgd({ lr: 0.01, variability: 0.05, numIters: 469 }),
-  "vsgd clean": () => vsgd({ lr: 0.01, variability: 0.05, numIters: 469, mode: "clean" }),
+  "vsgd exact": () => vsgd({ lr: 0.01, variability: 0.05, numIters: 469, mode: "exact" }),
   adam: () => adam({ lr: 1e-3 }),
   "vadam official": () => vadam({ lr: 1e-3, variability: 0.05, numIters: 469 }),
-  "vadam clean": () => vadam({ lr: 1e-3, variability: 0.05, numIters: 469, mode: "clean" }),
+  "vadam exact": () => vadam({ lr: 1e-3, variability: 0.05, numIters: 469, mode: "exact" }),
 };
 /** The noise-thread setting of each row (the default rows: "auto"). */
 const threadsOf: Record<string, number | "auto"> = {};
 const PARTICIPANTS = getNoiseThreads();
 if (THREADS === undefined && PARTICIPANTS > 1) {
-  for (const name of ["vsgd official", "vsgd clean"]) {
+  for (const name of ["vsgd official", "vsgd exact"]) {
     optimizers[`${name} 1t`] = optimizers[name];
     threadsOf[`${name} 1t`] = 1;
   }
@@ -89,7 +89,7 @@ for (const name of Object.keys(optimizers)) {
     } ex/s`,
   );
 }
-for (const mode of ["official", "clean"]) {
+for (const mode of ["official", "exact"]) {
   const single = med[`vsgd ${mode} 1t`];
   console.log(
     `vsgd/sgd (${mode}): ${(med[`vsgd ${mode}`] / med.sgd).toFixed(3)}${

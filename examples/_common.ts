@@ -132,8 +132,12 @@ export interface OptimizerSettings {
   weightDecay: number;
   variability: number;
   noiseLaw: NoiseLaw;
-  mode: "official" | "clean";
-  /** Noise reset period in steps; default: one epoch's steps (clean weights at every epoch end). */
+  /** Where the weight noise lives: "official" (inside the params) or "exact" (params exact). */
+  mode: "official" | "exact";
+  /**
+   * `numIters`, the noise reset period in steps (every `numIters` steps the noise is removed and not
+   * redrawn); default: one epoch's steps, so the weights are noise-free at every epoch end.
+   */
   numIters: number | undefined;
 }
 
@@ -219,8 +223,10 @@ export function trainOptionsHelp(d: TrainSettings, epochsNote = ""): string {
   --weight-decay X      L2 weight decay (default ${d.weightDecay})
   --variability V       weight-noise scale of the variable optimizers (default ${d.variability})
   --noise-law LAW       gaussian | laplace | uniform (default ${d.noiseLaw})
-  --mode MODE           official | clean (where the weight noise lives; default ${d.mode})
-  --num-iters N         noise reset period in steps (default ceil(subset / batch size): clean each epoch)
+  --mode MODE           official | exact (where the weight noise lives: inside the params, or
+                        added only for the gradient; default ${d.mode})
+  --num-iters N         numIters, the noise reset period in steps: every N steps the noise is removed
+                        and not redrawn (default ceil(subset / batch size): noise-free each epoch end)
   --seeds L             comma-separated seeds, one run per seed and optimizer (default ${d.seeds.join(",")})
   --subset N            training examples, a seeded random subset (default ${d.subset})
   --test-subset N       test examples, the first N (default ${d.testSubset})
@@ -291,7 +297,7 @@ export function applyTrainOptions(values: OptionValues, c: TrainSettings, o: App
   if (s("noise-law") !== undefined) {
     c.noiseLaw = oneOf("noise-law", s("noise-law")!, ["gaussian", "laplace", "uniform"] as const);
   }
-  if (s("mode") !== undefined) c.mode = oneOf("mode", s("mode")!, ["official", "clean"] as const);
+  if (s("mode") !== undefined) c.mode = oneOf("mode", s("mode")!, ["official", "exact"] as const);
   c.numIters = posInt("num-iters") ?? c.numIters;
   o.after?.["num-iters"]?.();
   c.seeds = parseSeeds(s("seeds"), s("seed")) ?? c.seeds;

@@ -1,12 +1,12 @@
 #!/usr/bin/env -S deno run --allow-read --allow-write
 /**
- * Label-noise memorization on MNIST or CIFAR-10 (SPEC.md §4, the paper's Figure 1 scaled down):
+ * Label-noise memorization on MNIST or CIFAR-10 (the paper's Figure 1 scaled down; docs/algorithm.md §7):
  * trains the same model with several optimizers (default: SGD and VSGD) on training labels corrupted
  * by pairflip or symmetric noise, evaluates every epoch at the clean weights, and writes per run a
  * CSV of the metrics, one SVG of the learning curves and a summary table.
  *
- *   deno run --allow-read --allow-write examples/label_noise.ts            # demo, ~1.5 min on 2 cores
- *   deno run --allow-read --allow-write examples/label_noise.ts --full     # SPEC.md §4, ~11 min per seed
+ *   deno run --allow-read --allow-write examples/label_noise.ts            # demo, seed 0, ~40 s on 2 cores
+ *   deno run --allow-read --allow-write examples/label_noise.ts --full     # full protocol, ~6 min per seed
  *   deno run … examples/label_noise.ts --optimizers sgd,vsgd,vadam:0.001 --noise symmetric --rate 0.5
  *   deno run … examples/label_noise.ts --dataset cifar10 --data-dir ~/data/cifar-10-batches-bin --model cnn
  *
@@ -93,9 +93,9 @@ export const DEMO_DEFAULTS: Omit<Config, "full"> = {
 };
 
 /**
- * `--full`: the scaled protocol of SPEC.md §4 (full MNIST, 40 epochs, lr ×0.1 at 20 and 30). MNIST
- * only: SPEC.md §4's CIFAR-10 protocol (ResNet-34, 300 epochs) is out of reach here, and a CIFAR-10
- * preset of our own would be an untested guess, so `--dataset cifar10 --full` is a usage error.
+ * `--full`: our scaled MNIST protocol (docs/algorithm.md §7: full MNIST, 40 epochs, lr ×0.1 at 20 and
+ * 30). MNIST only: the paper's CIFAR-10 protocol (ResNet-34, 300 epochs) is out of reach here, and a
+ * CIFAR-10 preset of our own would be an untested guess, so `--dataset cifar10 --full` is a usage error.
  */
 export const FULL_PRESET: Partial<Config> = {
   epochs: 40,
@@ -115,7 +115,7 @@ export const FULL_PRESET: Partial<Config> = {
 /** The default output folder of `--dataset cifar10` (so that it does not overwrite the MNIST run's). */
 export const CIFAR10_OUT = "runs/label_noise_cifar10";
 
-const HELP = `Label-noise memorization on MNIST or CIFAR-10: SGD vs VSGD (or any optimizers), SPEC.md §4.
+const HELP = `Label-noise memorization on MNIST or CIFAR-10: SGD vs VSGD or others (docs/algorithm.md §7).
 
 Usage: deno run --allow-read --allow-write examples/label_noise.ts [options]
 
@@ -138,8 +138,10 @@ Usage: deno run --allow-read --allow-write examples/label_noise.ts [options]
   --weight-decay X      L2 weight decay (default 0)
   --variability V       weight-noise scale of the variable optimizers (default 0.05)
   --noise-law LAW       gaussian | laplace | uniform (default gaussian)
-  --mode MODE           official | clean (where the weight noise lives; default official)
-  --num-iters N         noise reset period in steps (default ceil(subset / batch size): clean each epoch)
+  --mode MODE           official | exact (where the weight noise lives: inside the params, or
+                        added only for the gradient; default official)
+  --num-iters N         numIters, the noise reset period in steps: every N steps the noise is removed
+                        and not redrawn (default ceil(subset / batch size): noise-free each epoch end)
   --model M             mlp (784-256-256-10; CIFAR-10: 3072-256-256-10) | cnn (LeNet-like, input
                         [1,28,28] or [3,32,32]) (default mlp)
   --seeds L             comma-separated seeds, one run per seed and optimizer (default 0)
@@ -150,9 +152,9 @@ Usage: deno run --allow-read --allow-write examples/label_noise.ts [options]
   --out DIR             output folder (default ${DEMO_DEFAULTS.out}; --full: ${FULL_PRESET.out};
                         cifar10: ${CIFAR10_OUT})
   --backend B           cpu | webgpu | auto (default cpu)
-  --full                SPEC.md §4's protocol: full MNIST, MLP, 40 epochs, batch 128, lr 0.1 (x0.1 at
+  --full                the MNIST protocol: full MNIST, MLP, 40 epochs, batch 128, lr 0.1 (x0.1 at
                         epochs 20 and 30), variability 0.05, pairflip 40 %; explicit options override it.
-                        MNIST only: with --dataset cifar10 it is an error (the seed's CIFAR-10 protocol,
+                        MNIST only: with --dataset cifar10 it is an error (the paper's CIFAR-10 protocol,
                         ResNet-34 for 300 epochs, is out of reach; give the options yourself)
   -h, --help            this text
 
@@ -188,8 +190,8 @@ export function parseConfig(args: readonly string[]): Config | "help" {
   if (c.dataset === "cifar10") {
     if (full) {
       fail(
-        `--full is SPEC.md §4's MNIST protocol; for --dataset cifar10 give the options yourself ` +
-          `(e.g. --model cnn --epochs 30 --subset 50000)`,
+        `--full is the MNIST protocol (docs/algorithm.md §7); ` +
+          `for --dataset cifar10 give the options yourself (e.g. --model cnn --epochs 30 --subset 50000)`,
       );
     }
     if (c.dataDir === undefined) {
@@ -288,7 +290,7 @@ const CSV_COLUMNS = [
   "batch_loss",
   "train_loss",
   "train_acc",
-  "train_clean_acc",
+  "train_true_label_acc",
   "test_loss",
   "test_acc",
   "memorization",
@@ -309,7 +311,7 @@ function csvRow(label: string, seed: number, lr: number, m: EpochMetrics): strin
     f(m.batchLoss),
     f(m.trainLoss),
     f(m.trainAccuracy),
-    f(m.trainCleanAccuracy),
+    f(m.trainTrueLabelAccuracy),
     f(m.testLoss),
     f(m.testAccuracy),
     f(m.memorization),

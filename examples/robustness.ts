@@ -1,13 +1,13 @@
 #!/usr/bin/env -S deno run --allow-read --allow-write
 /**
- * Weight-perturbation robustness on MNIST (SPEC.md §5): trains the same model with several
+ * Weight-perturbation robustness on MNIST (docs/algorithm.md §7): trains the same model with several
  * optimizers (default: SGD and VSGD) on clean labels, then evaluates the test accuracy of the
  * trained clean weights θ at θ + ε, ε ~ N(0, s²) independently per coordinate, for a grid of s,
  * averaged over several draws of ε. Writes per run a CSV (one row per s), a summary CSV, an SVG
  * of accuracy against s and prints a summary table (mean ± sd over seeds).
  *
- *   deno run --allow-read --allow-write examples/robustness.ts                   # ~1 min per seed on 2 cores
- *   deno run --allow-read --allow-write examples/robustness.ts --seeds 0,1,2 --sigmas 0,0.05,0.1
+ *   deno run --allow-read --allow-write examples/robustness.ts             # seeds 0,1,2: ~1–1.5 min on 2 cores
+ *   deno run --allow-read --allow-write examples/robustness.ts --seeds 0 --sigmas 0,0.05,0.1
  *
  * The draws ε come from the project's counter-based `randn`, keyed by (seed, draw, parameter path):
  * for one seed every optimizer sees the same draws (common random numbers), and draw d at scale s
@@ -18,7 +18,7 @@
  * @module
  */
 import { setDefaultDevice } from "../src/webgpu/mod.ts";
-import { dispose } from "../src/webgpu/mod.ts";
+import { dispose } from "../src/memory.ts";
 import { add } from "../src/ops/mod.ts";
 import { randn } from "../src/creation.ts";
 import { mapTree, type TensorTree } from "../src/tree.ts";
@@ -65,9 +65,13 @@ export interface Config extends TrainSettings {
   model: "mlp" | "cnn";
 }
 
-/** The defaults: about a minute per seed on a 2-core CPU. */
+/**
+ * The defaults: the README's three-seed table (seeds 0, 1, 2), about 1–1.5 min in all on a 2-core
+ * CPU (20–30 s per seed).
+ */
 export const DEFAULTS: Config = {
   ...TRAIN_DEFAULTS,
+  seeds: [0, 1, 2],
   epochs: 10,
   out: "runs/robustness",
   sigmas: [0, 0.01, 0.02, 0.05, 0.1, 0.2],
@@ -75,7 +79,7 @@ export const DEFAULTS: Config = {
   model: "mlp",
 };
 
-const HELP = `Weight-perturbation robustness on MNIST: SGD vs VSGD (or any optimizers), SPEC.md §5.
+const HELP = `Weight-perturbation robustness on MNIST: SGD vs VSGD or others (docs/algorithm.md §7).
 Trains on clean labels, then measures test accuracy at theta + eps, eps ~ N(0, s^2) per weight.
 
 Usage: deno run --allow-read --allow-write examples/robustness.ts [options]
@@ -282,7 +286,7 @@ async function run(c: Config, io: Console, args: readonly string[]): Promise<voi
         evalBatchSize: c.evalBatchSize,
         logger: progressLogger({ write: io.out, terminal, label: `${spec.label} s${seed}` }),
       });
-      const theta = r.cleanParams;
+      const theta = r.params; // the noise-free weights
       const trainAccuracy = (await evaluate(net.forward as any, theta, train, { batchSize: c.evalBatchSize }))
         .accuracy;
       const t1 = performance.now();

@@ -80,6 +80,9 @@ Deno.test("forgetting CLI: parsing", () => {
   assert.equal(d.tasks, DEFAULTS.tasks);
   assert.equal(d.epochs, DEFAULTS.epochs);
   assert.deepEqual(d.optimizers.map((o) => o.label), ["sgd", "vsgd"]);
+  // The README's table is the default run: three seeds, 4 tasks × 3 epochs.
+  assert.deepEqual(d.seeds, [0, 1, 2]);
+  assert.deepEqual([d.tasks, d.epochs], [4, 3]);
   const o = parseConfig(["--tasks", "5", "--epochs", "2", "--variability", "0.02", "--seed", "4"]);
   if (o === "help") throw new Error("unexpected");
   assert.equal(o.tasks, 5);
@@ -128,6 +131,8 @@ Deno.test("forgetting CLI: a tiny run (2 tasks) writes R per run, curves, summar
       "2",
       "--test-subset",
       "200",
+      "--seeds",
+      "0",
       "--out",
       out,
     ]);

@@ -51,7 +51,7 @@ Deno.test("label_noise CLI: bad input → one-line error, exit code 2, nothing w
         ["--dataset", "cifar10"],
         /--dataset cifar10 needs --data-dir DIR, .*curl -LO https:\/\/www\.cs\.toronto/,
       ],
-      [["--dataset", "cifar10", "--data-dir", tmp, "--full"], /--full is SPEC\.md §4's MNIST protocol/],
+      [["--dataset", "cifar10", "--data-dir", tmp, "--full"], /--full is the MNIST protocol/],
       [
         ["--dataset", "cifar10", "--data-dir", tmp, "--subset", "50001"],
         /--subset must be an integer in \[1, 50000\], got "50001"/,
@@ -81,6 +81,7 @@ Deno.test("label_noise CLI: parsing, --full preset and overrides", () => {
   if (d === "help") return;
   assert.deepEqual(d.optimizers.map((o) => o.name), ["sgd", "vsgd"]);
   assert.equal(d.epochs, DEMO_DEFAULTS.epochs);
+  assert.deepEqual(d.seeds, [0]); // the README's demo numbers are seed 0's
   const f = parseConfig(["--full"]);
   if (f === "help") throw new Error("unexpected");
   assert.equal(f.epochs, 40);
@@ -114,6 +115,13 @@ Deno.test("label_noise CLI: parsing, --full preset and overrides", () => {
   }]);
   assert.deepEqual(o.seeds, [1, 2, 3]);
   assert.equal(o.labelNoise, "symmetric");
+  assert.equal(d.mode, "official");
+  const x = parseConfig(["--mode", "exact", "--num-iters", "7"]);
+  if (x === "help") throw new Error("unexpected");
+  assert.equal(x.mode, "exact");
+  assert.equal(x.numIters, 7);
+  // "clean" was the old name of "exact": rejected, the message lists the modes.
+  assert.throws(() => parseConfig(["--mode", "clean"]), /--mode must be one of official, exact, got "clean"/);
   assert.equal(parseConfig(["-h"]), "help");
   assert.throws(() => parseConfig(["--optimizers", "sgd,sgd"]), UsageError);
   assert.throws(() => parseConfig(["--lr-decay-epochs", "30,20"]), /--lr-decay-epochs must increase/);
@@ -168,7 +176,14 @@ Deno.test("label_noise CLI: CIFAR-10 from a tiny binary folder (cnn and mlp, sgd
         assert.equal(row[0], opt);
         assert.equal(col("epoch"), 1);
         assert.equal(col("step"), 1); // ceil(64 / 128) steps per epoch
-        for (const k of ["train_acc", "test_acc", "memorization", "flipped_correct"]) {
+        const fractions = [
+          "train_acc",
+          "train_true_label_acc",
+          "test_acc",
+          "memorization",
+          "flipped_correct",
+        ];
+        for (const k of fractions) {
           assert.ok(col(k) >= 0 && col(k) <= 1, `${model} ${opt} ${k} = ${row[header.indexOf(k)]}`);
         }
         assert.ok(Number.isFinite(col("train_loss")) && col("train_loss") > 0);

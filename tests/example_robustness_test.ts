@@ -65,6 +65,10 @@ Deno.test("robustness CLI: parsing", () => {
   assert.deepEqual(d.sigmas, DEFAULTS.sigmas);
   assert.deepEqual(d.optimizers.map((o) => o.label), ["sgd", "vsgd"]);
   assert.equal(d.variability, 0.05);
+  // The README's table is the default run: three seeds, 10 epochs on a 10k subset.
+  assert.deepEqual(d.seeds, [0, 1, 2]);
+  assert.equal(d.epochs, 10);
+  assert.equal(d.subset, 10000);
   const o = parseConfig([
     "--sigmas",
     "0,0.1",
@@ -80,7 +84,7 @@ Deno.test("robustness CLI: parsing", () => {
   assert.equal(o.draws, 3);
   assert.deepEqual(o.seeds, [1, 2]);
   assert.equal(o.optimizers[1].label, "vadam_lr0.001");
-  assert.deepEqual(DEFAULTS.seeds, [0], "parsing must not change the defaults");
+  assert.deepEqual(DEFAULTS.seeds, [0, 1, 2], "parsing must not change the defaults");
   assert.equal(parseConfig(["--help"]), "help");
   assert.throws(() => parseConfig(["--sigmas", ""]), UsageError);
 });

@@ -13,8 +13,8 @@ import {
   type TensorTree,
   treeLeaves,
   valueAndGrad,
-  zipTrees,
 } from "../mod.ts";
+import { zipTrees } from "../src/tree.ts";
 
 /** Whole-network check: every coordinate of every leaf against central differences (float64). */
 function checkNetworkGradient<P extends TensorTree>(loss: (p: P) => Tensor, params: P, maxCoords = 40): void {
@@ -110,4 +110,65 @@ Deno.test("lenet: SGD steps drive the training loss to near zero on a tiny image
     params = sgdStep(params, grads, 0.1);
   }
   assert.ok(last < 0.05, `final loss ${last} should be near zero`);
+});
+
+Deno.test("lenet: a flat batch [N, C·H·W] gives the image batch's logits and gradients", () => {
+  const net = lenet({ inputShape: [2, 12, 12], numClasses: 4, seed: 5, dtype: "float64" });
+  const img = randn([3, 2, 12, 12], { seed: 1, dtype: "float64" });
+  const flat = tensor(img.dataSync(), [3, 288], { dtype: "float64" });
+  assert.deepEqual(net.forward(net.params, flat).dataSync(), net.forward(net.params, img).dataSync());
+  const y = [3, 1, 0];
+  const g = (x: Tensor) => valueAndGrad((p: LeNetParams) => crossEntropy(net.forward(p, x), y))(net.params);
+  const a = g(flat), b = g(img);
+  assert.equal(a.value.item(), b.value.item());
+  for (const [la, lb] of treeLeaves(a.grads).map((l, i) => [l, treeLeaves(b.grads)[i]] as const)) {
+    assert.equal(la.path, lb.path);
+    assert.deepEqual(la.tensor.dataSync(), lb.tensor.dataSync(), la.path);
+  }
+  checkNetworkGradient((p: LeNetParams) => crossEntropy(net.forward(p, flat), y), net.params, 12);
+  // MNIST's default (flat) layout with the default inputShape [1, 28, 28].
+  const mnist = lenet({ seed: 0 });
+  assert.deepEqual(mnist.forward(mnist.params, randn([2, 784])).shape, [2, 10]);
+});
+
+Deno.test("mlp: an image batch [N, C, H, W] is flattened when it holds sizes[0] numbers per example", () => {
+  const net = mlp([12, 5, 3], { seed: 2, dtype: "float64" });
+  const img = randn([4, 3, 2, 2], { seed: 3, dtype: "float64" });
+  const flat = tensor(img.dataSync(), [4, 12], { dtype: "float64" });
+  assert.deepEqual(net.forward(net.params, img).dataSync(), net.forward(net.params, flat).dataSync());
+  checkNetworkGradient((p: MlpParams) => crossEntropy(net.forward(p, img), [0, 2, 1, 1]), net.params);
+  const mnist = mlp([784, 16, 10], { seed: 0 });
+  assert.deepEqual(mnist.forward(mnist.params, randn([2, 1, 28, 28])).shape, [2, 10]);
+});
+
+Deno.test("lenet and mlp: an input of neither layout is an error naming the model, the layouts, the shape and the fix", () => {
+  const net = lenet({ seed: 0 });
+  const cases: [number[], RegExp][] = [
+    // CIFAR-10 data into the MNIST model: a different size per example.
+    [
+      [2, 3072],
+      /^RangeError: lenet: x must be \[N, 1, 28, 28\] \(image layout\) or \[N, 784\] \(flat layout, reshaped\), got \[2, 3072\]; build the model with the inputShape \[C, H, W\] of the data \(3072 numbers per example, not 784\)$/,
+    ],
+    [[2, 3, 32, 32], /got \[2, 3, 32, 32\]; build the model with the inputShape/],
+    // The right numbers in neither layout: say how to get images.
+    [
+      [2, 28, 28],
+      /^RangeError: lenet: x must be \[N, 1, 28, 28\] .*got \[2, 28, 28\]; give images as \[N, 1, 28, 28\] \(loadMnist\(\{ layout: "image" \}\), .*reshapeInputs\(dataset, \[1, 28, 28\]\)/,
+    ],
+    [[2, 28, 28, 1], /got \[2, 28, 28, 1\]; .*channels-last images need a transpose first/],
+    [[784], /got \[784\]; add the batch axis \(one example is \[1, 1, 28, 28\]\)/],
+  ];
+  for (const [shape, re] of cases) {
+    assert.throws(() => net.forward(net.params, randn(shape)), re, `lenet on ${JSON.stringify(shape)}`);
+  }
+  const m = mlp([784, 16, 10], { seed: 0 });
+  assert.throws(
+    () => m.forward(m.params, randn([2, 3, 32, 32])),
+    /^RangeError: mlp\(\[784, 16, 10\]\): x must be \[N, 784\] \(flat layout\) or \[N, …\] with 784 numbers per example \(image layout such as \[N, C, H, W\], flattened\), got \[2, 3, 32, 32\]; build the model for 3072 inputs per example/,
+  );
+  assert.throws(() => m.forward(m.params, randn([2, 100])), /mlp\(\[784, 16, 10\]\): .*got \[2, 100\]/);
+  assert.throws(
+    () => m.forward(m.params, randn([784])),
+    /got \[784\]; add the batch axis \(one example is \[1, 784\]\)/,
+  );
 });

@@ -1,5 +1,5 @@
 // Every optimizer minimises a parabola and the Rosenbrock function; the variable ones are judged on
-// their clean weights after a reset step (small variability).
+// their noise-free weights after a reset step (small variability).
 import assert from "node:assert/strict";
 import { Tensor } from "../src/tensor.ts";
 import {
@@ -54,9 +54,9 @@ const CASES: [string, () => Optimizer<any>, () => Optimizer<any>, number][] = [
   ["adamw", () => adamw({ lr: 0.05, weightDecay: 1e-5 }), () => adamw({ lr: 1e-2, weightDecay: 1e-5 }), 5000],
   ["vsgd gaussian", () => vsgd({ lr: 0.1, ...nz }), () => vsgd({ lr: 1e-3, momentum: 0.9, ...nz }), 5000],
   [
-    "vsgd laplace clean",
-    () => vsgd({ lr: 0.1, ...nz, noise: "laplace", mode: "clean" }),
-    () => vsgd({ lr: 1e-3, momentum: 0.9, ...nz, noise: "laplace", mode: "clean" }),
+    "vsgd laplace exact",
+    () => vsgd({ lr: 0.1, ...nz, noise: "laplace", mode: "exact" }),
+    () => vsgd({ lr: 1e-3, momentum: 0.9, ...nz, noise: "laplace", mode: "exact" }),
     5000,
   ],
   [
@@ -66,9 +66,9 @@ const CASES: [string, () => Optimizer<any>, () => Optimizer<any>, number][] = [
     5000,
   ],
   [
-    "vadam clean amsgrad",
-    () => vadam({ lr: 0.05, ...nz, amsgrad: true, mode: "clean" }),
-    () => vadam({ lr: 1e-2, ...nz, amsgrad: true, mode: "clean" }),
+    "vadam exact amsgrad",
+    () => vadam({ lr: 0.05, ...nz, amsgrad: true, mode: "exact" }),
+    () => vadam({ lr: 1e-2, ...nz, amsgrad: true, mode: "exact" }),
     5000,
   ],
   [

@@ -1,5 +1,5 @@
-// Bad input: every validation of SPEC.md §2 as an error naming the function, the argument and the
-// value; tree and shape mismatches naming the path; truncated or mismatched serialized states.
+// Bad input: every validation of docs/algorithm.md §2.3 as an error naming the function, the argument
+// and the value; tree and shape mismatches naming the path; truncated or mismatched serialized states.
 import assert from "node:assert/strict";
 import { Tensor } from "../src/tensor.ts";
 import { tensor } from "../src/creation.ts";
@@ -51,7 +51,7 @@ Deno.test("vsgd validations: lr, variability, numIters, momentum, weightDecay, n
   );
   throwsWith(
     () => vsgd({ lr: 0.1, numIters: 0 }),
-    "vsgd: numIters must be a positive integer or Infinity",
+    "vsgd: numIters (the noise reset period, in steps) must be a positive integer or Infinity",
     "got 0",
   );
   throwsWith(() => vsgd({ lr: 0.1, numIters: -5 }), "vsgd: numIters", "got -5");
@@ -83,8 +83,8 @@ Deno.test("vsgd validations: lr, variability, numIters, momentum, weightDecay, n
   throwsWith(() => vsgd({ lr: 0.1, nesterov: 1 as any }), "vsgd: nesterov must be true or false, got 1");
   throwsWith(() => vsgd({ lr: 0.1, seed: -1 }), "vsgd: seed must be an integer in [0, 2^32), got -1");
   throwsWith(
-    () => vsgd({ lr: 0.1, mode: "exact" as any }),
-    'vsgd: mode must be "official" or "clean", got "exact"',
+    () => vsgd({ lr: 0.1, mode: "clean" as any }),
+    'vsgd: mode must be "official" or "exact", got "clean"',
   );
   throwsWith(() => vsgd({ lr: 0.1, num_iters: 5 } as any), 'vsgd: unknown option "num_iters"');
   throwsWith(
@@ -106,14 +106,18 @@ Deno.test("vadam validations: lr, eps, betas, weightDecay, variability, numIters
     () => vadam({ variability: -0.01 }),
     "vadam: variability must be a finite number >= 0, got -0.01",
   );
-  throwsWith(() => vadam({ numIters: 0 }), "vadam: numIters must be a positive integer or Infinity", "got 0");
+  throwsWith(
+    () => vadam({ numIters: 0 }),
+    "vadam: numIters (the noise reset period, in steps) must be a positive integer or Infinity",
+    "got 0",
+  );
   throwsWith(() => vadam({ noise: "cauchy" as any }), "vadam: noise must be one of", 'got "cauchy"');
   throwsWith(() => vadam({ amsgrad: "yes" as any }), 'vadam: amsgrad must be true or false, got "yes"');
   throwsWith(() => adam({ decoupled: 0 as any }), "adam: decoupled must be true or false, got 0");
   throwsWith(() => adamw({ decoupled: false } as any), 'adamw: unknown option "decoupled"');
   throwsWith(
     () => weightNoise({ numIters: 0 }),
-    "weightNoise: numIters must be a positive integer or Infinity",
+    "weightNoise: numIters (the noise reset period, in steps) must be a positive integer or Infinity",
     "got 0",
   );
 });
@@ -164,7 +168,7 @@ Deno.test("grads, params or updates whose tree or shapes differ from the state's
     vsgd({ lr: 0.1, momentum: 0.9 }),
     vadam({}),
     sgd({ lr: 0.1 }),
-    vsgd({ lr: 0.1, mode: "clean" }),
+    vsgd({ lr: 0.1, mode: "exact" }),
   ];
   for (const opt of opts) {
     const state = opt.init(params);
@@ -231,8 +235,8 @@ Deno.test("states that do not belong to the optimizer are rejected", () => {
     "the state was made with amsgrad false, this optimizer has amsgrad true",
   );
   throwsWith(
-    () => vsgd({ lr: 0.1, mode: "clean" }).update(g, vsgd({ lr: 0.1 }).init(params), params),
-    'the state was made with mode "official", this optimizer has mode "clean"',
+    () => vsgd({ lr: 0.1, mode: "exact" }).update(g, vsgd({ lr: 0.1 }).init(params), params),
+    'the state was made with mode "official", this optimizer has mode "exact"',
   );
   throwsWith(
     () => vsgd({ lr: 0.1 }).update(g, sgd({ lr: 0.1 }).init(params) as any, params),
@@ -289,7 +293,7 @@ Deno.test("deserialize: truncated, corrupted, foreign or mismatched data is an e
   );
   throwsWith(() => deserialize(bytes, vadam().init(params)), "does not match the template");
   throwsWith(
-    () => deserialize(bytes, vsgd({ lr: 0.1, momentum: 0.9, mode: "clean" }).init(params)),
+    () => deserialize(bytes, vsgd({ lr: 0.1, momentum: 0.9, mode: "exact" }).init(params)),
     "does not match the template",
   );
   // unsupported values in a state

@@ -1,5 +1,5 @@
-// Statistics of the optimizers' noise on 10^6 draws per law (SPEC.md §2's table), the uniform
-// law's support, and the anti-correlation of the increments n_t − n_{t−1}.
+// Statistics of the optimizers' noise on 10^6 draws per law (the table of docs/algorithm.md §4.1), the
+// uniform law's support, and the anti-correlation of the increments n_t − n_{t−1}.
 import assert from "node:assert/strict";
 import type { NoiseLaw } from "../src/random/noise.ts";
 import { Tensor } from "../src/tensor.ts";
@@ -30,7 +30,7 @@ const TABLE: Record<NoiseLaw, { std: number; kurt: number; kurtTol: number }> = 
 };
 
 for (const law of ["gaussian", "laplace", "uniform"] as const) {
-  Deno.test(`${law} noise: mean 0, std and excess kurtosis as SPEC.md's table (10^6 draws)`, () => {
+  Deno.test(`${law} noise: mean 0, std and excess kurtosis as in docs/algorithm.md §4.1 (10^6 draws)`, () => {
     // One official weight-noise step on zero updates: the updates are the fresh noise n_1.
     const opt = weightNoise({ variability: V, noise: law, numIters: 1000, seed: 17 });
     const zeros = { w: new Tensor(new Float64Array(N), [1000, 1000], "float64", "cpu") };
@@ -50,8 +50,8 @@ for (const law of ["gaussian", "laplace", "uniform"] as const) {
       assert.ok(lo >= -V && hi <= V, `support [${lo}, ${hi}] exceeds ±${V}`);
       assert.ok(lo < -0.999 * V && hi > 0.999 * V, `support [${lo}, ${hi}] does not fill ±${V}`);
     }
-    // clean mode draws the same numbers in perturb (θ = 0 here)
-    const c = vsgd({ lr: 0.1, variability: V, noise: law, numIters: 1000, seed: 17, mode: "clean" });
+    // exact mode draws the same numbers in perturb (θ = 0 here)
+    const c = vsgd({ lr: 0.1, variability: V, noise: law, numIters: 1000, seed: 17, mode: "exact" });
     const small = { w: new Tensor(new Float64Array(1000), [1000], "float64", "cpu") };
     let st = c.init(small);
     st = c.update(small, st, small).state;

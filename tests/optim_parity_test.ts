@@ -1,6 +1,6 @@
 // Parity of vsgd/vadam (official mode) with a transliteration of the official PyTorch step
-// (SPEC.md §2), fed the same noise; fused and unfused chains; kernel noise vs fillNoise (the noise
-// paths themselves are checked in noise_test.ts).
+// (docs/algorithm.md §2), fed the same noise; fused and unfused chains; kernel noise vs fillNoise (the
+// noise paths themselves are checked in noise_test.ts).
 import assert from "node:assert/strict";
 import { fillNoise, type NoiseLaw } from "../src/random/noise.ts";
 import { hashString } from "../src/random/philox.ts";
@@ -11,18 +11,18 @@ import {
   applyUpdates,
   chain,
   type ChainState,
-  noiseRange,
   type Optimizer,
-  perturbRange,
   sgd,
   type TransformState,
   vadam,
   vsgd,
   weightNoise,
 } from "../src/optim/mod.ts";
+import { noiseRange, perturbRange } from "../src/cpu/optim.ts";
 
 // ------------------------------------------------------------------------------------------------
-// The oracle: SPEC.md §2 line by line, scalar loops, float64, per-tensor state as in the original.
+// The oracle: the step of docs/algorithm.md §2 line by line, scalar loops, float64, per-tensor state as
+// in the original.
 
 interface OracleCfg {
   kind: "vsgd" | "vadam";

@@ -33,7 +33,7 @@ Deno.test("memorization and flippedCorrect: only flipped examples count", () => 
   const m = noiseMetrics(pred, noisy, clean, flipped);
   assert.deepEqual(m, {
     noisyAccuracy: 2 / 6, // ex1, ex5
-    cleanAccuracy: 1 / 6, // ex2
+    trueLabelAccuracy: 1 / 6, // ex2
     memorization: 0.5,
     flippedCorrect: 0.25,
     numFlipped: 4,
@@ -68,7 +68,7 @@ Deno.test("progressLogger: plain lines off a terminal, a redrawn bar on one", ()
     batchLoss: 0.5,
     trainLoss: 0.4,
     trainAccuracy: 0.9,
-    trainCleanAccuracy: 0.6,
+    trainTrueLabelAccuracy: 0.6,
     memorization: 0.25,
     flippedCorrect: 0.7,
     testLoss: 0.45,

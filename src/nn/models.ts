@@ -1,6 +1,8 @@
 /**
  * Model builders: each returns a params tree and a pure forward function `(params, x) → logits`,
- * so the same model runs under `valueAndGrad`, with perturbed weights, or at clean weights.
+ * so the same model runs under `valueAndGrad`, with perturbed weights, or at noise-free weights.
+ * Each model says which input layout it computes in and accepts the other one where the numbers
+ * per example match (see {@linkcode mlp} and {@linkcode lenet}).
  *
  * @module
  */
@@ -8,6 +10,7 @@ import { add, relu, tanh } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
 import { conv2d, maxPool2d } from "../ops/conv.ts";
 import { flatten } from "../ops/shape.ts";
+import { flatBatch, imageBatch } from "./layout.ts";
 import type { Tensor } from "../tensor.ts";
 import { type ConvParams, initConv2d, initLinear, type InitOptions, type LinearParams } from "./init.ts";
 
@@ -38,7 +41,12 @@ export function linear(p: LinearParams, x: Tensor): Tensor {
 
 /**
  * A multilayer perceptron `sizes[0] → … → sizes[k]` with ReLU (or tanh) between layers and
- * PyTorch-default init. Inputs `[N, sizes[0]]` (flattened automatically when of higher rank).
+ * PyTorch-default init.
+ *
+ * Input layouts: flat `[N, sizes[0]]` (e.g. `[N, 784]` from `loadMnist()`), or any `[N, …]` with
+ * `sizes[0]` numbers per example, such as the image layout `[N, 1, 28, 28]` from
+ * `loadMnist({ layout: "image" })`, which is flattened (differentiably). Any other shape is a
+ * RangeError naming the layouts, the shape given and the fix.
  *
  * @example
  * ```ts
@@ -67,8 +75,9 @@ export function mlp(sizes: readonly number[], options: MlpOptions = {}): Model<M
     initLinear(sizes[i], out, { ...options, stream: `layers.${i}` })
   );
   const f = act === "relu" ? relu : tanh;
+  const who = `mlp([${sizes.join(", ")}])`;
   const forward = (p: MlpParams, x: Tensor): Tensor => {
-    let h = x.rank > 2 ? flatten(x, 1) : x;
+    let h = flatBatch(who, x, sizes[0]);
     p.layers.forEach((l, i) => {
       h = linear(l, h);
       if (i < p.layers.length - 1) h = f(h);
@@ -98,7 +107,20 @@ export interface LeNetOptions extends InitOptions {
 
 /**
  * A LeNet-5-like CNN: conv5×5(6, pad 2) → ReLU → maxpool 2 → conv5×5(16) → ReLU → maxpool 2 →
- * 120 → 84 → classes. Inputs `[N, C, H, W]`.
+ * 120 → 84 → classes.
+ *
+ * Input layouts: images `[N, C, H, W]` with `[C, H, W]` = `inputShape` (e.g. `[N, 1, 28, 28]` from
+ * `loadMnist({ layout: "image" })`), or flat `[N, C·H·W]` (e.g. `[N, 784]` from `loadMnist()`),
+ * reshaped (differentiably) to images in channel, row, column order as the loaders' flat layout.
+ * Any other shape is a RangeError naming the layouts, the shape given and the fix.
+ *
+ * @example
+ * ```ts
+ * import { lenet, randn } from "@nvrm/core";
+ * const net = lenet({ seed: 0 }); // MNIST: inputShape [1, 28, 28]
+ * console.log(net.forward(net.params, randn([2, 1, 28, 28])).shape); // [2, 10]
+ * console.log(net.forward(net.params, randn([2, 784])).shape); // [2, 10], the flat layout
+ * ```
  */
 export function lenet(options: LeNetOptions = {}): Model<LeNetParams> {
   const [c, h, w] = options.inputShape ?? [1, 28, 28];
@@ -114,8 +136,11 @@ export function lenet(options: LeNetOptions = {}): Model<LeNetParams> {
       initLinear(84, classes, { ...options, stream: "fc.2" }),
     ],
   };
+  const chw: [number, number, number] = [c, h, w];
   const forward = (p: LeNetParams, x: Tensor): Tensor => {
-    let y = maxPool2d(relu(conv2d(x, p.conv1.w, { bias: p.conv1.b, padding: 2 })), { kernel: 2 });
+    let y = maxPool2d(relu(conv2d(imageBatch("lenet", x, chw), p.conv1.w, { bias: p.conv1.b, padding: 2 })), {
+      kernel: 2,
+    });
     y = maxPool2d(relu(conv2d(y, p.conv2.w, { bias: p.conv2.b })), { kernel: 2 });
     let z = flatten(y, 1);
     p.fc.forEach((l, i) => {

@@ -42,7 +42,7 @@ export interface GradientTransformation<S = unknown> {
 /**
  * A complete optimizer: a {@linkcode GradientTransformation} that also says which weights the
  * model must be evaluated at. In the official mode of the variable optimizers the noise lives
- * inside the params (`perturb` is the identity, `clean` subtracts the stored noise); in clean mode
+ * inside the params (`perturb` is the identity, `clean` subtracts the stored noise); in exact mode
  * the params stay exact (`perturb` adds the noise of the step about to be taken, `clean` is the
  * identity). Optimizers without noise return the params unchanged from both.
  */

@@ -23,17 +23,18 @@ export type AntiPgdOptions = Omit<VsgdOptions, "numIters">;
 /**
  * Variable SGD (VSGD): `chain(sgd(...), weightNoise(...))`, one fused pass per parameter array.
  * Defaults as the original: `variability` 0.01, `numIters` 1000, `momentum` 0, `dampening` 0,
- * `weightDecay` 0, `noise` "gaussian", `nesterov` false; `lr` is required. Our additions: `seed`
- * (default 0) and `mode` ("official", the default, keeps the noise inside the params as the
- * original; "clean" keeps the params exact and adds the noise in `perturb`). `variability` 0 is
- * allowed and gives exactly `sgd`; `numIters` must be a positive integer or `Infinity`.
+ * `weightDecay` 0, `noise` "gaussian", `nesterov` false; `lr` is required. `numIters` is the noise
+ * reset period: every `numIters` steps the noise is removed and not redrawn (a positive integer, or
+ * `Infinity` for never). Our additions: `seed` (default 0) and `mode` ("official", the default,
+ * keeps the noise inside the params as the original; "exact" keeps the params exact and adds the
+ * noise in `perturb`). `variability` 0 is allowed and gives exactly `sgd`.
  *
  * @example
  * ```ts
  * import { tensor } from "@nvrm/core";
  * import { applyUpdates, vsgd } from "@nvrm/core/optim";
  *
- * // minimise |w − 3|² with VSGD, then read the clean weights
+ * // minimise |w − 3|² with VSGD, then read the noise-free weights
  * const opt = vsgd({ lr: 0.1, variability: 0.01, numIters: 50, seed: 1 });
  * let params = { w: tensor([0, 0], [2], { dtype: "float64" }) };
  * let state = opt.init(params);
@@ -55,20 +56,21 @@ export function vsgd(options: VsgdOptions): Optimizer<ChainState> {
 
 /**
  * Variable Adam (VAdam): `chain(adam(...), weightNoise(...))`, one fused pass per parameter array.
- * Defaults as the original: `lr` 1e-3, `variability` 0.01, `numIters` 1000, `betas` [0.9, 0.999],
- * `eps` 1e-8, `weightDecay` 0, `noise` "gaussian", `amsgrad` false, `decoupled` false; plus `seed`
- * (default 0) and `mode` ("official" or "clean", see {@linkcode vsgd}).
+ * Defaults as the original: `lr` 1e-3, `variability` 0.01, `numIters` 1000 (the noise reset period,
+ * see {@linkcode vsgd}), `betas` [0.9, 0.999], `eps` 1e-8, `weightDecay` 0, `noise` "gaussian",
+ * `amsgrad` false, `decoupled` false; plus `seed` (default 0) and `mode` ("official" or "exact",
+ * see {@linkcode vsgd}).
  *
  * @example
  * ```ts
  * import { tensor } from "@nvrm/core";
  * import { applyUpdates, hyperparams, vadam } from "@nvrm/core/optim";
  *
- * const opt = vadam({ lr: 1e-2, variability: 0.01, numIters: 100, noise: "uniform", mode: "clean" });
+ * const opt = vadam({ lr: 1e-2, variability: 0.01, numIters: 100, noise: "uniform", mode: "exact" });
  * let params = { w: tensor([1, 2, 3], [3], { dtype: "float64" }) };
  * let state = opt.init(params);
  * for (let i = 0; i < 10; i++) {
- *   const noisy = opt.perturb(params, state).w.dataSync(); // θ + n in clean mode
+ *   const noisy = opt.perturb(params, state).w.dataSync(); // θ + n in exact mode
  *   const grads = { w: tensor(Array.from(noisy, (x) => 2 * x), [3], { dtype: "float64" }) };
  *   const step = opt.update(grads, state, params);
  *   params = applyUpdates(params, step.updates);
@@ -84,8 +86,9 @@ export function vadam(options: VadamOptions = {}): Optimizer<ChainState> {
 
 /**
  * Anti-correlated perturbed gradient descent (Anti-PGD, Orvieto et al. 2022): VSGD that never
- * resets (`numIters` = Infinity), so the weights always carry the latest noise and the increments
- * n_t − n_{t−1} are anti-correlated. Takes VSGD's options except `numIters`.
+ * resets its noise (`numIters`, the noise reset period, is Infinity), so the weights always carry
+ * the latest noise and the increments n_t − n_{t−1} are anti-correlated. Takes VSGD's options
+ * except `numIters`.
  */
 export function antiPgd(options: AntiPgdOptions): Optimizer<ChainState> {
   const o = checkOptions("antiPgd", options, [...SGD_KEYS, ...NOISE_KEYS.filter((k) => k !== "numIters")]);

@@ -1,19 +1,15 @@
 /**
  * Classification metrics as pure functions of host arrays (predicted classes, labels, the mask of
- * flipped examples), for the label-noise experiments of SPEC.md §4.
+ * flipped examples), for the label-noise experiments, and the forgetting metrics of tasks learned
+ * in sequence.
  *
  * @module
  */
 
 /**
  * The predicted class of each row of `logits` (`n × numClasses`, row-major): the index of the
- * largest entry, the first one on ties. NaN rows predict -1 (never correct).
- *
- * @example
- * ```ts
- * import { argmaxRows } from "@nvrm/core";
- * console.log(argmaxRows(new Float32Array([0.1, 2, -1, 5, 0, 5]), 3)); // Int32Array [1, 0]
- * ```
+ * largest entry, the first one on ties. NaN rows predict -1 (never correct). For instance
+ * `argmaxRows([0.1, 2, -1, 5, 0, 5], 3)` is `Int32Array [1, 0]`.
  */
 export function argmaxRows(logits: ArrayLike<number>, numClasses: number): Int32Array {
   if (!Number.isInteger(numClasses) || numClasses < 1) {
@@ -101,14 +97,8 @@ export function accuracy(predictions: ArrayLike<number>, labels: ArrayLike<numbe
 /**
  * Memorization: the fraction of flipped training examples predicted as their NOISY label.
  * `flipped` is a 0/1 mask over all examples (as returned by `pairflip`/`symmetric`). `NaN` when
- * nothing was flipped.
- *
- * @example
- * ```ts
- * import { memorization } from "@nvrm/core";
- * // examples 1 and 3 were flipped; example 1 is predicted as its noisy label
- * console.log(memorization([0, 2, 2, 0], [0, 2, 2, 1], [0, 1, 0, 1])); // 0.5
- * ```
+ * nothing was flipped. For instance `memorization([0, 2, 2, 0], [0, 2, 2, 1], [0, 1, 0, 1])` is 0.5:
+ * examples 1 and 3 were flipped and example 1 is predicted as its noisy label.
  */
 export function memorization(
   predictions: ArrayLike<number>,
@@ -119,14 +109,8 @@ export function memorization(
 }
 
 /**
- * The fraction of flipped training examples predicted as their TRUE (clean) label. `NaN` when
- * nothing was flipped.
- *
- * @example
- * ```ts
- * import { flippedCorrect } from "@nvrm/core";
- * console.log(flippedCorrect([0, 1, 2, 0], [0, 1, 2, 3], [0, 1, 0, 1])); // 0.5
- * ```
+ * The fraction of flipped training examples predicted as their TRUE (pre-noise) label. `NaN` when
+ * nothing was flipped. For instance `flippedCorrect([0, 1, 2, 0], [0, 1, 2, 3], [0, 1, 0, 1])` is 0.5.
  */
 export function flippedCorrect(
   predictions: ArrayLike<number>,
@@ -140,8 +124,8 @@ export function flippedCorrect(
 export interface NoiseMetrics {
   /** Accuracy against the noisy labels (what the model was trained on). */
   noisyAccuracy: number;
-  /** Accuracy against the clean labels. */
-  cleanAccuracy: number;
+  /** Accuracy against the true (pre-noise) labels. */
+  trueLabelAccuracy: number;
   /** Flipped examples predicted as their noisy label. */
   memorization: number;
   /** Flipped examples predicted as their true label. */
@@ -150,7 +134,19 @@ export interface NoiseMetrics {
   numFlipped: number;
 }
 
-/** {@linkcode accuracy}, {@linkcode memorization} and {@linkcode flippedCorrect} in one pass. */
+/**
+ * All label-noise metrics in one pass: {@linkcode accuracy} against the noisy and the true labels,
+ * {@linkcode memorization} and {@linkcode flippedCorrect}.
+ *
+ * @example
+ * ```ts
+ * import { noiseMetrics } from "@nvrm/core";
+ * // true labels 0 1 2 3; examples 1 and 3 flipped to 2 and 1; predictions 0 2 2 3
+ * const m = noiseMetrics([0, 2, 2, 3], [0, 2, 2, 1], [0, 1, 2, 3], [0, 1, 0, 1]);
+ * console.log(m.noisyAccuracy, m.trueLabelAccuracy); // 0.75 0.75
+ * console.log(m.memorization, m.flippedCorrect, m.numFlipped); // 0.5 0.5 2
+ * ```
+ */
 export function noiseMetrics(
   predictions: ArrayLike<number>,
   noisyLabels: ArrayLike<number>,
@@ -160,11 +156,11 @@ export function noiseMetrics(
   sameLength(predictions, noisyLabels, "noiseMetrics", "noisyLabels");
   sameLength(predictions, trueLabels, "noiseMetrics", "trueLabels");
   sameLength(predictions, flipped, "noiseMetrics", "flipped");
-  let noisy = 0, clean = 0, mem = 0, fc = 0, nf = 0;
+  let noisy = 0, right = 0, mem = 0, fc = 0, nf = 0;
   for (let i = 0; i < predictions.length; i++) {
     const p = predictions[i];
     if (p === noisyLabels[i]) noisy++;
-    if (p === trueLabels[i]) clean++;
+    if (p === trueLabels[i]) right++;
     if (flipped[i]) {
       nf++;
       if (p === noisyLabels[i]) mem++;
@@ -174,7 +170,7 @@ export function noiseMetrics(
   const n = predictions.length;
   return {
     noisyAccuracy: n ? noisy / n : NaN,
-    cleanAccuracy: n ? clean / n : NaN,
+    trueLabelAccuracy: n ? right / n : NaN,
     memorization: nf ? mem / nf : NaN,
     flippedCorrect: nf ? fc / nf : NaN,
     numFlipped: nf,
