@@ -1,7 +1,7 @@
 /**
  * Our WebGPU matmul against TensorFlow.js's WebGPU backend, in the same run, on the same adapter:
  *
- *   deno run -A bench/webgpu_tfjs_matmul.ts [--sizes 256,512,1024,2048,4096] [--rounds 5]
+ *   deno run -A -c bench/deno.json bench/webgpu_tfjs_matmul.ts [--sizes 256,512,1024,2048,4096] [--rounds 5]
  *
  * For each square size: GFLOP/s (median over rounds; each round encodes R products and waits
  * once, R calibrated to ~200 ms of GPU work) of ours and of `tf.matMul`, and the ratio ours/theirs.

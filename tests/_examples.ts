@@ -1,6 +1,7 @@
 /**
  * Subprocess helpers of the tests: runs an example script (or a `deno eval` snippet) as a
- * subprocess, checks the permissions that needs, and asserts the form of the examples' usage errors.
+ * subprocess, checks the permissions that needs, asserts the form of the examples' usage errors,
+ * and runs a command at a pseudo-terminal, as a person would type it.
  *
  * @module
  */
@@ -78,4 +79,57 @@ export function assertUsageErrors(
     assert.match(lines[0], cases[i][1], what);
     assert.equal(r.stdout, "", what);
   });
+}
+
+/** `s` quoted for a POSIX shell. */
+export function shellQuote(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+/** What a command printed at a pseudo-terminal (stdout and stderr together, ANSI codes removed). */
+export interface TerminalRun {
+  code: number;
+  output: string;
+}
+
+/**
+ * Runs the shell command `command` in the repository root at a pseudo-terminal, as a person at a
+ * terminal would (util-linux `script`), with stdin from /dev/null, killed after `timeoutSeconds`
+ * (exit code 124 or 137 then). A permission prompt therefore shows in `output` and makes the run
+ * time out instead of hanging the suite. Linux only.
+ */
+export async function runAtTerminal(command: string, timeoutSeconds: number): Promise<TerminalRun> {
+  if (!(await exists("/usr/bin/script")) && !(await exists("/bin/script"))) {
+    throw new Error("runAtTerminal: util-linux `script` is missing: apt-get install -y bsdutils");
+  }
+  const out = await new Deno.Command("timeout", {
+    args: ["-k", "5", String(timeoutSeconds), "script", "-qec", command, "/dev/null"],
+    cwd: new URL("..", import.meta.url).pathname,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  // deno-lint-ignore no-control-regex -- ANSI escape sequences of the terminal output
+  const plain = (dec.decode(out.stdout) + dec.decode(out.stderr)).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "");
+  return { code: out.code, output: plain.replaceAll("\r\n", "\n") };
+}
+
+/** The package's entry points by import name, as paths relative to the repository root. */
+export const ENTRY_POINTS: Readonly<Record<string, string>> = {
+  "@nvrm/core": "mod.ts",
+  "@nvrm/core/optim": "src/optim/mod.ts",
+  "@nvrm/core/data": "src/data/mod.ts",
+};
+
+/**
+ * Writes `dir/deno.json` of a consumer's project: only "imports", mapping the entry points to this
+ * checkout (so Deno's default compiler options apply).
+ */
+export async function writeConsumerConfig(dir: string): Promise<void> {
+  const root = new URL("..", import.meta.url);
+  const imports = Object.fromEntries(
+    Object.entries(ENTRY_POINTS).map(([name, path]) => [name, new URL(path, root).pathname]),
+  );
+  await Deno.writeTextFile(`${dir}/deno.json`, JSON.stringify({ imports }, null, 2) + "\n");
 }

