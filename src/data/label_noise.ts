@@ -1,5 +1,5 @@
 /**
- * Synthetic label noise (SPEC.md §4): a row-stochastic transition matrix P over C classes, applied
+ * Synthetic label noise: a row-stochastic transition matrix P over C classes, applied
  * once with a fixed seed to the training labels — example i with clean label y gets noisy label j
  * with probability P[y][j].
  *
@@ -14,7 +14,7 @@
 import { hashString, philox4x32 } from "../random/philox.ts";
 import { checkLabels } from "./dataset.ts";
 
-/** The two noise laws of SPEC.md §4. */
+/** The two label-noise laws: pair-flip ("asymmetric") and symmetric. */
 export type LabelNoiseKind = "pairflip" | "symmetric";
 
 /** The label-noise laws, in a stable order. */
@@ -43,8 +43,8 @@ export interface NoisyLabels {
 }
 
 /**
- * The transition matrix of a noise law at rate `rate` over `numClasses` classes (exactly the
- * matrices of SPEC.md §4). `rate` must lie in [0, 1) and `numClasses` be an integer ≥ 2.
+ * The transition matrix of a noise law at rate `rate` over `numClasses` classes, exactly the
+ * matrices of the module documentation. `rate` must lie in [0, 1) and `numClasses` be an integer ≥ 2.
  *
  * @example
  * ```ts

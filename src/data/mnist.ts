@@ -4,7 +4,7 @@
  * folder; the loader reads the IDX files with `Deno.readFile` and so needs `--allow-read`.
  *
  * Inputs are scaled to [0, 1] and, by default, normalized with the usual MNIST mean 0.1307 and
- * std 0.3081 (SPEC.md §4).
+ * std 0.3081.
  *
  * @module
  */

