@@ -3,7 +3,7 @@ import { addLabelNoise, applyTransition, pairflip, symmetric, transitionMatrix }
 
 const balanced = (n: number, C: number) => new Int32Array(n).map((_, i) => i % C);
 
-Deno.test("transitionMatrix: exactly the matrices of SPEC.md §4", () => {
+Deno.test("transitionMatrix: exactly the matrices of docs/algorithm.md §5", () => {
   assert.deepEqual(transitionMatrix("pairflip", 0.4, 4), [
     [0.6, 0.4, 0, 0],
     [0, 0.6, 0.4, 0],
