@@ -3,9 +3,17 @@
  * updates and optimizer buffers all share one tree shape; leaves are addressed by a dotted path
  * such as `"layers.0.w"`.
  *
+ * A key that contains the separator `"."` (or is empty) makes paths ambiguous: `{ "a.b": t }` and
+ * `{ a: { b: u } }` both have the path `"a.b"`. `treeLeaves` refuses a tree in which two leaves get
+ * the same path; with `strictKeys` (what the optimizers use, since their state is keyed by path) it
+ * refuses any such key.
+ *
  * @module
  */
 import { Tensor } from "./tensor.ts";
+
+/** The separator of the parts of a leaf's path. */
+export const PATH_SEPARATOR = ".";
 
 /** A tree whose leaves are tensors: a tensor, an array of trees or an object of trees. */
 export type TensorTree = Tensor | readonly TensorTree[] | { readonly [key: string]: TensorTree };
@@ -24,15 +32,44 @@ function joinPath(prefix: string, key: string | number): string {
 
 /**
  * The leaves of a tree in a deterministic order (arrays by index, objects by sorted key), each with
- * its path. Throws on a leaf that is not a tensor, naming its path.
+ * its path. Throws on a leaf that is not a tensor, naming its path, and on two leaves with the same
+ * path (keys that contain the separator), naming both keys. With `options.strictKeys`, also throws
+ * on any object key that contains the separator `"."` or is empty, even when no paths collide.
  */
-export function treeLeaves(tree: TensorTree, who = "tree"): TreeLeaf[] {
+export function treeLeaves(
+  tree: TensorTree,
+  who = "tree",
+  options: { readonly strictKeys?: boolean } = {},
+): TreeLeaf[] {
   const out: TreeLeaf[] = [];
-  const walk = (node: unknown, path: string) => {
-    if (node instanceof Tensor) out.push({ path, tensor: node });
-    else if (Array.isArray(node)) node.forEach((c, i) => walk(c, joinPath(path, i)));
+  const seen = new Map<string, string>(); // path → the key path (JSON) that made it
+  const strict = options.strictKeys === true;
+  const walk = (node: unknown, path: string, keys: string) => {
+    if (node instanceof Tensor) {
+      const first = seen.get(path);
+      if (first !== undefined) {
+        throw new TypeError(
+          `${who}: the leaves at ${first} and ${keys} both have the path ${
+            JSON.stringify(path)
+          }; rename the keys so that none contains "${PATH_SEPARATOR}"`,
+        );
+      }
+      seen.set(path, keys);
+      out.push({ path, tensor: node });
+    } else if (Array.isArray(node)) node.forEach((c, i) => walk(c, joinPath(path, i), `${keys}[${i}]`));
     else if (node !== null && typeof node === "object" && Object.getPrototypeOf(node) === Object.prototype) {
-      for (const k of Object.keys(node).sort()) walk((node as Record<string, unknown>)[k], joinPath(path, k));
+      for (const k of Object.keys(node).sort()) {
+        if (strict && (k === "" || k.includes(PATH_SEPARATOR))) {
+          throw new TypeError(
+            `${who}: key ${JSON.stringify(k)} at path ${JSON.stringify(path)} ${
+              k === "" ? "is empty" : `contains the path separator "${PATH_SEPARATOR}"`
+            }; leaves are addressed by dotted paths, so ${
+              JSON.stringify(joinPath(path, k))
+            } would be ambiguous (nest the objects instead: { a: { b: … } } rather than { "a.b": … })`,
+          );
+        }
+        walk((node as Record<string, unknown>)[k], joinPath(path, k), `${keys}[${JSON.stringify(k)}]`);
+      }
     } else {
       throw new TypeError(
         `${who}: leaf at path "${path}" must be a Tensor, an array or a plain object, got ${
@@ -41,7 +78,7 @@ export function treeLeaves(tree: TensorTree, who = "tree"): TreeLeaf[] {
       );
     }
   };
-  walk(tree, "");
+  walk(tree, "", "root");
   return out;
 }
 

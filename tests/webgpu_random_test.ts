@@ -205,7 +205,7 @@ async function assertBitIdentical(who: string, g: Tensor, c: Tensor) {
 
 /** Runs `steps` steps of `opt` on both devices with the same gradients and compares everything. */
 async function parity(name: string, opt: Optimizer, steps: number) {
-  const shapes = { "w": [37, 13], "b": [13], "deep.k": [3, 2, 5] };
+  const shapes = { "w": [37, 13], "b": [13], "deep_k": [3, 2, 5] };
   let { c: pc, g: pg } = paramsPair(shapes);
   let sc = opt.init(pc), sg = opt.init(pg);
   // perturb at identical params: identical bits

@@ -5,7 +5,7 @@
  * @module
  */
 import type { Tensor } from "../tensor.ts";
-import { checkBool, checkHyper, checkOptions, evalHyper, fmtValue, NONNEG, UNIT } from "./hyper.ts";
+import { checkBool, checkHyper, checkOptions, evalHyper, fmtValue, NONNEG, POSITIVE, UNIT } from "./hyper.ts";
 import { type BaseImpl, makeBase } from "./transform.ts";
 import type { HyperParam, Optimizer, TransformState } from "./types.ts";
 
@@ -15,7 +15,7 @@ export interface AdamOptions {
   lr?: HyperParam;
   /** `[β1, β2]`, each in [0, 1). Default `[0.9, 0.999]`. */
   betas?: readonly [HyperParam, HyperParam];
-  /** ε added to the denominator, ≥ 0. Default 1e-8. */
+  /** ε added to the denominator, > 0. Default 1e-8. */
   eps?: HyperParam;
   /** Weight decay, ≥ 0. Default 0. Coupled (L2 on the gradient) unless `decoupled`. */
   weightDecay?: HyperParam;
@@ -41,7 +41,7 @@ export function adamImpl(
   }
   const b1 = checkHyper(who, "betas[0]", betas[0], UNIT);
   const b2 = checkHyper(who, "betas[1]", betas[1], UNIT);
-  const eps = checkHyper(who, "eps", o.eps ?? 1e-8, NONNEG);
+  const eps = checkHyper(who, "eps", o.eps ?? 1e-8, POSITIVE);
   const weightDecay = checkHyper(who, "weightDecay", o.weightDecay ?? defaults.weightDecay ?? 0, NONNEG);
   const amsgrad = checkBool(who, "amsgrad", o.amsgrad ?? false);
   const decoupled = checkBool(who, "decoupled", o.decoupled ?? defaults.decoupled ?? false);
@@ -55,7 +55,7 @@ export function adamImpl(
         lr: evalHyper(who, "lr", lr, step, NONNEG),
         b1: evalHyper(who, "betas[0]", b1, step, UNIT),
         b2: evalHyper(who, "betas[1]", b2, step, UNIT),
-        eps: evalHyper(who, "eps", eps, step, NONNEG),
+        eps: evalHyper(who, "eps", eps, step, POSITIVE),
         weightDecay: evalHyper(who, "weightDecay", weightDecay, step, NONNEG),
       };
     },

@@ -29,12 +29,16 @@ export interface Rule {
   readonly ok: (v: number) => boolean;
 }
 
-/** x ≥ 0 and finite (lr, momentum, weight decay, eps, variability). */
+/** x ≥ 0 and finite (lr, weight decay, variability). */
 export const NONNEG: Rule = { expect: "a finite number >= 0", ok: (v) => v >= 0 && v < Infinity };
-/** Any finite number (dampening). */
+/** x > 0 and finite (eps, clipping thresholds). */
+export const POSITIVE: Rule = { expect: "a finite number > 0", ok: (v) => v > 0 && v < Infinity };
+/** Any finite number. */
 export const FINITE: Rule = { expect: "a finite number", ok: (v) => Number.isFinite(v) };
-/** 0 ≤ x < 1 (Adam's betas). */
+/** 0 ≤ x < 1 (momentum, Adam's betas). */
 export const UNIT: Rule = { expect: "a number in [0, 1)", ok: (v) => v >= 0 && v < 1 };
+/** 0 ≤ x ≤ 1 (dampening). */
+export const UNIT_CLOSED: Rule = { expect: "a number in [0, 1]", ok: (v) => v >= 0 && v <= 1 };
 
 /** Throws a RangeError in the house style. */
 export function fail(who: string, name: string, expect: string, got: unknown, extra = ""): never {
@@ -43,14 +47,17 @@ export function fail(who: string, name: string, expect: string, got: unknown, ex
 
 /**
  * Checks a hyperparameter when the optimizer is built: a number must satisfy `rule`, anything else
- * must be a function (its values are checked as they are evaluated).
+ * must be a function (its value at step 0 is checked now, the others as they are evaluated).
  */
 export function checkHyper(who: string, name: string, h: unknown, rule: Rule): HyperParam {
   if (typeof h === "number") {
     if (!rule.ok(h)) fail(who, name, rule.expect, h);
     return h;
   }
-  if (typeof h === "function") return h as HyperParam;
+  if (typeof h === "function") {
+    evalHyper(who, name, h as HyperParam, 0, rule); // a schedule that is wrong from the start fails here
+    return h as HyperParam;
+  }
   throw new TypeError(`${who}: ${name} must be a number or a function of the step, got ${fmtValue(h)}`);
 }
 

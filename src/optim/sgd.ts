@@ -5,7 +5,16 @@
  * @module
  */
 import type { Tensor } from "../tensor.ts";
-import { checkBool, checkHyper, checkOptions, evalHyper, FINITE, fmtValue, NONNEG } from "./hyper.ts";
+import {
+  checkBool,
+  checkHyper,
+  checkOptions,
+  evalHyper,
+  fmtValue,
+  NONNEG,
+  UNIT,
+  UNIT_CLOSED,
+} from "./hyper.ts";
 import { type BaseImpl, makeBase } from "./transform.ts";
 import type { HyperParam, Optimizer, TransformState } from "./types.ts";
 
@@ -13,9 +22,9 @@ import type { HyperParam, Optimizer, TransformState } from "./types.ts";
 export interface SgdOptions {
   /** Learning rate (required), ≥ 0. */
   lr: HyperParam;
-  /** Momentum factor, ≥ 0. Default 0 (no momentum buffer). */
+  /** Momentum factor, in [0, 1). Default 0 (no momentum buffer). */
   momentum?: HyperParam;
-  /** Dampening of the momentum. Default 0. */
+  /** Dampening of the momentum, in [0, 1]. Default 0. */
   dampening?: HyperParam;
   /** Coupled weight decay: adds `weightDecay·p` to the gradient. ≥ 0, default 0. */
   weightDecay?: HyperParam;
@@ -32,8 +41,8 @@ export function sgdImpl(who: string, o: Record<string, unknown>): BaseImpl {
     throw new TypeError(`${who}: lr is required (a finite number >= 0 or a schedule), got undefined`);
   }
   const lr = checkHyper(who, "lr", o.lr, NONNEG);
-  const momentum = checkHyper(who, "momentum", o.momentum ?? 0, NONNEG);
-  const dampening = checkHyper(who, "dampening", o.dampening ?? 0, FINITE);
+  const momentum = checkHyper(who, "momentum", o.momentum ?? 0, UNIT);
+  const dampening = checkHyper(who, "dampening", o.dampening ?? 0, UNIT_CLOSED);
   const weightDecay = checkHyper(who, "weightDecay", o.weightDecay ?? 0, NONNEG);
   const nesterov = checkBool(who, "nesterov", o.nesterov ?? false);
   const checkNesterov = (m: number, d: number, extra: string) => {
@@ -55,8 +64,8 @@ export function sgdImpl(who: string, o: Record<string, unknown>): BaseImpl {
     hparams(step) {
       const hp = {
         lr: evalHyper(who, "lr", lr, step, NONNEG),
-        momentum: evalHyper(who, "momentum", momentum, step, NONNEG),
-        dampening: evalHyper(who, "dampening", dampening, step, FINITE),
+        momentum: evalHyper(who, "momentum", momentum, step, UNIT),
+        dampening: evalHyper(who, "dampening", dampening, step, UNIT_CLOSED),
         weightDecay: evalHyper(who, "weightDecay", weightDecay, step, NONNEG),
       };
       if (typeof momentum === "function" || typeof dampening === "function") {

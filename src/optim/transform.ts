@@ -79,7 +79,36 @@ export interface NoiseTransform {
 }
 
 type Impl = BaseImpl | NoiseTransform;
-type WithImpl = { [IMPL]?: Impl };
+type WithImpl = { [IMPL]?: Impl; [TRAITS]?: Traits };
+
+/**
+ * Key of the facts about a transformation that {@linkcode chain} needs and cannot see from the
+ * outside (the op-composed transformations, `masked` and chains carry them).
+ */
+export const TRAITS: unique symbol = Symbol("nvrm.optim.traits");
+
+/** What {@linkcode chain} needs to know about a member. Internal. */
+export interface Traits {
+  /** Whether the next update, from `state`, reads the params (weight decay does). */
+  readsParams(state: unknown): boolean;
+  /** Whether it carries weight noise (then it must be the last member of a chain). */
+  readonly noise: boolean;
+}
+
+/**
+ * The traits of any transformation: from its built-in description, its own `[TRAITS]`, or, for a
+ * transformation we know nothing about, the safe guesses (reads the params, carries no noise).
+ */
+export function traitsOf(t: unknown): Traits {
+  const w = t as WithImpl;
+  if (w?.[TRAITS]) return w[TRAITS];
+  const a = w?.[IMPL];
+  if (a?.role === "base") {
+    return { readsParams: (s) => a.needsParams(a.hparams((s as TransformState).step)), noise: false };
+  }
+  if (a?.role === "noise") return { readsParams: () => false, noise: true };
+  return { readsParams: () => true, noise: false };
+}
 
 const freeze = Object.freeze;
 
@@ -107,13 +136,16 @@ export function checkState(
       throw new Error(
         `${who}: the state was made with ${k} ${fmtValue(s.meta?.[k])}, this optimizer has ${k} ${
           fmtValue(v)
-        }`,
+        }; build the optimizer with ${k} ${
+          fmtValue(s.meta?.[k])
+        } to continue from this state, or start a new one with init`,
       );
     }
   }
 }
 
-function newState(
+/** A frozen built-in state (the layout every built-in transformation shares). Internal. */
+export function newState(
   kind: string,
   step: number,
   hparams: Record<string, number>,
@@ -121,6 +153,14 @@ function newState(
   leaves: Record<string, LeafState>,
 ): TransformState {
   return freeze({ kind, step, hparams: freeze(hparams), meta, leaves: freeze(leaves) });
+}
+
+/**
+ * What a weight-noise state must share with the optimizer that continues it: the mode, the law and
+ * the seed (a state resumed under another seed would silently switch noise streams).
+ */
+function noiseMeta(n: NoiseTransform): Record<string, string | number> {
+  return { mode: n.mode, law: n.law, seed: n.seed };
 }
 
 /** The noise stage of the official step for one leaf: step `s` (1-based), scale `v`. */
@@ -149,7 +189,7 @@ function runBase(
   checkState(who, state, b.kind, b.meta);
   let ns: TransformState | undefined;
   if (noise) {
-    checkState(who, noise.state, "weightNoise", { mode: noise.impl.mode, law: noise.impl.law });
+    checkState(`${noise.impl.who}.update`, noise.state, "weightNoise", noiseMeta(noise.impl));
     ns = noise.state;
     if (ns.step !== state.step) {
       throw new Error(`${who}: the states of the chain are out of step (${state.step} and ${ns.step})`);
@@ -196,7 +236,7 @@ function runNoise(
   updatesIn: TensorTree,
 ): { updates: TensorTree; state: TransformState } {
   const who = `${n.who}.update`;
-  checkState(who, state, "weightNoise", { mode: n.mode, law: n.law });
+  checkState(who, state, "weightNoise", noiseMeta(n));
   const um = leafMap(who, updatesIn, "grads");
   checkTree(who, "grads", um, state);
   const s = state.step + 1;
@@ -282,7 +322,7 @@ export function makeNoise(n: NoiseTransform): Optimizer<TransformState> {
       return { updates: r.updates as T, state: r.state };
     },
     perturb<T extends TensorTree>(params: T, state: TransformState): T {
-      checkState(perturbWho, state, "weightNoise", { mode: n.mode, law: n.law });
+      checkState(perturbWho, state, "weightNoise", noiseMeta(n));
       const pm = leafMap(perturbWho, params, "params");
       checkTree(perturbWho, "params", pm, state);
       if (n.mode === "official") return params;
@@ -299,7 +339,7 @@ export function makeNoise(n: NoiseTransform): Optimizer<TransformState> {
       );
     },
     clean<T extends TensorTree>(params: T, state: TransformState): T {
-      checkState(cleanWho, state, "weightNoise", { mode: n.mode, law: n.law });
+      checkState(cleanWho, state, "weightNoise", noiseMeta(n));
       const pm = leafMap(cleanWho, params, "params");
       checkTree(cleanWho, "params", pm, state);
       if (n.mode === "exact") return params;
@@ -354,13 +394,17 @@ export function makeChain(
         }`,
       );
     }
-    if (implOf(t)?.role === "noise" && i !== transforms.length - 1) {
+    if (traitsOf(t).noise && i !== transforms.length - 1) {
+      const what = implOf(t)?.role === "noise"
+        ? "it is"
+        : "it carries weight noise (a vsgd/vadam/antiPgd or a chain or masked transformation ending with weightNoise) and is";
       throw new Error(
-        `${who}: weightNoise must be the last transformation (it is argument ${i} of ${transforms.length}); noise placed before other transformations gets scaled by them`,
+        `${who}: weightNoise must be the last transformation (${what} argument ${i} of ${transforms.length}); noise placed before other transformations gets scaled by them`,
       );
     }
   });
   const list = transforms.slice();
+  const last = list.length - 1;
   const checkChain = (w: string, state: unknown): readonly unknown[] => {
     const s = state as ChainState;
     if (s === null || typeof s !== "object" || s.kind !== "chain" || !Array.isArray(s.inner)) {
@@ -382,7 +426,7 @@ export function makeChain(
       });
       return p;
     };
-  return {
+  const opt = {
     init(params: TensorTree): ChainState {
       return freeze({ kind: "chain", inner: freeze(list.map((t) => t.init(params))) });
     },
@@ -394,17 +438,18 @@ export function makeChain(
       const inner = checkChain(`${who}.update`, state);
       const out = inner.slice();
       let u: TensorTree = grads;
-      params = paramsSeenByBase(list, inner, params);
+      // the members before the last see the weights the gradient was taken at; the last its own params
+      const seen = paramsSeenByBase(list, inner, params);
       for (let i = 0; i < list.length; i++) {
         const a = implOf(list[i]), b = implOf(list[i + 1]);
         if (a?.role === "base" && b?.role === "noise" && b.mode === "official") {
-          const r = runBase(a, inner[i], u, params, { impl: b, state: inner[i + 1] });
+          const r = runBase(a, inner[i], u, seen, { impl: b, state: inner[i + 1] });
           u = r.updates;
           out[i] = r.state;
           out[i + 1] = r.noiseState;
           i++;
         } else {
-          const r = list[i].update(u, inner[i], params);
+          const r = list[i].update(u, inner[i], i === last ? params : seen);
           u = r.updates;
           out[i] = r.state;
         }
@@ -413,12 +458,19 @@ export function makeChain(
     },
     perturb: through("perturb"),
     clean: through("clean"),
+    [TRAITS]: {
+      readsParams: (state: unknown) =>
+        list.some((t, i) => traitsOf(t).readsParams((state as ChainState).inner[i])),
+      noise: list.length > 0 && traitsOf(list[last]).noise,
+    } satisfies Traits,
   };
+  return opt;
 }
 
 /**
- * The params the members before an exact-mode weight noise see: θ + n_t, the weights the gradient
- * was taken at, exactly as in official mode (where the noise lives inside the params), so weight
+ * The params the members before a last member that carries weight noise see: `perturb(params)` of
+ * that member, i.e. θ + n_t in exact mode, the weights the gradient was taken at, exactly as in
+ * official mode (where the noise lives inside the params and `perturb` is the identity), so weight
  * decay acts on the same weights in both modes and the trajectories agree. The noise is only
  * regenerated when some member reads the params (weight decay, or a transformation we do not know).
  */
@@ -428,14 +480,13 @@ function paramsSeenByBase(
   params: TensorTree | undefined,
 ): TensorTree | undefined {
   const last = list[list.length - 1];
+  if (params === undefined || !traitsOf(last).noise) return params;
   const n = implOf(last);
-  if (params === undefined || n?.role !== "noise" || n.mode !== "exact") return params;
-  const reads = list.slice(0, -1).some((t, i) => {
-    const a = implOf(t);
-    if (a?.role !== "base") return true;
-    return a.needsParams(a.hparams((inner[i] as TransformState).step));
-  });
-  return reads ? (last as Optimizer<unknown>).perturb(params, inner[list.length - 1]) : params;
+  if (n?.role === "noise" && n.mode === "official") return params;
+  const perturb = (last as Partial<Optimizer<unknown>>).perturb;
+  if (typeof perturb !== "function") return params;
+  const reads = list.slice(0, -1).some((t, i) => traitsOf(t).readsParams(inner[i]));
+  return reads ? perturb.call(last, params, inner[list.length - 1]) : params;
 }
 
 /**
@@ -503,6 +554,10 @@ export function hyperparams(state: unknown): Record<string, number> {
     const c = s as ChainState;
     if (c.kind === "chain" && Array.isArray(c.inner)) {
       c.inner.forEach(walk);
+      return;
+    }
+    if ((s as { kind?: unknown }).kind === "masked") {
+      walk((s as { inner?: unknown }).inner);
       return;
     }
     const t = s as TransformState;

@@ -10,11 +10,14 @@ import type { LeafState, TransformState } from "./types.ts";
 
 const q = (path: string) => JSON.stringify(path);
 
-/** The leaves of `tree` by path; `what` names the tree in errors ("grads", "params"). */
+/**
+ * The leaves of `tree` by path; `what` names the tree in errors ("grads", "params"). Keys that
+ * contain the path separator are refused (the state is keyed by path).
+ */
 export function leafMap(who: string, tree: TensorTree, what: string): Map<string, Tensor> {
   if (tree === undefined || tree === null) throw new TypeError(`${who}: ${what} is missing (got ${tree})`);
   const m = new Map<string, Tensor>();
-  for (const l of treeLeaves(tree, `${who} (${what})`)) m.set(l.path, l.tensor);
+  for (const l of treeLeaves(tree, `${who} (${what})`, { strictKeys: true })) m.set(l.path, l.tensor);
   return m;
 }
 

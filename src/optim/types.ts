@@ -89,3 +89,16 @@ export interface ChainState {
   /** The members' states. */
   readonly inner: readonly unknown[];
 }
+
+/**
+ * State of a {@linkcode masked} transformation: the paths it applies to (in tree order) and the
+ * state of the wrapped transformation, made for the sub-tree of those paths only.
+ */
+export interface MaskedState {
+  /** Always "masked". */
+  readonly kind: "masked";
+  /** The parameter paths the mask selected at `init`; later updates must select the same. */
+  readonly paths: readonly string[];
+  /** The wrapped transformation's state. */
+  readonly inner: unknown;
+}
