@@ -113,6 +113,31 @@ export interface Backend {
    * Optimizers look them up by the device of each parameter.
    */
   readonly optim?: OptimKernels;
+
+  /**
+   * Device-side checks for non-finite values (the guard of `fit`), on devices where reading a value
+   * back each step would stall the queue. Absent on the CPU, where `fit` scans the arrays directly.
+   */
+  readonly finite?: FiniteKernels;
+}
+
+/**
+ * The non-finite guard's kernels of a device. A guard is a float32 tensor of 1 (a step's) or 2 (an
+ * epoch's) elements whose words are read as u32: word 0 is 0 while everything is finite, else
+ * 2^32 − 1 − c for the smallest code c marked; word 1 of an epoch guard counts the marked steps.
+ * `mark` and `fold` write into their guard argument (the only primitives that do): the guard
+ * belongs to the caller, who creates it zeroed and reads it back.
+ */
+export interface FiniteKernels {
+  /** When `x` holds a NaN or ±Infinity: guard word 0 ← max(word 0, 2^32 − 1 − code). */
+  mark(x: Tensor, guard: Tensor, code: number): void;
+  /** Elementwise `guard word 0 ≠ 0 ? prev : next` (same shapes): a new tensor. */
+  select(guard: Tensor, prev: Tensor, next: Tensor): Tensor;
+  /**
+   * Folds a step guard into an epoch guard: when the step's word 0 is 2^32 − 1 − leaf, marks the
+   * epoch guard with code `base + leaf` and adds 1 to its word 1.
+   */
+  fold(step: Tensor, epoch: Tensor, base: number): void;
 }
 
 const OPTIM_KERNELS = ["sgd", "adam", "noise", "perturb", "addScaled"] as const;

@@ -3,6 +3,7 @@ import {
   accuracy,
   argmaxRows,
   crossEntropyOf,
+  evaluate,
   flippedCorrect,
   formatDuration,
   formatEpoch,
@@ -10,6 +11,8 @@ import {
   noiseMetrics,
   progressLogger,
 } from "../src/train/mod.ts";
+import { matmul, tensor } from "../mod.ts";
+import { makeDataset } from "../src/data/mod.ts";
 
 Deno.test("accuracy: hand-checked cases", () => {
   assert.equal(accuracy([1, 2, 3, 4], [1, 2, 0, 4]), 0.75);
@@ -43,12 +46,48 @@ Deno.test("memorization and flippedCorrect: only flipped examples count", () => 
   assert.throws(() => memorization([1, 2], [1, 2], [1]), /memorization: flipped has length 1, expected 2/);
 });
 
+Deno.test("metrics of a non-finite model are NaN, never a score", async () => {
+  const labels = [0, 1, 0, 1];
+  const pred = argmaxRows([NaN, NaN, 2, 1, 0, 3, NaN, 0], 2); // rows 0 and 3 non-finite
+  assert.deepEqual(pred, new Int32Array([-1, 0, 1, -1]));
+  assert.ok(Number.isNaN(accuracy(pred, labels)));
+  assert.ok(Number.isNaN(accuracy([NaN, 1], [0, 1])));
+  assert.ok(Number.isNaN(memorization(pred, labels, [1, 1, 1, 1])));
+  assert.ok(Number.isNaN(flippedCorrect(pred, labels, [0, 1, 0, 1])));
+  const m = noiseMetrics(pred, labels, [1, 1, 0, 1], [1, 0, 0, 0]);
+  assert.deepEqual(m, {
+    noisyAccuracy: NaN,
+    trueLabelAccuracy: NaN,
+    memorization: NaN,
+    flippedCorrect: NaN,
+    numFlipped: 1,
+  });
+  // evaluate: predictions -1 where the logits are NaN, accuracy and loss NaN; finite rows unchanged.
+  const data = makeDataset(new Float32Array([1, 0, 0, 1, NaN, 0]), new Int32Array([0, 1, 1]), [2], 2);
+  const w = tensor([[1, 0], [0, 1]]);
+  const ev = await evaluate((p: typeof w, x) => matmul(x, p), w, data);
+  assert.deepEqual([...ev.predictions], [0, 1, -1]);
+  assert.ok(Number.isNaN(ev.accuracy), `accuracy ${ev.accuracy}`);
+  assert.ok(Number.isNaN(ev.loss));
+  const ok = await evaluate(
+    (p: typeof w, x) => matmul(x, p),
+    w,
+    makeDataset(new Float32Array([1, 0, 0, 1]), new Int32Array([0, 0]), [2], 2),
+  );
+  assert.equal(ok.accuracy, 0.5);
+});
+
 Deno.test("argmaxRows and crossEntropyOf", () => {
   assert.deepEqual(
     argmaxRows(new Float32Array([0.1, 2, -1, 5, 0, 5, -Infinity, -Infinity, -Infinity]), 3),
-    new Int32Array([1, 0, 0]),
+    new Int32Array([1, 0, -1]),
   );
   assert.deepEqual(argmaxRows([NaN, NaN], 2), new Int32Array([-1]));
+  // Any non-finite entry: no class (not the largest finite one, not the infinite one).
+  assert.deepEqual(
+    argmaxRows([0, NaN, 1, 5, Infinity, 0, -Infinity, 2, 1, 3, 2, 1], 3),
+    new Int32Array([-1, -1, -1, 0]),
+  );
   assert.throws(
     () => argmaxRows([1, 2, 3], 2),
     /argmaxRows: logits has 3 entries, expected a multiple of numClasses = 2/,
@@ -77,6 +116,7 @@ Deno.test("progressLogger: plain lines off a terminal, a redrawn bar on one", ()
     evalSeconds: 0.25,
     wallSeconds: 3,
     examplesPerSecond: 1280,
+    skippedSteps: 0,
   };
   const plain: string[] = [];
   const lp = progressLogger({ write: (s) => plain.push(s), terminal: false, label: "sgd" });
@@ -125,6 +165,11 @@ Deno.test("progressLogger: plain lines off a terminal, a redrawn bar on one", ()
   assert.equal(term[0], "\r\x1b[2Kepoch 1/2 [#####-----] 5/10 100 ex/s ETA 1m15s loss 1.2346");
   lt.epoch!(m);
   assert.ok(term[1].startsWith("\r\x1b[2Kepoch 2  batch_loss"));
+  assert.equal(
+    formatEpoch({ ...m, skippedSteps: 3 }),
+    "epoch 2  batch_loss 0.5000  train_loss 0.4000  train_acc 0.9000  test_acc 0.8800  memorized 0.2500  " +
+      "flipped_correct 0.7000  skipped 3 non-finite steps  1280 ex/s  1.5+0.3 s",
+  );
   assert.equal(
     formatEpoch({ ...m, trainLoss: NaN, memorization: NaN, flippedCorrect: NaN }),
     "epoch 2  batch_loss 0.5000  train_acc 0.9000  test_acc 0.8800  1280 ex/s  1.5+0.3 s",

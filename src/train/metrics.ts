@@ -8,8 +8,10 @@
 
 /**
  * The predicted class of each row of `logits` (`n × numClasses`, row-major): the index of the
- * largest entry, the first one on ties. NaN rows predict -1 (never correct). For instance
- * `argmaxRows([0.1, 2, -1, 5, 0, 5], 3)` is `Int32Array [1, 0]`.
+ * largest entry, the first one on ties. A row holding any NaN or ±Infinity predicts −1: a
+ * non-finite model predicts no class, and the metrics below are NaN for it (never a score). For
+ * instance `argmaxRows([0.1, 2, -1, 5, 0, 5], 3)` is `Int32Array [1, 0]` and
+ * `argmaxRows([0, NaN, 1], 3)` is `Int32Array [-1]`.
  */
 export function argmaxRows(logits: ArrayLike<number>, numClasses: number): Int32Array {
   if (!Number.isInteger(numClasses) || numClasses < 1) {
@@ -23,10 +25,14 @@ export function argmaxRows(logits: ArrayLike<number>, numClasses: number): Int32
   const n = logits.length / numClasses;
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {
-    let best = -1, bv = -Infinity;
+    let best = 0, bv = logits[i * numClasses];
     for (let j = 0, o = i * numClasses; j < numClasses; j++) {
       const v = logits[o + j];
-      if (v > bv || (best < 0 && v === -Infinity)) {
+      if (v - v !== 0) { // NaN or ±Infinity
+        best = -1;
+        break;
+      }
+      if (v > bv) {
         bv = v;
         best = j;
       }
@@ -79,7 +85,9 @@ export function sumCrossEntropy(
 }
 
 /**
- * Fraction of `predictions` equal to `labels`. `NaN` for empty input.
+ * Fraction of `predictions` equal to `labels`. `NaN` for empty input, and when any prediction is
+ * negative or NaN (what {@linkcode argmaxRows} gives for non-finite logits): the accuracy of a
+ * model that outputs NaN is undefined, not a low score.
  *
  * @example
  * ```ts
@@ -89,6 +97,7 @@ export function sumCrossEntropy(
  */
 export function accuracy(predictions: ArrayLike<number>, labels: ArrayLike<number>): number {
   sameLength(predictions, labels, "accuracy", "labels");
+  if (!allPredicted(predictions)) return NaN;
   let c = 0;
   for (let i = 0; i < labels.length; i++) if (predictions[i] === labels[i]) c++;
   return labels.length === 0 ? NaN : c / labels.length;
@@ -97,7 +106,7 @@ export function accuracy(predictions: ArrayLike<number>, labels: ArrayLike<numbe
 /**
  * Memorization: the fraction of flipped training examples predicted as their NOISY label.
  * `flipped` is a 0/1 mask over all examples (as returned by `pairflip`/`symmetric`). `NaN` when
- * nothing was flipped. For instance `memorization([0, 2, 2, 0], [0, 2, 2, 1], [0, 1, 0, 1])` is 0.5:
+ * nothing was flipped or when any prediction is negative or NaN (a non-finite model). For instance `memorization([0, 2, 2, 0], [0, 2, 2, 1], [0, 1, 0, 1])` is 0.5:
  * examples 1 and 3 were flipped and example 1 is predicted as its noisy label.
  */
 export function memorization(
@@ -110,7 +119,7 @@ export function memorization(
 
 /**
  * The fraction of flipped training examples predicted as their TRUE (pre-noise) label. `NaN` when
- * nothing was flipped. For instance `flippedCorrect([0, 1, 2, 0], [0, 1, 2, 3], [0, 1, 0, 1])` is 0.5.
+ * nothing was flipped or when any prediction is negative or NaN (a non-finite model). For instance `flippedCorrect([0, 1, 2, 0], [0, 1, 2, 3], [0, 1, 0, 1])` is 0.5.
  */
 export function flippedCorrect(
   predictions: ArrayLike<number>,
@@ -136,7 +145,8 @@ export interface NoiseMetrics {
 
 /**
  * All label-noise metrics in one pass: {@linkcode accuracy} against the noisy and the true labels,
- * {@linkcode memorization} and {@linkcode flippedCorrect}.
+ * {@linkcode memorization} and {@linkcode flippedCorrect}. When any prediction is negative or NaN
+ * (non-finite logits, see {@linkcode argmaxRows}) the four rates are NaN.
  *
  * @example
  * ```ts
@@ -168,6 +178,15 @@ export function noiseMetrics(
     }
   }
   const n = predictions.length;
+  if (!allPredicted(predictions)) {
+    return {
+      noisyAccuracy: NaN,
+      trueLabelAccuracy: NaN,
+      memorization: NaN,
+      flippedCorrect: NaN,
+      numFlipped: nf,
+    };
+  }
   return {
     noisyAccuracy: n ? noisy / n : NaN,
     trueLabelAccuracy: n ? right / n : NaN,
@@ -186,6 +205,7 @@ function maskedAgreement(
 ): number {
   sameLength(predictions, labels, who, labelsName);
   sameLength(predictions, mask, who, "flipped");
+  if (!allPredicted(predictions)) return NaN;
   let n = 0, c = 0;
   for (let i = 0; i < mask.length; i++) {
     if (mask[i]) {
@@ -194,6 +214,12 @@ function maskedAgreement(
     }
   }
   return n === 0 ? NaN : c / n;
+}
+
+/** False when some prediction is negative or NaN: a row of non-finite logits (no class). */
+function allPredicted(predictions: ArrayLike<number>): boolean {
+  for (let i = 0; i < predictions.length; i++) if (!(predictions[i] >= 0)) return false;
+  return true;
 }
 
 function sameLength(a: ArrayLike<number>, b: ArrayLike<number>, who: string, bName: string): void {

@@ -85,7 +85,7 @@ function defaultSink(): { write: (text: string) => void; terminal: boolean } {
  * logger.epoch!({
  *   epoch: 1, step: 10, batchLoss: 0.5, trainLoss: 0.4, trainAccuracy: 0.9, trainTrueLabelAccuracy: NaN,
  *   memorization: NaN, flippedCorrect: NaN, testLoss: 0.45, testAccuracy: 0.88, trainSeconds: 1,
- *   evalSeconds: 0.1, wallSeconds: 1.1, examplesPerSecond: 1280,
+ *   evalSeconds: 0.1, wallSeconds: 1.1, examplesPerSecond: 1280, skippedSteps: 0,
  * });
  * assert.match(lines[0], /^sgd epoch 1 {2}batch_loss 0\.5000 .* test_acc 0\.8800 .*\n$/);
  * ```
@@ -130,7 +130,7 @@ export function progressLogger(options: ProgressLoggerOptions = {}): TrainLogger
   };
 }
 
-/** One line with an epoch's metrics (NaN metrics are left out). */
+/** One line with an epoch's metrics (NaN metrics are left out; skipped steps named when any). */
 export function formatEpoch(m: EpochMetrics, label = ""): string {
   const parts = [`${label}epoch ${m.epoch}`];
   const add = (name: string, v: number, digits = 4) => {
@@ -142,6 +142,7 @@ export function formatEpoch(m: EpochMetrics, label = ""): string {
   add("test_acc", m.testAccuracy);
   add("memorized", m.memorization);
   add("flipped_correct", m.flippedCorrect);
+  if (m.skippedSteps > 0) parts.push(`skipped ${m.skippedSteps} non-finite steps`);
   parts.push(
     `${Math.round(m.examplesPerSecond)} ex/s`,
     `${m.trainSeconds.toFixed(1)}+${m.evalSeconds.toFixed(1)} s`,

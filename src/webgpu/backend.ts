@@ -14,7 +14,15 @@
  *
  * @module
  */
-import type { Backend, BinaryOp, Conv2dGeometry, Pool2dGeometry, ReduceOp, UnaryOp } from "../backend.ts";
+import type {
+  Backend,
+  BinaryOp,
+  Conv2dGeometry,
+  FiniteKernels,
+  Pool2dGeometry,
+  ReduceOp,
+  UnaryOp,
+} from "../backend.ts";
 import type { OptimKernels } from "../optim/fused_ops.ts";
 import { type DType, fmtShape, shapeSize, stridesOf, Tensor, type TypedArray } from "../tensor.ts";
 import { WG1D } from "../../kernels/wgsl/common.ts";
@@ -51,6 +59,7 @@ import {
 import { broadcastStrides, coalesce } from "./layout.ts";
 import { conv2d, conv2dGradInput, conv2dGradWeight, matmul } from "./matmul_ops.ts";
 import { avgPool2d, avgPool2dGrad, maxPool2d, maxPool2dGrad } from "./pool_ops.ts";
+import { webgpuFiniteKernels } from "./finite.ts";
 
 export { f32bits } from "./pipelines.ts";
 
@@ -96,6 +105,8 @@ export class WebGPUBackend implements Backend {
   readonly pipelines: PipelineCache;
   /** The fused optimizer kernels (set by `initWebGPU`). */
   optim?: OptimKernels;
+  /** The non-finite guard kernels of `fit` (`src/webgpu/finite.ts`). */
+  readonly finite: FiniteKernels = webgpuFiniteKernels(this);
   /** The dispatch encoder. */
   readonly encoder: Encoder;
   readonly #tokens = new WeakMap<Tensor, Token>();
