@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { allocTensorArray } from "./alloc.ts";
 import { getBackend, getDefaultDevice } from "./backend.ts";
 import { fillNoise } from "./random/noise.ts";
 import { hashString } from "./random/philox.ts";
@@ -59,6 +60,11 @@ function flattenInto(data: NestedArray, out: number[], shape: number[], depth: n
 
 /** The requested dtype ("float32" unless given); throws naming `who` when it is not a known dtype. */
 function dtypeOf(options: CreateOptions, who: string): DType {
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(
+      `${who}: options must be an object, got ${options === null ? "null" : typeof options}`,
+    );
+  }
   const dtype = options.dtype ?? "float32";
   if (dtype !== "float32" && dtype !== "float64") {
     throw new TypeError(`${who}: dtype must be "float32" or "float64", got ${JSON.stringify(dtype)}`);
@@ -66,13 +72,32 @@ function dtypeOf(options: CreateOptions, who: string): DType {
   return dtype;
 }
 
-/** Places a host array on the requested device. */
-function place(arr: TypedArray, shape: readonly number[], dtype: DType, device: Device | undefined): Tensor {
-  const dev = device ?? getDefaultDevice();
-  if (dev === "cpu") return new Tensor(arr, shape, dtype, "cpu");
-  if (dtype !== "float32") {
-    throw new Error(`tensor: dtype ${dtype} is not supported on ${dev} (float32 only)`);
+/**
+ * The requested device (the default device unless given), checked before anything is allocated:
+ * a known device whose backend is ready, and a dtype it supports.
+ */
+function deviceOf(options: CreateOptions, dtype: DType, who: string): Device {
+  const dev = options.device ?? getDefaultDevice();
+  if (dev !== "cpu" && dev !== "webgpu") {
+    throw new TypeError(`${who}: device must be "cpu" or "webgpu", got ${JSON.stringify(dev)}`);
   }
+  if (dev === "cpu") return dev;
+  try {
+    getBackend(dev);
+  } catch (e) {
+    throw new Error(`${who}: ${(e as Error).message}`, { cause: e });
+  }
+  if (dtype !== "float32") {
+    throw new TypeError(
+      `${who}: dtype ${dtype} is not supported on ${dev} (float32 only); use dtype "float32" or device "cpu"`,
+    );
+  }
+  return dev;
+}
+
+/** Places a host array on a device checked by {@linkcode deviceOf}. */
+function place(arr: TypedArray, shape: readonly number[], dtype: DType, dev: Device): Tensor {
+  if (dev === "cpu") return new Tensor(arr, shape, dtype, "cpu");
   return getBackend(dev).fromArray(arr, shape, dtype);
 }
 
@@ -101,6 +126,11 @@ export function tensor(
     flat = [data];
     inferred = [];
   } else if (ArrayBuffer.isView(data) || (Array.isArray(data) && data.every((d) => typeof d === "number"))) {
+    if (data instanceof BigInt64Array || data instanceof BigUint64Array || data instanceof DataView) {
+      throw new TypeError(
+        `tensor: data must hold numbers, got a ${data.constructor.name}; convert it to a Float32Array or Float64Array`,
+      );
+    }
     flat = data as ArrayLike<number>;
     inferred = [flat.length];
   } else if (Array.isArray(data)) {
@@ -109,7 +139,9 @@ export function tensor(
     flattenInto(data as NestedArray, out, inferred, 0);
     flat = out;
   } else {
-    throw new TypeError(`tensor: data must be a number, an array or a typed array, got ${typeof data}`);
+    throw new TypeError(
+      `tensor: data must be a number, an array or a typed array, got ${data === null ? "null" : typeof data}`,
+    );
   }
   const sh = shape ?? inferred;
   checkShape(sh, "tensor");
@@ -118,18 +150,23 @@ export function tensor(
       `tensor: data has ${flat.length} elements but shape ${fmtShape(sh)} needs ${shapeSize(sh)}`,
     );
   }
-  const arr = allocArray(dtype, flat.length);
+  const dev = deviceOf(options, dtype, "tensor");
+  const arr = allocTensorArray(dtype, sh, "tensor");
   arr.set(flat);
-  return place(arr, sh, dtype, options.device);
+  return place(arr, sh, dtype, dev);
 }
 
 /** A tensor of `shape` filled with `value`. */
 export function full(shape: readonly number[], value: number, options: CreateOptions = {}): Tensor {
   checkShape(shape, "full");
+  if (typeof value !== "number") {
+    throw new TypeError(`full: value must be a number, got ${typeof value} ${String(value)}`);
+  }
   const dtype = dtypeOf(options, "full");
-  const arr = allocArray(dtype, shapeSize(shape));
+  const dev = deviceOf(options, dtype, "full");
+  const arr = allocTensorArray(dtype, shape, "full");
   if (value !== 0) arr.fill(value);
-  return place(arr, shape, dtype, options.device);
+  return place(arr, shape, dtype, dev);
 }
 
 /** A tensor of zeros. */
@@ -165,9 +202,10 @@ export function arange(start: number, stop?: number, step = 1, options: CreateOp
   }
   const n = Math.max(0, Math.ceil((stop - start) / step));
   const dtype = dtypeOf(options, "arange");
-  const arr = allocArray(dtype, n);
+  const dev = deviceOf(options, dtype, "arange");
+  const arr = allocTensorArray(dtype, [n], "arange");
   for (let i = 0; i < n; i++) arr[i] = start + i * step;
-  return place(arr, [n], dtype, options.device);
+  return place(arr, [n], dtype, dev);
 }
 
 /** Options of the seeded random creation helpers. */
@@ -180,6 +218,11 @@ export interface RandomOptions extends CreateOptions {
 
 function streamKey(opts: RandomOptions, purpose: string) {
   const s = opts.stream ?? 0;
+  const seed = opts.seed ?? 0;
+  if (!isUint32(seed)) throw new RangeError(`${purpose}: seed must be an integer in [0, 2^32), got ${seed}`);
+  if (typeof s !== "string" && !isUint32(s)) {
+    throw new RangeError(`${purpose}: stream must be a name or an integer in [0, 2^32), got ${String(s)}`);
+  }
   return {
     k0: (opts.seed ?? 0) >>> 0,
     k1: hashString(purpose),
@@ -204,16 +247,18 @@ export function randn(
 ): Tensor {
   checkShape(shape, "randn");
   const dtype = dtypeOf(options, "randn");
+  const dev = deviceOf(options, dtype, "randn");
   const std = options.std ?? 1, mean = options.mean ?? 0;
   if (!(Number.isFinite(std) && std >= 0) || !Number.isFinite(mean)) {
     throw new RangeError(
       `randn: std must be a finite number >= 0 and mean finite, got std ${std}, mean ${mean}`,
     );
   }
-  const arr = allocArray(dtype, shapeSize(shape));
-  fillNoise(arr, "gaussian", std, streamKey(options, "randn"));
+  const key = streamKey(options, "randn");
+  const arr = allocTensorArray(dtype, shape, "randn");
+  fillNoise(arr, "gaussian", std, key);
   if (mean !== 0) { for (let i = 0; i < arr.length; i++) arr[i] += mean; }
-  return place(arr, shape, dtype, options.device);
+  return place(arr, shape, dtype, dev);
 }
 
 /**
@@ -224,14 +269,16 @@ export function rand(
   options: RandomOptions & { low?: number; high?: number } = {},
 ): Tensor {
   checkShape(shape, "rand");
+  const dtype = dtypeOf(options, "rand");
   const low = options.low ?? 0, high = options.high ?? 1;
   if (!Number.isFinite(low) || !Number.isFinite(high)) {
     throw new RangeError(`rand: low and high must be finite numbers, got low=${low}, high=${high}`);
   }
   if (!(high > low)) throw new RangeError(`rand: high must be > low, got low=${low}, high=${high}`);
-  const dtype = dtypeOf(options, "rand");
-  const arr = allocArray(dtype, shapeSize(shape));
-  fillNoise(arr, "uniform", 1, streamKey(options, "rand")); // in (-1, 1)
+  const dev = deviceOf(options, dtype, "rand");
+  const key = streamKey(options, "rand");
+  const arr = allocTensorArray(dtype, shape, "rand");
+  fillNoise(arr, "uniform", 1, key); // in (-1, 1)
   const half = (high - low) / 2, mid = (high + low) / 2;
   // Draws within half an ulp of `high` round up to it in the dtype: keep the range half-open.
   const top = largestBelow(high, dtype);
@@ -239,7 +286,11 @@ export function rand(
     arr[i] = mid + half * arr[i];
     if (arr[i] >= high) arr[i] = top;
   }
-  return place(arr, shape, dtype, options.device);
+  return place(arr, shape, dtype, dev);
+}
+
+function isUint32(v: unknown): boolean {
+  return Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffffffff;
 }
 
 /** The largest number of `dtype` strictly below `x` (finite). */

@@ -5,7 +5,8 @@
  */
 import type { Backend, Conv2dGeometry } from "../backend.ts";
 import { cpuOptimKernels } from "./optim.ts";
-import { allocArray, type DType, shapeSize, Tensor, type TypedArray } from "../tensor.ts";
+import { type DType, shapeSize, Tensor, type TypedArray } from "../tensor.ts";
+import { allocTensorArray as alloc, guardAllocation } from "../alloc.ts";
 import { binaryLoop, unaryLoop } from "./elementwise.ts";
 import { concatLoop, forEachSliceIndex, reduceLoop, transposeLoop } from "./layout.ts";
 import { gemm } from "../../kernels/wasm/gemm.ts";
@@ -71,12 +72,12 @@ export const cpuBackend: Backend = {
   },
 
   fromArray(data, shape, dtype) {
-    const a = allocArray(dtype, data.length);
+    const a = alloc(dtype, shapeSize(shape) === data.length ? shape : [data.length], "fromArray");
     a.set(data);
     return make(a, shape, dtype);
   },
   fill(shape, value, dtype) {
-    const a = allocArray(dtype, shapeSize(shape));
+    const a = alloc(dtype, shape, "fill");
     if (value !== 0) a.fill(value);
     return make(a, shape, dtype);
   },
@@ -88,24 +89,24 @@ export const cpuBackend: Backend = {
     return make(arr(x), shape, x.dtype);
   },
   cast(x, dtype) {
-    const a = allocArray(dtype, x.size);
+    const a = alloc(dtype, x.shape, "cast");
     a.set(arr(x));
     return make(a, x.shape, dtype);
   },
 
   unary(op, x) {
-    const out = allocArray(x.dtype, x.size);
+    const out = alloc(x.dtype, x.shape, op);
     unaryLoop(op, arr(x), out);
     return make(out, x.shape, x.dtype);
   },
   binary(op, a, b, outShape) {
-    const out = allocArray(a.dtype, shapeSize(outShape));
+    const out = alloc(a.dtype, outShape, op);
     binaryLoop(op, arr(a), a.shape, arr(b), b.shape, out, outShape);
     return make(out, outShape, a.dtype);
   },
   reduce(op, x, axes, keepDims) {
     const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
-    const out = allocArray(x.dtype, shapeSize(kept));
+    const out = alloc(x.dtype, kept, op);
     reduceLoop(op, arr(x), x.shape, axes, out);
     return make(out, keepDims ? kept : x.shape.filter((_, i) => !axes.includes(i)), x.dtype);
   },
@@ -114,7 +115,7 @@ export const cpuBackend: Backend = {
     const r = outShape.length;
     const M = outShape[r - 2], N = outShape[r - 1];
     const K = transA ? a.shape[a.rank - 2] : a.shape[a.rank - 1];
-    const out = allocArray(a.dtype, shapeSize(outShape));
+    const out = alloc(a.dtype, outShape, "matmul");
     const outBatch = outShape.slice(0, -2);
     const ao = batchOffsets(a.shape, outBatch, M * K), bo = batchOffsets(b.shape, outBatch, K * N);
     const av = arr(a), bv = arr(b);
@@ -125,19 +126,19 @@ export const cpuBackend: Backend = {
   },
 
   transpose(x, perm) {
-    const out = allocArray(x.dtype, x.size);
+    const out = alloc(x.dtype, x.shape, "transpose");
     transposeLoop(arr(x), x.shape, perm, out);
     return make(out, perm.map((p) => x.shape[p]), x.dtype);
   },
   slice(x, begin, end, step) {
     const outShape = begin.map((b, i) => Math.max(0, Math.ceil((end[i] - b) / step[i])));
-    const out = allocArray(x.dtype, shapeSize(outShape));
+    const out = alloc(x.dtype, outShape, "slice");
     const src = arr(x);
     forEachSliceIndex(x.shape, begin, step, outShape, (o, i) => (out[o] = src[i]));
     return make(out, outShape, x.dtype);
   },
   sliceGrad(x, shape, begin, step) {
-    const out = allocArray(x.dtype, shapeSize(shape));
+    const out = alloc(x.dtype, shape, "slice (gradient)");
     const src = arr(x);
     forEachSliceIndex(shape, begin, step, x.shape, (o, i) => (out[i] = src[o]));
     return make(out, shape, x.dtype);
@@ -145,32 +146,32 @@ export const cpuBackend: Backend = {
   concat(xs, axis) {
     const shape = xs[0].shape.slice();
     shape[axis] = xs.reduce((s, t) => s + t.shape[axis], 0);
-    const out = allocArray(xs[0].dtype, shapeSize(shape));
+    const out = alloc(xs[0].dtype, shape, "concat");
     concatLoop(xs.map(arr), xs.map((t) => t.shape), axis, out);
     return make(out, shape, xs[0].dtype);
   },
 
   softmax(x) {
-    const out = allocArray(x.dtype, x.size);
+    const out = alloc(x.dtype, x.shape, "softmax");
     softmaxRows(arr(x), x.shape[x.rank - 1], out, false);
     return make(out, x.shape, x.dtype);
   },
   logSoftmax(x) {
-    const out = allocArray(x.dtype, x.size);
+    const out = alloc(x.dtype, x.shape, "logSoftmax");
     softmaxRows(arr(x), x.shape[x.rank - 1], out, true);
     return make(out, x.shape, x.dtype);
   },
   crossEntropy(logits, labels) {
     const [n, c] = logits.shape;
-    const probs = allocArray(logits.dtype, logits.size);
+    const probs = alloc(logits.dtype, logits.shape, "crossEntropy");
     const loss = crossEntropyRows(arr(logits), labels, n, c, probs);
-    const l = allocArray(logits.dtype, 1);
+    const l = alloc(logits.dtype, [], "crossEntropy");
     l[0] = loss;
     return { loss: make(l, [], logits.dtype), probs: make(probs, logits.shape, logits.dtype) };
   },
   crossEntropyGrad(probs, labels, g) {
     const [n, c] = probs.shape;
-    const out = allocArray(probs.dtype, probs.size);
+    const out = alloc(probs.dtype, probs.shape, "crossEntropy (gradient)");
     crossEntropyGradRows(arr(probs), labels, n, c, arr(g)[0], out);
     return make(out, probs.shape, probs.dtype);
   },
@@ -178,26 +179,45 @@ export const cpuBackend: Backend = {
   conv2d(x, w, geo) {
     const d = convDims(x.shape, w.shape, geo);
     const [ho, wo] = [pooledSize(d.H, d.kh, d.sh, d.ph), pooledSize(d.W, d.kw, d.sw, d.pw)];
-    return make(conv2dForward(arr(x), arr(w), d), [d.N, d.O, ho, wo], x.dtype);
+    const shape = [d.N, d.O, ho, wo];
+    return make(
+      guardAllocation(x.dtype, shape, "conv2d", () => conv2dForward(arr(x), arr(w), d)),
+      shape,
+      x.dtype,
+    );
   },
   conv2dGradInput(gy, w, xShape, geo) {
-    return make(conv2dGradInput(arr(gy), arr(w), convDims(xShape, w.shape, geo)), xShape, gy.dtype);
+    const d = convDims(xShape, w.shape, geo);
+    const gx = guardAllocation(
+      gy.dtype,
+      xShape,
+      "conv2d (input gradient)",
+      () => conv2dGradInput(arr(gy), arr(w), d),
+    );
+    return make(gx, xShape, gy.dtype);
   },
   conv2dGradWeight(x, gy, wShape, geo) {
-    return make(conv2dGradWeight(arr(x), arr(gy), convDims(x.shape, wShape, geo)), wShape, x.dtype);
+    const d = convDims(x.shape, wShape, geo);
+    const gw = guardAllocation(
+      x.dtype,
+      wShape,
+      "conv2d (weight gradient)",
+      () => conv2dGradWeight(arr(x), arr(gy), d),
+    );
+    return make(gw, wShape, x.dtype);
   },
 
   maxPool2d(x, geo) {
     const [n, c, h, w] = x.shape;
     const ho = pooledSize(h, geo.kernel[0], geo.stride[0], geo.padding[0]);
     const wo = pooledSize(w, geo.kernel[1], geo.stride[1], geo.padding[1]);
-    const out = allocArray(x.dtype, n * c * ho * wo), am = allocArray(x.dtype, out.length);
+    const out = alloc(x.dtype, [n, c, ho, wo], "maxPool2d"), am = alloc(x.dtype, [n, c, ho, wo], "maxPool2d");
     pool2d("max", arr(x), n * c, h, w, geo, out, am);
     return { y: make(out, [n, c, ho, wo], x.dtype), argmax: make(am, [n, c, ho, wo], x.dtype) };
   },
   maxPool2dGrad(gy, argmax, xShape, geo) {
     const [n, c, h, w] = xShape;
-    const gx = allocArray(gy.dtype, shapeSize(xShape));
+    const gx = alloc(gy.dtype, xShape, "maxPool2d (gradient)");
     pool2dGrad("max", arr(gy), n * c, h, w, geo, gx, arr(argmax));
     return make(gx, xShape, gy.dtype);
   },
@@ -205,13 +225,13 @@ export const cpuBackend: Backend = {
     const [n, c, h, w] = x.shape;
     const ho = pooledSize(h, geo.kernel[0], geo.stride[0], geo.padding[0]);
     const wo = pooledSize(w, geo.kernel[1], geo.stride[1], geo.padding[1]);
-    const out = allocArray(x.dtype, n * c * ho * wo);
+    const out = alloc(x.dtype, [n, c, ho, wo], "avgPool2d");
     pool2d("avg", arr(x), n * c, h, w, geo, out, null);
     return make(out, [n, c, ho, wo], x.dtype);
   },
   avgPool2dGrad(gy, xShape, geo) {
     const [n, c, h, w] = xShape;
-    const gx = allocArray(gy.dtype, shapeSize(xShape));
+    const gx = alloc(gy.dtype, xShape, "avgPool2d (gradient)");
     pool2dGrad("avg", arr(gy), n * c, h, w, geo, gx, null);
     return make(gx, xShape, gy.dtype);
   },

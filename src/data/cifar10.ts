@@ -8,7 +8,7 @@
  * @module
  */
 import { type Dataset, makeDataset } from "./dataset.ts";
-import { displayPath, fileExists, readBinary, toDirUrl } from "./files.ts";
+import { checkDir, displayPath, fileExists, readBinary, toDirUrl } from "./files.ts";
 
 /** Bytes of one record: 1 label byte + 3 × 32 × 32 pixel bytes. */
 export const CIFAR10_RECORD_BYTES = 3073;
@@ -40,6 +40,8 @@ const TRAIN_FILES = [
   "data_batch_5.bin",
 ];
 const TEST_FILE = "test_batch.bin";
+const OBTAIN = `obtain them with \`curl -LO ${CIFAR10_URL} && tar xzf cifar-10-binary.tar.gz\` and pass ` +
+  `the extracted cifar-10-batches-bin folder`;
 
 /** Options of {@linkcode loadCifar10}. */
 export interface Cifar10Options {
@@ -75,6 +77,7 @@ export interface Cifar10 {
  * ```
  */
 export async function loadCifar10(dir: string | URL, options: Cifar10Options = {}): Promise<Cifar10> {
+  checkOptions(options, "loadCifar10");
   if (
     options.recordsPerFile !== undefined &&
     (!Number.isInteger(options.recordsPerFile) || options.recordsPerFile < 1)
@@ -83,21 +86,23 @@ export async function loadCifar10(dir: string | URL, options: Cifar10Options = {
       `loadCifar10: recordsPerFile must be a positive integer, got ${options.recordsPerFile}`,
     );
   }
-  const base = await findBatchesDir(toDirUrl(dir, "loadCifar10"));
+  const root = toDirUrl(dir, "loadCifar10");
+  await checkDir(
+    root,
+    "loadCifar10",
+    `CIFAR-10's binary batches (${TRAIN_FILES[0]} …, ${TEST_FILE}); ${OBTAIN}`,
+    true,
+  );
+  const base = await findBatchesDir(root);
+  const trainUrls = TRAIN_FILES.map((f) => new URL(f, base)), testUrl = new URL(TEST_FILE, base);
+  // Read and checked in order, so that the first bad file is the one reported; each file is decoded
+  // under its own name, so an error names the file and the byte offset inside it.
   const trainParts: Uint8Array[] = [];
-  // In order, so that the first bad file is the one reported.
-  for (const f of TRAIN_FILES) trainParts.push(await readBatch(new URL(f, base), options));
-  const testBytes = await readBatch(new URL(TEST_FILE, base), options);
-  const total = trainParts.reduce((a, p) => a + p.length, 0);
-  const trainBytes = new Uint8Array(total);
-  let o = 0;
-  for (const p of trainParts) {
-    trainBytes.set(p, o);
-    o += p.length;
-  }
+  for (const url of trainUrls) trainParts.push(await readBatch(url, options));
+  const testBytes = await readBatch(testUrl, options);
   return {
-    train: cifar10FromRecords(trainBytes, options, displayPath(new URL("data_batch_*.bin", base))),
-    test: cifar10FromRecords(testBytes, options, displayPath(new URL(TEST_FILE, base))),
+    train: decodeRecords(trainParts, trainUrls.map(displayPath), options),
+    test: decodeRecords([testBytes], [displayPath(testUrl)], options),
   };
 }
 
@@ -110,18 +115,37 @@ export function cifar10FromRecords(
   options: Pick<Cifar10Options, "normalize" | "layout"> = {},
   name = "CIFAR-10 records",
 ): Dataset {
-  if (bytes.length === 0 || bytes.length % CIFAR10_RECORD_BYTES !== 0) {
-    throw new Error(
-      `${name}: ${bytes.length} bytes, expected a positive multiple of ${CIFAR10_RECORD_BYTES} ` +
-        `(1 label byte + 3072 pixel bytes per record)`,
-    );
+  if (!(bytes instanceof Uint8Array)) {
+    const got = bytes === null
+      ? "null"
+      : typeof bytes === "object"
+      ? (bytes as object).constructor?.name
+      : typeof bytes;
+    throw new TypeError(`cifar10FromRecords: bytes must be a Uint8Array, got ${got} (${name})`);
   }
-  if (options.layout !== undefined && options.layout !== "flat" && options.layout !== "image") {
-    throw new RangeError(
-      `cifar10FromRecords: layout must be "image" or "flat", got ${JSON.stringify(options.layout)}`,
-    );
-  }
-  const n = bytes.length / CIFAR10_RECORD_BYTES;
+  checkOptions(options, "cifar10FromRecords");
+  return decodeRecords([bytes], [name], options);
+}
+
+/**
+ * Decodes the records of several files, in order, into one dataset; sizes are checked before
+ * anything is allocated, and an error names the file (`names[f]`), the record and its byte offset
+ * within that file.
+ */
+function decodeRecords(
+  parts: readonly Uint8Array[],
+  names: readonly string[],
+  options: Pick<Cifar10Options, "normalize" | "layout">,
+): Dataset {
+  parts.forEach((bytes, f) => {
+    if (bytes.length === 0 || bytes.length % CIFAR10_RECORD_BYTES !== 0) {
+      throw new Error(
+        `${names[f]}: ${bytes.length} bytes, expected a positive multiple of ${CIFAR10_RECORD_BYTES} ` +
+          `(1 label byte + 3072 pixel bytes per record)`,
+      );
+    }
+  });
+  const n = parts.reduce((a, p) => a + p.length / CIFAR10_RECORD_BYTES, 0);
   const normalize = options.normalize ?? true;
   const luts = [0, 1, 2].map((c) => {
     const lut = new Float32Array(256);
@@ -130,19 +154,39 @@ export function cifar10FromRecords(
   });
   const x = new Float32Array(n * 3072);
   const y = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    const r = i * CIFAR10_RECORD_BYTES;
-    const label = bytes[r];
-    if (label > 9) {
-      throw new Error(`${name}: record ${i} (byte offset ${r}) has label ${label}, expected a class 0…9`);
+  let i = 0;
+  parts.forEach((bytes, f) => {
+    for (let r = 0; r < bytes.length; r += CIFAR10_RECORD_BYTES, i++) {
+      const label = bytes[r];
+      if (label > 9) {
+        throw new Error(
+          `${names[f]}: record ${r / CIFAR10_RECORD_BYTES} (byte offset ${r}) has label ${label}, ` +
+            `expected a class 0…9 (truncated or not a CIFAR-10 binary batch?)`,
+        );
+      }
+      y[i] = label;
+      for (let c = 0; c < 3; c++) {
+        const lut = luts[c], src = r + 1 + c * 1024, dst = i * 3072 + c * 1024;
+        for (let k = 0; k < 1024; k++) x[dst + k] = lut[bytes[src + k]];
+      }
     }
-    y[i] = label;
-    for (let c = 0; c < 3; c++) {
-      const lut = luts[c], src = r + 1 + c * 1024, dst = i * 3072 + c * 1024;
-      for (let k = 0; k < 1024; k++) x[dst + k] = lut[bytes[src + k]];
-    }
-  }
+  });
   return makeDataset(x, y, options.layout === "flat" ? [3072] : [3, 32, 32], 10);
+}
+
+/** Checks the options object, `normalize` (a boolean) and `layout` before any work. */
+function checkOptions(options: Pick<Cifar10Options, "normalize" | "layout">, who: string): void {
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(
+      `${who}: options must be an object, got ${options === null ? "null" : typeof options}`,
+    );
+  }
+  if (options.layout !== undefined && options.layout !== "flat" && options.layout !== "image") {
+    throw new RangeError(`${who}: layout must be "image" or "flat", got ${JSON.stringify(options.layout)}`);
+  }
+  if (options.normalize !== undefined && typeof options.normalize !== "boolean") {
+    throw new TypeError(`${who}: normalize must be true or false, got ${JSON.stringify(options.normalize)}`);
+  }
 }
 
 async function findBatchesDir(dir: URL): Promise<URL> {
@@ -153,9 +197,7 @@ async function findBatchesDir(dir: URL): Promise<URL> {
     `loadCifar10: no CIFAR-10 binary files in ${
       displayPath(dir)
     } (expected data_batch_1.bin … data_batch_5.bin ` +
-      `and test_batch.bin there or in ${displayPath(dir)}cifar-10-batches-bin/); obtain them with ` +
-      `\`curl -LO ${CIFAR10_URL} && tar xzf cifar-10-binary.tar.gz\` and pass the extracted ` +
-      `cifar-10-batches-bin folder`,
+      `and test_batch.bin there or in ${displayPath(dir)}cifar-10-batches-bin/); ${OBTAIN}`,
   );
 }
 

