@@ -149,6 +149,7 @@ export {
   type EvaluateOptions,
   type Evaluation,
   fit,
+  type FitCheckpointOptions,
   type FitOptions,
   type FitResult,
   type LoopOptimizer,
@@ -157,6 +158,12 @@ export {
   type TrainLogger,
 } from "./src/train/loop.ts";
 export {
+  type Checkpoint,
+  type CheckpointTemplate,
+  loadCheckpoint,
+  saveCheckpoint,
+} from "./src/train/checkpoint.ts";
+export {
   accuracy,
   type ForgettingMetrics,
   forgettingMetrics,
@@ -164,3 +171,21 @@ export {
   noiseMetrics,
 } from "./src/train/metrics.ts";
 export { progressLogger, type ProgressLoggerOptions } from "./src/train/progress.ts";
+export { NonFiniteError, type NonFiniteErrorInit, type OnNonFinite } from "./src/train/nonfinite.ts";
+
+// Files: safetensors (weights, checkpoints) and the PyTorch name/layout map.
+export {
+  type DecodedSafetensors,
+  decodeSafetensors,
+  type DecodeSafetensorsOptions,
+  encodeSafetensors,
+  SAFETENSORS_MAX_HEADER,
+} from "./src/io/safetensors.ts";
+export { loadSafetensors, saveSafetensors } from "./src/io/files.ts";
+export {
+  type FromTorchOptions,
+  fromTorchStateDict,
+  type TorchLayout,
+  type TorchName,
+  toTorchStateDict,
+} from "./src/nn/torch.ts";

@@ -1,8 +1,14 @@
 /**
  * Pieces shared by the experiment scripts of `examples/`: command-line parsing that fails with one
  * line ({@linkcode UsageError}, exit code 2), the optimizers by command-line name, the training
- * options every script takes, files written through a temporary name and a rename, mean ± sd, and
- * aligned text tables. Not part of the published module.
+ * options every script takes, the output folder (its `config.json`, refusing another
+ * configuration's results, `--resume`, checkpoints per run, SIGINT), CSV files appended and
+ * flushed row by row, files written through a temporary name and a rename, mean ± sd, and aligned
+ * text tables. Not part of the published module.
+ *
+ * One file (about 800 lines) so that every script imports the same pieces from one place; its
+ * sections (command line, optimizers, training options, files, CSV, output folder and
+ * `runScript`, statistics) depend on one another only through `UsageError` and `TrainSettings`.
  *
  * @module
  */
@@ -10,6 +16,7 @@ import { parseArgs } from "node:util";
 import { adam, antiPgd, multiStepSchedule, sgd, vadam, vsgd } from "../src/optim/mod.ts";
 import type { NoiseLaw } from "../src/random/noise.ts";
 import type { LoopOptimizer } from "../src/train/mod.ts";
+import { resolveCheckpoint } from "../src/train/checkpoint.ts";
 
 /** A bad command line: reported as one line, exit code 2. */
 export class UsageError extends Error {}
@@ -188,6 +195,12 @@ export interface TrainSettings extends OptimizerSettings {
   evalBatchSize: number;
   out: string;
   backend: "cpu" | "webgpu" | "auto";
+  /** Checkpoint every N epochs (0: only at the end of each run and on SIGINT). */
+  checkpointEvery: number;
+  /** `--resume DIR`: the output folder of the run to continue (undefined: a new run). */
+  resume: string | undefined;
+  /** `--overwrite`: replace the results of another configuration in `out`. */
+  overwrite: boolean;
 }
 
 /** The `parseArgs` specs of {@linkcode TrainSettings}' options, plus `--help`. */
@@ -209,6 +222,9 @@ export const TRAIN_OPTIONS: OptionSpecs = {
   "eval-batch-size": { type: "string" },
   out: { type: "string" },
   backend: { type: "string" },
+  "checkpoint-every": { type: "string" },
+  resume: { type: "string" },
+  overwrite: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 };
 
@@ -233,9 +249,18 @@ export function trainOptionsHelp(d: TrainSettings, epochsNote = ""): string {
   --eval-batch-size N   (default ${d.evalBatchSize})
   --out DIR             output folder (default ${d.out})
   --backend B           cpu | webgpu | auto (default ${d.backend})
-  -h, --help            this text
+${OUTPUT_OPTIONS_HELP}  -h, --help            this text
 `;
 }
+
+/** Help lines of the output-folder options every script takes. */
+export const OUTPUT_OPTIONS_HELP =
+  `  --checkpoint-every N  write a checkpoint of each run every N epochs into DIR/checkpoints/ (default 0:
+                        only when a run ends, and on Ctrl-C, which finishes the epoch first)
+  --resume DIR          continue the interrupted run in DIR (its config.json gives the options; only
+                        --epochs, --backend and --checkpoint-every may change)
+  --overwrite           replace the results of another configuration in --out
+`;
 
 /**
  * The shared defaults of {@linkcode TrainSettings} (constant lr); each script adds `epochs` and `out`.
@@ -257,6 +282,9 @@ export const TRAIN_DEFAULTS: Omit<TrainSettings, "epochs" | "out"> = {
   testSubset: 10000,
   evalBatchSize: 1000,
   backend: "cpu",
+  checkpointEvery: 0,
+  resume: undefined,
+  overwrite: false,
 };
 
 /** Options of {@linkcode applyTrainOptions}. */
@@ -311,6 +339,19 @@ export function applyTrainOptions(values: OptionValues, c: TrainSettings, o: App
   if (s("backend") !== undefined) {
     c.backend = oneOf("backend", s("backend")!, ["cpu", "webgpu", "auto"] as const);
   }
+  if (s("checkpoint-every") !== undefined) {
+    c.checkpointEvery = parseNumber(
+      "checkpoint-every",
+      s("checkpoint-every")!,
+      (x) => isInt(x) && x >= 0,
+      "an integer >= 0",
+    );
+  }
+  if (s("resume") !== undefined) {
+    if (s("resume")!.trim() === "") fail(`--resume must be a folder path, got ""`);
+    c.resume = s("resume")!;
+  }
+  c.overwrite = values.overwrite === true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -370,9 +411,11 @@ export function pm(xs: readonly number[], digits = 3): string {
   return Number.isFinite(s) ? `${mean(ok).toFixed(digits)} ± ${s.toFixed(digits)}` : mean(ok).toFixed(digits);
 }
 
-/** A number for a CSV cell: `digits` significant digits, empty when not finite. */
+/** A number for a CSV cell: `digits` significant digits; `nan`, `inf` or `-inf` when not finite (never blank). */
 export function csvNumber(v: number, digits = 7): string {
-  return Number.isFinite(v) ? String(+v.toPrecision(digits)) : "";
+  if (Number.isNaN(v)) return "nan";
+  if (!Number.isFinite(v)) return v > 0 ? "inf" : "-inf";
+  return String(+v.toPrecision(digits));
 }
 
 /** Rows as aligned text: the first column left-aligned, the others right-aligned. */
@@ -408,19 +451,276 @@ export interface Console {
 /** The first line of an error's message. */
 export const firstLine = (e: unknown): string => String((e as Error)?.message ?? e).split("\n")[0];
 
+// ---------------------------------------------------------------------------------------------
+// CSV files that lose nothing.
+
 /**
- * Runs a script: parses `args` (`"help"` prints `help`, exit 0), runs `load` if given (its result
- * goes to `body`), prepares the output folder, then runs `body`. A {@linkcode UsageError} before
- * `body` starts is one line on stderr and exit code 2 with nothing written; any other failure is
- * one line and exit code 1.
+ * A CSV file written row by row: each {@linkcode CsvLog.append} writes one line and flushes it to
+ * the disk, so a run killed at any moment keeps every row written before.
  */
-export async function runScript<C extends { out: string }, D = undefined>(
+export class CsvLog {
+  #file: Deno.FsFile;
+  #enc = new TextEncoder();
+  #columns: number;
+
+  private constructor(file: Deno.FsFile, columns: number) {
+    this.#file = file;
+    this.#columns = columns;
+  }
+
+  /**
+   * Opens `path` for appending below `header`. Without `keep` the file starts anew (header only);
+   * with `keep` (a resumed run), the rows of the existing file for which `keep(cells)` is true
+   * stay and the others go (rows of epochs after the checkpoint, which will be trained again).
+   * An existing file with another header is an error.
+   */
+  static open(path: string, header: readonly string[], keep?: (cells: string[]) => boolean): CsvLog {
+    const lines = [header.join(",")];
+    if (keep) {
+      let old: string | undefined;
+      try {
+        old = Deno.readTextFileSync(path);
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+      if (old !== undefined) {
+        const rows = old.split("\n").filter((l) => l !== "");
+        if (rows.length > 0 && rows[0] !== lines[0]) {
+          throw new Error(`${path}: another header (${rows[0]}), expected ${lines[0]}`);
+        }
+        // A last line cut short by a kill has fewer cells: dropped.
+        lines.push(
+          ...rows.slice(1).filter((l) => l.split(",").length === header.length && keep(l.split(","))),
+        );
+      }
+    }
+    writeAtomic(path, lines.join("\n") + "\n");
+    return new CsvLog(Deno.openSync(path, { append: true }), header.length);
+  }
+
+  /** Appends one row (cells joined with commas) and flushes it to the disk. */
+  append(cells: readonly (string | number)[]): void {
+    if (cells.length !== this.#columns) {
+      throw new Error(`CsvLog.append: ${cells.length} cells, the header has ${this.#columns}`);
+    }
+    let b = this.#enc.encode(cells.join(",") + "\n");
+    while (b.length > 0) b = b.subarray(this.#file.writeSync(b));
+    this.#file.syncDataSync();
+  }
+
+  /** Closes the file. */
+  close(): void {
+    this.#file.close();
+  }
+}
+
+/** The rows of a CSV file as records by column name (`[]` when the file does not exist). */
+export function readCsv(path: string): Record<string, string>[] {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+  const [head, ...rows] = text.split("\n").filter((l) => l !== "");
+  const cols = head?.split(",") ?? [];
+  return rows.map((r) => Object.fromEntries(r.split(",").map((v, i) => [cols[i], v])));
+}
+
+/** A CSV cell back as a number (`nan`, `inf`, `-inf` included). */
+export function csvValue(v: string | undefined): number {
+  if (v === "nan" || v === undefined || v === "") return NaN;
+  if (v === "inf") return Infinity;
+  if (v === "-inf") return -Infinity;
+  return Number(v);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The output folder: config.json, reuse, --resume, checkpoints, SIGINT.
+
+/** The file that records a run's configuration in its output folder. */
+export const CONFIG_FILE = "config.json";
+
+/** What `config.json` holds. */
+export interface SavedConfig {
+  /** The script's name. */
+  script: string;
+  /** The command line that reproduces the run (without `--out`, `--resume`, `--overwrite`). */
+  args: string[];
+  /** The run's full configuration after parsing. */
+  config: Record<string, unknown>;
+}
+
+/** Configuration keys that may differ between runs sharing an output folder (they do not change results). */
+const FREE_KEYS = ["out", "resume", "overwrite", "checkpointEvery", "backend"];
+
+/** `args` without `--out`, `--resume` and `--overwrite` (and their values). */
+function stripOutputArgs(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--overwrite") continue;
+    if (a === "--out" || a === "--resume") {
+      i++;
+      continue;
+    }
+    if (a.startsWith("--out=") || a.startsWith("--resume=")) continue;
+    out.push(a);
+  }
+  return out;
+}
+
+/** The last value of `--name` in `args` (`--name X` or `--name=X`). */
+function optionValue(args: readonly string[], name: string): string | undefined {
+  let v: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === `--${name}` && i + 1 < args.length) v = args[++i];
+    else if (args[i].startsWith(`--${name}=`)) v = args[i].slice(name.length + 3);
+  }
+  return v;
+}
+
+/** A config as JSON data (non-finite numbers as strings). */
+function configJson(c: object): Record<string, unknown> {
+  return JSON.parse(
+    JSON.stringify(c, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v)),
+  );
+}
+
+/** The first key (outside `free`) whose value differs, as `key: a there, b now`; undefined if none. */
+function configDiff(saved: Record<string, unknown>, now: Record<string, unknown>, free: readonly string[]) {
+  for (const k of new Set([...Object.keys(saved), ...Object.keys(now)])) {
+    if (free.includes(k)) continue;
+    const a = JSON.stringify(saved[k]), b = JSON.stringify(now[k]);
+    if (a !== b) return `${k} is ${a ?? "unset"} there, ${b ?? "unset"} now`;
+  }
+  return undefined;
+}
+
+function readSaved(dir: string): SavedConfig | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(`${dir}/${CONFIG_FILE}`);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  try {
+    const s = JSON.parse(text);
+    if (typeof s?.script === "string" && Array.isArray(s.args) && s.config && typeof s.config === "object") {
+      return s;
+    }
+  } catch { /* reported below */ }
+  return fail(`${dir}/${CONFIG_FILE} is not a config file of these scripts (delete it or give --overwrite)`);
+}
+
+/** The files of ours in an output folder: CSVs, SVGs, config.json and the checkpoints folder. */
+function ourFiles(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>
+    n.endsWith(".csv") || n.endsWith(".svg") || n === CONFIG_FILE || n === "checkpoints"
+  ).sort();
+}
+
+/**
+ * Checks the output folder `c.out` against the run and records the run in it. A new run: refused
+ * (UsageError) when the folder holds results of another configuration (or results without a
+ * config.json) unless `--overwrite`; then the old results are removed. A resumed run: the folder's
+ * config.json must be this script's and agree with `c` except on `FREE_KEYS` and `mayChange`.
+ * Writes `config.json` last.
+ */
+function prepareOutput(
+  name: string,
+  c: TrainSettings,
+  args: readonly string[],
+  mayChange: readonly string[],
+): void {
+  const now = configJson(c);
+  const saved = readSaved(c.out);
+  if (c.resume !== undefined) {
+    if (!saved) {
+      fail(`--resume ${JSON.stringify(c.resume)}: no ${CONFIG_FILE} there (not an output folder of ${name})`);
+    }
+    const diff = configDiff(saved.config, now, [...FREE_KEYS, ...mayChange]);
+    if (diff) {
+      fail(
+        `--resume: the options differ from the run's (${diff}); only ${
+          ["epochs", "backend", "checkpoint-every"].filter((k) =>
+            k !== "epochs" || mayChange.includes("epochs")
+          )
+            .map((k) => `--${k}`).join(", ")
+        } may change`,
+      );
+    }
+  } else {
+    const diff = saved
+      ? (saved.script !== name ? `written by ${saved.script}` : configDiff(saved.config, now, FREE_KEYS))
+      : undefined;
+    const files = ourFiles(c.out);
+    if (!c.overwrite && (diff || (!saved && files.length > 0))) {
+      fail(
+        `--out ${JSON.stringify(c.out)} holds the results of another configuration (${
+          diff ?? `${files.slice(0, 3).join(", ")}${files.length > 3 ? ", …" : ""} without a ${CONFIG_FILE}`
+        }); give --overwrite to replace them, or choose another --out`,
+      );
+    }
+    for (const f of files) Deno.removeSync(`${c.out}/${f}`, { recursive: true });
+  }
+  writeAtomic(
+    `${c.out}/${CONFIG_FILE}`,
+    JSON.stringify(
+      { script: name, args: stripOutputArgs(args), config: now } satisfies SavedConfig,
+      null,
+      2,
+    ) + "\n",
+  );
+}
+
+/** What a script's body gets besides its config: interruption, resumption and checkpoints. */
+export interface RunContext {
+  /** Aborted on the first Ctrl-C (SIGINT): finish the epoch, checkpoint, stop. */
+  signal: AbortSignal;
+  /** Whether this is a `--resume`d run. */
+  resuming: boolean;
+  /** The checkpoint folder of one run (`out/checkpoints/<label>_seed<S>`). */
+  checkpointDir(label: string, seed: number): string;
+  /** The epoch of a run's last checkpoint (0 when a new run, or none). */
+  checkpointEpoch(label: string, seed: number): Promise<number>;
+}
+
+/** `fit`'s checkpoint option for one run: every `--checkpoint-every` epochs (0: at its end), the newest kept. */
+export function checkpointOption(
+  ctx: RunContext,
+  c: TrainSettings,
+  label: string,
+  seed: number,
+): { dir: string; every: number; keep: number; config: unknown } {
+  return {
+    dir: ctx.checkpointDir(label, seed),
+    every: c.checkpointEvery > 0 ? c.checkpointEvery : Infinity,
+    keep: 1,
+    config: { ...c, run: { label, seed } },
+  };
+}
+
+/**
+ * Runs a script: parses `args` (`"help"` prints `help`, exit 0; `--resume DIR` first reads the
+ * command line of the run in DIR from its config.json, the new options after it), runs `load` if
+ * given (its result goes to `body`), prepares the output folder (see `prepareOutput`: another
+ * configuration's results are refused unless `--overwrite`; config.json is written), then runs
+ * `body`. A {@linkcode UsageError} before `body` starts is one line on stderr and exit code 2 with
+ * nothing written; any other failure is one line and exit code 1. The first Ctrl-C (SIGINT) aborts
+ * `RunContext.signal` (the body finishes its epoch, writes a checkpoint and returns) and the exit
+ * code is 130; a second one exits at once with 130.
+ */
+export async function runScript<C extends TrainSettings, D = undefined>(
   name: string,
   args: readonly string[],
   parse: (args: readonly string[]) => C | "help",
   help: string,
-  body: (c: C, io: Console, data: D) => Promise<void>,
+  body: (c: C, io: Console, data: D, ctx: RunContext) => Promise<void>,
   load?: (c: C) => Promise<D>,
+  mayChange: readonly string[] = ["epochs"],
 ): Promise<number> {
   const enc = new TextEncoder();
   const writeAll = (w: { writeSync(p: Uint8Array): number }, s: string) => {
@@ -429,8 +729,23 @@ export async function runScript<C extends { out: string }, D = undefined>(
   };
   const io: Console = { out: (s) => writeAll(Deno.stdout, s), err: (s) => writeAll(Deno.stderr, s) };
   let c: C, data: D;
+  let fullArgs = args;
   try {
-    const parsed = parse(args);
+    const resume = optionValue(args, "resume");
+    if (resume !== undefined && resume.trim() !== "" && !args.includes("--help") && !args.includes("-h")) {
+      if (optionValue(args, "out") !== undefined) {
+        fail(`--resume continues the run in its own folder: omit --out`);
+      }
+      const saved = readSaved(resume);
+      if (!saved) {
+        fail(`--resume ${JSON.stringify(resume)}: no ${CONFIG_FILE} there (not an output folder of ${name})`);
+      }
+      if (saved.script !== name) {
+        fail(`--resume ${JSON.stringify(resume)}: a run of ${saved.script}, not of ${name}`);
+      }
+      fullArgs = [...saved.args, "--out", resume, ...args];
+    }
+    const parsed = parse(fullArgs);
     if (parsed === "help") {
       io.out(help);
       return 0;
@@ -439,6 +754,7 @@ export async function runScript<C extends { out: string }, D = undefined>(
     // The data first: a missing or bad data folder leaves nothing behind (no output folder).
     data = load ? await load(c) : undefined as D;
     await prepareOut(c.out);
+    prepareOutput(name, c, fullArgs, mayChange);
   } catch (e) {
     if (e instanceof UsageError) {
       io.err(`${name}: ${e.message} (see --help)\n`);
@@ -447,11 +763,41 @@ export async function runScript<C extends { out: string }, D = undefined>(
     io.err(`${name}: ${firstLine(e)}\n`);
     return 1;
   }
+  const abort = new AbortController();
+  const onSigint = () => {
+    if (abort.signal.aborted) Deno.exit(130);
+    abort.abort();
+    io.err(
+      `\n${name}: interrupted: finishing the epoch and writing a checkpoint (Ctrl-C again to stop now)\n`,
+    );
+  };
+  Deno.addSignalListener("SIGINT", onSigint);
+  const ckDir = (label: string, seed: number) => `${c.out}/checkpoints/${label}_seed${seed}`;
+  const ctx: RunContext = {
+    signal: abort.signal,
+    resuming: c.resume !== undefined,
+    checkpointDir: ckDir,
+    async checkpointEpoch(label, seed) {
+      if (c.resume === undefined) return 0;
+      try {
+        const file = await resolveCheckpoint(ckDir(label, seed));
+        return Number(/epoch-(\d+)\.safetensors$/.exec(file)?.[1] ?? 0);
+      } catch {
+        return 0; // no checkpoint of this run yet
+      }
+    },
+  };
   try {
-    await body(c, io, data);
+    await body(c, io, data, ctx);
+    if (abort.signal.aborted) {
+      io.err(`${name}: stopped; continue with --resume ${c.out}\n`);
+      return 130;
+    }
     return 0;
   } catch (e) {
     io.err(`${name}: ${firstLine(e)}\n`);
     return 1;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSigint);
   }
 }

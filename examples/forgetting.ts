@@ -17,13 +17,16 @@
 import { setDefaultDevice } from "../src/webgpu/mod.ts";
 import { mlp } from "../src/nn/mod.ts";
 import { type Dataset, exampleSize, loadMnist, permutation, randomSubset } from "../src/data/mod.ts";
-import { type EpochMetrics, evaluate, fit, formatDuration, progressLogger } from "../src/train/mod.ts";
+import { evaluate, fit, formatDuration, progressLogger } from "../src/train/mod.ts";
 import { type ForgettingMetrics, forgettingMetrics } from "../src/train/metrics.ts";
 import {
   alignedTable,
   applyTrainOptions,
+  checkpointOption,
   type Console,
+  CsvLog,
   csvNumber,
+  csvValue,
   isInt,
   makeOptimizer,
   mean,
@@ -33,6 +36,8 @@ import {
   parseNumber,
   pm,
   pmSigned,
+  readCsv,
+  type RunContext,
   runScript,
   sd,
   TRAIN_DEFAULTS,
@@ -73,8 +78,9 @@ Usage: deno run --allow-read --allow-write examples/forgetting.ts [options]
                         permutation of it (default ${DEFAULTS.tasks})
 ${trainOptionsHelp(DEFAULTS, " per task")}
 The model is the MLP 784-256-256-10. The training subset is the same images for every task.
-Writes DIR/<optimizer>_seed<S>.csv (R, one row per task trained), DIR/curves.csv (task-0 test
-accuracy after every epoch), DIR/summary.csv and DIR/task0.svg.
+Writes DIR/config.json, DIR/<optimizer>_seed<S>.csv (R, one row per task trained), DIR/curves.csv
+(task-0 test accuracy after every epoch), both appended as they happen, DIR/checkpoints/ (the newest
+checkpoint of each run, at least one per task), DIR/summary.csv and DIR/task0.svg.
 `;
 
 /**
@@ -138,7 +144,7 @@ interface RunResult {
   R: number[][];
   metrics: ForgettingMetrics;
   /** Task-0 test accuracy after every epoch (all tasks in sequence). */
-  task0: EpochMetrics[];
+  task0: number[];
   seconds: number;
 }
 
@@ -193,100 +199,143 @@ function summarize(results: RunResult[], c: Config): { text: string; csv: string
   return { text: text + "\n" + mats.join("\n"), csv: csv.join("\n") + "\n" };
 }
 
-async function run(c: Config, io: Console, args: readonly string[]): Promise<void> {
+const CURVE_COLUMNS = [
+  "optimizer",
+  "seed",
+  "epoch",
+  "task",
+  "lr",
+  "batch_loss",
+  "task0_test_acc",
+  "task0_test_loss",
+];
+
+async function run(c: Config, io: Console, args: readonly string[], ctx: RunContext): Promise<void> {
   const device = await setDefaultDevice(c.backend);
   io.out(`deno run --allow-read --allow-write examples/forgetting.ts ${args.join(" ")}`.trim() + "\n");
   const mnist = await loadMnist({ layout: "flat", testLimit: c.testSubset });
   const terminal = Deno.stdout.isTerminal();
   const results: RunResult[] = [];
-  const curveRows = ["optimizer,seed,epoch,task,lr,batch_loss,task0_test_acc,task0_test_loss"];
+  // Resumed: each run keeps its rows up to its checkpoint (none for a run not started).
+  const done = new Map<string, number>();
   for (const seed of c.seeds) {
-    const base = randomSubset(mnist.train, c.subset, seed);
-    const perms = Array.from({ length: c.tasks }, (_, t) => taskPermutation(t, exampleSize(base), seed));
-    const trains = perms.map((p) => permutePixels(base, p));
-    const tests = perms.map((p) => permutePixels(mnist.test, p));
-    const stepsPerEpoch = Math.ceil(base.y.length / c.batchSize);
-    io.out(
-      `seed ${seed}: ${c.tasks} tasks × ${c.epochs} epochs, ${base.y.length} training and ${mnist.test.y.length} ` +
-        `test examples per task, mlp, device ${device}, ${stepsPerEpoch} steps/epoch\n`,
-    );
     for (const spec of c.optimizers) {
-      const net = mlp([784, 256, 256, 10], { seed });
-      const optimizer = makeOptimizer(spec, c, stepsPerEpoch, seed);
-      let params: any = net.params;
-      let state: any = undefined;
-      const R: number[][] = [];
-      const task0: EpochMetrics[] = [];
-      const t0 = performance.now();
-      for (let t = 0; t < c.tasks; t++) {
-        const r = await fit({
-          params,
-          state,
-          forward: net.forward as any,
-          optimizer,
-          train: trains[t],
-          test: tests[0],
-          epochs: c.epochs,
-          startEpoch: t * c.epochs, // a new batch order per epoch, and the epoch count runs on
-          batchSize: c.batchSize,
-          seed,
-          evalTrain: false,
-          evalBatchSize: c.evalBatchSize,
-          logger: progressLogger({ write: io.out, terminal, label: `${spec.label} s${seed} task ${t}` }),
-        });
-        params = r.rawParams; // with the state, what continues training
-        state = r.state;
-        task0.push(...r.history);
-        for (const m of r.history) {
-          curveRows.push(
-            [
-              spec.label,
-              seed,
-              m.epoch,
-              t,
-              csvNumber(spec.lr ?? c.lr),
-              csvNumber(m.batchLoss),
-              csvNumber(m.testAccuracy),
-              csvNumber(m.testLoss),
-            ]
-              .join(","),
-          );
-        }
-        const row: number[] = [];
-        for (const test of tests) {
-          row.push(
-            (await evaluate(net.forward as any, r.params, test, { batchSize: c.evalBatchSize }))
-              .accuracy,
-          );
-        }
-        R.push(row);
-        io.out(
-          `${spec.label} seed ${seed}: after task ${t}: ${
-            row.map((a, j) => `task ${j} ${a.toFixed(4)}`).join(", ")
-          }\n`,
-        );
-      }
-      const seconds = (performance.now() - t0) / 1000;
-      const metrics = forgettingMetrics(R);
-      results.push({ label: spec.label, seed, R, metrics, task0, seconds });
-      const file = `${c.out}/${spec.label}_seed${seed}.csv`;
-      const rows = [
-        ["optimizer", "seed", "after_task", "epoch", ...R.map((_, j) => `acc_task${j}`)].join(","),
-        ...R.map((row, t) =>
-          [spec.label, seed, t, (t + 1) * c.epochs, ...row.map((a) => csvNumber(a))].join(",")
-        ),
-      ];
-      writeAtomic(file, rows.join("\n") + "\n");
-      io.out(
-        `${spec.label} seed ${seed}: ${formatDuration(seconds)}; average final accuracy ` +
-          `${metrics.averageAccuracy.toFixed(4)}, average forgetting ${
-            metrics.averageForgetting.toFixed(4)
-          } → ${file}\n`,
-      );
+      done.set(`${spec.label},${seed}`, await ctx.checkpointEpoch(spec.label, seed));
     }
   }
-  writeAtomic(`${c.out}/curves.csv`, curveRows.join("\n") + "\n");
+  const keepUpTo = (label: string, seed: string | number, epoch: string | number) =>
+    ctx.resuming && Number(epoch) <= (done.get(`${label},${seed}`) ?? 0);
+  const oldCurves = readCsv(`${c.out}/curves.csv`);
+  const curves = CsvLog.open(
+    `${c.out}/curves.csv`,
+    CURVE_COLUMNS,
+    ctx.resuming ? (r) => keepUpTo(r[0], r[1], r[2]) : undefined,
+  );
+  try {
+    for (const seed of c.seeds) {
+      const base = randomSubset(mnist.train, c.subset, seed);
+      const perms = Array.from({ length: c.tasks }, (_, t) => taskPermutation(t, exampleSize(base), seed));
+      const trains = perms.map((p) => permutePixels(base, p));
+      const tests = perms.map((p) => permutePixels(mnist.test, p));
+      const stepsPerEpoch = Math.ceil(base.y.length / c.batchSize);
+      io.out(
+        `seed ${seed}: ${c.tasks} tasks × ${c.epochs} epochs, ${base.y.length} training and ${mnist.test.y.length} ` +
+          `test examples per task, mlp, device ${device}, ${stepsPerEpoch} steps/epoch\n`,
+      );
+      for (const spec of c.optimizers) {
+        const net = mlp([784, 256, 256, 10], { seed });
+        const optimizer = makeOptimizer(spec, c, stepsPerEpoch, seed);
+        const file = `${c.out}/${spec.label}_seed${seed}.csv`;
+        const header = ["optimizer", "seed", "after_task", "epoch", ...tests.map((_, j) => `acc_task${j}`)];
+        const oldR = readCsv(file);
+        const rLog = CsvLog.open(file, header, ctx.resuming ? (r) => keepUpTo(r[0], r[1], r[3]) : undefined);
+        let resumeAt = done.get(`${spec.label},${seed}`) ?? 0;
+        // What the rows kept say: R's rows of the tasks done, task 0's accuracy per epoch.
+        const R: number[][] = oldR.filter((r) => keepUpTo(r.optimizer, r.seed, r.epoch)).map((r) =>
+          tests.map((_, j) => csvValue(r[`acc_task${j}`]))
+        );
+        const task0: number[] = oldCurves.filter((r) =>
+          r.optimizer === spec.label && r.seed === String(seed) && keepUpTo(r.optimizer, r.seed, r.epoch)
+        ).map((r) => csvValue(r.task0_test_acc));
+        let params: any = net.params;
+        let state: any = undefined;
+        const t0 = performance.now();
+        try {
+          for (let t = R.length; t < c.tasks; t++) {
+            const end = (t + 1) * c.epochs;
+            const r = await fit({
+              params,
+              state,
+              // After a resume: from the run's checkpoint, which may end this task (its R row not written yet).
+              resume: resumeAt > 0 ? ctx.checkpointDir(spec.label, seed) : undefined,
+              startEpoch: resumeAt > 0 ? undefined : t * c.epochs, // the epoch count runs on over the tasks
+              checkpoint: checkpointOption(ctx, c, spec.label, seed),
+              signal: ctx.signal,
+              forward: net.forward as any,
+              optimizer,
+              train: trains[t],
+              test: tests[0],
+              epochs: end - Math.max(resumeAt, t * c.epochs),
+              batchSize: c.batchSize,
+              seed,
+              evalTrain: false,
+              evalBatchSize: c.evalBatchSize,
+              logger: progressLogger({ write: io.out, terminal, label: `${spec.label} s${seed} task ${t}` }),
+              onEpoch: (m) => {
+                task0.push(m.testAccuracy);
+                curves.append([
+                  spec.label,
+                  seed,
+                  m.epoch,
+                  t,
+                  csvNumber(spec.lr ?? c.lr),
+                  csvNumber(m.batchLoss),
+                  csvNumber(m.testAccuracy),
+                  csvNumber(m.testLoss),
+                ]);
+              },
+            });
+            resumeAt = 0;
+            params = r.rawParams; // with the state, what continues training
+            state = r.state;
+            if (ctx.signal.aborted && r.history.at(-1)?.epoch !== end) return;
+            const row: number[] = [];
+            for (const test of tests) {
+              row.push(
+                (await evaluate(net.forward as any, r.params, test, { batchSize: c.evalBatchSize })).accuracy,
+              );
+            }
+            R.push(row);
+            rLog.append([spec.label, seed, t, end, ...row.map((a) => csvNumber(a))]);
+            io.out(
+              `${spec.label} seed ${seed}: after task ${t}: ${
+                row.map((a, j) => `task ${j} ${a.toFixed(4)}`).join(", ")
+              }\n`,
+            );
+            if (ctx.signal.aborted) return;
+          }
+        } finally {
+          rLog.close();
+        }
+        const seconds = (performance.now() - t0) / 1000;
+        const metrics = forgettingMetrics(R);
+        results.push({ label: spec.label, seed, R, metrics, task0, seconds });
+        io.out(
+          `${spec.label} seed ${seed}: ${formatDuration(seconds)}; average final accuracy ` +
+            `${metrics.averageAccuracy.toFixed(4)}, average forgetting ${
+              metrics.averageForgetting.toFixed(4)
+            } → ${file}\n`,
+        );
+      }
+    }
+  } finally {
+    curves.close();
+  }
+  if (ctx.signal.aborted) return;
+  writeResults(c, io, results);
+}
 
+function writeResults(c: Config, io: Console, results: RunResult[]): void {
   const title = `Permuted MNIST, ${c.tasks} tasks in sequence, MLP 784-256-256-10`;
   const subtitle = `${c.subset} train examples, ${c.epochs} epochs/task, batch ${c.batchSize}, lr ${c.lr}, ` +
     `variability ${c.variability} ${c.noiseLaw}, seeds ${c.seeds.join(",")}`;
@@ -295,7 +344,7 @@ async function run(c: Config, io: Console, args: readonly string[]): Promise<voi
   c.optimizers.forEach((spec, k) => {
     const rs = results.filter((r) => r.label === spec.label);
     if (rs.length === 0) return;
-    const per = Array.from({ length: E }, (_, e) => rs.map((r) => r.task0[e].testAccuracy));
+    const per = Array.from({ length: E }, (_, e) => rs.map((r) => r.task0[e]));
     const suffix = rs.length > 1 ? ` (mean ± sd of ${rs.length} seeds)` : "";
     series.push({
       name: `${spec.label}: task 0${suffix}`,
@@ -342,7 +391,16 @@ async function run(c: Config, io: Console, args: readonly string[]): Promise<voi
 
 /** Runs the experiment; returns the process exit code. */
 export function main(args: readonly string[]): Promise<number> {
-  return runScript("forgetting", args, parseConfig, HELP, (c, io) => run(c, io, args));
+  // --epochs is per task: changing it on --resume would change the tasks, so it may not.
+  return runScript(
+    "forgetting",
+    args,
+    parseConfig,
+    HELP,
+    (c, io, _d, ctx) => run(c, io, args, ctx),
+    undefined,
+    [],
+  );
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -32,7 +32,9 @@ import { type CurveSeries, learningCurvesSvg } from "./svg_plot.ts";
 import {
   alignedTable,
   applyTrainOptions,
+  checkpointOption,
   type Console,
+  CsvLog,
   csvNumber,
   fail,
   isInt,
@@ -43,10 +45,12 @@ import {
   OPTIMIZERS,
   type OptimizerSpec,
   type OptionValues,
+  OUTPUT_OPTIONS_HELP,
   parseCommandLine,
   parseList,
   parseNumber,
   pm,
+  type RunContext,
   runScript,
   sd,
   TRAIN_DEFAULTS,
@@ -152,13 +156,14 @@ Usage: deno run --allow-read --allow-write examples/label_noise.ts [options]
   --out DIR             output folder (default ${DEMO_DEFAULTS.out}; --full: ${FULL_PRESET.out};
                         cifar10: ${CIFAR10_OUT})
   --backend B           cpu | webgpu | auto (default cpu)
-  --full                the MNIST protocol: full MNIST, MLP, 40 epochs, batch 128, lr 0.1 (x0.1 at
+${OUTPUT_OPTIONS_HELP}  --full                the MNIST protocol: full MNIST, MLP, 40 epochs, batch 128, lr 0.1 (x0.1 at
                         epochs 20 and 30), variability 0.05, pairflip 40 %; explicit options override it.
                         MNIST only: with --dataset cifar10 it is an error (the paper's CIFAR-10 protocol,
                         ResNet-34 for 300 epochs, is out of reach; give the options yourself)
   -h, --help            this text
 
-Writes DIR/<optimizer>_seed<S>.csv (one row per epoch), DIR/curves.svg and DIR/summary.csv.
+Writes DIR/config.json, DIR/<optimizer>_seed<S>.csv (one row per epoch, appended as it ends),
+DIR/checkpoints/<optimizer>_seed<S>/ (the newest checkpoint), DIR/curves.svg and DIR/summary.csv.
 Exit codes: 0 done, 1 runtime failure, 2 bad command line (including a --data-dir without the data).
 `;
 
@@ -300,7 +305,7 @@ const CSV_COLUMNS = [
   "wall_seconds",
 ];
 
-function csvRow(label: string, seed: number, lr: number, m: EpochMetrics): string {
+function csvRow(label: string, seed: number, lr: number, m: EpochMetrics): (string | number)[] {
   const f = (v: number) => csvNumber(v);
   return [
     label,
@@ -319,7 +324,7 @@ function csvRow(label: string, seed: number, lr: number, m: EpochMetrics): strin
     m.trainSeconds.toFixed(3),
     m.evalSeconds.toFixed(3),
     m.wallSeconds.toFixed(3),
-  ].join(",");
+  ];
 }
 
 interface RunResult {
@@ -396,7 +401,13 @@ function seriesOf(results: RunResult[], specs: OptimizerSpec[]): CurveSeries[] {
   return out;
 }
 
-async function run(c: Config, io: Console, args: readonly string[], data: Data): Promise<void> {
+async function run(
+  c: Config,
+  io: Console,
+  args: readonly string[],
+  data: Data,
+  ctx: RunContext,
+): Promise<void> {
   // "auto" falls back to the CPU with a one-line notice; "webgpu" without an adapter is an error.
   const device = await setDefaultDevice(c.backend);
   io.out(`deno run --allow-read --allow-write examples/label_noise.ts ${args.join(" ")}`.trim() + "\n");
@@ -421,26 +432,29 @@ async function run(c: Config, io: Console, args: readonly string[], data: Data):
         : mlp([inputSize, 256, 256, 10], { seed });
       const optimizer = makeOptimizer(spec, c, stepsPerEpoch, seed);
       const file = `${c.out}/${spec.label}_seed${seed}.csv`;
-      const rows: string[] = [CSV_COLUMNS.join(",")];
+      // Resumed: the rows up to the checkpoint stay, the epochs after it are trained again.
+      const done = await ctx.checkpointEpoch(spec.label, seed);
+      const csv = CsvLog.open(file, CSV_COLUMNS, ctx.resuming ? (r) => Number(r[2]) <= done : undefined);
       const t0 = performance.now();
       const r = await fit({
         params: net.params as any,
+        resume: done > 0 ? ctx.checkpointDir(spec.label, seed) : undefined,
+        checkpoint: checkpointOption(ctx, c, spec.label, seed),
+        signal: ctx.signal,
         forward: net.forward as any,
         optimizer,
         train,
         test,
         noise: { trueLabels: clean.y, flipped: noise.flipped },
-        epochs: c.epochs,
+        epochs: Math.max(0, c.epochs - done),
         batchSize: c.batchSize,
         seed,
         evalBatchSize: c.evalBatchSize,
         logger: progressLogger({ write: io.out, terminal, label: `${spec.label} s${seed}` }),
-        onEpoch: (m) => {
-          rows.push(csvRow(spec.label, seed, lrAt(spec, c, m.epoch), m));
-        },
-      });
+        onEpoch: (m) => csv.append(csvRow(spec.label, seed, lrAt(spec, c, m.epoch), m)),
+      }).finally(() => csv.close());
+      if (ctx.signal.aborted) return;
       const seconds = (performance.now() - t0) / 1000;
-      writeAtomic(file, rows.join("\n") + "\n");
       results.push({ spec, seed, history: r.history, seconds });
       io.out(`${spec.label} seed ${seed}: ${formatDuration(seconds)} → ${file}\n`);
     }
@@ -460,7 +474,14 @@ async function run(c: Config, io: Console, args: readonly string[], data: Data):
 
 /** Runs the experiment; returns the process exit code. */
 export function main(args: readonly string[]): Promise<number> {
-  return runScript("label_noise", args, parseConfig, HELP, (c, io, data) => run(c, io, args, data), loadData);
+  return runScript(
+    "label_noise",
+    args,
+    parseConfig,
+    HELP,
+    (c, io, data, ctx) => run(c, io, args, data, ctx),
+    loadData,
+  );
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

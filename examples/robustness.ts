@@ -28,7 +28,9 @@ import { evaluate, fit, formatDuration, progressLogger } from "../src/train/mod.
 import {
   alignedTable,
   applyTrainOptions,
+  checkpointOption,
   type Console,
+  CsvLog,
   csvNumber,
   fail,
   isInt,
@@ -42,6 +44,7 @@ import {
   parseNumber,
   pm,
   pmSigned,
+  type RunContext,
   runScript,
   sd,
   TRAIN_DEFAULTS,
@@ -89,7 +92,9 @@ Usage: deno run --allow-read --allow-write examples/robustness.ts [options]
   --draws N             draws of eps per s > 0, averaged (default ${DEFAULTS.draws})
   --model M             mlp (784-256-256-10) | cnn (LeNet-like) (default ${DEFAULTS.model})
 ${trainOptionsHelp(DEFAULTS)}
-Writes DIR/<optimizer>_seed<S>.csv (one row per s), DIR/summary.csv and DIR/robustness.svg.
+Writes DIR/config.json, DIR/curves.csv (one row per epoch of every run, appended as it ends),
+DIR/checkpoints/<optimizer>_seed<S>/ (the newest checkpoint), DIR/<optimizer>_seed<S>.csv (one row
+per s), DIR/summary.csv and DIR/robustness.svg.
 `;
 
 /**
@@ -256,13 +261,49 @@ function summarize(results: RunResult[], c: Config): { text: string; csv: string
   return { text: alignedTable(header, rows) + "\n" + training, csv: csv.join("\n") + "\n" };
 }
 
-async function run(c: Config, io: Console, args: readonly string[]): Promise<void> {
+/** The columns of `curves.csv`: one row per epoch of every run. */
+const CURVE_COLUMNS = ["optimizer", "seed", "epoch", "step", "lr", "batch_loss", "test_loss", "test_acc"];
+
+async function run(c: Config, io: Console, args: readonly string[], ctx: RunContext): Promise<void> {
   const device = await setDefaultDevice(c.backend);
   io.out(`deno run --allow-read --allow-write examples/robustness.ts ${args.join(" ")}`.trim() + "\n");
   const mnist = await loadMnist({ layout: c.model === "cnn" ? "image" : "flat", testLimit: c.testSubset });
   const test = mnist.test;
   const terminal = Deno.stdout.isTerminal();
   const results: RunResult[] = [];
+  // Resumed: each run keeps its rows up to its checkpoint (none for a run not started).
+  const done = new Map<string, number>();
+  for (const seed of c.seeds) {
+    for (const spec of c.optimizers) {
+      done.set(`${spec.label},${seed}`, await ctx.checkpointEpoch(spec.label, seed));
+    }
+  }
+  const curves = CsvLog.open(
+    `${c.out}/curves.csv`,
+    CURVE_COLUMNS,
+    ctx.resuming ? (r) => Number(r[2]) <= (done.get(`${r[0]},${r[1]}`) ?? 0) : undefined,
+  );
+  try {
+    await runAll(c, io, ctx, mnist, test, device, terminal, results, done, curves);
+  } finally {
+    curves.close();
+  }
+  if (ctx.signal.aborted) return;
+  writeResults(c, io, results);
+}
+
+async function runAll(
+  c: Config,
+  io: Console,
+  ctx: RunContext,
+  mnist: Awaited<ReturnType<typeof loadMnist>>,
+  test: Awaited<ReturnType<typeof loadMnist>>["test"],
+  device: string,
+  terminal: boolean,
+  results: RunResult[],
+  done: Map<string, number>,
+  curves: CsvLog,
+): Promise<void> {
   for (const seed of c.seeds) {
     const train = randomSubset(mnist.train, c.subset, seed);
     const stepsPerEpoch = Math.ceil(train.y.length / c.batchSize);
@@ -273,19 +314,36 @@ async function run(c: Config, io: Console, args: readonly string[]): Promise<voi
     for (const spec of c.optimizers) {
       const net = c.model === "cnn" ? lenet({ seed }) : mlp([784, 256, 256, 10], { seed });
       const t0 = performance.now();
+      const resumeAt = done.get(`${spec.label},${seed}`) ?? 0;
+      const lr = spec.lr ?? c.lr;
       const r = await fit({
         params: net.params as any,
+        resume: resumeAt > 0 ? ctx.checkpointDir(spec.label, seed) : undefined,
+        checkpoint: checkpointOption(ctx, c, spec.label, seed),
+        signal: ctx.signal,
+        onEpoch: (m) =>
+          curves.append([
+            spec.label,
+            seed,
+            m.epoch,
+            m.step,
+            csvNumber(lr),
+            csvNumber(m.batchLoss),
+            csvNumber(m.testLoss),
+            csvNumber(m.testAccuracy),
+          ]),
         forward: net.forward as any,
         optimizer: makeOptimizer(spec, c, stepsPerEpoch, seed),
         train,
         test,
-        epochs: c.epochs,
+        epochs: Math.max(0, c.epochs - resumeAt),
         batchSize: c.batchSize,
         seed,
         evalTrain: false,
         evalBatchSize: c.evalBatchSize,
         logger: progressLogger({ write: io.out, terminal, label: `${spec.label} s${seed}` }),
       });
+      if (ctx.signal.aborted) return;
       const theta = r.params; // the noise-free weights
       const trainAccuracy = (await evaluate(net.forward as any, theta, train, { batchSize: c.evalBatchSize }))
         .accuracy;
@@ -335,6 +393,9 @@ async function run(c: Config, io: Console, args: readonly string[]): Promise<voi
       );
     }
   }
+}
+
+function writeResults(c: Config, io: Console, results: RunResult[]): void {
   const title = `MNIST weight-perturbation robustness, ${c.model}`;
   const subtitle = `${c.subset} train examples, ${c.epochs} epochs, batch ${c.batchSize}, lr ${c.lr}, ` +
     `variability ${c.variability} ${c.noiseLaw}, ${c.draws} draws per s, seeds ${c.seeds.join(",")}`;
@@ -366,7 +427,7 @@ async function run(c: Config, io: Console, args: readonly string[]): Promise<voi
 
 /** Runs the experiment; returns the process exit code. */
 export function main(args: readonly string[]): Promise<number> {
-  return runScript("robustness", args, parseConfig, HELP, (c, io) => run(c, io, args));
+  return runScript("robustness", args, parseConfig, HELP, (c, io, _data, ctx) => run(c, io, args, ctx));
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -139,7 +139,19 @@ Deno.test("forgetting CLI: a tiny run (2 tasks) writes R per run, curves, summar
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr, "");
     const names = [...Deno.readDirSync(out)].map((e) => e.name).sort();
-    assert.deepEqual(names, ["curves.csv", "sgd_seed0.csv", "summary.csv", "task0.svg", "vsgd_seed0.csv"]);
+    assert.deepEqual(names, [
+      "checkpoints",
+      "config.json",
+      "curves.csv",
+      "sgd_seed0.csv",
+      "summary.csv",
+      "task0.svg",
+      "vsgd_seed0.csv",
+    ]);
+    // One checkpoint per run: the newest (the end of the last task).
+    for (const run of ["sgd_seed0", "vsgd_seed0"]) {
+      assert.equal(Deno.readTextFileSync(`${out}/checkpoints/${run}/latest`), "epoch-0002.safetensors\n");
+    }
     const R = (await Deno.readTextFile(`${out}/sgd_seed0.csv`)).trimEnd().split("\n");
     assert.deepEqual(R[0].split(","), ["optimizer", "seed", "after_task", "epoch", "acc_task0", "acc_task1"]);
     assert.equal(R.length, 3);

@@ -195,6 +195,8 @@ Deno.test("label_noise CLI: CIFAR-10 from a tiny binary folder (cnn and mlp, sgd
       assert.match(svg, /<\/svg>\n$/);
       assert.ok(svg.includes(`CIFAR-10, pairflip label noise 40 %, ${model}`));
       assert.deepEqual([...Deno.readDirSync(out)].map((e) => e.name).sort(), [
+        "checkpoints",
+        "config.json",
         "curves.svg",
         "sgd_seed0.csv",
         "summary.csv",

@@ -129,6 +129,9 @@ Deno.test("robustness CLI: a tiny run writes its CSVs, summary and plot", async 
     assert.equal(r.stderr, "");
     const names = [...Deno.readDirSync(out)].map((e) => e.name).sort();
     assert.deepEqual(names, [
+      "checkpoints",
+      "config.json",
+      "curves.csv",
       "robustness.svg",
       "sgd_seed0.csv",
       "sgd_seed1.csv",
@@ -143,6 +146,14 @@ Deno.test("robustness CLI: a tiny run writes its CSVs, summary and plot", async 
     assert.match(csv[2], /^vsgd,1,0\.05,2,/);
     const acc = Number(csv[2].split(",")[4]);
     assert.ok(acc >= 0 && acc <= 1);
+    const curves = (await Deno.readTextFile(`${out}/curves.csv`)).trimEnd().split("\n");
+    assert.equal(curves[0], "optimizer,seed,epoch,step,lr,batch_loss,test_loss,test_acc");
+    assert.deepEqual(curves.slice(1).map((l) => l.split(",").slice(0, 3).join(",")), [
+      "sgd,0,1",
+      "vsgd,0,1",
+      "sgd,1,1",
+      "vsgd,1,1",
+    ]);
     const summary = (await Deno.readTextFile(`${out}/summary.csv`)).trimEnd().split("\n");
     assert.equal(summary.length, 1 + 2 * 2);
     assert.match(summary[2], /^vsgd,0,0 1,/);

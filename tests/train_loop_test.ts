@@ -336,7 +336,7 @@ Deno.test("progressLogger: every option is optional; without Deno it logs epochs
     logger.progress(${JSON.stringify(progress)});
     logger.epoch({ epoch: 1, step: 10, batchLoss: 0.5, trainLoss: NaN, trainAccuracy: NaN,
       trainTrueLabelAccuracy: NaN, memorization: NaN, flippedCorrect: NaN, testLoss: NaN, testAccuracy: 0.75,
-      trainSeconds: 1, evalSeconds: 0, wallSeconds: 1, examplesPerSecond: 10 });`);
+      trainSeconds: 1, evalSeconds: 0, wallSeconds: 1, examplesPerSecond: 10, skippedSteps: 0 });`);
   assert.equal(run.code, 0, run.stderr);
   assert.equal(run.stderr, "");
   assert.equal(run.stdout, "web epoch 1  batch_loss 0.5000  test_acc 0.7500  10 ex/s  1.0+0.0 s\n");

@@ -70,12 +70,17 @@ export type {
   GradientTransformation,
   HyperParam,
   LeafState,
+  MaskedState,
   Optimizer,
   Schedule,
   TransformState,
   UpdateResult,
 } from "./types.ts";
 export { applyUpdates, chain, hyperparams } from "./transform.ts";
+export { clipByGlobalNorm, clipByValue } from "./clip.ts";
+export { type Mask, masked, type MaskTree } from "./masked.ts";
+export { addDecayedWeights } from "./decay.ts";
+export { type NonFiniteCount, nonFiniteCounts, zeroNans, type ZeroNansState } from "./zero_nans.ts";
 export { sgd, type SgdOptions } from "./sgd.ts";
 export { adam, type AdamOptions, adamw, type AdamWOptions } from "./adam.ts";
 export { type VariabilityMode, weightNoise, type WeightNoiseOptions } from "./weight_noise.ts";
@@ -100,3 +105,11 @@ export {
 } from "./schedules.ts";
 export { deserialize, serialize, serializeAsync, STATE_FORMAT_VERSION } from "./serialize.ts";
 export { fillNoise, NOISE_LAWS, type NoiseLaw, type StreamKey } from "../random/noise.ts";
+export {
+  fromTorchOptimizerState,
+  TORCH_OPTIMIZER_FORMAT,
+  type TorchOptimizerCheckpoint,
+  type TorchOptimizerInput,
+  type TorchOptimizerSpec,
+  toTorchOptimizerState,
+} from "./torch_state.ts";

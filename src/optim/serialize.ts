@@ -27,6 +27,17 @@ import { fmtValue } from "./hyper.ts";
 /** The current serialization format version. */
 export const STATE_FORMAT_VERSION = 1;
 
+/**
+ * The deepest nesting of objects and arrays a state may have (an optimizer state nests about ten
+ * levels). `serialize` refuses deeper states and `deserialize` deeper headers, with an error naming
+ * the path, instead of overflowing the stack.
+ */
+const MAX_DEPTH = 100;
+
+/** `state.a.b…` cut to its first levels, for errors about very deep paths. */
+const deepPath = (path: readonly (string | number)[]) =>
+  pathStr(path.slice(0, 6)) + (path.length > 6 ? `… (${path.length} levels)` : "");
+
 const MAGIC = [0x4e, 0x56, 0x52, 0x4d, 0x4f, 0x50, 0x54, 0x00]; // "NVRMOPT\0"
 
 type ArrayCtor =
@@ -113,6 +124,12 @@ function encode(
     }
     if (typeof v === "object") {
       if (seen.has(v)) throw new TypeError(`serialize: the state has a cycle at ${pathStr(path)}`);
+      if (path.length >= MAX_DEPTH) {
+        throw new RangeError(
+          `serialize: the state nests deeper than ${MAX_DEPTH} levels at ${deepPath(path)}; ` +
+            `an optimizer state nests about ten (is a parameter tree nested by mistake?)`,
+        );
+      }
       seen.add(v);
       let out: unknown;
       if (Array.isArray(v)) out = v.map((x, i) => walk(x, [...path, i]));
@@ -181,17 +198,54 @@ export function serialize(state: unknown): Uint8Array {
 export async function serializeAsync(state: unknown): Promise<Uint8Array> {
   // Every read is started before any is awaited: one wait for the device, not one per tensor.
   const reads = new Map<Tensor, Promise<AnyArray>>();
-  const walk = (v: unknown): void => {
+  const seen = new Set<unknown>(); // cycles and too deep states are reported by assemble below
+  const walk = (v: unknown, depth: number): void => {
     if (v instanceof Tensor) {
       if (v.device !== "cpu" && !reads.has(v)) reads.set(v, v.data());
     } else if (v !== null && typeof v === "object" && !ArrayBuffer.isView(v)) {
-      for (const x of Object.values(v)) walk(x);
+      if (seen.has(v) || depth > MAX_DEPTH) return;
+      seen.add(v);
+      for (const x of Object.values(v)) walk(x, depth + 1);
     }
   };
-  walk(state);
+  walk(state, 0);
   const host = new Map<Tensor, AnyArray>();
   await Promise.all([...reads].map(async ([t, p]) => host.set(t, await p)));
   return assemble(state, host);
+}
+
+/**
+ * A value read from a header, for an error message: like `fmtValue`, but an array that is long or
+ * holds arrays or objects is only counted (a corrupted header may nest or repeat without bound).
+ */
+function brief(v: unknown): string {
+  if (!Array.isArray(v)) return fmtValue(v);
+  if (v.length <= 16 && v.every((x) => x === null || typeof x !== "object")) return fmtValue(v);
+  return `an array of ${v.length}`;
+}
+
+/**
+ * Rejects a header whose brackets nest far deeper than any state's before it is parsed (parsing a
+ * million nested arrays takes a tenth of a second): a scan of the UTF-8 bytes, skipping strings.
+ */
+function checkNesting(header: Uint8Array): void {
+  // JSON depth of a container at state path length p is p + 2; a tensor's shape adds two more.
+  const limit = MAX_DEPTH + 4;
+  let depth = 0, inString = false;
+  for (let i = 0; i < header.length; i++) {
+    const c = header[i];
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped byte
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) {
+        bad(
+          `the state nests deeper than ${MAX_DEPTH} levels (header byte ${i}; corrupted or not from serialize)`,
+        );
+      }
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
 }
 
 function bad(msg: string): never {
@@ -202,12 +256,12 @@ function bad(msg: string): never {
  * Restores a state written by {@linkcode serialize} (tensors come back on the CPU). Throws on
  * anything but intact data of a known format version; with `template` (for example
  * `opt.init(params)`), also throws — naming the place — unless the restored state has the same
- * structure: the same kinds, options, parameter paths, shapes and dtypes. Nothing is returned
- * half-loaded.
+ * structure: the same kinds, options, parameter paths, shapes and dtypes, and every buffer
+ * (momentum, moments, noise) of its parameter's shape and dtype. Nothing is returned half-loaded.
  */
 export function deserialize<S = unknown>(bytes: Uint8Array, template?: S): S {
   checkHost("deserialize");
-  if (!(bytes instanceof Uint8Array)) bad(`expected a Uint8Array, got ${fmtValue(bytes)}`);
+  if (!(bytes instanceof Uint8Array)) bad(`expected a Uint8Array, got ${brief(bytes)}`);
   if (bytes.length < 20) bad(`data is truncated (${bytes.length} bytes; an optimizer state has at least 20)`);
   for (let i = 0; i < 8; i++) if (bytes[i] !== MAGIC[i]) bad("not an optimizer state (bad magic bytes)");
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -219,68 +273,114 @@ export function deserialize<S = unknown>(bytes: Uint8Array, template?: S): S {
   if (16 + headerLen + 4 > bytes.length) {
     bad(`data is truncated (header of ${headerLen} bytes, ${bytes.length} in all)`);
   }
-  let header: { dataBytes: number; state: unknown };
+  checkNesting(bytes.subarray(16, 16 + headerLen));
+  let header: { dataBytes: number; state: unknown } | null;
   try {
     header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(16, 16 + headerLen)));
   } catch (e) {
     bad(`corrupted header (${(e as Error).message})`);
   }
   const dataStart = Math.ceil((16 + headerLen) / 8) * 8;
-  const dataBytes = header?.dataBytes;
-  if (!Number.isInteger(dataBytes) || dataBytes < 0) {
-    bad(`corrupted header (dataBytes ${fmtValue(dataBytes)})`);
+  const dataBytes = header?.dataBytes as number;
+  if (!Number.isSafeInteger(dataBytes) || dataBytes < 0) {
+    bad(`corrupted header (dataBytes ${brief(dataBytes)}, expected a byte count)`);
   }
   const total = dataStart + dataBytes + 4;
   if (bytes.length < total) bad(`data is truncated (${bytes.length} bytes, expected ${total})`);
   if (bytes.length > total) bad(`unexpected trailing data (${bytes.length} bytes, expected ${total})`);
   const stored = dv.getUint32(total - 4, true);
   if (crc32(bytes.subarray(0, total - 4)) !== stored) bad("checksum mismatch (the data is corrupted)");
+  if (header === null || typeof header !== "object" || !Object.hasOwn(header, "state")) {
+    bad(`corrupted header (no "state" entry)`);
+  }
 
+  // serialize writes the arrays one after another in the order of this walk: each must start at or
+  // after the end of the previous one, so the arrays built never exceed the data read.
+  let dataEnd = 0;
   const slice = (offset: unknown, byteLength: number, where: string): ArrayBuffer => {
-    if (!Number.isInteger(offset) || (offset as number) < 0 || (offset as number) + byteLength > dataBytes) {
-      bad(`array at ${where} lies outside the data (offset ${fmtValue(offset)}, ${byteLength} bytes)`);
+    if (
+      !Number.isSafeInteger(offset) || (offset as number) < 0 || (offset as number) + byteLength > dataBytes
+    ) {
+      bad(
+        `array at ${where} lies outside the data (offset ${brief(offset)}, ${byteLength} bytes; ` +
+          `the data holds ${dataBytes})`,
+      );
     }
+    if ((offset as number) < dataEnd) {
+      bad(`array at ${where} overlaps the previous array (offset ${offset}, previous ends at ${dataEnd})`);
+    }
+    dataEnd = (offset as number) + byteLength;
     const start = bytes.byteOffset + dataStart + (offset as number);
     return bytes.buffer.slice(start, start + byteLength) as ArrayBuffer;
   };
+  const NUMS: Record<string, number> = { "Infinity": Infinity, "-Infinity": -Infinity, "NaN": NaN, "-0": -0 };
   const walk = (v: unknown, path: (string | number)[]): unknown => {
     if (v === null || typeof v !== "object") return v;
-    if (Array.isArray(v)) return Object.freeze(v.map((x, i) => walk(x, [...path, i])));
+    const tooDeep = () =>
+      bad(
+        `the state nests deeper than ${MAX_DEPTH} levels at ${
+          deepPath(path)
+        } (corrupted or not from serialize)`,
+      );
+    if (Array.isArray(v)) {
+      if (path.length >= MAX_DEPTH) tooDeep();
+      return Object.freeze(v.map((x, i) => walk(x, [...path, i])));
+    }
     const o = v as Record<string, any>;
     const where = pathStr(path);
-    if ("$num" in o) {
-      const m: Record<string, number> = {
-        "Infinity": Infinity,
-        "-Infinity": -Infinity,
-        "NaN": NaN,
-        "-0": -0,
-      };
-      if (!(o.$num in m)) bad(`bad number ${fmtValue(o.$num)} at ${where}`);
-      return m[o.$num];
+    if (Object.hasOwn(o, "$num")) {
+      if (typeof o.$num !== "string" || !Object.hasOwn(NUMS, o.$num)) {
+        bad(`bad number ${brief(o.$num)} at ${where} (expected "Infinity", "-Infinity", "NaN" or "-0")`);
+      }
+      return NUMS[o.$num];
     }
-    if ("$tensor" in o) {
-      const { dtype, shape, offset } = o.$tensor ?? {};
-      if (dtype !== "float32" && dtype !== "float64") bad(`bad dtype ${fmtValue(dtype)} at ${where}`);
-      if (!Array.isArray(shape) || shape.some((d: unknown) => !Number.isInteger(d) || (d as number) < 0)) {
-        bad(`bad shape ${fmtValue(shape)} at ${where}`);
+    if (Object.hasOwn(o, "$tensor")) {
+      const { dtype, shape, offset } = o.$tensor !== null && typeof o.$tensor === "object" ? o.$tensor : {};
+      if (dtype !== "float32" && dtype !== "float64") bad(`bad dtype ${brief(dtype)} at ${where}`);
+      if (
+        !Array.isArray(shape) || shape.some((d: unknown) => !Number.isSafeInteger(d) || (d as number) < 0)
+      ) {
+        bad(`bad shape ${brief(shape)} at ${where} (expected non-negative integers)`);
       }
       const n = shapeSize(shape);
       const C = dtype === "float64" ? Float64Array : Float32Array;
       return new Tensor(new C(slice(offset, n * C.BYTES_PER_ELEMENT, where)), shape, dtype as DType, "cpu");
     }
-    if ("$array" in o) {
-      const { type, offset, length } = o.$array ?? {};
+    if (Object.hasOwn(o, "$array")) {
+      const { type, offset, length } = o.$array !== null && typeof o.$array === "object" ? o.$array : {};
+      if (typeof type !== "string" || !Object.hasOwn(ARRAY_TYPES, type)) {
+        bad(
+          `bad array type ${brief(type)} at ${where} (expected one of ${
+            Object.keys(ARRAY_TYPES).join(", ")
+          })`,
+        );
+      }
+      if (!Number.isSafeInteger(length) || length < 0) {
+        bad(`bad array length ${brief(length)} at ${where}`);
+      }
       const C = ARRAY_TYPES[type];
-      if (!C || !Number.isInteger(length) || length < 0) bad(`bad array ${fmtValue(type)} at ${where}`);
       return new C(slice(offset, length * C.BYTES_PER_ELEMENT, where));
     }
+    if (path.length >= MAX_DEPTH) tooDeep();
     const out: Record<string, unknown> = {};
-    for (const k of Object.keys(o)) out[k] = walk(o[k], [...path, k]);
+    for (const k of Object.keys(o)) {
+      // defineProperty: a key "__proto__" stays a key, never the object's prototype
+      Object.defineProperty(out, k, { value: walk(o[k], [...path, k]), enumerable: true, writable: true });
+    }
     return Object.freeze(out);
   };
   const state = walk(header.state, []);
   if (template !== undefined) checkLike(state, template, []);
   return state as S;
+}
+
+/**
+ * Throws unless `state` has the structure of `template` (the check `deserialize` makes with a
+ * template: kinds, options, parameter paths, and every buffer's shape and dtype). For loaders of
+ * other formats (checkpoints). Internal, not exported by the entry point.
+ */
+export function checkStateLike(state: unknown, template: unknown): void {
+  checkLike(state, template, []);
 }
 
 /**
@@ -340,5 +440,32 @@ function checkLike(v: unknown, t: unknown, path: (string | number)[]): void {
     for (const k of tk) if (!(k in (v as object))) mismatch(`missing key ${JSON.stringify(k)}`);
     for (const k of vk) if (!(k in (t as object))) mismatch(`unexpected key ${JSON.stringify(k)}`);
     for (const k of tk) checkLike((v as any)[k], (t as any)[k], [...path, k]);
+    checkBuffers(v as Record<string, unknown>, t as Record<string, unknown>, path);
+  }
+}
+
+/**
+ * Where `t` is a parameter's record (`{ shape, dtype, device, buffers }`), every buffer of `v` must
+ * be a tensor of the parameter's shape and dtype, also where the template holds `null` (a state
+ * from `init`, before the first update created the buffer).
+ */
+function checkBuffers(
+  v: Record<string, unknown>,
+  t: Record<string, unknown>,
+  path: (string | number)[],
+): void {
+  const { shape, dtype, buffers } = t;
+  if (!Array.isArray(shape) || typeof dtype !== "string" || buffers === null || typeof buffers !== "object") {
+    return;
+  }
+  for (const [k, b] of Object.entries(v.buffers as Record<string, unknown>)) {
+    if (b instanceof Tensor && (!sameShape(b.shape, shape) || b.dtype !== dtype)) {
+      throw new Error(
+        `deserialize: the data does not match the template at ${pathStr([...path, "buffers", k])}: ` +
+          `expected a ${dtype} tensor of shape ${fmtShape(shape)} (the parameter's), got ${b.dtype} ${
+            fmtShape(b.shape)
+          }`,
+      );
+    }
   }
 }

@@ -11,6 +11,10 @@
  * awaited) and reads metrics back once per evaluation. Output goes through a {@linkcode TrainLogger}
  * (by default a progress bar on stderr when it is a terminal, one line per epoch otherwise).
  *
+ * It stays one file because it is one loop: `fit`'s options, its step and its epoch bookkeeping
+ * (memory scopes, the non-finite guard's hooks, checkpoints) read and replace the same local
+ * params/state; the guard itself lives in `nonfinite.ts`, the metrics in `metrics.ts`.
+ *
  * @module
  */
 import { getDefaultDevice } from "../backend.ts";
@@ -25,6 +29,8 @@ import { applyUpdates } from "../optim/mod.ts";
 import { batchIndices, type Dataset, exampleSize, gather } from "../data/dataset.ts";
 import { argmaxRows, noiseMetrics, sumCrossEntropy } from "./metrics.ts";
 import { progressLogger } from "./progress.ts";
+import { NonFiniteError, type OnNonFinite, StepGuard } from "./nonfinite.ts";
+import { loadForResume, type LoopRecord, writeCheckpointDir } from "./checkpoint.ts";
 
 /** The optimizer contract the loop relies on: pure `init`/`update`, `perturb`, `clean`. */
 export interface LoopOptimizer<S = unknown> {
@@ -76,6 +82,8 @@ export interface EpochMetrics {
   wallSeconds: number;
   /** Training examples per second during the epoch's steps. */
   examplesPerSecond: number;
+  /** Steps dropped because their loss or updates were not finite (`onNonFinite: "skip-step"`; else 0). */
+  skippedSteps: number;
 }
 
 /** Progress inside an epoch, passed to {@linkcode TrainLogger.progress}. */
@@ -155,6 +163,52 @@ export interface FitOptions<P extends TensorTree, S> {
   startEpoch?: number;
   /** Adds updates to params; default: `applyUpdates` of `@nvrm/core/optim`. */
   applyUpdates?: (params: P, updates: any) => P;
+  /**
+   * What to do when a step's loss or updates hold a NaN or an infinity (see `OnNonFinite`).
+   * Default `"stop"`: throw a `NonFiniteError` naming the epoch, the step and the first non-finite
+   * update's path, with the last finite params, state and history. The check costs one scan of the
+   * updates per step on the CPU, and one small dispatch per parameter array on WebGPU, read back
+   * with the epoch's loss (the loop never waits inside an epoch). On WebGPU, `"stop"` keeps the
+   * epoch's starting params and state alive until the epoch ends (they are what the error
+   * returns), and `"skip-step"` keeps each array's previous value with a masked select on the
+   * device (a skipped step still advances the step counters of the state, so the noise and the
+   * schedules move on).
+   */
+  onNonFinite?: OnNonFinite;
+  /**
+   * Write checkpoints (see `saveCheckpoint`): after every `every`-th epoch (counted from the run's
+   * start, `startEpoch` included), after the last epoch, and when `signal` stops training, after
+   * `onEpoch` has run. Each is `dir/epoch-NNNN.safetensors`, written atomically, then `dir/latest`
+   * is pointed at it; with `keep`, only the `keep` newest files stay.
+   */
+  checkpoint?: FitCheckpointOptions;
+  /**
+   * Continue a run from a checkpoint: a checkpoint file, or a checkpoint folder (its `latest`).
+   * Params, optimizer state, epoch, step and history come from it; `params` serves as the
+   * template (paths, shapes, dtypes) and the tensors move to its device. Refused, with an error
+   * naming both values, when `startEpoch` or `state` disagree with the checkpoint, when it was
+   * made with another batch order (seed, batch size, training-set size, `dropLast`) or by an
+   * optimizer of another configuration (seed, noise law, mode, hyperparameters). `epochs` counts
+   * the epochs to train now; the result's `history` starts with the checkpoint's epochs.
+   */
+  resume?: string;
+  /** When aborted, training stops after the current epoch (its metrics reported and, with `checkpoint`, saved). */
+  signal?: AbortSignal;
+}
+
+/** Options of {@linkcode FitOptions.checkpoint}. */
+export interface FitCheckpointOptions {
+  /** The checkpoint folder (created if missing). */
+  dir: string;
+  /**
+   * Write one every this many epochs: a positive integer, or `Infinity` for only the last epoch
+   * (and a stop), which are always written. Default 1.
+   */
+  every?: number;
+  /** How many of the newest checkpoint files to keep (a positive integer). Default: all. */
+  keep?: number;
+  /** The run's configuration to store (any JSON value; non-finite numbers allowed). */
+  config?: unknown;
 }
 
 /** What {@linkcode fit} returns. */
@@ -235,7 +289,14 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
   const batchSize = posInt(o.batchSize, "batchSize");
   const evalBatch = posInt(o.evalBatchSize ?? 1000, "evalBatchSize");
   const progressEvery = posInt(o.progressEvery ?? 10, "progressEvery");
-  const startEpoch = nonNegInt(o.startEpoch ?? 0, "startEpoch");
+  let startEpoch = nonNegInt(o.startEpoch ?? 0, "startEpoch");
+  const ckEvery = o.checkpoint === undefined || o.checkpoint.every === Infinity
+    ? Infinity
+    : posInt(o.checkpoint.every ?? 1, "checkpoint.every");
+  const ckKeep = o.checkpoint?.keep === undefined ? Infinity : posInt(o.checkpoint.keep, "checkpoint.keep");
+  if (o.checkpoint !== undefined && (typeof o.checkpoint.dir !== "string" || o.checkpoint.dir === "")) {
+    throw new TypeError(`fit: checkpoint.dir must be a folder path, got ${JSON.stringify(o.checkpoint.dir)}`);
+  }
   const seed = o.seed ?? 0;
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
     throw new RangeError(`fit: seed must be an integer in [0, 2^32), got ${seed}`);
@@ -255,14 +316,24 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
   const device: Device = o.device ?? firstDevice(o.params) ?? getDefaultDevice();
   const apply: (p: P, u: any) => P = o.applyUpdates ?? applyUpdates;
   const logger: TrainLogger = o.logger === undefined ? progressLogger() : o.logger ?? {};
+  const guard = new StepGuard(o.onNonFinite ?? "stop", device);
   const vg = valueAndGrad((p: P, x: Tensor, y: Int32Array) => crossEntropy(forward(p, x), y));
   const inShape = train.inputShape;
   // The caller owns the initial params and state: they are never released.
   const callers = [o.params, o.state];
 
-  let params = o.params;
-  let state = o.state ?? optimizer.init(params);
-  const history: EpochMetrics[] = [];
+  const loop: LoopRecord = {
+    seed,
+    batchSize,
+    dropLast: o.dropLast === true,
+    trainSize: n,
+    stepsPerEpoch: o.dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize),
+  };
+  const resumed = o.resume === undefined ? undefined : await loadForResume(o.resume, o, loop);
+  if (resumed) startEpoch = resumed.epoch;
+  let params = resumed?.params ?? o.params;
+  let state = resumed ? resumed.optimizerState : o.state ?? optimizer.init(params);
+  const history: EpochMetrics[] = [...(resumed?.history ?? [])];
   const t0 = performance.now();
   const stepsPerEpoch = o.dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
   let step = startEpoch * stepsPerEpoch;
@@ -270,35 +341,71 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
   const totalSteps = (startEpoch + epochs) * stepsPerEpoch;
 
   let lastYield = performance.now();
+  // Throws the divergence error with the last finite params/state (kept; the current ones released).
+  const diverged = (e: number, b: number, path: string, last: { params: P; state: S; step: number }) => {
+    if (last.params !== params || last.state !== state) dispose([params, state], [last, callers]);
+    const weights = tidy(() => optimizer.clean(last.params, last.state) as P);
+    return new NonFiniteError<P, S>({
+      epoch: e + 1,
+      step: e * stepsPerEpoch + b + 1,
+      stepInEpoch: b + 1,
+      stepsPerEpoch,
+      path,
+      lastFiniteStep: last.step,
+      params: weights,
+      rawParams: last.params,
+      state: last.state,
+      history,
+    });
+  };
   for (let e = startEpoch; e < startEpoch + epochs; e++) {
     const tEpoch = performance.now();
     const batches = batchIndices(n, batchSize, { seed, epoch: e, dropLast: o.dropLast });
     let lossSum: Tensor | null = null; // the sum of the batch losses, weighted by batch size
-    let seen = 0;
+    let seen = 0, skipped = 0;
+    // On a device in "stop" mode the check is read back at the epoch's end: keep its start.
+    const epochStart = guard.kernels && guard.mode === "stop" ? { params, state, step } : null;
+    guard.beginEpoch();
     for (let b = 0; b < batches.length; b++) {
       const { x, y } = gather(train, batches[b]);
       const report = (b + 1) % progressEvery === 0 || b === batches.length - 1;
       // One step of the plain loop, in a memory scope: everything it creates but the next params,
       // state and loss sum (the batch, the perturbed weights, the grads, the updates) is released.
+      let bad: string | null = null;
       const next = tidy(() => {
         const xb = tensor(x, [y.length, ...inShape], { device });
         const { value, grads } = vg(optimizer.perturb(params, state) as P, xb, y);
         const r = optimizer.update(grads, state, params);
         if (report) readLoss(value, (v) => (lastLoss = v));
+        // The non-finite guard: on the host at once, on a device marked without waiting.
+        if (guard.immediate) bad = guard.checkNow(value, r.updates);
+        const flag = guard.kernels ? guard.mark(value, r.updates, b) : null;
         // Weighted by the batch size so a short last batch counts for what it is.
         const weighted = y.length === batchSize ? value : mul(value, y.length / batchSize);
-        return {
+        const out = {
           params: apply(params, r.updates),
           state: r.state,
           lossSum: lossSum === null ? weighted : add(lossSum, weighted),
         };
+        // "skip-step" on a device: each array keeps its previous value where the step was marked.
+        return flag ? guard.select(flag, { params, state, lossSum }, out) : out;
       });
-      // The previous step's params, state and loss sum are replaced (GPU memory stays flat
-      // without waiting for garbage collection).
-      dispose([params, state, lossSum], [next, callers]);
-      ({ params, state, lossSum } = next);
-      seen += y.length;
+      if (bad !== null && guard.mode === "stop") {
+        dispose(next, [params, state, lossSum, callers]);
+        dispose(lossSum);
+        throw diverged(e, b, bad, { params, state, step });
+      }
       step++;
+      if (bad !== null) { // "skip-step" on the host: the step never happened
+        dispose(next, [params, state, lossSum, callers]);
+        skipped++;
+      } else {
+        // The previous step's params, state and loss sum are replaced (GPU memory stays flat
+        // without waiting for garbage collection).
+        dispose([params, state, lossSum], [next, callers, epochStart]);
+        ({ params, state, lossSum } = next);
+        seen += y.length;
+      }
       if (report && logger.progress) {
         const secs = (performance.now() - tEpoch) / 1000;
         const rate = secs > 0 ? (b + 1) / secs : 0;
@@ -319,8 +426,22 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
         lastYield = performance.now();
       }
     }
-    const batchLoss = lossSum === null ? NaN : (await lossSum.data())[0] * batchSize / Math.max(1, seen);
+    // The epoch's one wait: its loss and, on a device, its guard.
+    const [sum, words] = await Promise.all([lossSum?.data(), guard.epochGuard?.data()]);
     dispose(lossSum);
+    const checked = guard.endEpoch((words as Float32Array | undefined) ?? null);
+    if (checked.first && guard.mode === "stop") {
+      throw diverged(e, checked.first.stepInEpoch, checked.first.path, epochStart!);
+    }
+    if (epochStart) dispose(epochStart, [params, state, callers]);
+    skipped += guard.kernels ? checked.count : 0;
+    // On a device the skipped steps' examples are not known: all steps but the last are full.
+    if (guard.kernels) seen -= checked.count * batchSize;
+    const batchLoss = sum === undefined ? NaN : sum[0] * batchSize / Math.max(1, seen);
+    if (guard.mode === "stop" && !Number.isFinite(batchLoss) && seen > 0) {
+      // Only when no step-level check ran (a device without guard kernels).
+      throw diverged(e, batches.length - 1, "loss", { params, state, step });
+    }
     const tTrainEnd = performance.now();
 
     const metrics: EpochMetrics = {
@@ -338,6 +459,7 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
       evalSeconds: 0,
       wallSeconds: 0,
       examplesPerSecond: seen / Math.max(1e-9, (tTrainEnd - tEpoch) / 1000),
+      skippedSteps: skipped,
     };
     const clean = tidy(() => optimizer.clean(params, state) as P);
     try {
@@ -366,6 +488,19 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
     history.push(metrics);
     logger.epoch?.(metrics);
     await o.onEpoch?.(metrics, params, state);
+    const stop = o.signal?.aborted === true;
+    if (o.checkpoint && ((e + 1) % ckEvery === 0 || e === startEpoch + epochs - 1 || stop)) {
+      await writeCheckpointDir(o.checkpoint.dir, {
+        params,
+        optimizerState: state,
+        epoch: e + 1,
+        step,
+        config: o.checkpoint.config,
+        loop,
+        history,
+      }, ckKeep);
+    }
+    if (stop) break;
   }
   const weights = tidy(() => optimizer.clean(params, state) as P);
   return { params: weights, rawParams: params, state, history };
@@ -387,11 +522,11 @@ export interface EvaluateOptions {
 
 /** What {@linkcode evaluate} returns. */
 export interface Evaluation {
-  /** Predicted class per example. */
+  /** Predicted class per example (−1 where the logits are not finite). */
   predictions: Int32Array;
   /** Mean cross-entropy against the dataset's labels. */
   loss: number;
-  /** Accuracy against the dataset's labels. */
+  /** Accuracy against the dataset's labels (NaN when some logits are not finite). */
   accuracy: number;
 }
 
@@ -446,7 +581,7 @@ export async function evaluate<P extends TensorTree>(
     dispose(logits);
   }
   const predictions = new Int32Array(n);
-  let lossSum = 0, correct = 0;
+  let lossSum = 0, correct = 0, unpredicted = 0;
   for (let k = 0, s = 0; k < host.length; k++) {
     const rows = host[k].length / C;
     const pred = argmaxRows(host[k], C);
@@ -455,10 +590,12 @@ export async function evaluate<P extends TensorTree>(
     for (let i = 0; i < rows; i++) {
       predictions[s + i] = pred[i];
       if (pred[i] === labels[i]) correct++;
+      else if (pred[i] < 0) unpredicted++;
     }
     s += rows;
   }
-  return { predictions, loss: n ? lossSum / n : NaN, accuracy: n ? correct / n : NaN };
+  // Non-finite logits (a prediction of −1) make the accuracy NaN, not a low score.
+  return { predictions, loss: n ? lossSum / n : NaN, accuracy: n && !unpredicted ? correct / n : NaN };
 }
 
 function firstDevice(tree: TensorTree): Device | undefined {

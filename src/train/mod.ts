@@ -16,6 +16,7 @@ export {
   type EvaluateOptions,
   type Evaluation,
   fit,
+  type FitCheckpointOptions,
   type FitOptions,
   type FitResult,
   type LoopOptimizer,
@@ -23,6 +24,7 @@ export {
   type StepProgress,
   type TrainLogger,
 } from "./loop.ts";
+export { type Checkpoint, type CheckpointTemplate, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 export {
   accuracy,
   argmaxRows,
@@ -36,3 +38,4 @@ export {
   sumCrossEntropy,
 } from "./metrics.ts";
 export { formatDuration, formatEpoch, progressLogger, type ProgressLoggerOptions } from "./progress.ts";
+export { NonFiniteError, type NonFiniteErrorInit, type OnNonFinite } from "./nonfinite.ts";
