@@ -2,7 +2,8 @@
  * Training helpers: the {@linkcode fit} loop (seeded batches, gradient at the optimizer's perturbed
  * weights, evaluation at its clean weights), batched {@linkcode evaluate}, the label-noise metrics
  * (memorization, flipped → true label, true-label accuracy), and a console
- * {@linkcode progressLogger}. Browser-safe (no `Deno.*`).
+ * {@linkcode progressLogger}. Browser-safe, except the checkpoint files (`saveCheckpoint`,
+ * `loadCheckpoint`, `fit`'s `checkpoint` and `resume`), which use `Deno.*` when called.
  *
  * @module
  */
