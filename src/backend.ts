@@ -109,6 +109,32 @@ export interface Backend {
   avgPool2dGrad(gy: Tensor, xShape: readonly number[], geo: Pool2dGeometry): Tensor;
 
   /**
+   * Batch normalization in training mode, fused per channel: `x` is `[N, C, …]` (channel axis 1,
+   * the trailing dims flattened to S, m = N·S values per channel), `gamma` and `beta` are `[C]`.
+   * Returns the per-channel mean, the biased variance var = (1/m) Σ (x − mean)² and
+   * y = (x − mean) / √(var + eps) · γ + β.
+   */
+  batchNormForward(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): BatchNormStats & { y: Tensor };
+  /**
+   * The gradients of {@linkcode Backend.batchNormForward} at `x` with its `mean` and `var`, given
+   * `gy`: with x̂ = (x − mean)/√(var + eps), gγ = Σ gy·x̂, gβ = Σ gy (per channel) and
+   * gx = γ/(m·√(var + eps)) · (m·gy − gβ − x̂·gγ).
+   */
+  batchNormBackward(
+    x: Tensor,
+    gamma: Tensor,
+    stats: BatchNormStats,
+    gy: Tensor,
+    eps: number,
+  ): { gx: Tensor; gGamma: Tensor; gBeta: Tensor };
+  /**
+   * An inverted-dropout mask of `shape`: element i is `spec.scale` when it is kept, else 0. Element
+   * i reads word i mod 4 of the Philox4x32-10 block with key (k0, k1) and counter (⌊i/4⌋, c1, c2, 0),
+   * and is kept when that word's top 24 bits, w >>> 8, are ≥ `spec.threshold`.
+   */
+  dropoutMask(shape: readonly number[], dtype: DType, spec: DropoutMaskSpec): Tensor;
+
+  /**
    * The fused optimizer kernels of this device (see `src/optim/fused_ops.ts`), when it has them.
    * Optimizers look them up by the device of each parameter.
    */
@@ -119,6 +145,30 @@ export interface Backend {
    * back each step would stall the queue. Absent on the CPU, where `fit` scans the arrays directly.
    */
   readonly finite?: FiniteKernels;
+}
+
+/** The per-channel statistics of a training-mode batch normalization, both `[C]`. */
+export interface BatchNormStats {
+  /** The batch mean of each channel. */
+  mean: Tensor;
+  /** The biased batch variance of each channel, (1/m) Σ (x − mean)². */
+  var: Tensor;
+}
+
+/** What {@linkcode Backend.dropoutMask} draws: the Philox key and counter words, the keep rule, the scale. */
+export interface DropoutMaskSpec {
+  /** Key word 0 (the seed). */
+  k0: number;
+  /** Key word 1 (the hash of the layer path). */
+  k1: number;
+  /** Counter word 1 (the step). */
+  c1: number;
+  /** Counter word 2 (the stream tag). */
+  c2: number;
+  /** An element is kept when the top 24 bits of its word are ≥ this integer in [0, 2^24]. */
+  threshold: number;
+  /** The value of a kept element, 1/(1 − rate) rounded to the dtype. */
+  scale: number;
 }
 
 /**

@@ -11,6 +11,7 @@ import { binaryLoop, unaryLoop } from "./elementwise.ts";
 import { concatLoop, forEachSliceIndex, reduceLoop, transposeLoop } from "./layout.ts";
 import { gemm } from "../../kernels/wasm/gemm.ts";
 import { conv2dForward, conv2dGradInput, conv2dGradWeight, type ConvDims } from "../../kernels/wasm/conv.ts";
+import { batchNormBackwardLoop, batchNormForwardLoop, dropoutMaskLoop, type NormDims } from "./norm.ts";
 import { crossEntropyGradRows, crossEntropyRows, pool2d, pool2dGrad, pooledSize, softmaxRows } from "./nn.ts";
 
 const arr = (t: Tensor): TypedArray => t.storage as TypedArray;
@@ -60,6 +61,11 @@ function convDims(xShape: readonly number[], wShape: readonly number[], geo: Con
     ph: geo.padding[0],
     pw: geo.padding[1],
   };
+}
+
+/** `[N, C, …]` as N, C and S = the product of the trailing dims. */
+function normDims(shape: readonly number[]): NormDims {
+  return { N: shape[0], C: shape[1], S: shapeSize(shape.slice(2)) };
 }
 
 /** The CPU implementation of {@linkcode Backend}. */
@@ -205,6 +211,26 @@ export const cpuBackend: Backend = {
       () => conv2dGradWeight(arr(x), arr(gy), d),
     );
     return make(gw, wShape, x.dtype);
+  },
+
+  batchNormForward(x, gamma, beta, eps) {
+    const d = normDims(x.shape), c = [d.C];
+    const y = alloc(x.dtype, x.shape, "batchNorm"), mean = alloc(x.dtype, c, "batchNorm");
+    const v = alloc(x.dtype, c, "batchNorm");
+    batchNormForwardLoop(arr(x), arr(gamma), arr(beta), d, eps, y, mean, v);
+    return { y: make(y, x.shape, x.dtype), mean: make(mean, c, x.dtype), var: make(v, c, x.dtype) };
+  },
+  batchNormBackward(x, gamma, stats, gy, eps) {
+    const d = normDims(x.shape), c = [d.C];
+    const gx = alloc(x.dtype, x.shape, "batchNorm (gradient)");
+    const gg = alloc(x.dtype, c, "batchNorm (gradient)"), gb = alloc(x.dtype, c, "batchNorm (gradient)");
+    batchNormBackwardLoop(arr(x), arr(gamma), arr(stats.mean), arr(stats.var), arr(gy), d, eps, gx, gg, gb);
+    return { gx: make(gx, x.shape, x.dtype), gGamma: make(gg, c, x.dtype), gBeta: make(gb, c, x.dtype) };
+  },
+  dropoutMask(shape, dtype, spec) {
+    const out = alloc(dtype, shape, "dropout");
+    dropoutMaskLoop(out, spec);
+    return make(out, shape, dtype);
   },
 
   maxPool2d(x, geo) {

@@ -10,3 +10,5 @@ export * from "./matmul.ts";
 export * from "./shape.ts";
 export * from "./softmax.ts";
 export * from "./conv.ts";
+export * from "./norm.ts";
+export * from "./dropout.ts";

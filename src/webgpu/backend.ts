@@ -6,9 +6,9 @@
  *
  * Nothing here waits on the GPU except {@linkcode WebGPUBackend.read}: ops only encode work.
  *
- * The matrix products and convolutions (`matmul_ops.ts`) and the pooling ops (`pool_ops.ts`) live
- * in their own modules; the methods here delegate to them. The rest stays one file because it is
- * one class: the storage bookkeeping (reference counts, release tokens, staging buffers) is private
+ * The matrix products and convolutions (`matmul_ops.ts`), the pooling ops (`pool_ops.ts`), batch
+ * normalization and the dropout mask (`norm_ops.ts`) live in their own modules; the methods here
+ * delegate to them. The rest stays one file because it is one class: the storage bookkeeping (reference counts, release tokens, staging buffers) is private
  * state that the elementwise, reduction, layout and softmax ops use directly, and each of those
  * ops is a few lines of uniforms around one dispatch.
  *
@@ -16,8 +16,10 @@
  */
 import type {
   Backend,
+  BatchNormStats,
   BinaryOp,
   Conv2dGeometry,
+  DropoutMaskSpec,
   FiniteKernels,
   Pool2dGeometry,
   ReduceOp,
@@ -59,6 +61,7 @@ import {
 import { broadcastStrides, coalesce } from "./layout.ts";
 import { conv2d, conv2dGradInput, conv2dGradWeight, matmul } from "./matmul_ops.ts";
 import { avgPool2d, avgPool2dGrad, maxPool2d, maxPool2dGrad } from "./pool_ops.ts";
+import { batchNormBackward, batchNormForward, dropoutMask } from "./norm_ops.ts";
 import { webgpuFiniteKernels } from "./finite.ts";
 
 export { f32bits } from "./pipelines.ts";
@@ -719,6 +722,30 @@ export class WebGPUBackend implements Backend {
 
   avgPool2dGrad(gy: Tensor, xShape: readonly number[], geo: Pool2dGeometry): Tensor {
     return avgPool2dGrad(this, gy, xShape, geo);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Batch normalization and the dropout mask: see norm_ops.ts
+
+  batchNormForward(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): BatchNormStats & { y: Tensor } {
+    return batchNormForward(this, x, gamma, beta, eps);
+  }
+
+  batchNormBackward(
+    x: Tensor,
+    gamma: Tensor,
+    stats: BatchNormStats,
+    gy: Tensor,
+    eps: number,
+  ): { gx: Tensor; gGamma: Tensor; gBeta: Tensor } {
+    return batchNormBackward(this, x, gamma, stats, gy, eps);
+  }
+
+  dropoutMask(shape: readonly number[], dtype: DType, spec: DropoutMaskSpec): Tensor {
+    if (dtype !== "float32") {
+      throw new TypeError(`dropout: dtype ${dtype} is not supported on webgpu (float32 only)`);
+    }
+    return dropoutMask(this, shape, spec);
   }
 
   /** Releases pooled free buffers and staging buffers (live tensors are untouched). */
