@@ -37,9 +37,10 @@ export type LinearParams = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { initLinear } from "@nvrm/core";
  * const fc = initLinear(784, 256, { seed: 1, stream: "fc1" });
- * console.log(fc.w.shape, fc.b.shape); // [784, 256] [256]
+ * assert.deepEqual([fc.w.shape, fc.b.shape], [[784, 256], [256]]);
  * ```
  */
 export function initLinear(inFeatures: number, outFeatures: number, options: InitOptions = {}): LinearParams {

@@ -1,5 +1,6 @@
 /**
- * Model builders: each returns a params tree and a pure forward function `(params, x) → logits`,
+ * Model builders: each returns a params tree and a pure forward function `(params, x) → logits`
+ * (built from the layers of `layers.ts`, with the same parameters and logits as before them),
  * so the same model runs under `valueAndGrad`, with perturbed weights, or at noise-free weights.
  * Each model says which input layout it computes in and accepts the other one where the numbers
  * per example match (see {@linkcode mlp} and {@linkcode lenet}).
@@ -8,11 +9,28 @@
  */
 import { add, relu, tanh } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
-import { conv2d, maxPool2d } from "../ops/conv.ts";
+import { maxPool2d } from "../ops/conv.ts";
 import { flatten } from "../ops/shape.ts";
 import { flatBatch, imageBatch } from "./layout.ts";
 import type { Tensor } from "../tensor.ts";
-import { type ConvParams, initConv2d, initLinear, type InitOptions, type LinearParams } from "./init.ts";
+import type { ConvParams, InitOptions, LinearParams } from "./init.ts";
+import { type ApplyContext, EMPTY, type Layer } from "./layer.ts";
+import * as nn from "./layers.ts";
+
+/** Evaluation-mode context of the stateless layers these models are built from. */
+function ctxAt(path: string): ApplyContext {
+  return { training: false, step: 0, seed: 0, path };
+}
+
+/** A stateless layer's output for `params` at `path`. */
+function run(
+  layer: Layer<{ w: Tensor; b?: Tensor }>,
+  p: { w: Tensor; b?: Tensor },
+  x: Tensor,
+  path: string,
+): Tensor {
+  return layer.apply(p, EMPTY, x, ctxAt(path)).y;
+}
 
 /** A model: initial parameters and a pure forward pass. */
 export interface Model<P> {
@@ -50,10 +68,11 @@ export function linear(p: LinearParams, x: Tensor): Tensor {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { mlp, randn } from "@nvrm/core";
  * const net = mlp([784, 256, 256, 10], { seed: 0 });
  * const logits = net.forward(net.params, randn([4, 784]));
- * console.log(logits.shape); // [4, 10]
+ * assert.deepEqual(logits.shape, [4, 10]);
  * ```
  */
 export function mlp(sizes: readonly number[], options: MlpOptions = {}): Model<MlpParams> {
@@ -71,15 +90,15 @@ export function mlp(sizes: readonly number[], options: MlpOptions = {}): Model<M
   if (act !== "relu" && act !== "tanh") {
     throw new RangeError(`mlp: activation must be "relu" or "tanh", got ${act}`);
   }
-  const layers = sizes.slice(1).map((out, i) =>
-    initLinear(sizes[i], out, { ...options, stream: `layers.${i}` })
-  );
+  const io = { dtype: options.dtype, device: options.device };
+  const fcs = sizes.slice(1).map((out, i) => nn.linear(sizes[i], out));
+  const layers = fcs.map((l, i) => l.init(options.seed ?? 0, `layers.${i}`, io).params as LinearParams);
   const f = act === "relu" ? relu : tanh;
   const who = `mlp([${sizes.join(", ")}])`;
   const forward = (p: MlpParams, x: Tensor): Tensor => {
     let h = flatBatch(who, x, sizes[0]);
     p.layers.forEach((l, i) => {
-      h = linear(l, h);
+      h = run(fcs[i], l, h, `layers.${i}`);
       if (i < p.layers.length - 1) h = f(h);
     });
     return h;
@@ -116,10 +135,11 @@ export interface LeNetOptions extends InitOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { lenet, randn } from "@nvrm/core";
  * const net = lenet({ seed: 0 }); // MNIST: inputShape [1, 28, 28]
- * console.log(net.forward(net.params, randn([2, 1, 28, 28])).shape); // [2, 10]
- * console.log(net.forward(net.params, randn([2, 784])).shape); // [2, 10], the flat layout
+ * assert.deepEqual(net.forward(net.params, randn([2, 1, 28, 28])).shape, [2, 10]);
+ * assert.deepEqual(net.forward(net.params, randn([2, 784])).shape, [2, 10]); // the flat layout
  * ```
  */
 export function lenet(options: LeNetOptions = {}): Model<LeNetParams> {
@@ -127,24 +147,21 @@ export function lenet(options: LeNetOptions = {}): Model<LeNetParams> {
   const classes = options.numClasses ?? 10;
   const h2 = Math.floor((Math.floor(h / 2) - 4) / 2), w2 = Math.floor((Math.floor(w / 2) - 4) / 2);
   if (h2 < 1 || w2 < 1) throw new RangeError(`lenet: input [${c}, ${h}, ${w}] is too small (needs ≥ 12×12)`);
+  const seed = options.seed ?? 0, io = { dtype: options.dtype, device: options.device };
+  const conv1 = nn.conv2d(c, 6, 5, { padding: 2 }), conv2 = nn.conv2d(6, 16, 5);
+  const fcs = [nn.linear(16 * h2 * w2, 120), nn.linear(120, 84), nn.linear(84, classes)];
   const params: LeNetParams = {
-    conv1: initConv2d(c, 6, 5, { ...options, stream: "conv1" }),
-    conv2: initConv2d(6, 16, 5, { ...options, stream: "conv2" }),
-    fc: [
-      initLinear(16 * h2 * w2, 120, { ...options, stream: "fc.0" }),
-      initLinear(120, 84, { ...options, stream: "fc.1" }),
-      initLinear(84, classes, { ...options, stream: "fc.2" }),
-    ],
+    conv1: conv1.init(seed, "conv1", io).params as ConvParams,
+    conv2: conv2.init(seed, "conv2", io).params as ConvParams,
+    fc: fcs.map((l, i) => l.init(seed, `fc.${i}`, io).params as LinearParams),
   };
   const chw: [number, number, number] = [c, h, w];
   const forward = (p: LeNetParams, x: Tensor): Tensor => {
-    let y = maxPool2d(relu(conv2d(imageBatch("lenet", x, chw), p.conv1.w, { bias: p.conv1.b, padding: 2 })), {
-      kernel: 2,
-    });
-    y = maxPool2d(relu(conv2d(y, p.conv2.w, { bias: p.conv2.b })), { kernel: 2 });
+    let y = maxPool2d(relu(run(conv1, p.conv1, imageBatch("lenet", x, chw), "conv1")), { kernel: 2 });
+    y = maxPool2d(relu(run(conv2, p.conv2, y, "conv2")), { kernel: 2 });
     let z = flatten(y, 1);
     p.fc.forEach((l, i) => {
-      z = linear(l, z);
+      z = run(fcs[i], l, z, `fc.${i}`);
       if (i < p.fc.length - 1) z = relu(z);
     });
     return z;

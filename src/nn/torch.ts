@@ -29,9 +29,18 @@ export interface TorchName {
  * - `"lenet"`: {@linkcode lenet} as a module with `conv1`, `conv2` (`nn.Conv2d`) and
  *   `fc = nn.ModuleList([nn.Linear ×3])` (see the README for the class): `conv1.w` → `conv1.weight`,
  *   `fc.i.w` [in, out] → `fc.i.weight` [out, in], biases `… .bias`;
+ * - `"layers"`: a model built from the layer library (`resnet18`, `resnet34`, `resnet20`, `vgg`, or
+ *   any `nn.sequential` whose names are the PyTorch module's): our dotted path is the torch key with
+ *   the last part renamed, `w` → `weight` (transposed when 2-D: linear weights), `b` → `bias`,
+ *   `runningMean` → `running_mean`, `runningVar` → `running_var` (BatchNorm's state); BatchNorm's
+ *   `num_batches_tracked` has no counterpart and is ignored when read;
  * - a function from our dotted path and shape to a {@linkcode TorchName}, for other modules.
  */
-export type TorchLayout = "mlp" | "lenet" | ((path: string, shape: readonly number[]) => TorchName);
+export type TorchLayout =
+  | "mlp"
+  | "lenet"
+  | "layers"
+  | ((path: string, shape: readonly number[]) => TorchName);
 
 /** One leaf of a tree with its PyTorch name (internal: shared with the optimizer-state map). */
 export interface TorchEntry extends TorchName {
@@ -39,6 +48,20 @@ export interface TorchEntry extends TorchName {
   path: string;
   /** Our tensor. */
   tensor: Tensor;
+}
+
+/** Our leaf names that differ from PyTorch's (besides `w`/`b`): BatchNorm's running statistics. */
+const STATE_NAMES: Readonly<Record<string, string>> = {
+  runningMean: "running_mean",
+  runningVar: "running_var",
+};
+
+/** The `"layers"` layout: the dotted path with its last part renamed. */
+function layersName(path: string, shape: readonly number[]): TorchName {
+  const parts = path.split(".");
+  const leaf = parts.pop()!;
+  if (leaf in STATE_NAMES) return { name: [...parts, STATE_NAMES[leaf]].join("."), transpose: false };
+  return renameLeaf(parts.join("."), leaf, shape);
 }
 
 /** `w` → `weight` (transposed when 2-D), `b` → `bias`; other names unchanged. */
@@ -93,9 +116,15 @@ function leavesOf(who: string, tree: TensorTree): { path: string; tensor: Tensor
  * Internal (the optimizer-state map uses it too).
  */
 export function torchEntries(who: string, layout: TorchLayout, tree: TensorTree): TorchEntry[] {
-  const fn = layout === "mlp" || layout === "lenet" ? builtin(layout) : layout;
+  const fn = layout === "mlp" || layout === "lenet"
+    ? builtin(layout)
+    : layout === "layers"
+    ? layersName
+    : layout;
   if (typeof fn !== "function") {
-    throw new TypeError(`${who}: layout must be "mlp", "lenet" or a function, got ${JSON.stringify(layout)}`);
+    throw new TypeError(
+      `${who}: layout must be "mlp", "lenet", "layers" or a function, got ${JSON.stringify(layout)}`,
+    );
   }
   const seen = new Map<string, string>();
   return leavesOf(who, tree).map(({ path, tensor: t }) => {
@@ -243,7 +272,8 @@ export function fromTorchStateDict<P extends TensorTree, S extends TensorTree | 
   const p = convert(params, "params");
   const s = state === undefined ? undefined : convert(state as TensorTree, "state");
   if (options.strict ?? true) {
-    const extra = Object.keys(stateDict).filter((k) => !used.has(k));
+    const ignored = (k: string) => layout === "layers" && k.endsWith("num_batches_tracked");
+    const extra = Object.keys(stateDict).filter((k) => !used.has(k) && !ignored(k));
     if (extra.length > 0) {
       throw new Error(
         `${who}: the state dict has keys the model does not: ${
