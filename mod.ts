@@ -98,6 +98,13 @@ export {
   type Pool2dOptions,
   type Size2,
 } from "./src/ops/conv.ts";
+export {
+  batchNormInference,
+  type BatchNormOptions,
+  batchNormTrain,
+  type BatchNormTrainResult,
+} from "./src/ops/norm.ts";
+export { dropout, type DropoutKey } from "./src/ops/dropout.ts";
 
 // Autodiff and memory.
 export { grad, type ValueAndGrad, valueAndGrad } from "./src/autodiff.ts";
@@ -141,6 +148,30 @@ export {
   type MlpParams,
   type Model,
 } from "./src/nn/models.ts";
+export * as nn from "./src/nn/nn.ts";
+export type { ApplyContext, Layer, LayerOutput } from "./src/nn/layer.ts";
+export {
+  type ApplyOptions,
+  type StatefulModel,
+  statefulModel,
+  type StatefulModelOptions,
+} from "./src/nn/stateful.ts";
+export {
+  resnet18,
+  resnet20,
+  resnet34,
+  type ResNetOptions,
+  type ResNetParams,
+  type ResNetState,
+} from "./src/nn/resnet.ts";
+export {
+  vgg,
+  VGG_CONFIGS,
+  type VggEntry,
+  type VggOptions,
+  type VggParams,
+  type VggState,
+} from "./src/nn/vgg.ts";
 
 // Training.
 export {

@@ -17,6 +17,9 @@ import { adam, antiPgd, multiStepSchedule, sgd, vadam, vsgd } from "../src/optim
 import type { NoiseLaw } from "../src/random/noise.ts";
 import type { LoopOptimizer } from "../src/train/mod.ts";
 import { resolveCheckpoint } from "../src/train/checkpoint.ts";
+import { lenet, mlp, resnet18, resnet20, type StatefulModel, vgg } from "../src/nn/mod.ts";
+import { type BatchTransform, cifarAugment, MNIST_MEAN, MNIST_STD } from "../src/data/mod.ts";
+import type { Tensor } from "../src/tensor.ts";
 
 /** A bad command line: reported as one line, exit code 2. */
 export class UsageError extends Error {}
@@ -179,6 +182,71 @@ export function makeOptimizer(
 export function lrAt(spec: OptimizerSpec, c: OptimizerSettings, epoch: number): number {
   const base = spec.lr ?? c.lr;
   return base * c.lrDecayFactor ** c.lrDecayEpochs.filter((e) => epoch - 1 >= e).length;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Models and augmentation by name.
+
+/** The models the scripts know, by command-line name (`cnn` is LeNet's older name). */
+export const MODELS = ["mlp", "cnn", "lenet", "resnet20", "resnet18", "vgg11", "vgg16"] as const;
+/** A command-line model name. */
+export type ModelName = typeof MODELS[number];
+
+/** A model as `fit` takes it: a stateless `{ params, forward }` or a `{ model }` with state. */
+export type FitModel =
+  | { params: any; forward: (params: any, x: Tensor) => Tensor; model?: undefined }
+  | { model: StatefulModel<any, any>; params?: undefined; forward?: undefined };
+
+/** Whether a model computes on images `[C, H, W]` (every model but the MLP). */
+export const imageModel = (name: ModelName): boolean => name !== "mlp";
+
+/**
+ * The model `name` for examples of `inputShape` (`[C, H, W]`, or `[D]` for the MLP) and
+ * `numClasses` classes, initialized from `seed`: `mlp` is D-256-256-classes, `cnn`/`lenet` the
+ * LeNet-like CNN, `resnet20`/`resnet18` and `vgg11`/`vgg16` the models of `model/resnet.py` and
+ * `model/vgg.py` (with BatchNorm: trained through `fit`'s `model`).
+ */
+export function buildModel(
+  name: ModelName,
+  seed: number,
+  inputShape: readonly number[],
+  numClasses: number,
+): FitModel {
+  const size = inputShape.reduce((a, b) => a * b, 1);
+  const chw = inputShape as unknown as [number, number, number];
+  switch (name) {
+    case "mlp": {
+      const net = mlp([size, 256, 256, numClasses], { seed });
+      return { params: net.params, forward: net.forward };
+    }
+    case "cnn":
+    case "lenet": {
+      const net = lenet({ seed, inputShape: chw, numClasses });
+      return { params: net.params, forward: net.forward };
+    }
+    case "resnet20":
+      return { model: resnet20({ seed, inputShape: chw, inChannels: chw[0], numClasses }) };
+    case "resnet18":
+      return { model: resnet18({ seed, inputShape: chw, inChannels: chw[0], numClasses }) };
+    case "vgg11":
+    case "vgg16":
+      return { model: vgg(name, { seed, inputShape: chw, inChannels: chw[0], numClasses }) };
+  }
+}
+
+/**
+ * The training augmentation of `--augment` for images `[C, H, W]` normalized by the loaders: on
+ * 3-channel images (CIFAR-10) the original pipeline, a random crop with 4 pixels of (black)
+ * padding and a horizontal flip; on 1-channel images (MNIST) a random crop with 2 pixels of black
+ * padding and no flip (a mirrored digit is another symbol).
+ */
+export function augmentFor(inputShape: readonly number[]): BatchTransform {
+  if (inputShape.length !== 3) {
+    fail(`--augment needs images [C, H, W], got examples of shape [${inputShape.join(", ")}]`);
+  }
+  return inputShape[0] === 1
+    ? cifarAugment({ padding: 2, flip: false, fill: -MNIST_MEAN / MNIST_STD })
+    : cifarAugment();
 }
 
 // ---------------------------------------------------------------------------------------------

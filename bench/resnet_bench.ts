@@ -1,0 +1,164 @@
+/**
+ * One ResNet training step — forward in training mode (batch statistics, running statistics
+ * updated), backward, SGD with momentum 0.9 — on 3×32×32 random images, for ResNet-20 and
+ * ResNet-18 (the original code's `model/resnet.py`), and the same step in PyTorch on the CPU with
+ * the same thread count (`tools/torch_resnet_bench.py`) when a Python with torch is available:
+ * prints images/s of both (medians over rounds) and the ratio ours / PyTorch. On `--device
+ * webgpu` it also checks the first step's loss against the CPU's (on a software adapter such as
+ * lavapipe the speed means nothing).
+ *
+ *   deno run -A bench/resnet_bench.ts [--models resnet20,resnet18] [--batches 32,128]
+ *     [--rounds 5] [--steps 3] [--device cpu|webgpu] [--python PATH] [--no-torch]
+ *
+ * The Python is `--python`, else `$PY`, else `python3` (any Python with PyTorch). Torch's thread count is set to ours: `navigator.hardwareConcurrency`.
+ */
+import { parseArgs } from "node:util";
+import {
+  crossEntropy,
+  dispose,
+  randn,
+  resnet18,
+  resnet20,
+  type StatefulModel,
+  syncWebGPU,
+  type Tensor,
+  tidy,
+  toDevice,
+} from "../mod.ts";
+import { applyUpdates, sgd } from "../src/optim/mod.ts";
+import { valueAndGradWithAux } from "../src/autodiff.ts";
+import { initWebGPU } from "../src/webgpu/mod.ts";
+import { median } from "./_timing.ts";
+
+const args = parseArgs({
+  args: Deno.args,
+  options: {
+    models: { type: "string", default: "resnet20,resnet18" },
+    batches: { type: "string", default: "32" },
+    rounds: { type: "string", default: "5" },
+    steps: { type: "string", default: "3" },
+    device: { type: "string", default: "cpu" },
+    python: { type: "string" },
+    "no-torch": { type: "boolean" },
+  },
+}).values;
+const MODELS = args.models!.split(",");
+const BATCHES = args.batches!.split(",").map(Number);
+const ROUNDS = Number(args.rounds), STEPS = Number(args.steps);
+const DEVICE = args.device as "cpu" | "webgpu";
+const THREADS = Math.max(1, navigator.hardwareConcurrency ?? 1);
+if (DEVICE === "webgpu") await initWebGPU();
+
+const builders: Record<string, () => StatefulModel> = {
+  resnet20: () => resnet20({ seed: 0 }),
+  resnet18: () => resnet18({ seed: 0 }),
+};
+
+/** A training step of `model` on `device`; returns the function and the first loss. */
+async function stepper(name: string, batch: number, device: "cpu" | "webgpu") {
+  const model = builders[name]();
+  let params = await toDevice(model.params, device), ms = await toDevice(model.state, device);
+  const x = await toDevice(randn([batch, 3, 32, 32], { seed: 1 }), device);
+  const y = Int32Array.from({ length: batch }, (_, i) => i % 10);
+  const opt = sgd({ lr: 0.01, momentum: 0.9 });
+  let state = opt.init(params);
+  const vg = valueAndGradWithAux((p: typeof params, s: typeof ms, xb: Tensor, k: number) => {
+    const r = model.apply(p, s, xb, { training: true, step: k });
+    return { value: crossEntropy(r.y, y), aux: r.state };
+  });
+  let k = 0;
+  const step = (): Tensor => {
+    const next = tidy(() => {
+      const { value, grads, aux } = vg(params, ms, x, k++);
+      const r = opt.update(grads, state, params);
+      return { params: applyUpdates(params, r.updates), state: r.state, ms: aux, value };
+    });
+    dispose([params, state, ms], next);
+    ({ params, state, ms } = next);
+    return next.value;
+  };
+  return { step, sync: () => (device === "webgpu" ? syncWebGPU() : Promise.resolve()) };
+}
+
+async function oursImagesPerSecond(name: string, batch: number): Promise<{ ips: number; loss: number }> {
+  const { step, sync } = await stepper(name, batch, DEVICE);
+  const first = step();
+  const loss = (await first.data())[0];
+  dispose(first);
+  dispose(step());
+  await sync();
+  const ms: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const t0 = performance.now();
+    for (let s = 0; s < STEPS; s++) dispose(step());
+    await sync();
+    ms.push((performance.now() - t0) / STEPS);
+  }
+  return { ips: batch * 1000 / median(ms), loss };
+}
+
+/** PyTorch's figures by `model/batch`, or null (with the reason printed) when torch is not there. */
+async function torchImagesPerSecond(): Promise<Map<string, number> | null> {
+  if (args["no-torch"]) return null;
+  const python = args.python ?? Deno.env.get("PY") ?? "python3";
+  const script = new URL("../tools/torch_resnet_bench.py", import.meta.url).pathname;
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(python, {
+      args: [
+        script,
+        ...["--models", MODELS.join(","), "--batches", BATCHES.join(",")],
+        ...["--threads", String(THREADS), "--rounds", String(ROUNDS), "--steps", String(STEPS)],
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  } catch (e) {
+    console.log(`PyTorch: not run (${python}: ${(e as Error).message})`);
+    return null;
+  }
+  if (out.code !== 0) {
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n").at(-1);
+    console.log(`PyTorch: not run (${python} exited ${out.code}: ${err}); give --python or PY`);
+    return null;
+  }
+  const map = new Map<string, number>();
+  for (const line of new TextDecoder().decode(out.stdout).trim().split("\n")) {
+    const r = JSON.parse(line);
+    map.set(`${r.model}/${r.batch}`, r.images_per_s);
+    console.log(
+      `PyTorch ${r.torch}, ${r.threads} threads: ${r.model} batch ${r.batch}: ${
+        r.images_per_s.toFixed(1)
+      } images/s`,
+    );
+  }
+  return map;
+}
+
+console.log(
+  `ResNet training step (forward + backward + SGD momentum), 3×32×32, device ${DEVICE}, ${THREADS} threads, ` +
+    `median of ${ROUNDS} rounds × ${STEPS} steps`,
+);
+// PyTorch first, alone, then ours: the two never share the cores.
+const torch = DEVICE === "cpu" ? await torchImagesPerSecond() : null;
+for (const name of MODELS) {
+  for (const batch of BATCHES) {
+    const ours = await oursImagesPerSecond(name, batch);
+    let line = `${name} batch ${batch}: ours ${ours.ips.toFixed(1)} images/s (first loss ${
+      ours.loss.toFixed(5)
+    })`;
+    const t = torch?.get(`${name}/${batch}`);
+    if (t !== undefined) {
+      line += `, PyTorch ${t.toFixed(1)} images/s, ours/PyTorch ${(ours.ips / t).toFixed(2)}×`;
+    }
+    if (DEVICE === "webgpu") {
+      const cpu = await stepper(name, batch, "cpu");
+      const l = cpu.step().item();
+      const rel = Math.abs(l - ours.loss) / Math.abs(l);
+      line += `; CPU first loss ${l.toFixed(5)} (relative difference ${rel.toExponential(1)}${
+        rel < 1e-4 ? ", ok" : ", MISMATCH"
+      })`;
+    }
+    console.log(line);
+  }
+}
