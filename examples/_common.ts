@@ -17,6 +17,7 @@ import { adam, antiPgd, multiStepSchedule, sgd, vadam, vsgd } from "../src/optim
 import type { NoiseLaw } from "../src/random/noise.ts";
 import type { LoopOptimizer } from "../src/train/mod.ts";
 import { resolveCheckpoint } from "../src/train/checkpoint.ts";
+import { writeTextFileAtomicSync } from "../src/io/files.ts";
 import { lenet, mlp, resnet18, resnet20, type StatefulModel, vgg } from "../src/nn/mod.ts";
 import { type BatchTransform, cifarAugment, MNIST_MEAN, MNIST_STD } from "../src/data/mod.ts";
 import type { Tensor } from "../src/tensor.ts";
@@ -431,16 +432,7 @@ export function applyTrainOptions(values: OptionValues, c: TrainSettings, o: App
  * rename and find a temporary file that is not finished yet.
  */
 export function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.${Deno.pid}.tmp`;
-  try {
-    Deno.writeTextFileSync(tmp, text);
-    Deno.renameSync(tmp, path);
-  } catch (e) {
-    try {
-      Deno.removeSync(tmp);
-    } catch { /* not created */ }
-    throw e;
-  }
+  writeTextFileAtomicSync(path, text, "write");
 }
 
 /** Creates the output folder and checks it is writable; a UsageError otherwise. */

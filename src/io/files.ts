@@ -37,6 +37,36 @@ function fileError(who: string, e: unknown, path: string, flag: string): Error {
 }
 
 /**
+ * Writes `text` to `path` atomically and synchronously, as {@linkcode writeFileAtomic} does: a
+ * temporary file in the same folder, flushed to disk, then renamed over `path`; on failure the
+ * temporary file is removed and the error names `who` and the path. Internal (checkpoint pointers,
+ * the example scripts' result files).
+ */
+export function writeTextFileAtomicSync(path: string, text: string, who = "writeTextFileAtomicSync"): void {
+  checkPath(who, path);
+  const tmp = `${path}.tmp-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+  let file: Deno.FsFile | undefined;
+  try {
+    file = Deno.openSync(tmp, { write: true, createNew: true });
+    const bytes = new TextEncoder().encode(text);
+    let off = 0;
+    while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
+    file.syncDataSync();
+    file.close();
+    file = undefined;
+    Deno.renameSync(tmp, path);
+  } catch (e) {
+    try {
+      file?.close();
+    } catch { /* already closed */ }
+    try {
+      Deno.removeSync(tmp);
+    } catch { /* never created, or already renamed */ }
+    throw fileError(who, e, show(path), "--allow-write");
+  }
+}
+
+/**
  * Writes `bytes` to `path` atomically: to `<path>.tmp-<random>` in the same folder, flushed to disk
  * (`fsync`), then renamed over `path`. On failure the temporary file is removed and the error names
  * the file. Shared by the checkpoint writers.

@@ -40,7 +40,7 @@ import { fmtValue } from "../optim/hyper.ts";
 import { tensorsIn } from "../memory.ts";
 import { toDevice } from "../webgpu/mod.ts";
 import { checkStateLike } from "../optim/serialize.ts";
-import { loadSafetensors, saveSafetensors } from "../io/files.ts";
+import { loadSafetensors, saveSafetensors, writeTextFileAtomicSync } from "../io/files.ts";
 import type { EpochMetrics, LoopOptimizer } from "./loop.ts";
 
 /** The version of the `nvrm.checkpoint` metadata document. */
@@ -251,19 +251,6 @@ export function checkpointFileName(epoch: number): string {
 
 const FILE_RE = /^epoch-(\d+)\.safetensors$/;
 
-function writeTextAtomic(path: string, text: string): void {
-  const tmp = `${path}.${Deno.pid}.tmp`;
-  try {
-    Deno.writeTextFileSync(tmp, text);
-    Deno.renameSync(tmp, path);
-  } catch (e) {
-    try {
-      Deno.removeSync(tmp);
-    } catch { /* not created */ }
-    throw e;
-  }
-}
-
 /**
  * Writes `checkpoint` into the folder `dir` as `epoch-NNNN.safetensors`, then points `dir/latest`
  * at it (both atomically), then removes the older checkpoints beyond the `keep` newest (default:
@@ -278,7 +265,7 @@ export async function writeCheckpointDir(
   const name = checkpointFileName(checkpoint.epoch);
   const path = `${dir}/${name}`;
   await saveCheckpoint(path, checkpoint);
-  writeTextAtomic(`${dir}/${LATEST}`, name + "\n");
+  writeTextFileAtomicSync(`${dir}/${LATEST}`, name + "\n", "writeCheckpointDir");
   if (Number.isFinite(keep)) {
     const epochs: number[] = [];
     for (const e of Deno.readDirSync(dir)) {
