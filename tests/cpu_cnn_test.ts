@@ -12,6 +12,7 @@ import {
   type ConvDims,
   convOutSize,
   im2col,
+  setConvPath,
 } from "../kernels/wasm/conv.ts";
 import { hasWasmConv, setWasmConvGroupBudget } from "../kernels/wasm/conv_wasm.ts";
 import { getGemmImpl, setGemmImpl } from "../kernels/wasm/gemm.ts";
@@ -84,6 +85,9 @@ const FIXED: ConvDims[] = [
   // Enough columns for several image groups in the JavaScript paths.
   { N: 37, C: 4, H: 20, W: 22, O: 5, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 },
   { N: 9, C: 3, H: 21, W: 17, O: 4, kh: 3, kw: 5, sh: 2, sw: 3, ph: 1, pw: 2 },
+  // Small images: the stride-1 GEMM path unfolds without the wide grid and groups images up to
+  // CONV_MIN_GEMM_COLS columns (here two groups).
+  { N: 40, C: 6, H: 4, W: 4, O: 7, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 },
 ];
 
 function checkConv(Ctor: FloatCtor, cases: ConvDims[], seed: number): void {
@@ -108,15 +112,37 @@ const randomStride1 = (seed: number, n: number) => {
   return Array.from({ length: n }, () => randomDims(r, true));
 };
 
+/** Runs `f` with float32 stride-1 convolutions forced onto `mode`'s path. */
+function withConvPath(mode: "auto" | "direct" | "gemm", f: () => void): void {
+  const prev = setConvPath(mode);
+  try {
+    f();
+  } finally {
+    setConvPath(prev);
+  }
+}
+
 Deno.test("cpu cnn: conv2d float32 stride 1 (WebAssembly kernels) matches the 7-loop reference", () => {
   assert.ok(hasWasmConv, "this engine has WebAssembly SIMD");
-  checkConv(Float32Array, [...FIXED, ...randomStride1(11, 60)], 1);
+  withConvPath("direct", () => checkConv(Float32Array, [...FIXED, ...randomStride1(11, 60)], 1));
+});
+
+Deno.test("cpu cnn: conv2d float32 stride 1 on the GEMM path (WebAssembly GEMM) matches the reference", () => {
+  withConvPath("gemm", () => checkConv(Float32Array, [...FIXED, ...randomStride1(18, 40)], 6));
+});
+
+Deno.test("cpu cnn: conv2d float32 stride 1 in auto mode (either path by shape) matches the reference", () => {
+  withConvPath("auto", () => checkConv(Float32Array, [...FIXED, ...randomStride1(19, 40)], 7));
+  assert.throws(
+    () => setConvPath("fast" as "auto"),
+    /setConvPath: mode must be "auto", "direct" or "gemm", got fast/,
+  );
 });
 
 Deno.test("cpu cnn: conv2d float32 stride 1 processed in groups of images gives the same results", () => {
   const prev = setWasmConvGroupBudget(3000); // a few images per group
   try {
-    checkConv(Float32Array, [...FIXED, ...randomStride1(17, 20)], 5);
+    withConvPath("direct", () => checkConv(Float32Array, [...FIXED, ...randomStride1(17, 20)], 5));
   } finally {
     setWasmConvGroupBudget(prev);
   }

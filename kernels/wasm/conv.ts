@@ -2,6 +2,9 @@
  * 2-D convolution on the CPU as GEMM: im2col/col2im helpers (NCHW input, OIHW weights, stride,
  * zero padding) and whole-tensor forward / grad-input / grad-weight built on {@linkcode gemm}.
  *
+ * It stays one file: forward, grad-input and grad-weight share the unfolding helpers, the wide
+ * geometry, the grouping of images and the choice between the GEMM and the direct WebAssembly path.
+ *
  * `cols` has `C·kh·kw` rows (row `(c·kh + ky)·kw + kx`) and one column per output position
  * (`oy·Wo + ox`); a batch of images is laid side by side (column `n·Ho·Wo + oy·Wo + ox`) by passing
  * `colsOff` and the row stride `ldCols`.
@@ -169,9 +172,52 @@ export function col2im(
  */
 export const CONV_CHUNK_ELEMS = 1 << 18;
 
-/** Images per GEMM so that `perImage` column elements per image stay under the chunk budget. */
-function groupSize(N: number, perImage: number): number {
-  return Math.max(1, Math.min(N, Math.floor(CONV_CHUNK_ELEMS / perImage)));
+/**
+ * Fewest columns (output positions of the group) a GEMM should have: small images (4×4…8×8 in the
+ * deep layers of a ResNet) are grouped past {@linkcode CONV_CHUNK_ELEMS} up to this many columns
+ * (and at most 16 Mi column elements), since a product only a few dozen columns wide runs far
+ * below the GEMM's speed and leaves the worker threads nothing to split.
+ */
+export const CONV_MIN_GEMM_COLS = 512;
+
+/**
+ * Images per GEMM: `perImage` column elements and `colsPerImage` columns per image; under the
+ * chunk budget, or enough images for {@linkcode CONV_MIN_GEMM_COLS} columns.
+ */
+function groupSize(N: number, perImage: number, colsPerImage: number): number {
+  const byBudget = Math.floor(CONV_CHUNK_ELEMS / perImage);
+  const byCols = Math.min(Math.ceil(CONV_MIN_GEMM_COLS / colsPerImage), Math.floor((1 << 24) / perImage));
+  return Math.max(1, Math.min(N, Math.max(byBudget, byCols)));
+}
+
+/**
+ * Which float32 stride-1 path convolutions take: `"direct"`, the WebAssembly kernels of
+ * `conv_wasm.ts` (one thread, no column matrix); `"gemm"`, unfolding + the GEMM (which may split
+ * the product between worker threads); `"auto"`, chosen by shape (see {@linkcode setConvPath}).
+ */
+export type ConvPathMode = "auto" | "direct" | "gemm";
+let pathMode: ConvPathMode = "auto";
+
+/**
+ * Sets how float32 stride-1 convolutions choose their path. `"auto"` (default) is a fixed rule of
+ * the shape, so results do not depend on timing: the GEMM path where the direct kernels' wide grid
+ * would waste more than a quarter of its columns (small images, e.g. 4×4 with padding 1, where
+ * the direct kernels measured 2–3× slower); the direct kernels otherwise. `"direct"` or `"gemm"` forces one (tests,
+ * benchmarks). Returns the previous mode.
+ */
+export function setConvPath(mode: ConvPathMode): ConvPathMode {
+  if (mode !== "auto" && mode !== "direct" && mode !== "gemm") {
+    throw new RangeError(`setConvPath: mode must be "auto", "direct" or "gemm", got ${String(mode)}`);
+  }
+  const prev = pathMode;
+  pathMode = mode;
+  return prev;
+}
+
+/** Whether a float32 stride-1 convolution the direct kernels can take goes to the GEMM path instead. */
+function preferGemm(d: ConvDims, Wo: number): boolean {
+  if (pathMode !== "auto") return pathMode === "gemm";
+  return !useWide(d, Wo);
 }
 
 function alloc(like: GemmArray, n: number): GemmArray {
@@ -205,9 +251,13 @@ function useWasm(x: GemmArray, d: ConvDims): boolean {
   return hasWasmConv && x instanceof Float32Array && d.sh === 1 && d.sw === 1 && getGemmImpl() !== "js";
 }
 
-/** Whether the wide formulation applies (stride 1) and is worth its wasted columns. */
+/**
+ * Whether the wide formulation applies (stride 1) and is worth its wasted columns: at most a
+ * quarter extra (`Wp ≤ 1.25·Wo`). Smaller images (4×4 with padding 1: half extra) measured faster
+ * unfolded exactly, as one GEMM over enough images (see {@linkcode CONV_MIN_GEMM_COLS}).
+ */
 function useWide(d: ConvDims, Wo: number): boolean {
-  return d.sh === 1 && d.sw === 1 && 2 * (d.W + 2 * d.pw) <= 3 * Wo;
+  return d.sh === 1 && d.sw === 1 && 4 * (d.W + 2 * d.pw) <= 5 * Wo;
 }
 
 function wideOf(d: ConvDims, Ho: number): Wide {
@@ -287,7 +337,7 @@ function gatherGyWide(
 function forwardWide(x: GemmArray, w: GemmArray, d: ConvDims, Ho: number, Wo: number): GemmArray {
   const { N, C, O, kh, kw } = d;
   const wd = wideOf(d, Ho), { Wp, L, img } = wd;
-  const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * L);
+  const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * L, L);
   const y = alloc(x, N * O * P);
   const xp = alloc(x, G * img + kw), cols = alloc(x, R * G * L), out = alloc(x, O * G * L);
   for (let n0 = 0; n0 < N; n0 += G) {
@@ -311,7 +361,7 @@ function forwardWide(x: GemmArray, w: GemmArray, d: ConvDims, Ho: number, Wo: nu
 function gradInputWide(gy: GemmArray, w: GemmArray, d: ConvDims, Ho: number, Wo: number): GemmArray {
   const { N, C, H, W, O, kh, kw, ph, pw } = d;
   const wd = wideOf(d, Ho), { Wp, L, plane, img } = wd;
-  const R = C * kh * kw, G = groupSize(N, R * L), chw = C * H * W;
+  const R = C * kh * kw, G = groupSize(N, R * L, L), chw = C * H * W;
   const gx = alloc(gy, N * chw);
   const g2 = alloc(gy, O * G * L), cols = alloc(gy, R * G * L), xp = alloc(gy, G * img + kw);
   for (let n0 = 0; n0 < N; n0 += G) {
@@ -350,7 +400,7 @@ function gradInputWide(gy: GemmArray, w: GemmArray, d: ConvDims, Ho: number, Wo:
 function gradWeightWide(x: GemmArray, gy: GemmArray, d: ConvDims, Ho: number, Wo: number): GemmArray {
   const { N, C, O, kh, kw } = d;
   const wd = wideOf(d, Ho), { L, img } = wd;
-  const R = C * kh * kw, G = groupSize(N, R * L);
+  const R = C * kh * kw, G = groupSize(N, R * L, L);
   const gw = alloc(x, O * R), part = alloc(x, O * R);
   const xp = alloc(x, G * img + kw), cols = alloc(x, R * G * L), g2 = alloc(x, O * G * L);
   for (let n0 = 0; n0 < N; n0 += G) {
@@ -374,9 +424,16 @@ export function conv2dForward(x: GemmArray, w: GemmArray, d: ConvDims): GemmArra
   const { N, C, H, W, O, kh, kw } = d;
   checkLen(fn, "x", x, N * C * H * W);
   checkLen(fn, "w", w, O * C * kh * kw);
-  if (useWasm(x, d)) return wasmConvForward(x as Float32Array, w as Float32Array, { ...d, Ho, Wo });
+  if (useWasm(x, d) && !preferGemm(d, Wo)) {
+    return wasmConvForward(x as Float32Array, w as Float32Array, { ...d, Ho, Wo });
+  }
+  return forwardGemm(x, w, d, Ho, Wo);
+}
+
+function forwardGemm(x: GemmArray, w: GemmArray, d: ConvDims, Ho: number, Wo: number): GemmArray {
+  const { N, C, H, W, O, kh, kw } = d;
   if (useWide(d, Wo)) return forwardWide(x, w, d, Ho, Wo);
-  const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * P);
+  const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * P, P);
   const y = alloc(x, N * O * P);
   const geo: UnfoldGeometry = { ...d, Ho, Wo };
   const cols = alloc(x, R * G * P), out = alloc(x, O * G * P);
@@ -411,12 +468,19 @@ function gatherGy(gy: GemmArray, n0: number, g: number, O: number, P: number, ds
 export function conv2dGradInput(gy: GemmArray, w: GemmArray, d: ConvDims): GemmArray {
   const fn = "conv2dGradInput";
   const { Ho, Wo } = checkDims(fn, d);
-  const { N, C, H, W, O, kh, kw } = d;
+  const { N, C, O, kh, kw } = d;
   checkLen(fn, "gy", gy, N * O * Ho * Wo);
   checkLen(fn, "w", w, O * C * kh * kw);
-  if (useWasm(gy, d)) return wasmConvGradInput(gy as Float32Array, w as Float32Array, { ...d, Ho, Wo });
+  if (useWasm(gy, d) && !preferGemm(d, Wo)) {
+    return wasmConvGradInput(gy as Float32Array, w as Float32Array, { ...d, Ho, Wo });
+  }
+  return gradInputGemm(gy, w, d, Ho, Wo);
+}
+
+function gradInputGemm(gy: GemmArray, w: GemmArray, d: ConvDims, Ho: number, Wo: number): GemmArray {
+  const { N, C, H, W, O, kh, kw } = d;
   if (useWide(d, Wo)) return gradInputWide(gy, w, d, Ho, Wo);
-  const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * P);
+  const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * P, P);
   const gx = alloc(gy, N * C * H * W);
   const geo: UnfoldGeometry = { ...d, Ho, Wo };
   const g2 = alloc(gy, O * G * P), cols = alloc(gy, R * G * P);
@@ -437,12 +501,19 @@ export function conv2dGradInput(gy: GemmArray, w: GemmArray, d: ConvDims): GemmA
 export function conv2dGradWeight(x: GemmArray, gy: GemmArray, d: ConvDims): GemmArray {
   const fn = "conv2dGradWeight";
   const { Ho, Wo } = checkDims(fn, d);
-  const { N, C, H, W, O, kh, kw } = d;
+  const { N, C, H, W, O } = d;
   checkLen(fn, "x", x, N * C * H * W);
   checkLen(fn, "gy", gy, N * O * Ho * Wo);
-  if (useWasm(x, d)) return wasmConvGradWeight(x as Float32Array, gy as Float32Array, { ...d, Ho, Wo });
+  if (useWasm(x, d) && !preferGemm(d, Wo)) {
+    return wasmConvGradWeight(x as Float32Array, gy as Float32Array, { ...d, Ho, Wo });
+  }
+  return gradWeightGemm(x, gy, d, Ho, Wo);
+}
+
+function gradWeightGemm(x: GemmArray, gy: GemmArray, d: ConvDims, Ho: number, Wo: number): GemmArray {
+  const { N, C, H, W, O, kh, kw } = d;
   if (useWide(d, Wo)) return gradWeightWide(x, gy, d, Ho, Wo);
-  const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * P);
+  const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * P, P);
   const gw = alloc(x, O * R), part = alloc(x, O * R);
   const geo: UnfoldGeometry = { ...d, Ho, Wo };
   const g2 = alloc(x, O * G * P), cols = alloc(x, R * G * P);
