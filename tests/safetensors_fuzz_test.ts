@@ -10,20 +10,9 @@
 import assert from "node:assert/strict";
 import { decodeSafetensors, encodeSafetensors, mlp, randn, tensor } from "../mod.ts";
 import { observeTensorCreation, type Tensor } from "../src/tensor.ts";
+import { testRng as rng } from "../src/webgpu/testing.ts";
 
 const FIX = new URL("./fixtures/safetensors/", import.meta.url);
-
-/** mulberry32: a small deterministic PRNG. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SIZE: Record<string, number> = {
   F32: 4,
