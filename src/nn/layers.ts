@@ -404,17 +404,27 @@ function checkPool(who: string, kernel: Size2, options: PoolLayerOptions): void 
   });
 }
 
+/** A pooling layer over `kernel` windows of `[N, C, H, W]`, validated when it is built. */
+function poolLayer(
+  name: "maxPool" | "avgPool",
+  op: typeof maxPool2d | typeof avgPool2d,
+  kernel: Size2,
+  options: PoolLayerOptions,
+): Layer<Record<string, never>, Record<string, never>> {
+  checkPool(`nn.${name}`, kernel, options);
+  const kind = `${name} ${pairOf(kernel).join("×")}`;
+  return stateless(kind, (x, path) => {
+    checkInput(path, kind, x, [4], "[N, C, H, W]");
+    return atLayer(path, kind, () => op(x, { kernel, ...options }));
+  });
+}
+
 /** Max pooling over `kernel` windows of `[N, C, H, W]` (`nn.MaxPool2d`). */
 export function maxPool(
   kernel: Size2,
   options: PoolLayerOptions = {},
 ): Layer<Record<string, never>, Record<string, never>> {
-  checkPool("nn.maxPool", kernel, options);
-  const kind = `maxPool ${pairOf(kernel).join("×")}`;
-  return stateless(kind, (x, path) => {
-    checkInput(path, kind, x, [4], "[N, C, H, W]");
-    return atLayer(path, kind, () => maxPool2d(x, { kernel, ...options }));
-  });
+  return poolLayer("maxPool", maxPool2d, kernel, options);
 }
 
 /** Average pooling over `kernel` windows of `[N, C, H, W]` (`nn.AvgPool2d`, padding counted in the divisor). */
@@ -422,12 +432,7 @@ export function avgPool(
   kernel: Size2,
   options: PoolLayerOptions = {},
 ): Layer<Record<string, never>, Record<string, never>> {
-  checkPool("nn.avgPool", kernel, options);
-  const kind = `avgPool ${pairOf(kernel).join("×")}`;
-  return stateless(kind, (x, path) => {
-    checkInput(path, kind, x, [4], "[N, C, H, W]");
-    return atLayer(path, kind, () => avgPool2d(x, { kernel, ...options }));
-  });
+  return poolLayer("avgPool", avgPool2d, kernel, options);
 }
 
 export type { ApplyOptions, StatefulModel } from "./stateful.ts";

@@ -7,10 +7,8 @@
  *
  * @module
  */
-// Types the API refers to, re-exported so that this entry point documents them.
-export type { Device, DType, Tensor, TypedArray } from "../tensor.ts";
-export type { TensorTree } from "../tree.ts";
-export type { Dataset } from "../data/dataset.ts";
+// An internal barrel for the examples and tests (it also exposes helpers such as argmaxRows and
+// formatDuration); the public training API is what mod.ts names.
 export {
   type EpochMetrics,
   evaluate,
