@@ -675,10 +675,14 @@ function readSaved(dir: string): SavedConfig | undefined {
   return fail(`${dir}/${CONFIG_FILE} is not a config file of these scripts (delete it or give --overwrite)`);
 }
 
-/** The files of ours in an output folder: CSVs, SVGs, config.json and the checkpoints folder. */
+/**
+ * The files of ours in an output folder: CSVs, SVGs, Markdown summaries, config.json, and the
+ * checkpoints and cells (the sweep's finished runs) folders.
+ */
 function ourFiles(dir: string): string[] {
   return [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>
-    n.endsWith(".csv") || n.endsWith(".svg") || n === CONFIG_FILE || n === "checkpoints"
+    n.endsWith(".csv") || n.endsWith(".svg") || n.endsWith(".md") || n === CONFIG_FILE ||
+    n === "checkpoints" || n === "cells"
   ).sort();
 }
 

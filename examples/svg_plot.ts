@@ -187,67 +187,98 @@ export interface LineChartOptions {
   yRange?: [number, number];
   /** x tick positions (default: about 8 round numbers). */
   xTicks?: number[];
+  /** Labels of `xTicks`, one per tick (default: the values), e.g. "1k" at log10(1000) on a log axis. */
+  xTickLabels?: readonly string[];
   /** Dotted vertical lines, e.g. task boundaries. */
   vLines?: number[];
 }
 
-/**
- * An SVG document with one panel of lines (one color per series, markers at the points, optional
- * error bars), e.g. accuracy against the weight-perturbation scale.
- */
-export function lineChartSvg(series: readonly LineSeries[], o: LineChartOptions): string {
-  const W = 760, H = 500, top = 70, bottom = 95, left = 70, right = 25;
-  const pw = W - left - right, ph = H - top - bottom;
+/** Where a panel of {@linkcode plotPanel} goes and what it shows. */
+interface PanelBox {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+  /** Panel title above the box (small multiples). */
+  title?: string;
+  xLabel?: string;
+  yLabel?: string;
+  yRange: [number, number];
+  xTicks?: number[];
+  /** Labels of `xTicks` (default: the values). */
+  xTickLabels?: readonly string[];
+  vLines?: number[];
+  /** Marker radius at the points (0: none); markers are drawn only for up to 30 points. */
+  marker: number;
+  /** y ticks (default 5 intervals). */
+  yIntervals?: number;
+}
+
+const fmt1 = (v: number) => v.toFixed(1);
+
+/** The SVG elements of one panel: grid, axes, ticks, labels and the series' lines. */
+function plotPanel(series: readonly LineSeries[], b: PanelBox): string[] {
+  const { left, top, width: pw, height: ph } = b;
   const xs = series.flatMap((s) => s.x).filter(Number.isFinite);
-  let xMin = Math.min(...xs, ...(o.xTicks ?? [])), xMax = Math.max(...xs, ...(o.xTicks ?? []));
+  let xMin = Math.min(...xs, ...(b.xTicks ?? [])), xMax = Math.max(...xs, ...(b.xTicks ?? []));
   if (!Number.isFinite(xMin) || !Number.isFinite(xMax)) [xMin, xMax] = [0, 1];
   if (xMin === xMax) [xMin, xMax] = [xMin - 1, xMax + 1];
-  const [y0, y1] = o.yRange ?? [0, 1];
+  const [y0, y1] = b.yRange;
   const sx = (x: number) => left + ((x - xMin) / (xMax - xMin)) * pw;
   const sy = (y: number) => top + (1 - (Math.min(y1, Math.max(y0, y)) - y0) / (y1 - y0)) * ph;
-  const f = (v: number) => v.toFixed(1);
-  const out: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" ` +
-    `font-family="Helvetica, Arial, sans-serif" font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${
-      escapeXml(o.title)
-    }</text>`,
-  ];
-  if (o.subtitle) {
-    out.push(`<text x="${W / 2}" y="44" text-anchor="middle" fill="#555">${escapeXml(o.subtitle)}</text>`);
+  const f = fmt1;
+  const out: string[] = [];
+  if (b.title) {
+    out.push(
+      `<text x="${f(left + pw / 2)}" y="${f(top - 8)}" text-anchor="middle" font-weight="bold">${
+        escapeXml(b.title)
+      }</text>`,
+    );
   }
-  for (let k = 0; k <= 5; k++) {
-    const v = y0 + (k / 5) * (y1 - y0), y = f(sy(v));
-    out.push(`<line x1="${left}" y1="${y}" x2="${left + pw}" y2="${y}" stroke="#e5e5e5"/>`);
+  const intervals = b.yIntervals ?? 5;
+  for (let k = 0; k <= intervals; k++) {
+    const v = y0 + (k / intervals) * (y1 - y0), y = f(sy(v));
+    out.push(`<line x1="${left}" y1="${y}" x2="${f(left + pw)}" y2="${y}" stroke="#e5e5e5"/>`);
     out.push(
       `<text x="${left - 6}" y="${y}" text-anchor="end" dominant-baseline="middle">${+v.toFixed(3)}</text>`,
     );
   }
-  let ticks = o.xTicks;
+  let ticks = b.xTicks;
   if (ticks === undefined) {
-    const step = niceStep((xMax - xMin) / 8, 0);
+    const step = niceStep((xMax - xMin) / (pw < 300 ? 4 : 8), 0);
     ticks = [];
     for (let x = Math.ceil(xMin / step) * step; x <= xMax + 1e-9 * step; x += step) ticks.push(x);
   }
-  for (const t of ticks) {
+  ticks.forEach((t, i) => {
     const x = f(sx(t));
-    out.push(`<line x1="${x}" y1="${top + ph}" x2="${x}" y2="${top + ph + 4}" stroke="#333"/>`);
-    out.push(`<text x="${x}" y="${top + ph + 17}" text-anchor="middle">${+t.toPrecision(6)}</text>`);
-  }
-  for (const v of o.vLines ?? []) {
+    const label = b.xTicks !== undefined && b.xTickLabels?.[i] !== undefined
+      ? escapeXml(b.xTickLabels[i])
+      : String(+t.toPrecision(6));
+    out.push(`<line x1="${x}" y1="${f(top + ph)}" x2="${x}" y2="${f(top + ph + 4)}" stroke="#333"/>`);
+    out.push(`<text x="${x}" y="${f(top + ph + 17)}" text-anchor="middle">${label}</text>`);
+  });
+  for (const v of b.vLines ?? []) {
     const x = f(sx(v));
-    out.push(`<line x1="${x}" y1="${top}" x2="${x}" y2="${top + ph}" stroke="#999" stroke-dasharray="2 3"/>`);
+    out.push(
+      `<line x1="${x}" y1="${top}" x2="${x}" y2="${f(top + ph)}" stroke="#999" stroke-dasharray="2 3"/>`,
+    );
   }
-  out.push(`<rect x="${left}" y="${top}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`);
-  out.push(
-    `<text x="${left + pw / 2}" y="${top + ph + 36}" text-anchor="middle">${escapeXml(o.xLabel)}</text>`,
-  );
-  out.push(
-    `<text x="18" y="${top + ph / 2}" text-anchor="middle" transform="rotate(-90 18 ${top + ph / 2})">${
-      escapeXml(o.yLabel)
-    }</text>`,
-  );
+  out.push(`<rect x="${left}" y="${top}" width="${f(pw)}" height="${f(ph)}" fill="none" stroke="#333"/>`);
+  if (b.xLabel) {
+    out.push(
+      `<text x="${f(left + pw / 2)}" y="${f(top + ph + 36)}" text-anchor="middle">${
+        escapeXml(b.xLabel)
+      }</text>`,
+    );
+  }
+  if (b.yLabel) {
+    const cx = left - 52, cy = f(top + ph / 2);
+    out.push(
+      `<text x="${cx}" y="${cy}" text-anchor="middle" transform="rotate(-90 ${cx} ${cy})">${
+        escapeXml(b.yLabel)
+      }</text>`,
+    );
+  }
   series.forEach((s, si) => {
     const color = PALETTE[(s.color ?? si) % PALETTE.length];
     const dash = s.dashed ? ` stroke-dasharray="6 4"` : "";
@@ -264,22 +295,31 @@ export function lineChartSvg(series: readonly LineSeries[], o: LineChartOptions)
     });
     if (pts.length > 1) {
       out.push(
-        `<polyline points="${
-          pts.map(([x, y]) => `${f(x)},${f(y)}`).join(" ")
-        }" fill="none" stroke="${color}" ` +
-          `stroke-width="2"${dash}/>`,
+        `<polyline points="${pts.map(([x, y]) => `${f(x)},${f(y)}`).join(" ")}" fill="none" ` +
+          `stroke="${color}" stroke-width="2"${dash}/>`,
       );
     }
-    if (pts.length <= 30) {
-      for (const [x, y] of pts) out.push(`<circle cx="${f(x)}" cy="${f(y)}" r="3" fill="${color}"/>`);
+    if (b.marker > 0 && pts.length <= 30) {
+      for (const [x, y] of pts) {
+        out.push(`<circle cx="${f(x)}" cy="${f(y)}" r="${b.marker}" fill="${color}"/>`);
+      }
     }
   });
-  let lx = left, ly = top + ph + 60;
+  return out;
+}
+
+/** A legend of `series` (each name once) in rows from (`left`, `top`), wrapping before `right`. */
+function legend(series: readonly LineSeries[], left: number, top: number, right: number): string[] {
+  const out: string[] = [];
+  let lx = left, ly = top;
+  const seen = new Set<string>();
   series.forEach((s, si) => {
+    if (seen.has(s.name)) return;
+    seen.add(s.name);
     const color = PALETTE[(s.color ?? si) % PALETTE.length];
     const dash = s.dashed ? ` stroke-dasharray="6 4"` : "";
     const w = 27 + 6.5 * s.name.length + 18;
-    if (lx + w > W - right && lx > left) {
+    if (lx + w > right && lx > left) {
       lx = left;
       ly += 18;
     }
@@ -289,6 +329,107 @@ export function lineChartSvg(series: readonly LineSeries[], o: LineChartOptions)
     out.push(`<text x="${lx + 27}" y="${ly}" dominant-baseline="middle">${escapeXml(s.name)}</text>`);
     lx += w;
   });
+  return out;
+}
+
+/** The opening of an SVG document of `W`×`H` with a title and an optional subtitle. */
+function svgHead(W: number, H: number, title: string, subtitle?: string): string[] {
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" ` +
+    `font-family="Helvetica, Arial, sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${
+      escapeXml(title)
+    }</text>`,
+  ];
+  if (subtitle) {
+    out.push(`<text x="${W / 2}" y="44" text-anchor="middle" fill="#555">${escapeXml(subtitle)}</text>`);
+  }
+  return out;
+}
+
+/**
+ * An SVG document with one panel of lines (one color per series, markers at the points, optional
+ * error bars), e.g. accuracy against the weight-perturbation scale.
+ */
+export function lineChartSvg(series: readonly LineSeries[], o: LineChartOptions): string {
+  const W = 760, H = 500, top = 70, bottom = 95, left = 70, right = 25;
+  const pw = W - left - right, ph = H - top - bottom;
+  const out = svgHead(W, H, o.title, o.subtitle);
+  out.push(...plotPanel(series, {
+    left,
+    top,
+    width: pw,
+    height: ph,
+    xLabel: o.xLabel,
+    yLabel: o.yLabel,
+    yRange: o.yRange ?? [0, 1],
+    xTicks: o.xTicks,
+    xTickLabels: o.xTickLabels,
+    vLines: o.vLines,
+    marker: 3,
+  }));
+  out.push(...legend(series, left, top + ph + 60, W - right));
+  out.push(`</svg>`);
+  return out.join("\n") + "\n";
+}
+
+/** One panel of {@linkcode smallMultiplesSvg}. */
+export interface SmallMultiple {
+  /** Title above the panel. */
+  title: string;
+  /** Its lines; a name used in several panels appears once in the shared legend. */
+  series: LineSeries[];
+}
+
+/** Options of {@linkcode smallMultiplesSvg}. */
+export interface SmallMultiplesOptions {
+  /** Title on top. */
+  title: string;
+  /** Smaller line below the title. */
+  subtitle?: string;
+  /** Panels per row. */
+  columns: number;
+  /** x-axis label (under each bottom panel). */
+  xLabel: string;
+  /** y range of every panel (default [0, 1]). */
+  yRange?: [number, number];
+}
+
+/**
+ * An SVG document with a grid of small panels of lines sharing their axes' ranges and one legend,
+ * e.g. one panel per (dataset, noise setting) of a sweep.
+ */
+export function smallMultiplesSvg(panels: readonly SmallMultiple[], o: SmallMultiplesOptions): string {
+  const cols = Math.max(1, Math.min(o.columns, panels.length));
+  const rows = Math.ceil(panels.length / cols);
+  const pw = 210, ph = 160, gapX = 55, gapY = 62, left = 55, right = 20, top = 88;
+  // Wide enough for the panels and for the title and subtitle (about 9 and 7 px per character).
+  const W = Math.max(
+    left + cols * pw + (cols - 1) * gapX + right,
+    Math.ceil(Math.max(9 * o.title.length, 7 * (o.subtitle?.length ?? 0)) + 40),
+  );
+  const legendTop = top + rows * ph + (rows - 1) * gapY + 52;
+  const all = panels.flatMap((p) => p.series);
+  const out = svgHead(W, 0, o.title, o.subtitle);
+  panels.forEach((p, i) => {
+    const r = Math.floor(i / cols), c = i % cols;
+    out.push(...plotPanel(p.series, {
+      left: left + c * (pw + gapX),
+      top: top + r * (ph + gapY),
+      width: pw,
+      height: ph,
+      title: p.title,
+      xLabel: r === rows - 1 ? o.xLabel : undefined,
+      yRange: o.yRange ?? [0, 1],
+      marker: 0,
+    }));
+  });
+  const legendLines = legend(all, left, legendTop, W - right);
+  out.push(...legendLines);
+  const lastY = Math.max(legendTop, ...legendLines.map((l) => Number(/ y="([\d.]+)"/.exec(l)?.[1] ?? 0)));
+  const H = Math.ceil(lastY + 20);
+  out[0] = out[0].replace(/height="0" viewBox="0 0 (\d+) 0"/, `height="${H}" viewBox="0 0 $1 ${H}"`);
   out.push(`</svg>`);
   return out.join("\n") + "\n";
 }

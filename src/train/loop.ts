@@ -104,7 +104,10 @@ export interface StepProgress {
   examplesPerSecond: number;
   /** Estimated seconds until the end of training (steps only, evaluation not counted). */
   etaSeconds: number;
-  /** The most recent minibatch loss that has been read back (NaN until the first read). */
+  /**
+   * The most recent minibatch loss that has been read back (NaN until the first read); on a device,
+   * unless `progressLoss`, the previous epoch's mean minibatch loss.
+   */
   lastLoss: number;
 }
 
@@ -171,8 +174,15 @@ export interface FitOptions<P extends TensorTree, S, M extends TensorTree = Tens
   evalTrain?: boolean;
   /** Device of the batches; default: the device of the first parameter. */
   device?: Device;
-  /** Report progress every this many steps (the loss is read back, without waiting, then). Default 10. */
+  /** Report progress every this many steps. Default 10. */
   progressEvery?: number;
+  /**
+   * Read the minibatch loss back at each progress report (without waiting). Default: on the CPU,
+   * where it costs nothing; not on a device, where any readback inside an epoch flushes the queued
+   * work, so the loop reads back only once per epoch (its loss sum and non-finite guard) and
+   * `StepProgress.lastLoss` is the previous epoch's mean minibatch loss.
+   */
+  progressLoss?: boolean;
   /**
    * Progress and epoch output. Default: `progressLogger()`, a progress bar on stderr when it is a
    * terminal, one line per epoch otherwise (the console in a browser). `null`: silent.
@@ -373,6 +383,7 @@ export async function fit<P extends TensorTree, S, M extends TensorTree = Tensor
     throw new TypeError(`fit: logger must be a TrainLogger object or null, got ${typeof o.logger}`);
   }
   const device: Device = o.device ?? firstDevice(initParams) ?? getDefaultDevice();
+  const progressLoss = o.progressLoss ?? device === "cpu";
   const apply: (p: P, u: any) => P = o.applyUpdates ?? applyUpdates;
   const logger: TrainLogger = o.logger === undefined ? progressLogger() : o.logger ?? {};
   const guard = new StepGuard(o.onNonFinite ?? "stop", device);
@@ -455,7 +466,7 @@ export async function fit<P extends TensorTree, S, M extends TensorTree = Tensor
         const xb = tensor(x, [y.length, ...inShape], { device });
         const { value, grads, aux } = vg(optimizer.perturb(params, state) as P, modelState, xb, y, step);
         const r = optimizer.update(grads, state, params);
-        if (report) readLoss(value, (v) => (lastLoss = v));
+        if (report && progressLoss) readLoss(value, (v) => (lastLoss = v));
         // The non-finite guard: on the host at once, on a device marked without waiting.
         if (guard.immediate) bad = guard.checkNow(value, r.updates);
         const flag = guard.kernels ? guard.mark(value, r.updates, b) : null;
@@ -518,6 +529,7 @@ export async function fit<P extends TensorTree, S, M extends TensorTree = Tensor
     // On a device the skipped steps' examples are not known: all steps but the last are full.
     if (guard.kernels) seen -= checked.count * batchSize;
     const batchLoss = sum === undefined ? NaN : sum[0] * batchSize / Math.max(1, seen);
+    if (!progressLoss) lastLoss = batchLoss;
     if (guard.mode === "stop" && !Number.isFinite(batchLoss) && seen > 0) {
       // Only when no step-level check ran (a device without guard kernels).
       throw diverged(e, batches.length - 1, "loss", { params, state, modelState, step });
