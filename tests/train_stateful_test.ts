@@ -13,6 +13,7 @@ import {
   matmul,
   mean,
   mul,
+  NonFiniteError,
   reshape,
   sub,
   type Tensor,
@@ -322,4 +323,39 @@ Deno.test({
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
+});
+
+Deno.test("fit(model): a NonFiniteError keeps the model state of the last finite step", async () => {
+  // 3 steps per epoch; the optimizer's 4th update (epoch 2, step 1) is NaN.
+  const poisoned = () => {
+    const base = sgd({ lr: 0.05 });
+    let calls = 0;
+    return {
+      ...base,
+      update(grads: any, state: any, params: any) {
+        const r = base.update(grads, state, params);
+        if (++calls !== 4) return r;
+        return { ...r, updates: { ...r.updates, b: mul(r.updates.b, NaN) } };
+      },
+    };
+  };
+  const o = { ...runOptions(), batchTransform: undefined };
+  const err = await fit({ ...o, optimizer: poisoned(), epochs: 3 }).then(() => null, (e) => e);
+  assert.ok(err instanceof NonFiniteError, `expected a NonFiniteError, got ${err}`);
+  assert.equal(err.step, 4);
+  assert.equal(err.lastFiniteStep, 3);
+  // The running mean after 3 steps: that of a clean one-epoch run (the divergent step's forward,
+  // which moved the running mean again, is not kept).
+  const oneEpoch = await fit({ ...o, optimizer: sgd({ lr: 0.05 }), epochs: 1 });
+  assert.deepEqual(bits(err.modelState), bits(oneEpoch.modelState));
+  assert.deepEqual(bits(err.rawParams), bits(oneEpoch.rawParams));
+  // A plain forward has no model state.
+  const net = {
+    params: o.model.params,
+    forward: (p: P, x: Tensor) => add(matmul(reshape(x, [-1, D]), p.w), p.b),
+  };
+  const plain = await fit({ ...o, model: undefined, ...net, optimizer: poisoned(), epochs: 2 } as any)
+    .then(() => null, (e) => e);
+  assert.ok(plain instanceof NonFiniteError);
+  assert.equal(plain.modelState, undefined);
 });

@@ -444,6 +444,7 @@ export async function fit<P extends TensorTree, S, M extends TensorTree = Tensor
       params: weights,
       rawParams: last.params,
       state: last.state,
+      modelState: model === undefined ? undefined : last.modelState,
       history,
     });
   };

@@ -49,6 +49,11 @@ export interface NonFiniteErrorInit<P, S> {
   rawParams: P;
   /** The optimizer state that pairs with `rawParams`. */
   state: S;
+  /**
+   * The model's non-trainable state (a `StatefulModel`'s running statistics) that pairs with
+   * `rawParams`; undefined for a plain forward.
+   */
+  modelState?: unknown;
   /** The metrics of the epochs completed before the divergence. */
   history: EpochMetrics[];
 }
@@ -101,6 +106,11 @@ export class NonFiniteError<P = any, S = any> extends Error {
   readonly rawParams: P;
   /** The optimizer state that pairs with `rawParams`. */
   readonly state: S;
+  /**
+   * The model's non-trainable state (a `StatefulModel`'s running statistics, e.g. batch-norm means
+   * and variances) that pairs with `rawParams`; undefined for a plain forward.
+   */
+  readonly modelState: unknown;
   /** The metrics of the epochs completed before the divergence. */
   readonly history: EpochMetrics[];
 
@@ -121,6 +131,7 @@ export class NonFiniteError<P = any, S = any> extends Error {
     this.params = init.params;
     this.rawParams = init.rawParams;
     this.state = init.state;
+    this.modelState = init.modelState;
     this.history = init.history;
   }
 }
