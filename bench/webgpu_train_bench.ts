@@ -5,12 +5,19 @@
  * CIFAR-size inputs (batch 256) and LeNet on 3×32×32 (batch 128). Every round times `--steps`
  * steps per optimizer (the GPU is waited for once, at the end of the round; nothing is read back
  * in between, as in `fit`), rounds interleave the optimizers, and the table gives medians:
- * ms/step, examples/s, vsgd/sgd and vadam/adam on each device, and webgpu/cpu speed-ups.
+ * ms/step, examples/s, vsgd/sgd and vadam/adam on each device, and webgpu/cpu speed-ups. GPU rows
+ * also give the dispatches per step and the host microseconds per dispatch spent encoding and
+ * submitting (`webgpuStats().encodeMicros`, `.submitMicros`), which bound small models on a fast
+ * GPU (on lavapipe a submit runs the work itself, so only the encoding figure is overhead there).
  *
  *   deno run -A bench/webgpu_train_bench.ts [--models mlp,wide,lenet] [--devices cpu,webgpu]
- *                                           [--rounds 5] [--steps 10] [--cache-bind-groups]
+ *     [--rounds 5] [--steps 10] [--cpu-rounds R] [--cpu-steps S]
+ *     [--cache-bind-groups | --no-cache-bind-groups]
  *
- * `--cache-bind-groups` turns on the experimental bind-group cache (`InitWebGPUOptions`).
+ * `--cpu-rounds`/`--cpu-steps` (default: `--rounds`/`--steps`) shorten the CPU rows, which take
+ * most of the time on a GPU machine. The bind-group cache follows the adapter
+ * (`InitWebGPUOptions.cacheBindGroups`: on for hardware, off for software adapters) unless one of
+ * the two flags forces it.
  *
  * On a software adapter (lavapipe) the GPU rows check that the path runs; their speed means nothing.
  * Under `deno bench` (the `bench` task) it registers only the MLP's GPU steps, one case per optimizer.
@@ -29,7 +36,7 @@ import {
 } from "../mod.ts";
 import { adam, applyUpdates, type Optimizer, sgd, vadam, vsgd } from "../src/optim/mod.ts";
 import { dispose } from "../src/memory.ts";
-import { initWebGPUBackend, NoWebGPUError, syncWebGPU } from "../src/webgpu/mod.ts";
+import { initWebGPUBackend, NoWebGPUError, syncWebGPU, webgpuStats } from "../src/webgpu/mod.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -38,13 +45,38 @@ const args = parseArgs({
     devices: { type: "string", default: "cpu,webgpu" },
     rounds: { type: "string", default: "5" },
     steps: { type: "string", default: "10" },
+    "cpu-rounds": { type: "string" },
+    "cpu-steps": { type: "string" },
     "cache-bind-groups": { type: "boolean", default: false },
+    "no-cache-bind-groups": { type: "boolean", default: false },
   },
 });
 const ROUNDS = Number(args.values.rounds), STEPS = Number(args.values.steps);
-for (const [name, v] of [["--rounds", ROUNDS], ["--steps", STEPS]] as const) {
-  if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+const CPU_ROUNDS = Number(args.values["cpu-rounds"] ?? ROUNDS),
+  CPU_STEPS = Number(args.values["cpu-steps"] ?? STEPS);
+for (
+  const [name, v] of [
+    ["--rounds", ROUNDS],
+    ["--steps", STEPS],
+    ["--cpu-rounds", CPU_ROUNDS],
+    ["--cpu-steps", CPU_STEPS],
+  ] as const
+) {
+  if (!Number.isInteger(v) || v < 1) {
+    console.error(`webgpu_train_bench: ${name} must be a positive integer, got ${v}`);
+    Deno.exit(2);
+  }
 }
+if (args.values["cache-bind-groups"] && args.values["no-cache-bind-groups"]) {
+  console.error("webgpu_train_bench: give --cache-bind-groups or --no-cache-bind-groups, not both");
+  Deno.exit(2);
+}
+/** The bind-group cache asked for on the command line (undefined: the adapter's default). */
+const CACHE = args.values["cache-bind-groups"]
+  ? true
+  : args.values["no-cache-bind-groups"]
+  ? false
+  : undefined;
 
 /** A model as a function of any parameter tree (the bench treats all models alike). */
 const erase = <P>(m: Model<P>) => m as unknown as Model<TensorTree>;
@@ -94,9 +126,11 @@ for (const d of devices) {
 }
 if (devices.includes("webgpu")) {
   try {
-    const b = await initWebGPUBackend({ cacheBindGroups: args.values["cache-bind-groups"] });
+    const b = await initWebGPUBackend({ cacheBindGroups: CACHE });
     console.log(
-      `adapter: ${b.ctx.description}; bind-group cache ${args.values["cache-bind-groups"] ? "on" : "off"}`,
+      `adapter: ${b.ctx.description}${b.ctx.software ? " (software)" : ""}; bind-group cache ${
+        b.stats().bindGroupCache ? "on" : "off"
+      }${CACHE === undefined ? " (the adapter's default)" : ""}`,
     );
   } catch (e) {
     if (!(e instanceof NoWebGPUError)) throw e;
@@ -112,8 +146,26 @@ const OPTIMIZERS: Record<string, () => Optimizer<unknown>> = {
   vadam: () => vadam({ lr: 1e-3, variability: 0.05, numIters: 469 }),
 };
 
-/** Milliseconds per step of `steps` steps (after 2 warm-up steps), waiting for the GPU at the end. */
-async function timeSteps(model: Model<TensorTree>, x: Tensor, y: Int32Array, opt: Optimizer<unknown>) {
+/** What one timed round of steps measured. */
+interface Timing {
+  /** Milliseconds per step (the GPU waited for once, at the end). */
+  ms: number;
+  /** GPU rows: dispatches per step. */
+  dispatches: number;
+  /** GPU rows: host microseconds per dispatch spent encoding. */
+  encodeMicros: number;
+  /** GPU rows: host microseconds per dispatch spent submitting. */
+  submitMicros: number;
+}
+
+/** Times `steps` steps (after 2 warm-up steps), waiting for the GPU at the end. */
+async function timeSteps(
+  model: Model<TensorTree>,
+  x: Tensor,
+  y: Int32Array,
+  opt: Optimizer<unknown>,
+  steps: number,
+): Promise<Timing> {
   const vg = valueAndGrad((p: TensorTree, xb: Tensor) => crossEntropy(model.forward(p, xb), y));
   let params = model.params, state = opt.init(params);
   const step = () => {
@@ -134,12 +186,21 @@ async function timeSteps(model: Model<TensorTree>, x: Tensor, y: Int32Array, opt
   const sync = x.device === "webgpu" ? syncWebGPU : async () => {};
   for (let i = 0; i < 2; i++) step();
   await sync();
+  const s0 = webgpuStats();
   const t0 = performance.now();
-  for (let i = 0; i < STEPS; i++) step();
+  for (let i = 0; i < steps; i++) step();
   await sync();
-  const ms = (performance.now() - t0) / STEPS;
+  const ms = (performance.now() - t0) / steps;
+  const s1 = webgpuStats(); // after the wait: it adds no dispatch, only the last submit's time
   dispose([params === model.params ? null : params, state], [model.params]);
-  return ms;
+  if (x.device !== "webgpu" || !s0 || !s1) return { ms, dispatches: 0, encodeMicros: 0, submitMicros: 0 };
+  const dispatches = s1.dispatches - s0.dispatches, per = Math.max(1, dispatches);
+  return {
+    ms,
+    dispatches: dispatches / steps,
+    encodeMicros: (s1.encodeMicros - s0.encodeMicros) / per,
+    submitMicros: (s1.submitMicros - s0.submitMicros) / per,
+  };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
@@ -161,35 +222,49 @@ function registerBenches(): void {
         baseline: name === "sgd",
         n: 5,
       },
-      async () => void (await timeSteps(model, x, y, make())),
+      async () => void (await timeSteps(model, x, y, make(), STEPS)),
     );
   }
 }
 
 /** The whole comparison (`deno run`): every model on every device, the table and the ratios. */
 async function table(): Promise<void> {
-  console.log(`${ROUNDS} rounds × ${STEPS} steps per optimizer (medians)`);
+  const cpu = CPU_ROUNDS !== ROUNDS || CPU_STEPS !== STEPS
+    ? `; cpu: ${CPU_ROUNDS} rounds × ${CPU_STEPS} steps`
+    : "";
+  console.log(`${ROUNDS} rounds × ${STEPS} steps per optimizer (medians)${cpu}`);
   for (const m of models) {
     const w = WORKLOADS[m];
     const y = Int32Array.from({ length: w.batch }, (_, i) => i % 10);
     const med: Record<string, number> = {};
+    const host: Record<string, Timing> = {};
     for (const device of devices) {
       const { model, x } = w.make(device);
-      const times: Record<string, number[]> = {};
-      for (let r = 0; r < ROUNDS; r++) {
+      const times: Record<string, Timing[]> = {};
+      const [rounds, steps] = device === "cpu" ? [CPU_ROUNDS, CPU_STEPS] : [ROUNDS, STEPS];
+      for (let r = 0; r < rounds; r++) {
         for (const [name, make] of Object.entries(OPTIMIZERS)) {
-          (times[name] ??= []).push(await timeSteps(model, x, y, make()));
+          (times[name] ??= []).push(await timeSteps(model, x, y, make(), steps));
         }
       }
-      for (const name of Object.keys(OPTIMIZERS)) med[`${device} ${name}`] = median(times[name]);
+      for (const name of Object.keys(OPTIMIZERS)) {
+        med[`${device} ${name}`] = median(times[name].map((t) => t.ms));
+        host[`${device} ${name}`] = times[name].at(-1)!;
+      }
       dispose([model.params, x]);
     }
     console.log(`\n${w.label}`);
     for (const [row, ms] of Object.entries(med)) {
+      const h = host[row];
+      const gpu = h.dispatches > 0
+        ? `  ${h.dispatches.toFixed(0).padStart(4)} dispatches/step, host µs/dispatch: encode ${
+          h.encodeMicros.toFixed(1).padStart(5)
+        }, submit ${h.submitMicros.toFixed(1).padStart(7)}`
+        : "";
       console.log(
         `  ${row.padEnd(14)} ${ms.toFixed(2).padStart(9)} ms/step ${
           (w.batch / ms * 1000).toFixed(0).padStart(9)
-        } ex/s`,
+        } ex/s${gpu}`,
       );
     }
     for (const device of devices) {

@@ -1,15 +1,21 @@
-"""Times one ResNet training step (forward + backward + SGD with momentum) in PyTorch on the CPU.
+"""Times one ResNet training step (forward + backward + SGD with momentum) in PyTorch, on the CPU
+or on a CUDA GPU.
 
 The twin of bench/resnet_bench.ts: the same models (ResNet-18 of the original NVRM code's
 model/resnet.py, i.e. kuangliu/pytorch-cifar: 3x3 stem, no max-pool, BasicBlocks with a 1x1 conv +
 BatchNorm projection shortcut, 4x4 average pooling; and the CIFAR ResNet-20 built from the same
 blocks with stages of 16/32/64 channels and global average pooling), the same input (3x32x32,
 random, fixed labels) and the same thread count. Prints one JSON line per model and batch size:
-{"model", "batch", "threads", "ms": [per-round median step time], "images_per_s": median}.
+{"model", "batch", "device", "threads", "torch", "ms": [per-round step times], "ms_per_step": median,
+"images_per_s": median}.
 
   python tools/torch_resnet_bench.py --models resnet20,resnet18 --batches 32 --threads 2
+  python tools/torch_resnet_bench.py --device cuda --models resnet18 --batches 128 --steps 10
 
-Needs torch (the CPU wheel is enough).
+On --device cuda (the GPU reference of tools/device/check.sh) the step is float32 with TF32 off
+(torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False), the loss is not
+read back inside a round, and each round ends with torch.cuda.synchronize(): the same "encode the
+steps, wait once" timing as ours on WebGPU. Needs torch (the CPU wheel is enough for --device cpu).
 """
 
 import argparse
@@ -86,39 +92,56 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     a = ap.parse_args()
+    for name in ("rounds", "steps", "threads"):
+        if getattr(a, name) < 1:
+            ap.error(f"--{name} must be a positive integer, got {getattr(a, name)}")
+    if a.device == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: torch.cuda.is_available() is False (no CUDA GPU or a CPU-only torch)")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     for name in a.models.split(","):
         for batch in [int(b) for b in a.batches.split(",")]:
-            model = make(name)
+            model = make(name).to(dev)
             model.train()
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-            x = torch.randn(batch, 3, 32, 32)
-            y = torch.arange(batch) % 10
+            x = torch.randn(batch, 3, 32, 32).to(dev)
+            y = (torch.arange(batch) % 10).to(dev)
 
             def step():
                 opt.zero_grad(set_to_none=True)
                 loss = F.cross_entropy(model(x), y)
                 loss.backward()
                 opt.step()
-                return loss.item()
+                return loss
 
             for _ in range(a.warmup):
                 step()
+            sync()
             ms = []
             for _ in range(a.rounds):
                 t0 = time.perf_counter()
                 for _ in range(a.steps):
-                    step()
+                    loss = step()
+                    if a.device == "cpu":
+                        loss.item()
+                sync()
                 ms.append((time.perf_counter() - t0) * 1000 / a.steps)
             med = statistics.median(ms)
             print(json.dumps({
                 "model": name,
                 "batch": batch,
+                "device": torch.cuda.get_device_name() if a.device == "cuda" else "cpu",
                 "threads": torch.get_num_threads(),
                 "torch": torch.__version__,
                 "ms": ms,
+                "ms_per_step": med,
                 "images_per_s": batch * 1000 / med,
             }), flush=True)
 

@@ -78,6 +78,51 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }`;
 }
 
+/** Threads of the one workgroup of {@linkcode crossEntropyMeanKernel}. */
+export const CE_MEAN_WG = 256;
+
+/** Rows × classes up to which the mean cross-entropy runs as one workgroup ({@linkcode crossEntropyMeanKernel}). */
+export const CE_MEAN_MAX_ELEMENTS = 1 << 18;
+
+/**
+ * The mean cross-entropy and the probabilities in one dispatch of one workgroup (the per-row
+ * kernel plus a sum over rows would take two): thread t takes rows t, t + 256, …, writes
+ * their probabilities to Y and adds their losses (logsumexp − x[label]), then the workgroup sums the
+ * threads' partial losses in a fixed tree and thread 0 writes the sum times invN to L[0]. Meant for
+ * training batches (rows × classes ≤ {@linkcode CE_MEAN_MAX_ELEMENTS}). Uniforms as
+ * {@linkcode SOFTMAX_WORDS}: rows, C, invN (f32 bits), pad. Bindings: X (read), Lab (i32, read),
+ * Y (write), L (write, one element).
+ */
+export function crossEntropyMeanKernel(): string {
+  return `${uniformBlock(SOFTMAX_WORDS)}${storage(1, "X", "f32")}${storage(2, "Lab", "i32")}${
+    storage(3, "Y", "f32", true)
+  }${storage(4, "L", "f32", true)}
+var<workgroup> sh: array<f32, ${CE_MEAN_WG}>;
+@compute @workgroup_size(${CE_MEAN_WG})
+fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+  let rows = U(0);
+  let C = U(1);
+  var part = 0.0;
+  for (var row = lid.x; row < rows; row += ${CE_MEAN_WG}u) {
+    let b = row * C;
+    var m = ${NEG_INF};
+    for (var j = 0u; j < C; j++) { m = max(m, X[b + j]); }
+    var s = 0.0;
+    for (var j = 0u; j < C; j++) { s += exp(X[b + j] - m); }
+    let lse = m + log(s);
+    for (var j = 0u; j < C; j++) { Y[b + j] = exp(X[b + j] - m) / s; }
+    part += lse - X[b + u32(Lab[row])];
+  }
+  sh[lid.x] = part;
+  workgroupBarrier();
+  for (var k = ${CE_MEAN_WG / 2}u; k > 0u; k = k >> 1u) {
+    if (lid.x < k) { sh[lid.x] = sh[lid.x] + sh[lid.x + k]; }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u) { L[0] = sh[0] * UF(2u); }
+}`;
+}
+
 /** Uniform words of the cross-entropy gradient: n (elements), C, invN (f32), pad. */
 export const CE_GRAD_WORDS = 4;
 

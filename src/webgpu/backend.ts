@@ -43,7 +43,9 @@ import {
 import { REDUCE_WG, REDUCE_WORDS, reduceKernel } from "../../kernels/wgsl/reduce.ts";
 import {
   CE_GRAD_WORDS,
+  CE_MEAN_MAX_ELEMENTS,
   crossEntropyGradKernel,
+  crossEntropyMeanKernel,
   SOFTMAX_WG,
   SOFTMAX_WORDS,
   softmaxKernel,
@@ -116,6 +118,12 @@ export class WebGPUBackend implements Backend {
   readonly #registry: FinalizationRegistry<Token>;
   readonly #labels = new Map<Int32Array, { copy: Int32Array; buf: GPUBuffer }>();
   readonly #staging = new Map<number, GPUBuffer[]>();
+  /**
+   * A one-element storage holding 1, shared (like a reshape view) by every one-element
+   * `fill(shape, 1)`: the seed gradient of each backward pass, which then costs no dispatch.
+   * The backend holds one reference, so it never returns to the pool (one live buffer from the start).
+   */
+  readonly #one: GpuStorage;
 
   /** A backend on the device of `ctx` (see `InitWebGPUOptions.cacheBindGroups`). */
   constructor(ctx: GpuContext, options: { cacheBindGroups?: boolean } = {}) {
@@ -124,6 +132,8 @@ export class WebGPUBackend implements Backend {
     const cache = options.cacheBindGroups ?? false;
     this.pipelines = new PipelineCache(ctx, cache);
     this.encoder = new Encoder(ctx, cache);
+    this.#one = new GpuStorage(this.pool.acquire(4, "the constant 1"), this);
+    this.upload(this.#one.buffer, Float32Array.of(1));
     this.#registry = new FinalizationRegistry((tok) => {
       if (!tok.done) {
         tok.done = true;
@@ -289,6 +299,11 @@ export class WebGPUBackend implements Backend {
   fill(shape: readonly number[], value: number, dtype: DType): Tensor {
     if (dtype !== "float32") {
       throw new TypeError(`fill: dtype ${dtype} is not supported on webgpu (float32 only)`);
+    }
+    if (value === 1 && shapeSize(shape) === 1) {
+      this.check("fill");
+      this.#one.refs++;
+      return this.#wrap(this.#one, shape);
     }
     const t = this.alloc(shape, "fill");
     this.fillBuffer((t.storage as GpuStorage).buffer, t.size, value);
@@ -665,6 +680,21 @@ export class WebGPUBackend implements Backend {
       return { loss, probs };
     }
     const lab = this.#labelBuffer(labels, "crossEntropy");
+    if (n * c <= CE_MEAN_MAX_ELEMENTS) {
+      // A training batch: probabilities and mean loss in one dispatch (no per-row loss buffer to sum).
+      const spec = kernelSpec(
+        "crossEntropyMean",
+        SOFTMAX_WORDS,
+        ["read", "read", "write", "write"],
+        crossEntropyMeanKernel,
+      );
+      this.run(spec, [n, c, f32bits(1 / n), 0], [lb, lab, (probs.storage as GpuStorage).buffer, lossb], [
+        1,
+        1,
+        1,
+      ]);
+      return { loss, probs };
+    }
     const rowLoss = this.temp(n * 4, "crossEntropy");
     const perGroup = c > 64;
     const spec = kernelSpec(

@@ -8,10 +8,11 @@
  * before the batch is submitted. Because queue operations execute in order, the next batch can
  * reuse the same arena buffer without waiting for the GPU.
  *
- * Optionally (`cacheBindGroups`, experimental) the uniform binding takes a dynamic offset, so that a
- * bind group depends only on the pipeline and the storage buffers: bind groups are then cached by
- * those (a training loop gets the same pooled buffers step after step), which saves a
- * `createBindGroup` per dispatch — the largest host-side cost of a small dispatch in Deno.
+ * With `cacheBindGroups` (the default on hardware adapters, `InitWebGPUOptions`) the uniform
+ * binding takes a dynamic offset, so that a bind group depends only on the pipeline and the storage
+ * buffers: bind groups are then cached by those (a training loop gets the same pooled buffers step
+ * after step), which saves a `createBindGroup` per dispatch — the largest host-side cost of a small
+ * dispatch in Deno. The encoder counts dispatches and the host time spent encoding and submitting.
  *
  * @module
  */
@@ -115,10 +116,24 @@ export class PipelineCache {
 
 /** Statistics of the encoder. */
 export interface EncoderStats {
-  /** Dispatches encoded since the start. */
+  /** Compute dispatches encoded since the start (one `dispatchWorkgroups` each). */
   dispatches: number;
   /** Command buffers submitted since the start. */
   submits: number;
+  /**
+   * Host time spent encoding since the start, in microseconds: for each dispatch its uniforms, bind
+   * group and pass commands, and the copies and clears. Divided by the dispatches of the same
+   * interval, it is the host cost per dispatch that bounds small models on a fast GPU.
+   */
+  encodeMicros: number;
+  /**
+   * Host time spent submitting since the start, in microseconds: the uniform arena's
+   * `writeBuffer`, `finish` and `queue.submit`. On a software adapter (lavapipe) a submit may run
+   * the work itself on the CPU, so this is the GPU's time there, not overhead.
+   */
+  submitMicros: number;
+  /** Whether bind groups are cached (`InitWebGPUOptions.cacheBindGroups`, chosen by adapter). */
+  bindGroupCache: boolean;
   /** Dispatches that reused a cached bind group. */
   bindGroupHits: number;
   /** Bind groups currently cached. */
@@ -142,6 +157,8 @@ export class Encoder {
   #pending = 0;
   #dispatches = 0;
   #submits = 0;
+  #encodeMs = 0;
+  #submitMs = 0;
   #bindGroupHits = 0;
   readonly #bindGroups = new Map<string, GPUBindGroup>();
   readonly #bufferIds = new WeakMap<GPUBuffer, number>();
@@ -187,8 +204,19 @@ export class Encoder {
     groups: readonly [number, number, number],
   ): void {
     if (groups[0] === 0 || groups[1] === 0 || groups[2] === 0) return;
+    const t0 = performance.now(), submitted = this.#submitMs;
+    this.#dispatch(p, uniforms, buffers, groups);
+    this.#encodeMs += performance.now() - t0 - (this.#submitMs - submitted);
+  }
+
+  #dispatch(
+    p: Pipeline,
+    uniforms: Uint32Array,
+    buffers: readonly GPUBuffer[],
+    groups: readonly [number, number, number],
+  ): void {
     const bytes = p.spec.uniformWords * 4;
-    if (this.#offset + bytes > this.#arenaBytes) this.flush();
+    if (this.#offset + bytes > this.#arenaBytes) this.#flush();
     this.#arenaU32.fill(0, this.#offset / 4, (this.#offset + bytes) / 4);
     this.#arenaU32.set(uniforms, this.#offset / 4);
     const offset = this.#offset;
@@ -199,7 +227,7 @@ export class Encoder {
     else this.#pass.setBindGroup(0, this.#createBindGroup(p, offset, bytes, buffers));
     this.#pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
     this.#dispatches++;
-    if (++this.#pending >= this.maxBatch) this.flush();
+    if (++this.#pending >= this.maxBatch) this.#flush();
   }
 
   /** The bind group of `p` over `buffers` (the uniform at a dynamic offset), cached. */
@@ -240,22 +268,31 @@ export class Encoder {
   /** Encodes a buffer-to-buffer copy (sizes and offsets multiples of 4). */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
     if (bytes === 0) return;
+    const t0 = performance.now();
     this.#endPass();
     this.#encoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
     this.#pending++;
+    this.#encodeMs += performance.now() - t0;
   }
 
   /** Encodes a zero fill of `bytes` bytes of `buf` (a multiple of 4). */
   clear(buf: GPUBuffer, bytes: number): void {
     if (bytes === 0) return;
+    const t0 = performance.now();
     this.#endPass();
     this.#encoder().clearBuffer(buf, 0, Math.ceil(bytes / 4) * 4);
     this.#pending++;
+    this.#encodeMs += performance.now() - t0;
   }
 
   /** Submits everything encoded so far (writing the uniform arena first). */
   flush(): void {
+    this.#flush();
+  }
+
+  #flush(): void {
     if (!this.#enc) return;
+    const t0 = performance.now();
     this.#endPass();
     const q = this.#ctx.device.queue;
     if (this.#offset > 0) q.writeBuffer(this.#arenaBuf, 0, this.#arena, 0, this.#offset);
@@ -264,6 +301,7 @@ export class Encoder {
     this.#offset = 0;
     this.#pending = 0;
     this.#submits++;
+    this.#submitMs += performance.now() - t0;
   }
 
   /** Counters. */
@@ -271,6 +309,9 @@ export class Encoder {
     return {
       dispatches: this.#dispatches,
       submits: this.#submits,
+      encodeMicros: Math.round(this.#encodeMs * 1000),
+      submitMicros: Math.round(this.#submitMs * 1000),
+      bindGroupCache: this.#cacheBindGroups,
       bindGroupHits: this.#bindGroupHits,
       bindGroups: this.#bindGroups.size,
     };

