@@ -1,13 +1,17 @@
 #!/usr/bin/env -S deno run --allow-read --allow-write
 /**
- * Catastrophic forgetting on permuted MNIST (docs/algorithm.md §7): T tasks, task t showing the images
- * through a fixed seeded pixel permutation (task 0: the identity), one shared 10-way head, the
- * tasks trained in sequence with the same optimizer (its state carried over), and after each task
- * the test accuracy on every task: the accuracy matrix R[t][j]. Reports the average final
- * accuracy and the average forgetting (per old task: its best accuracy since it was learned minus
- * its final accuracy) for each optimizer (default: SGD and VSGD), mean ± sd over seeds.
+ * Catastrophic forgetting (docs/algorithm.md §7), two protocols. Permuted MNIST (the default): T
+ * tasks, task t showing the images through a fixed seeded pixel permutation (task 0: the
+ * identity). Split MNIST (`--protocol split`): T ≤ 5 tasks, task t the classes {2t, 2t+1}. One
+ * shared 10-way head, the tasks trained in sequence with the same optimizer (its state carried
+ * over), and after each task the test accuracy on every task: the accuracy matrix R[t][j]. Reports
+ * the average final accuracy and the average forgetting (per old task: its best accuracy since it
+ * was learned minus its final accuracy) for each optimizer (default: SGD and VSGD), mean ± sd over
+ * seeds. Split MNIST scores the shared head two ways: class-incremental (argmax over the 10
+ * outputs: R) and task-aware (argmax over the task's two classes: its own matrix).
  *
  *   deno run --allow-read --allow-write examples/forgetting.ts             # seeds 0,1,2: ~1–1.5 min on 2 cores
+ *   deno run --allow-read --allow-write examples/forgetting.ts --protocol split   # seeds 0,1,2: ~2–4 min
  *   deno run --allow-read --allow-write examples/forgetting.ts --tasks 5 --epochs 2 --seeds 0
  *
  * Run with --help for every option. Exit codes: 0 done, 1 runtime failure, 2 bad command line.
@@ -16,9 +20,13 @@
  */
 import { setDefaultDevice } from "../src/webgpu/mod.ts";
 import { mlp } from "../src/nn/mod.ts";
-import { type Dataset, exampleSize, loadMnist, permutation, randomSubset } from "../src/data/mod.ts";
+import { tensor } from "../src/creation.ts";
+import { dispose, tidy } from "../src/memory.ts";
+import type { Tensor } from "../src/tensor.ts";
+import type { TensorTree } from "../src/tree.ts";
+import { type Dataset, exampleSize, loadMnist, permutation, randomSubset, subset } from "../src/data/mod.ts";
 import { evaluate, fit, formatDuration, progressLogger } from "../src/train/mod.ts";
-import { type ForgettingMetrics, forgettingMetrics } from "../src/train/metrics.ts";
+import { argmaxRows, type ForgettingMetrics, forgettingMetrics } from "../src/train/metrics.ts";
 import {
   alignedTable,
   applyTrainOptions,
@@ -30,6 +38,7 @@ import {
   isInt,
   makeOptimizer,
   mean,
+  oneOf,
   type OptionValues,
   pairBySeed,
   parseCommandLine,
@@ -51,50 +60,96 @@ import { lineChartSvg, type LineSeries } from "./svg_plot.ts";
 
 export { UsageError };
 
+/** The forgetting protocols: permuted MNIST (pixel permutations) or split MNIST (pairs of classes). */
+export const PROTOCOLS = ["permuted", "split"] as const;
+/** A forgetting protocol (`--protocol`). */
+export type Protocol = typeof PROTOCOLS[number];
+
+/** The number of split-MNIST tasks there are: the classes {0, 1}, {2, 3}, …, {8, 9}. */
+export const SPLIT_TASKS = 5;
+
 /** The experiment's settings after parsing (`epochs` is per task). */
 export interface Config extends TrainSettings {
-  /** Number of tasks T (≥ 2). */
+  /** `permuted`: task t permutes the pixels; `split`: task t is the classes {2t, 2t+1}. */
+  protocol: Protocol;
+  /** Number of tasks T (≥ 2; ≤ 5 for `split`). */
   tasks: number;
 }
 
 /**
- * The defaults: the README's three-seed table (seeds 0, 1, 2), about 1–1.5 min in all on a 2-core
- * CPU (20–30 s per seed).
+ * The defaults (permuted MNIST): the README's three-seed table (seeds 0, 1, 2), about 1–1.5 min in
+ * all on a 2-core CPU (20–30 s per seed).
  */
 export const DEFAULTS: Config = {
   ...TRAIN_DEFAULTS,
   seeds: [0, 1, 2],
+  protocol: "permuted",
   tasks: 4,
   epochs: 3,
   out: "runs/forgetting",
 };
 
-const HELP = `Catastrophic forgetting on permuted MNIST: SGD vs VSGD or others (docs/algorithm.md §7).
-Tasks in sequence, one shared head; the accuracy matrix R[t][j] (on task j after training task t).
+/**
+ * The defaults of `--protocol split`: the 5 tasks of 2 classes, the same training subset as
+ * permuted MNIST (about 2000 examples per task), 20 epochs per task, three seeds; about 2–4 min
+ * in all on a 2-core CPU (3 min 43 s measured on a busy one, 89 s of CPU time; 30–40 s per run).
+ */
+export const SPLIT_DEFAULTS: Config = {
+  ...DEFAULTS,
+  protocol: "split",
+  tasks: SPLIT_TASKS,
+  epochs: 20,
+  out: "runs/forgetting_split",
+};
+
+const HELP = `Catastrophic forgetting: SGD vs VSGD or others (docs/algorithm.md §7), on permuted MNIST
+or split MNIST. Tasks in sequence, one shared 10-way head; the accuracy matrix R[t][j] (on task j
+after training task t).
 
 Usage: deno run --allow-read --allow-write examples/forgetting.ts [options]
 
-  --tasks T             number of tasks, >= 2; task 0 is plain MNIST, task t a fixed seeded pixel
-                        permutation of it (default ${DEFAULTS.tasks})
+  --protocol P          permuted | split (default ${DEFAULTS.protocol}). permuted: task 0 is plain
+                        MNIST, task t a fixed seeded pixel permutation of it. split: task t is the
+                        classes {2t, 2t+1}; R is class-incremental (argmax over all 10 outputs),
+                        and a task-aware matrix (argmax over the task's two classes) is reported too
+  --tasks T             number of tasks: permuted >= 2 (default ${DEFAULTS.tasks}), split 2 to ${SPLIT_TASKS} (default ${SPLIT_DEFAULTS.tasks})
 ${trainOptionsHelp(DEFAULTS, " per task")}
-The model is the MLP 784-256-256-10. The training subset is the same images for every task.
-Writes DIR/config.json, DIR/<optimizer>_seed<S>.csv (R, one row per task trained), DIR/curves.csv
-(task-0 test accuracy after every epoch), both appended as they happen, DIR/checkpoints/ (the newest
-checkpoint of each run, at least one per task), DIR/summary.csv and DIR/task0.svg.
+Split defaults differ: --epochs ${SPLIT_DEFAULTS.epochs}, --out ${SPLIT_DEFAULTS.out}; --num-iters defaults to
+the mean steps per epoch of the tasks (their sizes differ).
+The model is the MLP 784-256-256-10. The training subset is the same images for every task (permuted)
+or is split by class (split).
+Writes DIR/config.json, DIR/<optimizer>_seed<S>.csv (R, one row per task trained; split: also the
+task-aware accuracies), DIR/curves.csv (task-0 test accuracy after every epoch), both appended as
+they happen, DIR/checkpoints/ (the newest checkpoint of each run, at least one per task),
+DIR/summary.csv and DIR/task0.svg.
 `;
 
 /**
  * Parses the command line into a {@linkcode Config}; throws {@linkcode UsageError} (one line) on
- * bad input. Returns `"help"` for `--help`.
+ * bad input. Returns `"help"` for `--help`. `--protocol split` starts from
+ * {@linkcode SPLIT_DEFAULTS}.
  */
 export function parseConfig(args: readonly string[]): Config | "help" {
-  const values: OptionValues = parseCommandLine(args, { ...TRAIN_OPTIONS, tasks: { type: "string" } });
+  const values: OptionValues = parseCommandLine(args, {
+    ...TRAIN_OPTIONS,
+    protocol: { type: "string" },
+    tasks: { type: "string" },
+  });
   if (values.help) return "help";
-  const c: Config = structuredClone(DEFAULTS);
+  const p = values.protocol as string | undefined;
+  const protocol = p === undefined ? DEFAULTS.protocol : oneOf("protocol", p, PROTOCOLS);
+  const c: Config = structuredClone(protocol === "split" ? SPLIT_DEFAULTS : DEFAULTS);
   applyTrainOptions(values, c);
   const t = values.tasks as string | undefined;
   if (t !== undefined) {
-    c.tasks = parseNumber("tasks", t, (x) => isInt(x) && x >= 2 && x <= 1000, "an integer in [2, 1000]");
+    c.tasks = protocol === "split"
+      ? parseNumber(
+        "tasks",
+        t,
+        (x) => isInt(x) && x >= 2 && x <= SPLIT_TASKS,
+        `an integer in [2, ${SPLIT_TASKS}] with --protocol split`,
+      )
+      : parseNumber("tasks", t, (x) => isInt(x) && x >= 2 && x <= 1000, "an integer in [2, 1000]");
   }
   return c;
 }
@@ -137,30 +192,246 @@ export function permutePixels(ds: Dataset, perm: ArrayLike<number>): Dataset {
   return { x, y: ds.y, inputShape: ds.inputShape, numClasses: ds.numClasses };
 }
 
+/** The classes of split-MNIST task `task` (0 … 4): `[2·task, 2·task + 1]`. */
+export function splitClasses(task: number): [number, number] {
+  if (!Number.isInteger(task) || task < 0 || task >= SPLIT_TASKS) {
+    throw new RangeError(`splitClasses: task must be an integer in [0, ${SPLIT_TASKS - 1}], got ${task}`);
+  }
+  return [2 * task, 2 * task + 1];
+}
+
+/**
+ * The examples of `ds` whose label is one of `classes` (copied, in their order in `ds`); the labels
+ * and `numClasses` stay as they are (one shared head over all classes).
+ */
+export function classSubset(ds: Dataset, classes: readonly number[]): Dataset {
+  for (const k of classes) {
+    if (!Number.isInteger(k) || k < 0 || k >= ds.numClasses) {
+      throw new RangeError(
+        `classSubset: classes must be integers in [0, ${ds.numClasses - 1}], got ${JSON.stringify(classes)}`,
+      );
+    }
+  }
+  return subset(ds, classIndices(ds.y, classes));
+}
+
+/** The indices of the labels that are one of `classes`, in order. */
+function classIndices(y: Int32Array, classes: readonly number[]): number[] {
+  const wanted = new Set(classes), idx: number[] = [];
+  y.forEach((label, i) => wanted.has(label) && idx.push(i));
+  return idx;
+}
+
+/** The two accuracies of a shared head on one split-MNIST task's examples. */
+export interface SplitAccuracy {
+  /** Class-incremental: the argmax over all outputs is the label. */
+  classIncremental: number;
+  /** Task-aware: the argmax over the task's classes only (the other logits masked) is the label. */
+  taskAware: number;
+}
+
+/**
+ * Class-incremental and task-aware accuracy of `logits` (`labels.length × numClasses`, row-major)
+ * on examples of the task whose classes are `classes`. Ties go to the lower class, as in
+ * `argmaxRows`, so the task-aware accuracy is never below the class-incremental one. A row with a
+ * non-finite logit makes both NaN (no score, as in `evaluate`), and so do no examples.
+ */
+export function splitAccuracy(
+  logits: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  numClasses: number,
+  classes: readonly number[],
+): SplitAccuracy {
+  const n = labels.length;
+  if (logits.length !== n * numClasses) {
+    throw new RangeError(
+      `splitAccuracy: logits has ${logits.length} entries, expected ${n} labels × ${numClasses} classes`,
+    );
+  }
+  const ordered = [...classes].sort((a, b) => a - b);
+  const pred = argmaxRows(logits, numClasses);
+  let ci = 0, ta = 0;
+  for (let i = 0; i < n; i++) {
+    if (pred[i] < 0) return { classIncremental: NaN, taskAware: NaN };
+    if (pred[i] === labels[i]) ci++;
+    let best = ordered[0];
+    for (const k of ordered) if (logits[i * numClasses + k] > logits[i * numClasses + best]) best = k;
+    if (best === labels[i]) ta++;
+  }
+  return n ? { classIncremental: ci / n, taskAware: ta / n } : { classIncremental: NaN, taskAware: NaN };
+}
+
+/**
+ * The logits of `forward` at `params` on every example of `ds`, batch by batch in memory scopes,
+ * read back from the device once, at the end (as `evaluate` does).
+ */
+async function logitsOf<P extends TensorTree>(
+  forward: (params: P, x: Tensor) => Tensor,
+  params: P,
+  ds: Dataset,
+  batchSize: number,
+): Promise<Float32Array> {
+  const n = ds.y.length, per = exampleSize(ds), C = ds.numClasses;
+  const parts: Tensor[] = [];
+  try {
+    for (let s = 0; s < n; s += batchSize) {
+      const e = Math.min(n, s + batchSize);
+      parts.push(
+        tidy(() => forward(params, tensor(ds.x.subarray(s * per, e * per), [e - s, ...ds.inputShape]))),
+      );
+    }
+    const host = await Promise.all(parts.map((t) => t.data()));
+    const out = new Float32Array(n * C);
+    let o = 0;
+    for (const h of host) {
+      out.set(h, o);
+      o += h.length;
+    }
+    return out;
+  } finally {
+    dispose(parts);
+  }
+}
+
+/** A protocol's tasks for one seed: training and test data per task, and how to score them. */
+interface Tasks {
+  trains: Dataset[];
+  tests: Dataset[];
+  /** Steps per epoch for the optimizer's defaults (`numIters`): one task's, or their mean. */
+  stepsPerEpoch: number;
+  /** The line printed before the runs of the seed. */
+  describe: string;
+  /** One row of R at `params` (and, for split MNIST, the task-aware row). */
+  score(forward: (p: any, x: Tensor) => Tensor, params: any): Promise<{ acc: number[]; aware?: number[] }>;
+}
+
+/** Permuted MNIST: every task the training subset and the test split, through its pixel permutation. */
+function permutedTasks(base: Dataset, test: Dataset, c: Config, seed: number, device: string): Tasks {
+  const perms = Array.from({ length: c.tasks }, (_, t) => taskPermutation(t, exampleSize(base), seed));
+  const tests = perms.map((p) => permutePixels(test, p));
+  const stepsPerEpoch = Math.ceil(base.y.length / c.batchSize);
+  return {
+    trains: perms.map((p) => permutePixels(base, p)),
+    tests,
+    stepsPerEpoch,
+    describe:
+      `seed ${seed}: ${c.tasks} tasks × ${c.epochs} epochs, ${base.y.length} training and ${test.y.length} ` +
+      `test examples per task, mlp, device ${device}, ${stepsPerEpoch} steps/epoch\n`,
+    async score(forward, params) {
+      const acc: number[] = [];
+      for (const t of tests) {
+        acc.push((await evaluate(forward, params, t, { batchSize: c.evalBatchSize })).accuracy);
+      }
+      return { acc };
+    },
+  };
+}
+
+/**
+ * Split MNIST: task t the examples of the classes {2t, 2t+1} of the training subset and of the test
+ * split; scored class-incremental and task-aware from one forward pass over every task's test
+ * examples. Throws when a task has no training or no test example (too small a subset).
+ */
+function splitTasks(base: Dataset, test: Dataset, c: Config, seed: number, device: string): Tasks {
+  const classes = Array.from({ length: c.tasks }, (_, t) => splitClasses(t));
+  const trains = classes.map((k) => classSubset(base, k));
+  const tests = classes.map((k) => classSubset(test, k));
+  trains.forEach((d, t) => {
+    if (d.y.length === 0) {
+      throw new Error(
+        `split task ${t} (classes ${classes[t]}) has no training examples: give a larger --subset`,
+      );
+    }
+    if (tests[t].y.length === 0) {
+      throw new Error(
+        `split task ${t} (classes ${classes[t]}) has no test examples: give a larger --test-subset`,
+      );
+    }
+  });
+  // Every task's test examples in one dataset, task after task: one read-back per evaluation.
+  const allByTask = subset(test, classes.flatMap((k) => classIndices(test.y, k)));
+  const order = tests.map((d) => d.y.length);
+  const steps = trains.map((d) => Math.ceil(d.y.length / c.batchSize));
+  const stepsPerEpoch = Math.ceil(mean(trains.map((d) => d.y.length)) / c.batchSize);
+  return {
+    trains,
+    tests,
+    stepsPerEpoch,
+    describe: `seed ${seed}: split MNIST, ${c.tasks} tasks of 2 classes × ${c.epochs} epochs, ${
+      trains.map((d) => d.y.length).join("/")
+    } training and ${order.join("/")} test examples (tasks 0…${c.tasks - 1}), mlp, device ${device}, ${
+      steps.join("/")
+    } steps/epoch\n`,
+    async score(forward, params) {
+      const logits = await logitsOf(forward, params, allByTask, c.evalBatchSize);
+      const C = allByTask.numClasses, acc: number[] = [], aware: number[] = [];
+      for (let t = 0, s = 0; t < c.tasks; s += order[t], t++) {
+        const a = splitAccuracy(
+          logits.subarray(s * C, (s + order[t]) * C),
+          allByTask.y.subarray(s, s + order[t]),
+          C,
+          classes[t],
+        );
+        acc.push(a.classIncremental);
+        aware.push(a.taskAware);
+      }
+      return { acc, aware };
+    },
+  };
+}
+
 interface RunResult {
   label: string;
   seed: number;
-  /** R[t][j]: test accuracy on task j after training tasks 0…t. */
+  /** R[t][j]: test accuracy on task j after training tasks 0…t (split: class-incremental). */
   R: number[][];
   metrics: ForgettingMetrics;
+  /** Split MNIST: the task-aware accuracy matrix (the same head, logits masked to the task's classes). */
+  aware?: number[][];
+  awareMetrics?: ForgettingMetrics;
   /** Task-0 test accuracy after every epoch (all tasks in sequence). */
   task0: number[];
   seconds: number;
 }
 
+/** A summary column: its heading in the text table, its name in summary.csv, its value per run. */
+type SummaryColumn = [heading: string, csvName: string, value: (r: RunResult) => number];
+
+function summaryColumns(c: Config): SummaryColumn[] {
+  const cols: SummaryColumn[] = [
+    ["avg final acc", "avg_final_acc", (r) => r.metrics.averageAccuracy],
+    ["avg forgetting", "avg_forgetting", (r) => r.metrics.averageForgetting],
+    ["BWT", "bwt", (r) => r.metrics.backwardTransfer],
+    ["acc just learned", "learning_acc", (r) => r.metrics.learningAccuracy],
+    ["task 0 final", "task0_final", (r) => r.R[c.tasks - 1][0]],
+  ];
+  if (c.protocol === "split") {
+    cols.push(
+      ["task-aware acc", "task_aware_acc", (r) => r.awareMetrics!.averageAccuracy],
+      ["task-aware forgetting", "task_aware_forgetting", (r) => r.awareMetrics!.averageForgetting],
+    );
+  }
+  return cols;
+}
+
+/** The mean ± sd of a T × T accuracy matrix over the runs of optimizer `label`, as a titled table. */
+function matrixTable(name: string, label: string, mats: number[][][], tasks: number): string {
+  const header = ["after task", ...Array.from({ length: tasks }, (_, j) => `task ${j}`)];
+  const body = Array.from({ length: tasks }, (_, t) => [
+    String(t),
+    ...Array.from({ length: tasks }, (_, j) => pm(mats.map((m) => m[t][j]))),
+  ]);
+  return `${name} (${label}, mean ± sd over ${mats.length} seed${mats.length > 1 ? "s" : ""}):\n` +
+    alignedTable(header, body);
+}
+
 function summarize(results: RunResult[], c: Config): { text: string; csv: string } {
   const labels = c.optimizers.map((o) => o.label).filter((l) => results.some((r) => r.label === l));
   const runs = (l: string) => results.filter((r) => r.label === l);
-  const cols: [string, (r: RunResult) => number][] = [
-    ["avg final acc", (r) => r.metrics.averageAccuracy],
-    ["avg forgetting", (r) => r.metrics.averageForgetting],
-    ["BWT", (r) => r.metrics.backwardTransfer],
-    ["acc just learned", (r) => r.metrics.learningAccuracy],
-    ["task 0 final", (r) => r.R[c.tasks - 1][0]],
-  ];
+  const cols = summaryColumns(c);
   const rows = labels.map((l) => [
     l,
-    ...cols.map(([, f]) => pm(runs(l).map(f))),
+    ...cols.map(([, , f]) => pm(runs(l).map(f))),
     mean(runs(l).map((r) => r.seconds)).toFixed(1),
   ]);
   const ref = labels[0];
@@ -168,31 +439,29 @@ function summarize(results: RunResult[], c: Config): { text: string; csv: string
     const pairs = pairBySeed(runs(l), runs(ref));
     rows.push([
       `${l} − ${ref}`,
-      ...cols.map(([, f]) => pmSigned(pairs.map(([a, b]) => f(a) - f(b)))),
+      ...cols.map(([, , f]) => pmSigned(pairs.map(([a, b]) => f(a) - f(b)))),
       "",
     ]);
   }
   const text = alignedTable(["optimizer", ...cols.map(([h]) => h), "s/run"], rows);
-  // The mean R matrix per optimizer.
-  const mats = labels.map((l) => {
+  // The mean R matrix per optimizer (split MNIST: and the task-aware one).
+  const mats = labels.flatMap((l) => {
     const rs = runs(l);
-    const header = ["after task", ...Array.from({ length: c.tasks }, (_, j) => `task ${j}`)];
-    const body = Array.from({ length: c.tasks }, (_, t) => [
-      String(t),
-      ...Array.from({ length: c.tasks }, (_, j) => pm(rs.map((r) => r.R[t][j]))),
-    ]);
-    return `R (${l}, mean ± sd over ${rs.length} seed${rs.length > 1 ? "s" : ""}):\n` +
-      alignedTable(header, body);
+    if (c.protocol !== "split") return [matrixTable("R", l, rs.map((r) => r.R), c.tasks)];
+    return [
+      matrixTable("R, class-incremental", l, rs.map((r) => r.R), c.tasks),
+      matrixTable("Task-aware accuracy", l, rs.map((r) => r.aware!), c.tasks),
+    ];
   });
   const csv = [
-    "optimizer,seeds,avg_final_acc,avg_final_acc_sd,avg_forgetting,avg_forgetting_sd,bwt,bwt_sd,learning_acc,learning_acc_sd,task0_final,task0_final_sd,seconds_per_run",
+    ["optimizer", "seeds", ...cols.flatMap(([, name]) => [name, `${name}_sd`]), "seconds_per_run"].join(","),
   ];
   for (const l of labels) {
     const rs = runs(l);
     csv.push([
       l,
       rs.map((r) => r.seed).join(" "),
-      ...cols.flatMap(([, f]) => [csvNumber(mean(rs.map(f)), 6), csvNumber(sd(rs.map(f)), 6)]),
+      ...cols.flatMap(([, , f]) => [csvNumber(mean(rs.map(f)), 6), csvNumber(sd(rs.map(f)), 6)]),
       csvNumber(mean(rs.map((r) => r.seconds)), 6),
     ].join(","));
   }
@@ -234,26 +503,24 @@ async function run(c: Config, io: Console, args: readonly string[], ctx: RunCont
   try {
     for (const seed of c.seeds) {
       const base = randomSubset(mnist.train, c.subset, seed);
-      const perms = Array.from({ length: c.tasks }, (_, t) => taskPermutation(t, exampleSize(base), seed));
-      const trains = perms.map((p) => permutePixels(base, p));
-      const tests = perms.map((p) => permutePixels(mnist.test, p));
-      const stepsPerEpoch = Math.ceil(base.y.length / c.batchSize);
-      io.out(
-        `seed ${seed}: ${c.tasks} tasks × ${c.epochs} epochs, ${base.y.length} training and ${mnist.test.y.length} ` +
-          `test examples per task, mlp, device ${device}, ${stepsPerEpoch} steps/epoch\n`,
-      );
+      const makeTasks = c.protocol === "split" ? splitTasks : permutedTasks;
+      const { trains, tests, stepsPerEpoch, describe, score } = makeTasks(base, mnist.test, c, seed, device);
+      io.out(describe);
+      const split = c.protocol === "split";
+      const accColumns = tests.map((_, j) => `acc_task${j}`);
+      const awareColumns = split ? tests.map((_, j) => `task_aware_acc_task${j}`) : [];
       for (const spec of c.optimizers) {
         const net = mlp([784, 256, 256, 10], { seed });
         const optimizer = makeOptimizer(spec, c, stepsPerEpoch, seed);
         const file = `${c.out}/${spec.label}_seed${seed}.csv`;
-        const header = ["optimizer", "seed", "after_task", "epoch", ...tests.map((_, j) => `acc_task${j}`)];
+        const header = ["optimizer", "seed", "after_task", "epoch", ...accColumns, ...awareColumns];
         const oldR = readCsv(file);
         const rLog = CsvLog.open(file, header, ctx.resuming ? (r) => keepUpTo(r[0], r[1], r[3]) : undefined);
         let resumeAt = done.get(`${spec.label},${seed}`) ?? 0;
         // What the rows kept say: R's rows of the tasks done, task 0's accuracy per epoch.
-        const R: number[][] = oldR.filter((r) => keepUpTo(r.optimizer, r.seed, r.epoch)).map((r) =>
-          tests.map((_, j) => csvValue(r[`acc_task${j}`]))
-        );
+        const kept = oldR.filter((r) => keepUpTo(r.optimizer, r.seed, r.epoch));
+        const R: number[][] = kept.map((r) => accColumns.map((k) => csvValue(r[k])));
+        const aware: number[][] = kept.map((r) => awareColumns.map((k) => csvValue(r[k])));
         const task0: number[] = oldCurves.filter((r) =>
           r.optimizer === spec.label && r.seed === String(seed) && keepUpTo(r.optimizer, r.seed, r.epoch)
         ).map((r) => csvValue(r.task0_test_acc));
@@ -263,6 +530,26 @@ async function run(c: Config, io: Console, args: readonly string[], ctx: RunCont
         try {
           for (let t = R.length; t < c.tasks; t++) {
             const end = (t + 1) * c.epochs;
+            if (resumeAt > 0 && resumeAt === t * c.epochs) {
+              // The checkpoint ends the previous task (its R row written) and records that task's
+              // training-set size, which split MNIST's next task need not share: it is restored with
+              // that task's data (no epoch trained), and this task starts afresh from it.
+              const restored = await fit({
+                params,
+                resume: ctx.checkpointDir(spec.label, seed),
+                forward: net.forward as any,
+                optimizer,
+                train: trains[t - 1],
+                epochs: 0,
+                batchSize: c.batchSize,
+                seed,
+                evalTrain: false,
+                logger: null,
+              });
+              ({ rawParams: params, state } = restored);
+              dispose(restored.params, [params, state]);
+              resumeAt = 0;
+            }
             const r = await fit({
               params,
               state,
@@ -279,6 +566,8 @@ async function run(c: Config, io: Console, args: readonly string[], ctx: RunCont
               batchSize: c.batchSize,
               seed,
               evalTrain: false,
+              // No metric read back from the device more than once per epoch.
+              progressEvery: Math.ceil(trains[t].y.length / c.batchSize),
               evalBatchSize: c.evalBatchSize,
               logger: progressLogger({ write: io.out, terminal, label: `${spec.label} s${seed} task ${t}` }),
               onEpoch: (m) => {
@@ -299,18 +588,14 @@ async function run(c: Config, io: Console, args: readonly string[], ctx: RunCont
             params = r.rawParams; // with the state, what continues training
             state = r.state;
             if (ctx.signal.aborted && r.history.at(-1)?.epoch !== end) return;
-            const row: number[] = [];
-            for (const test of tests) {
-              row.push(
-                (await evaluate(net.forward as any, r.params, test, { batchSize: c.evalBatchSize })).accuracy,
-              );
-            }
+            const { acc: row, aware: awareRow = [] } = await score(net.forward as any, r.params);
             R.push(row);
-            rLog.append([spec.label, seed, t, end, ...row.map((a) => csvNumber(a))]);
+            aware.push(awareRow);
+            rLog.append([spec.label, seed, t, end, ...[...row, ...awareRow].map((a) => csvNumber(a))]);
             io.out(
               `${spec.label} seed ${seed}: after task ${t}: ${
                 row.map((a, j) => `task ${j} ${a.toFixed(4)}`).join(", ")
-              }\n`,
+              }${split ? ` (task-aware ${awareRow.map((a) => a.toFixed(4)).join(", ")})` : ""}\n`,
             );
             if (ctx.signal.aborted) return;
           }
@@ -319,11 +604,26 @@ async function run(c: Config, io: Console, args: readonly string[], ctx: RunCont
         }
         const seconds = (performance.now() - t0) / 1000;
         const metrics = forgettingMetrics(R);
-        results.push({ label: spec.label, seed, R, metrics, task0, seconds });
+        const awareMetrics = split ? forgettingMetrics(aware) : undefined;
+        results.push({
+          label: spec.label,
+          seed,
+          R,
+          metrics,
+          ...(split ? { aware, awareMetrics } : {}),
+          task0,
+          seconds,
+        });
         io.out(
           `${spec.label} seed ${seed}: ${formatDuration(seconds)}; average final accuracy ` +
             `${metrics.averageAccuracy.toFixed(4)}, average forgetting ${
               metrics.averageForgetting.toFixed(4)
+            }${
+              awareMetrics
+                ? ` (task-aware ${awareMetrics.averageAccuracy.toFixed(4)}, ${
+                  awareMetrics.averageForgetting.toFixed(4)
+                })`
+                : ""
             } → ${file}\n`,
         );
       }
@@ -336,16 +636,26 @@ async function run(c: Config, io: Console, args: readonly string[], ctx: RunCont
 }
 
 function writeResults(c: Config, io: Console, results: RunResult[]): void {
-  const title = `Permuted MNIST, ${c.tasks} tasks in sequence, MLP 784-256-256-10`;
-  const subtitle = `${c.subset} train examples, ${c.epochs} epochs/task, batch ${c.batchSize}, lr ${c.lr}, ` +
-    `variability ${c.variability} ${c.noiseLaw}, seeds ${c.seeds.join(",")}`;
+  const split = c.protocol === "split";
+  const title = split
+    ? `Split MNIST, ${c.tasks} tasks of 2 classes in sequence, MLP 784-256-256-10`
+    : `Permuted MNIST, ${c.tasks} tasks in sequence, MLP 784-256-256-10`;
+  const subtitle = `${c.subset} train examples${split ? " split by class" : ""}, ${c.epochs} epochs/task, ` +
+    `batch ${c.batchSize}, lr ${c.lr}, variability ${c.variability} ${c.noiseLaw}, seeds ${
+      c.seeds.join(",")
+    }`;
   const E = c.tasks * c.epochs;
   const series: LineSeries[] = [];
+  const taskEnds = Array.from({ length: c.tasks }, (_, t) => (t + 1) * c.epochs);
+  // The mean over runs of the mean accuracy on the tasks learned so far, after each task.
+  const meanSoFar = (mats: number[][][]) =>
+    taskEnds.map((_, t) => mean(mats.map((m) => mean(m[t].slice(0, t + 1)))));
   c.optimizers.forEach((spec, k) => {
     const rs = results.filter((r) => r.label === spec.label);
     if (rs.length === 0) return;
     const per = Array.from({ length: E }, (_, e) => rs.map((r) => r.task0[e]));
-    const suffix = rs.length > 1 ? ` (mean ± sd of ${rs.length} seeds)` : "";
+    // Split MNIST's legend has a third line per optimizer: shorter names (the seeds are in the subtitle).
+    const suffix = rs.length > 1 && !split ? ` (mean ± sd of ${rs.length} seeds)` : "";
     series.push({
       name: `${spec.label}: task 0${suffix}`,
       x: per.map((_, e) => e + 1),
@@ -354,12 +664,22 @@ function writeResults(c: Config, io: Console, results: RunResult[]): void {
       color: k,
     });
     series.push({
-      name: `${spec.label}: mean over tasks learned so far`,
-      x: Array.from({ length: c.tasks }, (_, t) => (t + 1) * c.epochs),
-      y: Array.from({ length: c.tasks }, (_, t) => mean(rs.map((r) => mean(r.R[t].slice(0, t + 1))))),
+      name: `${spec.label}: mean ${split ? "of tasks so far" : "over tasks learned so far"}`,
+      x: taskEnds,
+      y: meanSoFar(rs.map((r) => r.R)),
       dashed: true,
       color: k,
     });
+    if (split) {
+      // The same head scored task-aware: what class-incremental scoring hides.
+      series.push({
+        name: `${spec.label}: the same, task-aware`,
+        x: taskEnds,
+        y: meanSoFar(rs.map((r) => r.aware!)),
+        dashed: true,
+        color: c.optimizers.length + k,
+      });
+    }
   });
   writeAtomic(
     `${c.out}/task0.svg`,
@@ -367,7 +687,7 @@ function writeResults(c: Config, io: Console, results: RunResult[]): void {
       title,
       subtitle,
       xLabel: "epoch (dotted lines: the next task starts)",
-      yLabel: "test accuracy",
+      yLabel: split ? "test accuracy (class-incremental unless task-aware)" : "test accuracy",
       // From a round tenth below the lowest point, so that the drops are visible.
       yRange: [
         Math.max(
