@@ -380,6 +380,12 @@ export interface SmallMultiple {
   title: string;
   /** Its lines; a name used in several panels appears once in the shared legend. */
   series: LineSeries[];
+  /** This panel's y range (default: the options' `yRange`). */
+  yRange?: [number, number];
+  /** x tick positions (default: about 4 round numbers). */
+  xTicks?: number[];
+  /** Labels of `xTicks` (by position; default the numbers). */
+  xTickLabels?: readonly string[];
 }
 
 /** Options of {@linkcode smallMultiplesSvg}. */
@@ -392,8 +398,10 @@ export interface SmallMultiplesOptions {
   columns: number;
   /** x-axis label (under each bottom panel). */
   xLabel: string;
-  /** y range of every panel (default [0, 1]). */
+  /** y range of the panels without their own (default [0, 1]). */
   yRange?: [number, number];
+  /** y-axis label (left of each row's first panel). */
+  yLabel?: string;
 }
 
 /**
@@ -403,7 +411,7 @@ export interface SmallMultiplesOptions {
 export function smallMultiplesSvg(panels: readonly SmallMultiple[], o: SmallMultiplesOptions): string {
   const cols = Math.max(1, Math.min(o.columns, panels.length));
   const rows = Math.ceil(panels.length / cols);
-  const pw = 210, ph = 160, gapX = 55, gapY = 62, left = 55, right = 20, top = 88;
+  const pw = 210, ph = 160, gapX = 55, gapY = 62, right = 20, top = 88, left = o.yLabel ? 75 : 55;
   // Wide enough for the panels and for the title and subtitle (about 9 and 7 px per character).
   const W = Math.max(
     left + cols * pw + (cols - 1) * gapX + right,
@@ -421,8 +429,11 @@ export function smallMultiplesSvg(panels: readonly SmallMultiple[], o: SmallMult
       height: ph,
       title: p.title,
       xLabel: r === rows - 1 ? o.xLabel : undefined,
-      yRange: o.yRange ?? [0, 1],
-      marker: 0,
+      yLabel: c === 0 ? o.yLabel : undefined,
+      yRange: p.yRange ?? o.yRange ?? [0, 1],
+      xTicks: p.xTicks,
+      xTickLabels: p.xTickLabels,
+      marker: p.series.every((s) => s.x.length <= 8) ? 3 : 0,
     }));
   });
   const legendLines = legend(all, left, legendTop, W - right);
