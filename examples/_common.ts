@@ -163,7 +163,8 @@ export function makeOptimizer(
   const lr = c.lrDecayEpochs.length
     ? multiStepSchedule({ init: base, milestones: c.lrDecayEpochs, gamma: c.lrDecayFactor, stepsPerEpoch })
     : base;
-  const numIters = c.numIters ?? stepsPerEpoch;
+  const numIters = c.numIters ?? defaultNumIters(stepsPerEpoch);
+  if ((spec.name === "vsgd" || spec.name === "vadam") && numIters < 2) throw new Error(noNoise(spec.label));
   const noise = { variability: c.variability, noise: c.noiseLaw, seed, mode: c.mode };
   switch (spec.name) {
     case "sgd":
@@ -177,6 +178,19 @@ export function makeOptimizer(
     case "vadam":
       return vadam({ lr, weightDecay: c.weightDecay, numIters, ...noise });
   }
+}
+
+/**
+ * The default noise reset period: one epoch's steps, so that the weights are noise-free at every
+ * epoch end — but at least 2: with one step per epoch, a reset at every step would remove the noise
+ * after each step and never draw it again, and a variable optimizer would silently be its base.
+ */
+export const defaultNumIters = (stepsPerEpoch: number): number => Math.max(2, stepsPerEpoch);
+
+/** Why a variable optimizer with a noise reset period of 1 step is refused. */
+function noNoise(label: string): string {
+  return `--num-iters 1 leaves ${label} without weight noise (it is removed after every step and never ` +
+    `drawn again: ${label} would equal its base optimizer); give --num-iters N >= 2`;
 }
 
 /** The learning rate of `spec` during 1-based `epoch`. */
@@ -298,7 +312,11 @@ export const TRAIN_OPTIONS: OptionSpecs = {
 };
 
 /** Help lines for {@linkcode TRAIN_OPTIONS}, given the defaults `d`. */
-export function trainOptionsHelp(d: TrainSettings, epochsNote = ""): string {
+export function trainOptionsHelp(
+  d: TrainSettings,
+  epochsNote = "",
+  mayChange: readonly string[] = ["epochs"],
+): string {
   return `  --optimizers LIST     comma-separated, from ${OPTIMIZERS.join(", ")}; name:lr gives one its own lr
                         (default ${d.optimizers.map((o) => o.label).join(",")})
   --epochs N            epochs${epochsNote} (default ${d.epochs})
@@ -311,25 +329,30 @@ export function trainOptionsHelp(d: TrainSettings, epochsNote = ""): string {
   --mode MODE           official | exact (where the weight noise lives: inside the params, or
                         added only for the gradient; default ${d.mode})
   --num-iters N         numIters, the noise reset period in steps: every N steps the noise is removed
-                        and not redrawn (default ceil(subset / batch size): noise-free each epoch end)
+                        and not redrawn (default ceil(subset / batch size), at least 2: noise-free
+                        at each epoch end)
   --seeds L             comma-separated seeds, one run per seed and optimizer (default ${d.seeds.join(",")})
   --subset N            training examples, a seeded random subset (default ${d.subset})
   --test-subset N       test examples, the first N (default ${d.testSubset})
   --eval-batch-size N   (default ${d.evalBatchSize})
   --out DIR             output folder (default ${d.out})
   --backend B           cpu | webgpu | auto (default ${d.backend})
-${OUTPUT_OPTIONS_HELP}  -h, --help            this text
+${outputOptionsHelp(mayChange)}  -h, --help            this text
 `;
 }
 
-/** Help lines of the output-folder options every script takes. */
-export const OUTPUT_OPTIONS_HELP =
-  `  --checkpoint-every N  write a checkpoint of each run every N epochs into DIR/checkpoints/ (default 0:
+/**
+ * Help lines of the output-folder options of the scripts that keep checkpoints; `mayChange`: the
+ * configuration keys that may change on `--resume` (see {@linkcode ScriptOptions.mayChange}).
+ */
+export function outputOptionsHelp(mayChange: readonly string[] = ["epochs"]): string {
+  return `  --checkpoint-every N  write a checkpoint of each run every N epochs into DIR/checkpoints/ (default 0:
                         only when a run ends, and on Ctrl-C, which finishes the epoch first)
   --resume DIR          continue the interrupted run in DIR (its config.json gives the options; only
-                        --epochs, --backend and --checkpoint-every may change)
+                        ${resumeMayChange({ mayChange, checkpoints: true })} may change)
   --overwrite           replace the results of another configuration in --out
 `;
+}
 
 /**
  * The shared defaults of {@linkcode TrainSettings} (constant lr); each script adds `epochs` and `out`.
@@ -421,6 +444,8 @@ export function applyTrainOptions(values: OptionValues, c: TrainSettings, o: App
     c.resume = s("resume")!;
   }
   c.overwrite = values.overwrite === true;
+  const variable = c.optimizers.find((o) => o.name === "vsgd" || o.name === "vadam");
+  if (variable && c.numIters === 1) fail(noNoise(variable.label));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -697,8 +722,9 @@ function prepareOutput(
   name: string,
   c: TrainSettings,
   args: readonly string[],
-  mayChange: readonly string[],
+  o: Required<Pick<ScriptOptions<unknown, unknown>, "mayChange" | "checkpoints">>,
 ): void {
+  const mayChange = o.mayChange;
   const now = configJson(c);
   const saved = readSaved(c.out);
   if (c.resume !== undefined) {
@@ -708,12 +734,7 @@ function prepareOutput(
     const diff = configDiff(saved.config, now, [...FREE_KEYS, ...mayChange]);
     if (diff) {
       fail(
-        `--resume: the options differ from the run's (${diff}); only ${
-          ["epochs", "backend", "checkpoint-every"].filter((k) =>
-            k !== "epochs" || mayChange.includes("epochs")
-          )
-            .map((k) => `--${k}`).join(", ")
-        } may change`,
+        `--resume: the options differ from the run's (${diff}); only ${resumeMayChange(o)} may change`,
       );
     }
   } else {
@@ -767,15 +788,48 @@ export function checkpointOption(
   };
 }
 
+/** How {@linkcode runScript} treats a script's data and output folder. */
+export interface ScriptOptions<C, D> {
+  /** Loads the data before anything is written (its failures are the script's, not the folder's). */
+  load?: (c: C) => Promise<D>;
+  /** Configuration keys that may change on `--resume` besides the backend (default `["epochs"]`). */
+  mayChange?: readonly string[];
+  /** Whether the script writes checkpoints (`--checkpoint-every`; default true): the messages say so. */
+  checkpoints?: boolean;
+  /**
+   * What a new run (no `--resume`, no `--overwrite`) does in a folder that holds results of the same
+   * configuration: `"replace"` them (default; quick scripts), or `"continue"` them as `--resume`
+   * would (scripts of many independent cells, whose finished cells are worth keeping).
+   */
+  rerun?: "replace" | "continue";
+}
+
+/** The options that may change on `--resume`, as the messages list them. */
+function resumeMayChange(o: { mayChange: readonly string[]; checkpoints: boolean }): string {
+  const keys = [
+    ...(o.mayChange.includes("epochs") ? ["--epochs"] : []),
+    "--backend",
+    ...(o.checkpoints ? ["--checkpoint-every"] : []),
+  ];
+  return keys.length === 1 ? keys[0] : `${keys.slice(0, -1).join(", ")} and ${keys.at(-1)}`;
+}
+
+/** `name args…` as a POSIX shell command (arguments quoted where the shell would split or expand them). */
+export function commandLine(script: string, args: readonly string[]): string {
+  const quote = (a: string) => /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`;
+  return [`deno run --allow-read --allow-write examples/${script}.ts`, ...args.map(quote)].join(" ");
+}
+
 /**
  * Runs a script: parses `args` (`"help"` prints `help`, exit 0; `--resume DIR` first reads the
- * command line of the run in DIR from its config.json, the new options after it), runs `load` if
- * given (its result goes to `body`), prepares the output folder (see `prepareOutput`: another
- * configuration's results are refused unless `--overwrite`; config.json is written), then runs
+ * command line of the run in DIR from its config.json, the new options after it), runs
+ * `o.load` if given (its result goes to `body`), prepares the output folder (see `prepareOutput`:
+ * another configuration's results are refused unless `--overwrite`; the same configuration's are
+ * replaced or continued, see {@linkcode ScriptOptions.rerun}; config.json is written), then runs
  * `body`. A {@linkcode UsageError} before `body` starts is one line on stderr and exit code 2 with
  * nothing written; any other failure is one line and exit code 1. The first Ctrl-C (SIGINT) aborts
- * `RunContext.signal` (the body finishes its epoch, writes a checkpoint and returns) and the exit
- * code is 130; a second one exits at once with 130.
+ * `RunContext.signal` (the body finishes its epoch, writes a checkpoint if it keeps them, and
+ * returns) and the exit code is 130; a second one exits at once with 130.
  */
 export async function runScript<C extends TrainSettings, D = undefined>(
   name: string,
@@ -783,9 +837,9 @@ export async function runScript<C extends TrainSettings, D = undefined>(
   parse: (args: readonly string[]) => C | "help",
   help: string,
   body: (c: C, io: Console, data: D, ctx: RunContext) => Promise<void>,
-  load?: (c: C) => Promise<D>,
-  mayChange: readonly string[] = ["epochs"],
+  o: ScriptOptions<C, D> = {},
 ): Promise<number> {
+  const { load, mayChange = ["epochs"], checkpoints = true, rerun = "replace" } = o;
   const enc = new TextEncoder();
   const writeAll = (w: { writeSync(p: Uint8Array): number }, s: string) => {
     let b = enc.encode(s);
@@ -818,7 +872,14 @@ export async function runScript<C extends TrainSettings, D = undefined>(
     // The data first: a missing or bad data folder leaves nothing behind (no output folder).
     data = load ? await load(c) : undefined as D;
     await prepareOut(c.out);
-    prepareOutput(name, c, fullArgs, mayChange);
+    if (rerun === "continue" && c.resume === undefined && !c.overwrite) {
+      const saved = readSaved(c.out);
+      if (saved?.script === name && !configDiff(saved.config, configJson(c), FREE_KEYS)) {
+        io.out(`--out ${c.out} holds a run of this configuration: continuing it (--overwrite starts over)\n`);
+        c.resume = c.out;
+      }
+    }
+    prepareOutput(name, c, fullArgs, { mayChange, checkpoints });
   } catch (e) {
     if (e instanceof UsageError) {
       io.err(`${name}: ${e.message} (see --help)\n`);
@@ -832,7 +893,9 @@ export async function runScript<C extends TrainSettings, D = undefined>(
     if (abort.signal.aborted) Deno.exit(130);
     abort.abort();
     io.err(
-      `\n${name}: interrupted: finishing the epoch and writing a checkpoint (Ctrl-C again to stop now)\n`,
+      `\n${name}: interrupted: finishing the epoch ${
+        checkpoints ? "and writing a checkpoint" : "(the run under way is not kept)"
+      } (Ctrl-C again to stop now)\n`,
     );
   };
   Deno.addSignalListener("SIGINT", onSigint);

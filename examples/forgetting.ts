@@ -14,7 +14,8 @@
  *   deno run --allow-read --allow-write examples/forgetting.ts --protocol split   # seeds 0,1,2: ~2–4 min
  *   deno run --allow-read --allow-write examples/forgetting.ts --tasks 5 --epochs 2 --seeds 0
  *
- * Run with --help for every option. Exit codes: 0 done, 1 runtime failure, 2 bad command line.
+ * Run with --help for every option. Exit codes: 0 done, 1 runtime failure, 2 bad command line,
+ * 130 interrupted (continue with --resume).
  *
  * @module
  */
@@ -31,6 +32,7 @@ import {
   alignedTable,
   applyTrainOptions,
   checkpointOption,
+  commandLine,
   type Console,
   CsvLog,
   csvNumber,
@@ -113,7 +115,7 @@ Usage: deno run --allow-read --allow-write examples/forgetting.ts [options]
                         classes {2t, 2t+1}; R is class-incremental (argmax over all 10 outputs),
                         and a task-aware matrix (argmax over the task's two classes) is reported too
   --tasks T             number of tasks: permuted >= 2 (default ${DEFAULTS.tasks}), split 2 to ${SPLIT_TASKS} (default ${SPLIT_DEFAULTS.tasks})
-${trainOptionsHelp(DEFAULTS, " per task")}
+${trainOptionsHelp(DEFAULTS, " per task", [])}
 Split defaults differ: --epochs ${SPLIT_DEFAULTS.epochs}, --out ${SPLIT_DEFAULTS.out}; --num-iters defaults to
 the mean steps per epoch of the tasks (their sizes differ).
 The model is the MLP 784-256-256-10. The training subset is the same images for every task (permuted)
@@ -481,7 +483,7 @@ const CURVE_COLUMNS = [
 
 async function run(c: Config, io: Console, args: readonly string[], ctx: RunContext): Promise<void> {
   const device = await setDefaultDevice(c.backend);
-  io.out(`deno run --allow-read --allow-write examples/forgetting.ts ${args.join(" ")}`.trim() + "\n");
+  io.out(commandLine("forgetting", args) + "\n");
   const mnist = await loadMnist({ layout: "flat", testLimit: c.testSubset });
   const terminal = Deno.stdout.isTerminal();
   const results: RunResult[] = [];
@@ -718,8 +720,7 @@ export function main(args: readonly string[]): Promise<number> {
     parseConfig,
     HELP,
     (c, io, _d, ctx) => run(c, io, args, ctx),
-    undefined,
-    [],
+    { mayChange: [] },
   );
 }
 

@@ -27,8 +27,10 @@ import {
   alignedTable,
   applyTrainOptions,
   buildModel,
+  commandLine,
   type Console,
   csvNumber,
+  defaultNumIters,
   fail,
   isInt,
   makeOptimizer,
@@ -133,16 +135,15 @@ Usage: deno run --allow-read --allow-write examples/generalization.ts [options]
   --models LIST         from mlp (784-256-256-10), lenet (default ${DEFAULTS.models.join(",")})
   --sizes LIST          training-set sizes, integers in [1, 60000] or all (= 60000); a seeded random
                         subset per seed, the same for every model and optimizer (default 1000,5000,all)
-  --optimizers LIST     sgd and vsgd:V entries, V the variability (here the number after ':' is the
-                        variability, not a learning rate) (default ${
-  DEFAULTS.optimizers.map((o) => o.label).join(",")
-})
-  --variabilities L     shorthand for --optimizers sgd,vsgd:L1,vsgd:L2,… ("" for SGD only)
+  --variabilities L     VSGD's variabilities, one VSGD per value, besides SGD (the reference of the
+                        paired differences, always run) (default ${
+  DEFAULTS.optimizers.filter((o) => o.label !== "sgd").map((o) => o.label.slice(5)).join(",")
+}; "" for SGD only)
   --seeds L             comma-separated seeds (default ${
   DEFAULTS.seeds.join(",")
 }); the seed picks the subset,
                         the initial weights, the batch order and the noise
-  --mlp-steps N         optimizer steps per MLP cell (default ${DEFAULTS.steps.mlp}: 5 epochs of 60000 at batch 128)
+  --mlp-steps N         optimizer steps per MLP cell (default ${DEFAULTS.steps.mlp}: 3 epochs of 60000 at batch 128)
   --lenet-steps N       optimizer steps per LeNet cell (default ${DEFAULTS.steps.lenet}: 1 epoch of 60000)
   --batch-size N        minibatch size (default ${DEFAULTS.batchSize})
   --lr X                learning rate, x${DEFAULTS.lrDecayFactor} after 50 % and 75 % of a cell's steps (default ${DEFAULTS.lr})
@@ -157,7 +158,7 @@ Usage: deno run --allow-read --allow-write examples/generalization.ts [options]
   --eval-batch-size N   (default ${DEFAULTS.evalBatchSize})
   --out DIR             output folder (default ${DEFAULTS.out})
   --backend B           cpu | webgpu | auto (default ${DEFAULTS.backend})
-  --resume DIR          continue the sweep in DIR: finished cells are skipped, the others (an
+  --resume DIR          continue the grid in DIR: finished cells are skipped, the others (an
                         interrupted one included) run; the options come from DIR/config.json
                         and may not change (--backend excepted)
   --overwrite           replace the results of another configuration in --out
@@ -174,7 +175,7 @@ Exit codes: 0 done, 1 runtime failure, 2 bad command line, 130 interrupted (cont
  * Parses an optimizer list of this script: `sgd` and `vsgd:V` entries (V > 0, the variability).
  * Throws {@linkcode UsageError} naming `--flag`.
  */
-export function parseGridOptimizers(text: string, flag = "optimizers"): GridOptimizer[] {
+export function parseGridOptimizers(text: string, flag = "variabilities"): GridOptimizer[] {
   const seen = new Set<string>();
   const out = text.split(",").map((item): GridOptimizer => {
     const [rawName, vText, extra] = item.trim().split(":");
@@ -219,7 +220,8 @@ const OPTIONS: OptionSpecs = (() => {
   const shared = { ...TRAIN_OPTIONS };
   // The steps fix the epochs, sizes replace --subset, each optimizer has its variability, a cell is
   // the unit of resumption.
-  for (const k of ["epochs", "subset", "variability", "checkpoint-every"]) delete shared[k];
+  // --variabilities replaces --optimizers (whose NAME:X means a learning rate in the other scripts).
+  for (const k of ["optimizers", "epochs", "subset", "variability", "checkpoint-every"]) delete shared[k];
   return {
     ...shared,
     datasets: { type: "string" },
@@ -246,19 +248,17 @@ export function parseConfig(args: readonly string[]): Config | "help" {
   if (s("datasets") !== undefined) c.datasets = parseNames("datasets", s("datasets")!, DATASETS);
   if (s("models") !== undefined) c.models = parseNames("models", s("models")!, GRID_MODELS);
   if (s("sizes") !== undefined) c.sizes = parseSizes(s("sizes")!);
-  if (s("optimizers") !== undefined && s("variabilities") !== undefined) {
-    fail(`give --optimizers or --variabilities, not both`);
-  }
-  if (s("optimizers") !== undefined) c.optimizers = parseGridOptimizers(s("optimizers")!);
   if (s("variabilities") !== undefined) {
-    const vs = parseList("variabilities", s("variabilities")!, (x) => x > 0, "a list of numbers > 0");
+    const text = s("variabilities")!;
+    const vs = text.trim() === ""
+      ? []
+      : parseList("variabilities", text, (x) => x > 0, "a list of numbers > 0");
     c.optimizers = parseGridOptimizers(["sgd", ...vs.map((v) => `vsgd:${v}`)].join(","), "variabilities");
   }
   c.steps.mlp = posInt("mlp-steps") ?? c.steps.mlp;
   c.steps.lenet = posInt("lenet-steps") ?? c.steps.lenet;
   c.trainEvalLimit = posInt("train-eval-limit") ?? c.trainEvalLimit;
-  // The shared options (this script's --optimizers is parsed above).
-  applyTrainOptions({ ...values, optimizers: undefined }, c);
+  applyTrainOptions(values, c);
   return c;
 }
 
@@ -386,7 +386,7 @@ async function runCell(
       ...c,
       variability: spec.variability,
       lrDecayEpochs: plan.decaySteps,
-      numIters: c.numIters ?? plan.stepsPerEpoch,
+      numIters: c.numIters ?? defaultNumIters(plan.stepsPerEpoch),
     },
     1,
     seed,
@@ -465,7 +465,7 @@ const sizeName = (n: number) => (n === FULL_TRAIN_SIZE ? "all" : String(n));
 
 async function run(c: Config, io: Console, args: readonly string[], ctx: RunContext): Promise<void> {
   const device = await setDefaultDevice(c.backend);
-  io.out(`deno run --allow-read --allow-write examples/generalization.ts ${args.join(" ")}`.trim() + "\n");
+  io.out(commandLine("generalization", args) + "\n");
   const cellsDir = `${c.out}/cells`;
   Deno.mkdirSync(cellsDir, { recursive: true });
   const cells = gridCells(c);
@@ -698,8 +698,8 @@ function markdownTable(header: readonly string[], rows: readonly (readonly strin
 }
 
 function protocolLine(c: Config): string {
-  return `${c.models.map((m) => `${MODEL_TITLE[m]}: ${c.steps[m]} steps`).join("; ")} per cell (epochs = ` +
-    `ceil(steps / steps per epoch)), batch ${c.batchSize}, lr ${c.lr} x${c.lrDecayFactor} after ${
+  return `${c.models.map((m) => `${MODEL_TITLE[m]}: ${c.steps[m]} steps`).join("; ")} per cell, rounded up ` +
+    `to whole epochs (the cells' steps column has the count), batch ${c.batchSize}, lr ${c.lr} x${c.lrDecayFactor} after ${
       c.lrDecayAt.map((f) => `${f * 100} %`).join(" and ")
     } of the steps, momentum ${c.momentum}, weight decay ${c.weightDecay}, ${c.noiseLaw} noise (${c.mode}), ` +
     `seeds ${c.seeds.join(",")}; train acc on ≤ ${c.trainEvalLimit} training examples, test acc on ` +
@@ -807,8 +807,7 @@ export function main(args: readonly string[]): Promise<number> {
     parseConfig,
     HELP,
     (c, io, _d, ctx) => run(c, io, args, ctx),
-    undefined,
-    [],
+    { mayChange: [], checkpoints: false, rerun: "continue" },
   );
 }
 

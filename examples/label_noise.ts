@@ -36,6 +36,7 @@ import {
   augmentFor,
   buildModel,
   checkpointOption,
+  commandLine,
   type Console,
   CsvLog,
   csvNumber,
@@ -51,7 +52,7 @@ import {
   OPTIMIZERS,
   type OptimizerSpec,
   type OptionValues,
-  OUTPUT_OPTIONS_HELP,
+  outputOptionsHelp,
   parseCommandLine,
   parseList,
   parseNumber,
@@ -167,7 +168,8 @@ Usage: deno run --allow-read --allow-write examples/label_noise.ts [options]
   --mode MODE           official | exact (where the weight noise lives: inside the params, or
                         added only for the gradient; default official)
   --num-iters N         numIters, the noise reset period in steps: every N steps the noise is removed
-                        and not redrawn (default ceil(subset / batch size): noise-free each epoch end)
+                        and not redrawn (default ceil(subset / batch size), at least 2: noise-free
+                        at each epoch end)
   --model M             mlp (784-256-256-10; CIFAR-10: 3072-256-256-10) | cnn or lenet (LeNet-like)
                         | resnet20 | resnet18 | vgg11 | vgg16 (the original code's models, with
                         BatchNorm); every model but mlp takes images [1,28,28] or [3,32,32]
@@ -183,7 +185,7 @@ Usage: deno run --allow-read --allow-write examples/label_noise.ts [options]
   --out DIR             output folder (default ${DEMO_DEFAULTS.out}; --full: ${FULL_PRESET.out};
                         fashion: ${FASHION_OUT}, --full ${FASHION_FULL_OUT}; cifar10: ${CIFAR10_OUT})
   --backend B           cpu | webgpu | auto (default cpu)
-${OUTPUT_OPTIONS_HELP}  --full                the MNIST protocol (also on Fashion-MNIST): full data, MLP, 40 epochs, batch 128, lr 0.1 (x0.1 at
+${outputOptionsHelp()}  --full                the MNIST protocol (also on Fashion-MNIST): full data, MLP, 40 epochs, batch 128, lr 0.1 (x0.1 at
                         epochs 20 and 30), variability 0.05, pairflip 40 %; explicit options override it.
                         MNIST only: with --dataset cifar10 it is an error (the paper's CIFAR-10 protocol,
                         ResNet-34 for 300 epochs, is out of reach; give the options yourself)
@@ -453,7 +455,7 @@ async function run(
 ): Promise<void> {
   // "auto" falls back to the CPU with a one-line notice; "webgpu" without an adapter is an error.
   const device = await setDefaultDevice(c.backend);
-  io.out(`deno run --allow-read --allow-write examples/label_noise.ts ${args.join(" ")}`.trim() + "\n");
+  io.out(commandLine("label_noise", args) + "\n");
   const { test } = data;
   const inputShape = data.train.inputShape;
   const terminal = Deno.stdout.isTerminal();
@@ -522,7 +524,7 @@ export function main(args: readonly string[]): Promise<number> {
     parseConfig,
     HELP,
     (c, io, data, ctx) => run(c, io, args, data, ctx),
-    loadData,
+    { load: loadData },
   );
 }
 

@@ -29,6 +29,7 @@ import {
   alignedTable,
   applyTrainOptions,
   checkpointOption,
+  commandLine,
   type Console,
   CsvLog,
   csvNumber,
@@ -266,7 +267,7 @@ const CURVE_COLUMNS = ["optimizer", "seed", "epoch", "step", "lr", "batch_loss",
 
 async function run(c: Config, io: Console, args: readonly string[], ctx: RunContext): Promise<void> {
   const device = await setDefaultDevice(c.backend);
-  io.out(`deno run --allow-read --allow-write examples/robustness.ts ${args.join(" ")}`.trim() + "\n");
+  io.out(commandLine("robustness", args) + "\n");
   const mnist = await loadMnist({ layout: c.model === "cnn" ? "image" : "flat", testLimit: c.testSubset });
   const test = mnist.test;
   const terminal = Deno.stdout.isTerminal();

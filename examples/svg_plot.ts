@@ -245,7 +245,8 @@ function plotPanel(series: readonly LineSeries[], b: PanelBox): string[] {
   }
   let ticks = b.xTicks;
   if (ticks === undefined) {
-    const step = niceStep((xMax - xMin) / (pw < 300 ? 4 : 8), 0);
+    // Whole-number x values (epochs, steps) get whole-number ticks.
+    const step = niceStep((xMax - xMin) / (pw < 300 ? 4 : 8), xs.every(Number.isInteger) ? 1 : 0);
     ticks = [];
     for (let x = Math.ceil(xMin / step) * step; x <= xMax + 1e-9 * step; x += step) ticks.push(x);
   }

@@ -33,6 +33,7 @@ import {
   alignedTable,
   applyTrainOptions,
   buildModel,
+  commandLine,
   type Console,
   csvNumber,
   csvValue,
@@ -619,8 +620,10 @@ function markdown(groups: readonly GroupStats[], c: Config, results: readonly Ce
 
 /** The protocol in one line (titles). */
 function describe(c: Config): string {
+  // Only the decays that happen (a milestone at or after the last epoch changes nothing).
+  const decays = c.lrDecayEpochs.filter((e) => e < c.epochs);
   return `${c.model}, ${c.subset} training examples, ${c.epochs} epochs, batch ${c.batchSize}, lr ${c.lr}` +
-    (c.lrDecayEpochs.length ? ` (×${c.lrDecayFactor} after ${c.lrDecayEpochs.join(", ")})` : "") +
+    (decays.length ? ` (×${c.lrDecayFactor} after ${decays.join(", ")})` : "") +
     `, variability ${c.variability} ${c.noiseLaw}, seeds ${c.seeds.join(",")}`;
 }
 
@@ -667,7 +670,7 @@ async function run(
   ctx: RunContext,
 ): Promise<void> {
   const device = await setDefaultDevice(c.backend);
-  io.out(`deno run --allow-read --allow-write examples/sweep.ts ${args.join(" ")}`.trim() + "\n");
+  io.out(commandLine("sweep", args) + "\n");
   const cells = cellsOf(c);
   const results: CellResult[] = [];
   const todo: Cell[] = [];
@@ -720,8 +723,7 @@ export function main(args: readonly string[]): Promise<number> {
     parseConfig,
     HELP,
     (c, io, data, ctx) => run(c, io, args, data, ctx),
-    loadData,
-    [],
+    { load: loadData, mayChange: [], checkpoints: false, rerun: "continue" },
   );
 }
 

@@ -11,7 +11,13 @@ import {
   settingName,
   UsageError,
 } from "../examples/sweep.ts";
-import { parseOptimizers, readCsv } from "../examples/_common.ts";
+import {
+  commandLine,
+  defaultNumIters,
+  makeOptimizer,
+  parseOptimizers,
+  readCsv,
+} from "../examples/_common.ts";
 import { assertUsageErrors, exists, needRun, scriptRunner } from "./_examples.ts";
 
 const runScript = scriptRunner("sweep");
@@ -92,6 +98,7 @@ Deno.test("sweep CLI: bad flags exit 2 with one line and nothing written", async
       [["--checkpoint-every", "2"], /the sweep keeps no checkpoints/],
       [["--epochs", "0"], /--epochs must be a positive integer, got "0"/],
       [["--lr-decay-epochs", "5,3"], /--lr-decay-epochs must increase/],
+      [["--num-iters", "1"], /--num-iters 1 leaves vsgd without weight noise .*give --num-iters N >= 2/],
       [["--bogus"], /Unknown option '--bogus'/],
     ];
     const runs = [];
@@ -199,6 +206,13 @@ Deno.test("sweep: a tiny sweep end to end; --resume runs only the missing cells,
       summary.map((r) => r.final_test_acc),
     );
 
+    // The same command again (no --resume) continues too: nothing to run, nothing rewritten.
+    const same = await runScript(args);
+    assert.equal(same.code, 0, same.stderr);
+    assert.match(same.stdout, /holds a run of this configuration: continuing it \(--overwrite starts over\)/);
+    assert.match(same.stdout, /16 cells .*: 16 done, 0 to run/);
+    assert.equal(Deno.statSync(`${out}/${files[0]}`).mtime!.getTime(), mtimes.get(files[0]));
+
     // Another configuration in the same folder: refused unless --overwrite, which starts over.
     const other = await runScript([...args.slice(0, -2), "--epochs", "1", "--out", out]);
     assert.equal(other.code, 2);
@@ -218,4 +232,20 @@ Deno.test("sweep: a tiny sweep end to end; --resume runs only the missing cells,
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
+});
+
+Deno.test("scripts: the echoed command line is a shell command; a variable optimizer always gets noise", () => {
+  assert.equal(
+    commandLine("sweep", ["--lr-decay-epochs", "", "--out", "my runs/it's", "--seeds", "0,1"]),
+    `deno run --allow-read --allow-write examples/sweep.ts --lr-decay-epochs '' --out 'my runs/it'\\''s' --seeds 0,1`,
+  );
+  // One step per epoch: the default reset period is 2 steps, not 1 (which would mean no noise at all).
+  assert.equal(defaultNumIters(1), 2);
+  assert.equal(defaultNumIters(79), 79);
+  const c = parseConfig(["--num-iters", "3"]);
+  if (c === "help") throw new Error("unexpected help");
+  assert.throws(
+    () => makeOptimizer(c.optimizers[1], { ...c, numIters: 1 }, 1, 0),
+    /--num-iters 1 leaves vsgd without weight noise/,
+  );
 });
