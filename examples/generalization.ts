@@ -745,7 +745,7 @@ function panelOf(c: Config, gs: readonly Group[], dataset: DatasetName, model: G
   const xs = c.sizes.map(Math.log10);
   const pad = Math.max(0.1, 0.05 * (xs.at(-1)! - xs[0]));
   return {
-    title: `${DATASET_TITLE[dataset]}, ${MODEL_TITLE[model]}`,
+    title: `${DATASET_TITLE[dataset]}, ${model === "mlp" ? "MLP" : "LeNet"}`,
     series,
     yRange: accuracyRange(lo, hi),
     xTicks: [xs[0] - pad, ...xs, xs.at(-1)! + pad],
