@@ -9,6 +9,14 @@
  *
  *   deno run -A bench/resnet_bench.ts [--models resnet20,resnet18] [--batches 32,128]
  *     [--rounds 5] [--steps 3] [--device cpu|webgpu] [--python PATH] [--no-torch]
+ *     [--conv-threads auto|single|threads|ab]
+ *
+ * `--conv-threads` sets how the CPU's direct convolution kernels use the worker threads
+ * (`setConvThreads`; default auto). `ab` is a same-process A/B that a busy machine disturbs less than
+ * two runs: after a warm-up step in each mode, rounds rotate between one thread (`single`), the
+ * workers (`threads`) and the self-tuning default (`auto`) on the same model and data, and it
+ * prints the median of each and their ratios to `single` (the results are the same bits in every
+ * mode).
  *
  * The Python is `--python`, else `$PY`, else `python3` (any Python with PyTorch). Torch's thread count is set to ours: `navigator.hardwareConcurrency`.
  */
@@ -29,6 +37,7 @@ import { applyUpdates, sgd } from "../src/optim/mod.ts";
 import { valueAndGradWithAux } from "../src/autodiff.ts";
 import { initWebGPU } from "../src/webgpu/mod.ts";
 import { median } from "./_timing.ts";
+import { type ConvThreads, setConvThreads } from "../kernels/wasm/conv_wasm.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -40,8 +49,15 @@ const args = parseArgs({
     device: { type: "string", default: "cpu" },
     python: { type: "string" },
     "no-torch": { type: "boolean" },
+    "conv-threads": { type: "string", default: "auto" },
   },
 }).values;
+const CONV_THREADS = args["conv-threads"]!;
+if (!["auto", "single", "threads", "ab"].includes(CONV_THREADS)) {
+  console.error(`--conv-threads must be auto, single, threads or ab, got ${CONV_THREADS}`);
+  Deno.exit(2);
+}
+if (CONV_THREADS !== "ab") setConvThreads(CONV_THREADS as ConvThreads);
 const MODELS = args.models!.split(",");
 const BATCHES = args.batches!.split(",").map(Number);
 const ROUNDS = Number(args.rounds), STEPS = Number(args.steps);
@@ -97,6 +113,33 @@ async function oursImagesPerSecond(name: string, batch: number): Promise<{ ips: 
   return { ips: batch * 1000 / median(ms), loss };
 }
 
+/**
+ * The same-process A/B of `--conv-threads ab`: images/s with the direct convolutions on one thread
+ * and on the workers, rounds alternating (medians of `ROUNDS` each).
+ */
+async function convThreadsAB(name: string, batch: number): Promise<Record<ConvThreads, number>> {
+  const { step } = await stepper(name, batch, "cpu");
+  const modes: ConvThreads[] = ["single", "threads", "auto"];
+  const ms: Record<ConvThreads, number[]> = { single: [], threads: [], auto: [] };
+  for (const mode of modes) {
+    setConvThreads(mode);
+    dispose(step()); // warm-up (starts the workers)
+  }
+  for (let r = 0; r < ROUNDS; r++) {
+    // Rotate the order so that no mode always follows the same one.
+    for (let i = 0; i < modes.length; i++) {
+      const mode = modes[(i + r) % modes.length];
+      setConvThreads(mode);
+      const t0 = performance.now();
+      for (let s = 0; s < STEPS; s++) dispose(step());
+      ms[mode].push((performance.now() - t0) / STEPS);
+    }
+  }
+  setConvThreads("auto");
+  const ips = (m: ConvThreads) => batch * 1000 / median(ms[m]);
+  return { single: ips("single"), threads: ips("threads"), auto: ips("auto") };
+}
+
 /** PyTorch's figures by `model/batch`, or null (with the reason printed) when torch is not there. */
 async function torchImagesPerSecond(): Promise<Map<string, number> | null> {
   if (args["no-torch"]) return null;
@@ -139,6 +182,23 @@ console.log(
   `ResNet training step (forward + backward + SGD momentum), 3×32×32, device ${DEVICE}, ${THREADS} threads, ` +
     `median of ${ROUNDS} rounds × ${STEPS} steps`,
 );
+if (CONV_THREADS === "ab") {
+  if (DEVICE !== "cpu") {
+    console.error("--conv-threads ab needs --device cpu");
+    Deno.exit(2);
+  }
+  for (const name of MODELS) {
+    for (const batch of BATCHES) {
+      const r = await convThreadsAB(name, batch);
+      console.log(
+        `${name} batch ${batch}: direct convolutions on one thread ${r.single.toFixed(1)} images/s, ` +
+          `on the workers ${r.threads.toFixed(1)} images/s (${(r.threads / r.single).toFixed(2)}×), ` +
+          `auto ${r.auto.toFixed(1)} images/s (${(r.auto / r.single).toFixed(2)}×)`,
+      );
+    }
+  }
+  Deno.exit(0);
+}
 // PyTorch first, alone, then ours: the two never share the cores.
 const torch = DEVICE === "cpu" ? await torchImagesPerSecond() : null;
 for (const name of MODELS) {

@@ -14,7 +14,14 @@ import {
   im2col,
   setConvPath,
 } from "../kernels/wasm/conv.ts";
-import { hasWasmConv, setWasmConvGroupBudget } from "../kernels/wasm/conv_wasm.ts";
+import {
+  CONV_THREAD_MIN_FLOPS,
+  convThreadParticipants,
+  convThreadStats,
+  hasWasmConv,
+  setConvThreads,
+  setWasmConvGroupBudget,
+} from "../kernels/wasm/conv_wasm.ts";
 import { getGemmImpl, setGemmImpl } from "../kernels/wasm/gemm.ts";
 import { binaryLoop, unaryLoop } from "../src/cpu/elementwise.ts";
 import { reduceLoop } from "../src/cpu/layout.ts";
@@ -146,6 +153,106 @@ Deno.test("cpu cnn: conv2d float32 stride 1 processed in groups of images gives 
   } finally {
     setWasmConvGroupBudget(prev);
   }
+});
+
+/** Runs `f` with the direct kernels' threads set to `mode`. */
+function withConvThreads<T>(mode: "auto" | "single" | "threads", f: () => T): T {
+  const prev = setConvThreads(mode);
+  try {
+    return f();
+  } finally {
+    setConvThreads(prev);
+  }
+}
+
+/**
+ * Shapes for the threaded direct kernels: channel counts that leave a partial strip of 6 rows (whose
+ * zero rows must not reach another image), odd O (the lone `gw1` channel in the last chunk), widths
+ * that are not a multiple of 8 (`fold` runs past the image), more images than chunks per thread.
+ */
+const THREADED: ConvDims[] = [
+  { N: 7, C: 16, H: 12, W: 13, O: 14, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 },
+  { N: 5, C: 9, H: 10, W: 10, O: 23, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 },
+  { N: 3, C: 5, H: 17, W: 9, O: 3, kh: 5, kw: 3, sh: 1, sw: 1, ph: 2, pw: 0 },
+  { N: 9, C: 1, H: 28, W: 28, O: 6, kh: 5, kw: 5, sh: 1, sw: 1, ph: 2, pw: 2 },
+  { N: 1, C: 4, H: 8, W: 8, O: 1, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 },
+];
+
+function convAll(d: ConvDims, seed: number): Float32Array[] {
+  const r = rng(seed), { Ho, Wo } = convOutSize(d);
+  const x = randArray(Float32Array, d.N * d.C * d.H * d.W, r),
+    w = randArray(Float32Array, d.O * d.C * d.kh * d.kw, r);
+  const gy = randArray(Float32Array, d.N * d.O * Ho * Wo, r);
+  return [conv2dForward(x, w, d), conv2dGradInput(gy, w, d), conv2dGradWeight(x, gy, d)] as Float32Array[];
+}
+
+const threadsIgnored = !hasWasmConv || convThreadParticipants() < 2;
+
+Deno.test({
+  name: "cpu cnn: the direct conv kernels on worker threads give the one-thread results bit for bit",
+  ignore: threadsIgnored,
+  fn: () => {
+    withConvPath("direct", () => {
+      const before = convThreadStats().workerChunks;
+      for (const [i, d] of THREADED.entries()) {
+        const one = withConvThreads("single", () => convAll(d, 40 + i));
+        // Several calls: a worker that is still starting, then awake ones, must change nothing.
+        for (let rep = 0; rep < 3; rep++) {
+          const two = withConvThreads("threads", () => convAll(d, 40 + i));
+          for (const k of [0, 1, 2]) {
+            assert.deepEqual(two[k], one[k], `${["y", "gx", "gw"][k]} of ${JSON.stringify(d)}, call ${rep}`);
+          }
+        }
+      }
+      // Same in groups of images (the group loop publishes one job per group).
+      const prev = setWasmConvGroupBudget(3000);
+      try {
+        const d = THREADED[0];
+        const one = withConvThreads("single", () => convAll(d, 50));
+        assert.deepEqual(withConvThreads("threads", () => convAll(d, 50)), one, "grouped images");
+      } finally {
+        setWasmConvGroupBudget(prev);
+      }
+      withConvThreads("threads", () => checkConv(Float32Array, THREADED, 51));
+      assert.ok(convThreadStats().workers >= 1, "workers started");
+      assert.ok(convThreadStats().workerChunks >= before, "worker chunk count");
+    });
+  },
+});
+
+Deno.test({
+  name: "cpu cnn: in auto mode a ResNet-sized conv uses the workers (or retries them), a small one never",
+  ignore: threadsIgnored,
+  fn: () => {
+    const big: ConvDims = { N: 8, C: 32, H: 16, W: 16, O: 32, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 };
+    const small: ConvDims = { N: 2, C: 4, H: 8, W: 8, O: 4, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 };
+    const flops = (d: ConvDims) => 2 * d.N * d.O * d.C * d.kh * d.kw * d.H * d.W;
+    assert.ok(flops(big) >= CONV_THREAD_MIN_FLOPS && flops(small) < CONV_THREAD_MIN_FLOPS);
+    withConvPath("direct", () =>
+      withConvThreads("auto", () => {
+        const one = withConvThreads("single", () => convAll(big, 60));
+        convAll(big, 60); // starts the workers
+        // Wait (bounded) until the worker has taken chunks: it proves the threaded path is taken.
+        const t0 = performance.now();
+        let chunks0 = convThreadStats().workerChunks, got = one;
+        while (convThreadStats().workerChunks === chunks0 && performance.now() - t0 < 20000) {
+          chunks0 = convThreadStats().workerChunks;
+          got = convAll(big, 60);
+        }
+        assert.ok(convThreadStats().workerChunks > 0, "a worker computed chunks of the large conv");
+        assert.deepEqual(got, one);
+        const c0 = convThreadStats().workerChunks;
+        for (let i = 0; i < 5; i++) convAll(small, 61);
+        assert.equal(convThreadStats().workerChunks, c0, "the small conv stays on the calling thread");
+      }));
+  },
+});
+
+Deno.test("cpu cnn: setConvThreads rejects unknown modes", () => {
+  assert.throws(
+    () => setConvThreads("two" as "auto"),
+    /setConvThreads: mode must be "auto", "single" or "threads", got two/,
+  );
 });
 
 Deno.test("cpu cnn: conv2d with GEMM forced to JavaScript (wide and im2col paths) matches the reference", () => {

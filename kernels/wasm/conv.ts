@@ -192,7 +192,8 @@ function groupSize(N: number, perImage: number, colsPerImage: number): number {
 
 /**
  * Which float32 stride-1 path convolutions take: `"direct"`, the WebAssembly kernels of
- * `conv_wasm.ts` (one thread, no column matrix); `"gemm"`, unfolding + the GEMM (which may split
+ * `conv_wasm.ts` (no column matrix; large calls split by image or output channel between the
+ * calling thread and workers, see `setConvThreads`); `"gemm"`, unfolding + the GEMM (which may split
  * the product between worker threads); `"auto"`, chosen by shape (see {@linkcode setConvPath}).
  */
 export type ConvPathMode = "auto" | "direct" | "gemm";

@@ -13,16 +13,25 @@
  * - `gw2`/`gw1` (grad weight): dot products along the output positions, 2 (or 1) output channels ×
  *   5 taps of 4-lane accumulators, `gw[o, r] += Σ_j gy[o, j] · src[off[r] + j]`, image by image.
  *
- * Everything is float32 with float32 accumulation, like the GEMM path. The engine is single
- * threaded (a {@linkcode WasmArena}: the generated functions of `conv_wasm_module.ts` over one
- * memory); its memory grows as needed and is kept (a few MiB for LeNet-sized layers; large
- * batches are processed in groups of images, see `setWasmConvGroupBudget`).
+ * Everything is float32 with float32 accumulation, like the GEMM path. The engine is a
+ * {@linkcode WasmArena} (the generated functions of `conv_wasm_module.ts` over one memory, shared
+ * where workers can be used); its memory grows as needed and is kept (a few MiB for LeNet-sized
+ * layers; large batches are processed in groups of images, see `setWasmConvGroupBudget`).
+ *
+ * Each call is a job of independent chunks (`conv_threads.ts`): forward and grad input, one per
+ * image; grad weight, one per range of output channels. Calls of at least
+ * {@linkcode CONV_THREAD_MIN_FLOPS} run their chunks on the calling thread and the worker threads
+ * together (see {@linkcode setConvThreads}); every output element is computed by the same kernel
+ * call, in the same order, on any thread, so the results are the same bits with and without workers.
  *
  * @module
  */
-import { hasWasmSimd } from "./gemm_wasm.ts";
+import { hasSharedMemory, hasWasmSimd } from "./gemm_wasm.ts";
 import { type ConvExports, convFunctions, GW_TAPS, MR, NR } from "./conv_wasm_module.ts";
 import { WasmArena } from "./wasm_arena.ts";
+import { CONV_CTL_BYTES, CONV_JOB_WORDS, ConvJob, ConvWorkerPool, runConvChunk } from "./conv_threads.ts";
+import { threadSupport } from "./workers.ts";
+import { ThreadChoice } from "./thread_choice.ts";
 import type { ConvDims } from "./conv.ts";
 
 /** Geometry of a stride-1 convolution: {@linkcode ConvDims} without the strides, plus the output size. */
@@ -105,9 +114,106 @@ function widen(e: ConvEngine, gy: Float32Array, g: WideConv, l: Layout): number 
   return p;
 }
 
+/**
+ * How the direct kernels use worker threads: `"auto"` (default), for calls of at least
+ * {@linkcode CONV_THREAD_MIN_FLOPS} where workers are available, on the workers or on the calling
+ * thread alone, whichever measured faster for calls of that size (retried every 8 calls, as the
+ * GEMM chooses); `"single"`, always on the
+ * calling thread; `"threads"`, on the workers for every size (tests). The results are the same
+ * bits in every mode (see `conv_threads.ts`).
+ */
+export type ConvThreads = "auto" | "single" | "threads";
+
+/**
+ * Calls (one convolution, forward or either gradient, `2·N·O·C·kh·kw·Ho·Wo`) below this many flops
+ * stay on the calling thread in `"auto"` mode: a job costs a worker's wake-up (tens of µs, more on
+ * a busy machine), which such small calls (under about half a millisecond) do not repay.
+ */
+export const CONV_THREAD_MIN_FLOPS = 2e7;
+
+let threadMode: ConvThreads = "auto";
+
+/**
+ * Sets how the direct kernels use worker threads (see {@linkcode ConvThreads}); returns the
+ * previous mode. Throws for `"threads"` where workers or shared memory are unavailable.
+ */
+export function setConvThreads(mode: ConvThreads): ConvThreads {
+  if (mode !== "auto" && mode !== "single" && mode !== "threads") {
+    throw new RangeError(`setConvThreads: mode must be "auto", "single" or "threads", got ${String(mode)}`);
+  }
+  if (mode === "threads" && convThreadParticipants() < 2) {
+    throw new Error(`setConvThreads: "threads" is unavailable: ${support.reason ?? "no shared memory"}`);
+  }
+  const prev = threadMode;
+  threadMode = mode;
+  return prev;
+}
+
+/** The current mode of {@linkcode setConvThreads}. */
+export function getConvThreads(): ConvThreads {
+  return threadMode;
+}
+
+const support = threadSupport();
+
+/** Participants (calling thread plus workers) the direct kernels can use here; 1 without workers. */
+export function convThreadParticipants(): number {
+  return hasWasmConv && hasSharedMemory && support.ok ? support.participants : 1;
+}
+
 let engine: ConvEngine | undefined;
+let pool: ConvWorkerPool | undefined;
+
 function getEngine(): ConvEngine {
-  return engine ??= new WasmArena<ConvExports>(convFunctions());
+  return engine ??= new WasmArena<ConvExports>(convFunctions(), {
+    shared: convThreadParticipants() > 1,
+    reserved: CONV_CTL_BYTES,
+  });
+}
+
+/** Worker statistics: workers started and chunks they computed (0 before any start). */
+export function convThreadStats(): { workers: number; workerChunks: number } {
+  return { workers: pool?.size ?? 0, workerChunks: pool?.workerChunks ?? 0 };
+}
+
+/** Stops the convolution workers (they restart on the next threaded call). */
+export function shutdownConvWorkers(): void {
+  pool?.shutdown();
+  pool = undefined;
+}
+
+/**
+ * One thread or the workers in `"auto"` mode, per size class of the flop count, by the measured
+ * time of each (as the GEMM does): the workers only pay where a core is free, and on a busy machine
+ * a worker that is preempted while it holds a chunk makes the caller wait.
+ */
+const choice = new ThreadChoice(8);
+
+/** Participants the job of a call of `flops` will have: 1, or every participant. */
+function participantsFor(flops: number): number {
+  const parts = convThreadParticipants();
+  if (parts < 2 || threadMode === "single") return 1;
+  if (threadMode === "threads") return parts;
+  return flops >= CONV_THREAD_MIN_FLOPS && choice.useThreads(flops) ? parts : 1;
+}
+
+/**
+ * Runs chunks `0 .. chunks` of `job` (see `runConvChunk`) with `parts` participants; in `"auto"`
+ * mode, records its time for the choice of the call's size class.
+ */
+function runJob(e: ConvEngine, job: number[], chunks: number, parts: number, flops: number): void {
+  if (job.length > CONV_JOB_WORDS) throw new Error(`conv: a job of ${job.length} words`);
+  const starting = parts > 1 && !pool, t0 = performance.now();
+  if (parts > 1) {
+    (pool ??= new ConvWorkerPool(e, support, parts)).run(job, chunks);
+  } else {
+    const a = Int32Array.from(job);
+    for (let k = 0; k < chunks; k++) runConvChunk(e.ex, a, k, 0);
+  }
+  // The call that started the workers is not representative.
+  if (threadMode === "auto" && flops >= CONV_THREAD_MIN_FLOPS && !starting) {
+    choice.record(flops, parts > 1, performance.now() - t0);
+  }
 }
 
 /** Whether the WebAssembly convolution kernels can run here. */
@@ -153,11 +259,20 @@ function groupOf(N: number, perImage: number): number {
   return Math.max(1, Math.min(N, Math.floor(groupBudget / perImage)));
 }
 
-/** y[N, O, Ho, Wo] = conv(x, w), stride 1. */
+/** Flops of a convolution call (`2·N·O·C·kh·kw·Ho·Wo`), for the thread rule. */
+const flopsOf = (g: WideConv): number => 2 * g.N * g.O * g.C * g.kh * g.kw * g.Ho * g.Wo;
+
+/** y[N, O, Ho, Wo] = conv(x, w), stride 1; one chunk per image. */
 export function wasmConvForward(x: Float32Array, w: Float32Array, g: WideConv): Float32Array {
   const e = getEngine(), R = g.C * g.kh * g.kw, P = g.Ho * g.Wo, chw = g.C * g.H * g.W;
   const l0 = layoutOf(g), plan = planMM(g.O, g, l0.L, l0.Wp), l = layoutOf(g, plan.end);
-  const G = groupOf(g.N, chw + l.img + g.O * (l.Lpad + P));
+  // Each image's wide output has all the rows of its strips: the zero rows of the last strip never
+  // reach another image (which another thread may be writing).
+  const wideImg = plan.strips * MR * l.Lpad;
+  // Staged slots of 4·k elements: a chunk zeroes its whole slot with 16-byte stores.
+  const slot = ceilTo(l.img, 4);
+  const G = groupOf(g.N, 2 * chw + slot + wideImg + g.O * P);
+  const parts = participantsFor(flopsOf(g));
   const y = new Float32Array(g.N * g.O * P);
   e.reset();
   try {
@@ -165,19 +280,17 @@ export function wasmConvForward(x: Float32Array, w: Float32Array, g: WideConv): 
     const offIn = e.put(tapOffsets(g, l, R)), jTab = e.put(plan.tiles);
     const mark = e.mark();
     for (let n0 = 0; n0 < g.N; n0 += G) {
-      const n1 = Math.min(g.N, n0 + G), gg = { ...g, N: n1 - n0 };
+      const n1 = Math.min(g.N, n0 + G), nn = n1 - n0;
       e.release(mark);
-      const xp = stage(e, x.subarray(n0 * chw, n1 * chw), gg, l);
-      // Wide output [n, O, Lpad]; the zero rows of the last strip spill into the next image (rewritten
-      // after) or past the end.
-      const yw = e.take((gg.N * g.O + plan.strips * MR - g.O) * l.Lpad);
-      for (let n = 0; n < gg.N; n++) {
-        const src = xp + 4 * n * l.img, out = yw + 4 * n * g.O * l.Lpad;
-        e.ex.mm(src, offIn, R, wp, plan.strips, jTab, plan.tiles.length, out, l.Lpad);
-      }
-      const yc = e.take(gg.N * g.O * P);
-      e.ex.copyPlanes(yw, l.Wp, l.Lpad, yc, g.Wo, P, gg.N * g.O, g.Ho, g.Wo);
-      y.set(e.f32(yc, gg.N * g.O * P), n0 * g.O * P);
+      const xs = e.put(x.subarray(n0 * chw, n1 * chw));
+      const xp = e.take(nn * slot + l.tail);
+      e.ex.zero(xp + 4 * nn * slot, ceilTo(4 * l.tail, 16)); // read past the last slot
+      const yw = e.take(nn * wideImg), yc = e.take(nn * g.O * P);
+      const job = [ConvJob.forward, xp, 4 * slot, offIn, R, wp, plan.strips, jTab, plan.tiles.length];
+      job.push(yw, 4 * wideImg, l.Lpad, yc, 4 * g.O * P, l.Wp, g.Wo, P, g.O, g.Ho);
+      job.push(xs, 4 * chw, 4 * (g.ph * l.Wp + g.pw), g.W, g.H, g.C, l.plane);
+      runJob(e, job, nn, parts, flopsOf(g));
+      y.set(e.f32(yc, nn * g.O * P), n0 * g.O * P);
     }
     return y;
   } finally {
@@ -186,9 +299,9 @@ export function wasmConvForward(x: Float32Array, w: Float32Array, g: WideConv): 
 }
 
 /**
- * gx[N, C, H, W] = ∂/∂x of conv(x, w) against gy, stride 1: per image, the columns `Wᵀ · gy`
- * (`mm` on the widened gy) into a buffer whose rows have zero margins, then `fold` sums the kh·kw
- * shifted rows at each input position.
+ * gx[N, C, H, W] = ∂/∂x of conv(x, w) against gy, stride 1: per image (one chunk each), the columns
+ * `Wᵀ · gy` (`mm` on the widened gy) into a buffer of the participant whose rows have zero margins,
+ * then `fold` sums the kh·kw shifted rows at each input position.
  */
 export function wasmConvGradInput(gy: Float32Array, w: Float32Array, g: WideConv): Float32Array {
   const e = getEngine(), R = g.C * g.kh * g.kw, taps = g.kh * g.kw, P = g.Ho * g.Wo;
@@ -198,7 +311,11 @@ export function wasmConvGradInput(gy: Float32Array, w: Float32Array, g: WideConv
   const front = ceilTo((g.kh - 1) * l.Wp + g.kw - 1, 4), back = (g.kh - 1) * l.Wp + 16;
   const Lc = front + l.Lpad + back, rows = plan.strips * MR;
   const chw = g.C * g.H * g.W;
-  const G = groupOf(g.N, g.O * (P + l.Lpad) + chw);
+  // `fold` writes groups of 8 and may run up to 7 elements past an image: each image gets a slot.
+  const gxImg = ceilTo(chw + 8, 16), colsEach = ceilTo(rows * Lc + Lc, 16);
+  const G = groupOf(g.N, g.O * (P + l.Lpad) + gxImg);
+  const gywImg = g.O * l.Lpad; // a multiple of 4: a chunk zeroes its slot with 16-byte stores
+  const parts = participantsFor(flopsOf(g));
   const gx = new Float32Array(g.N * chw);
   e.reset();
   try {
@@ -212,20 +329,22 @@ export function wasmConvGradInput(gy: Float32Array, w: Float32Array, g: WideConv
       }
     }
     const tapOff = e.put(to);
-    // Zeroed once: the tiles rewrite the same columns of every image, the rest stays zero.
-    const cols = e.zeros(rows * Lc + Lc);
+    // One column buffer per participant, zeroed once: the tiles rewrite the same columns of every
+    // image, the rest stays zero.
+    const cols = e.zeros(parts * colsEach);
     const mark = e.mark(), vecs = Math.ceil(g.W / 8);
     for (let n0 = 0; n0 < g.N; n0 += G) {
       const n1 = Math.min(g.N, n0 + G), gg = { ...g, N: n1 - n0 };
       e.release(mark);
-      const gyw = widen(e, gy.subarray(n0 * g.O * P, n1 * g.O * P), gg, l);
-      const gxc = e.take(gg.N * chw + 8);
-      for (let n = 0; n < gg.N; n++) {
-        const src = gyw + 4 * n * g.O * l.Lpad;
-        e.ex.mm(src, offIn, g.O, wp, plan.strips, jTab, plan.tiles.length, cols + 4 * front, Lc);
-        e.ex.fold(cols, taps, tapOff, g.C, taps * Lc, g.H, vecs, l.Wp, g.W, gxc + 4 * n * chw, g.H * g.W);
-      }
-      gx.set(e.f32(gxc, gg.N * chw), n0 * chw);
+      const gys = e.put(gy.subarray(n0 * g.O * P, n1 * g.O * P));
+      const gyw = e.take(gg.N * gywImg + l.tail);
+      e.ex.zero(gyw + 4 * gg.N * gywImg, ceilTo(4 * l.tail, 16));
+      const gxc = e.take(gg.N * gxImg);
+      const job = [ConvJob.gradInput, gyw, 4 * gywImg, offIn, g.O, wp, plan.strips, jTab];
+      job.push(plan.tiles.length, cols, 4 * colsEach, 4 * front, Lc, taps, tapOff, g.C, g.H, vecs, l.Wp, g.W);
+      job.push(gxc, 4 * gxImg, gys, 4 * g.O * P, g.Wo, g.Ho, l.Lpad);
+      runJob(e, job, gg.N, parts, flopsOf(g));
+      for (let n = 0; n < gg.N; n++) gx.set(e.f32(gxc + 4 * n * gxImg, chw), (n0 + n) * chw);
     }
     return gx;
   } finally {
@@ -233,25 +352,31 @@ export function wasmConvGradInput(gy: Float32Array, w: Float32Array, g: WideConv
   }
 }
 
-/** gw[O, C, kh, kw] = ∂/∂w of conv(x, w) against gy, stride 1. */
+/**
+ * gw[O, C, kh, kw] = ∂/∂w of conv(x, w) against gy, stride 1; on threads, one chunk per range of
+ * output channels (no sum across threads: each weight's sum over the images keeps its order).
+ */
 export function wasmConvGradWeight(x: Float32Array, gy: Float32Array, g: WideConv): Float32Array {
   const e = getEngine(), l = layoutOf(g), chw = g.C * g.H * g.W, P = g.Ho * g.Wo;
   const R = g.C * g.kh * g.kw, blocks = Math.ceil(R / GW_TAPS), Rpad = blocks * GW_TAPS;
   const G = groupOf(g.N, chw + l.img + g.O * (P + l.Lpad));
+  const parts = participantsFor(flopsOf(g));
+  const o2 = g.O & ~1, pairs = o2 / 2;
+  // Channel pairs per chunk: all of them on one thread; about 4 chunks per participant otherwise.
+  const step = 2 * Math.max(1, Math.ceil(pairs / (parts > 1 ? 4 * parts : 1)));
+  const chunks = Math.max(1, Math.ceil(o2 / step));
   e.reset();
   try {
     const offTab = e.put(tapOffsets(g, l, Rpad)), acc = e.zeros(g.O * Rpad);
-    const o2 = g.O & ~1, qEnd = ceilTo(l.L, 4), mark = e.mark();
+    const qEnd = ceilTo(l.L, 4), mark = e.mark();
     for (let n0 = 0; n0 < g.N; n0 += G) {
       const n1 = Math.min(g.N, n0 + G), gg = { ...g, N: n1 - n0 };
       e.release(mark);
       const xp = stage(e, x.subarray(n0 * chw, n1 * chw), gg, l);
       const gyw = widen(e, gy.subarray(n0 * g.O * P, n1 * g.O * P), gg, l);
-      for (let n = 0; n < gg.N; n++) {
-        const gp = gyw + 4 * n * g.O * l.Lpad, xq = xp + 4 * n * l.img;
-        if (o2 > 0) e.ex.gw2(gp, l.Lpad, xq, offTab, 0, o2, blocks, qEnd, acc, Rpad);
-        if (o2 < g.O) e.ex.gw1(gp, l.Lpad, xq, offTab, o2, g.O, blocks, qEnd, acc, Rpad);
-      }
+      const job = [ConvJob.gradWeight, gyw, 4 * g.O * l.Lpad, l.Lpad, xp, 4 * l.img, offTab, blocks, qEnd];
+      job.push(acc, Rpad, gg.N, o2, g.O, step, chunks);
+      runJob(e, job, chunks, parts, flopsOf(g));
     }
     const a = e.f32(acc, g.O * Rpad), gw = new Float32Array(g.O * R);
     for (let o = 0; o < g.O; o++) gw.set(a.subarray(o * Rpad, o * Rpad + R), o * R);

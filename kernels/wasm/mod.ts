@@ -1,6 +1,7 @@
 /**
  * Fast CPU kernels: {@linkcode gemm} (WebAssembly SIMD generated at run time, workers over shared
- * memory, plain-JS fallback) and the im2col/col2im convolution helpers built on it.
+ * memory, plain-JS fallback), the im2col/col2im convolution helpers built on it, and the switch
+ * of the direct convolution kernels' worker threads.
  *
  * @module
  */
@@ -29,3 +30,11 @@ export {
   im2col,
   type UnfoldGeometry,
 } from "./conv.ts";
+export {
+  CONV_THREAD_MIN_FLOPS,
+  type ConvThreads,
+  convThreadStats,
+  getConvThreads,
+  setConvThreads,
+  shutdownConvWorkers,
+} from "./conv_wasm.ts";

@@ -30,6 +30,31 @@ export interface ArenaExports {
   zero(ptr: number, bytes: number): void;
 }
 
+/** Options of a {@linkcode WasmArena}. */
+export interface ArenaOptions {
+  /** Pages of the fresh memory (default 16). */
+  initialPages?: number;
+  /**
+   * A shared memory (growable up to 4 GiB, or the largest maximum the engine allows), so that
+   * workers can instantiate {@linkcode WasmArena.bytes} over it (default false).
+   */
+  shared?: boolean;
+  /** Bytes at the start of the memory the allocator never hands out (control words; default 0). */
+  reserved?: number;
+}
+
+function arenaMemory(initial: number, shared: boolean): { memory: WebAssembly.Memory; maximum?: number } {
+  if (!shared) return { memory: new WebAssembly.Memory({ initial }) };
+  for (const maximum of [65536, 32768, 16384]) {
+    try {
+      return { memory: new WebAssembly.Memory({ initial, maximum, shared: true }), maximum };
+    } catch (e) {
+      if (maximum === 16384) throw e;
+    }
+  }
+  throw new Error("unreachable");
+}
+
 /**
  * One instance of a generated module over its own memory, with a bump allocator. `E` types the
  * exports of the functions passed to the constructor (`zero` is added in front of them).
@@ -39,21 +64,34 @@ export class WasmArena<E extends object> {
   readonly memory: WebAssembly.Memory;
   /** The instance's exports. */
   readonly ex: E & ArenaExports;
-  private top = 0;
+  /** The module's bytes (workers instantiate their own copy over a shared {@linkcode WasmArena.memory}). */
+  readonly bytes: Uint8Array;
+  /** Whether the memory is shared. */
+  readonly shared: boolean;
+  private readonly base: number;
+  private top: number;
 
-  /** Compiles `fns` (plus `zero`) into a module over a fresh memory of `initialPages` pages. */
-  constructor(fns: Fn[], initialPages = 16) {
-    this.memory = new WebAssembly.Memory({ initial: initialPages });
-    const bytes = buildModule({ initial: initialPages, shared: false }, [zeroFn(), ...fns]);
-    const mod = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
+  /**
+   * Compiles `fns` (plus `zero`) into a module over a fresh memory; `options.initialPages` (or a
+   * number, for compatibility) sets its pages.
+   */
+  constructor(fns: Fn[], options: ArenaOptions | number = {}) {
+    const o = typeof options === "number" ? { initialPages: options } : options;
+    const initial = o.initialPages ?? 16;
+    this.shared = o.shared ?? false;
+    const { memory, maximum } = arenaMemory(initial, this.shared);
+    this.memory = memory;
+    this.bytes = buildModule({ initial, maximum, shared: this.shared }, [zeroFn(), ...fns]);
+    const mod = new WebAssembly.Module(this.bytes as Uint8Array<ArrayBuffer>);
     this.ex = new WebAssembly.Instance(mod, { env: { mem: this.memory } }).exports as unknown as
       & E
       & ArenaExports;
+    this.base = this.top = ceilTo(o.reserved ?? 0, 64);
   }
 
   /** Frees every region. */
   reset(): void {
-    this.top = 0;
+    this.top = this.base;
   }
 
   /** The current top, to free back to with {@linkcode WasmArena.release}. */

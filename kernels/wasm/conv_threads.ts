@@ -1,0 +1,213 @@
+/**
+ * The chunks of the direct convolution kernels (`conv_wasm.ts`) and the workers that share them.
+ *
+ * A convolution call is published as a job of independent chunks: forward and grad input, one
+ * chunk per image (its `mm`, then its unstaging or its `fold`); grad weight, one chunk per range of
+ * output channels (its `gw2`/`gw1` over every image, in image order). Every chunk writes its own
+ * disjoint part of the output, and each output element is summed by the same kernel call in the
+ * same order whichever thread runs its chunk, so the results are bit-identical to the one-thread
+ * ones, run to run. {@linkcode runConvChunk} is the one place a chunk is computed: the calling
+ * thread runs it directly, the workers run a copy of its source.
+ *
+ * The workers instantiate the convolution module over the engine's shared memory and sleep in
+ * `Atomics.wait`; the calling thread and the awake workers claim chunks with a compare-and-swap (a
+ * slow or still-starting worker never holds the others up); the caller blocks until all are done.
+ * Starting and stopping workers is in `workers.ts`.
+ *
+ * @module
+ */
+import type { ConvExports } from "./conv_wasm_module.ts";
+import { type PoolWorker, startWorkers, stopWorkers, type ThreadSupport, workerSource } from "./workers.ts";
+import type { ArenaExports, WasmArena } from "./wasm_arena.ts";
+
+/** Bytes at the start of the engine's memory holding the control words. */
+export const CONV_CTL_BYTES = 256;
+
+/** Control words (int32 indices). */
+const C = {
+  GEN: 0,
+  STOP: 1,
+  EPOCH: 2,
+  NEXT: 3,
+  END: 4,
+  BASE: 5,
+  DONE: 6,
+  ERR: 7,
+  WORKED: 8,
+  /** The job: `ARGS + 0` is its kind, then its arguments (see {@linkcode runConvChunk}). */
+  ARGS: 16,
+  WORDS: CONV_CTL_BYTES / 4,
+} as const;
+
+/** Job kinds (the first job word). */
+export const ConvJob = { forward: 0, gradInput: 1, gradWeight: 2 } as const;
+
+/** Most job words (kind included). */
+export const CONV_JOB_WORDS = C.WORDS - C.ARGS;
+
+/**
+ * Computes chunk `k` of the job `a` (its words: kind, then arguments; byte pointers and strides)
+ * as participant `p` (0: the calling thread; grad input gives each participant its own column
+ * buffer). Self-contained: the workers run a copy of its source.
+ *
+ * - forward, chunk = image `k`: stages the image (zeroes its slot, copies it inside the padding),
+ *   `mm` into its wide output (own `MR`-padded rows), then `copyPlanes` of its `O` planes into the
+ *   compact output.
+ * - grad input, chunk = image `k`: widens its gy (zeroed slot, rows `Wp` apart), `mm` into
+ *   participant `p`'s column buffer, then `fold` into its own slot of the compact gradient.
+ *
+ * A tile may read up to a row past its image's staged slot; that only feeds discarded columns, so
+ * another thread writing the next slot meanwhile changes no result.
+ * - grad weight, chunk = output channels `[k·step, …)` (pairs, the odd last one in the last
+ *   chunk): `gw2`/`gw1` of every image in order into the shared accumulator rows of those channels.
+ */
+export function runConvChunk(ex: ConvExports & ArenaExports, a: Int32Array, k: number, p: number): void {
+  if (a[0] === 0) {
+    // [0, xp, xpImg, offIn, R, wp, strips, jTab, tiles, out, outImg, ldo, yc, ycImg, Wp, Wo, P, O, Ho,
+    //  x, xImg, xpInterior, W, H, C, plane]
+    const xp = a[1] + k * a[2], out = a[9] + k * a[10];
+    ex.zero(xp, a[2]);
+    ex.copyPlanes(a[19] + k * a[20], a[22], a[22] * a[23], xp + a[21], a[14], a[25], a[24], a[23], a[22]);
+    ex.mm(xp, a[3], a[4], a[5], a[6], a[7], a[8], out, a[11]);
+    ex.copyPlanes(out, a[14], a[11], a[12] + k * a[13], a[15], a[16], a[17], a[18], a[15]);
+  } else if (a[0] === 1) {
+    // [1, gyw, gywImg, offIn, O, wp, strips, jTab, tiles, cols, colsEach, front, Lc, taps, tapOff, C,
+    //  H, vecs, Wp, W, gx, gxImg, gy, gyImg, Wo, Ho, Lpad]
+    const src = a[1] + k * a[2], cols = a[9] + p * a[10];
+    ex.zero(src, a[2]);
+    ex.copyPlanes(a[22] + k * a[23], a[24], a[24] * a[25], src, a[18], a[26], a[4], a[25], a[24]);
+    ex.mm(src, a[3], a[4], a[5], a[6], a[7], a[8], cols + a[11], a[12]);
+    ex.fold(
+      cols,
+      a[13],
+      a[14],
+      a[15],
+      a[13] * a[12],
+      a[16],
+      a[17],
+      a[18],
+      a[19],
+      a[20] + k * a[21],
+      a[16] * a[19],
+    );
+  } else {
+    // [2, gy, gyImg, S, xp, xImg, offTab, blocks, qEnd, acc, ldAcc, n, o2, O, step, chunks]
+    const o0 = k * a[14], o1 = Math.min(a[12], o0 + a[14]), last = k === a[15] - 1;
+    for (let n = 0; n < a[11]; n++) {
+      const gp = a[1] + n * a[2], xq = a[4] + n * a[5];
+      if (o1 > o0) ex.gw2(gp, a[3], xq, a[6], o0, o1, a[7], a[8], a[9], a[10]);
+      if (last && a[12] < a[13]) ex.gw1(gp, a[3], xq, a[6], a[12], a[13], a[7], a[8], a[9], a[10]);
+    }
+  }
+}
+
+/** The worker's source (plain JavaScript; CommonJS under node:worker_threads, or a module). */
+const WORKER_SOURCE = workerSource(`
+const C = ${JSON.stringify(C)};
+const runConvChunk = ${runConvChunk.toString()};
+const main = (d) => {
+  const ex = new WebAssembly.Instance(new WebAssembly.Module(d.bytes), { env: { mem: d.mem } }).exports;
+  const ctl = new Int32Array(d.mem.buffer, 0, C.WORDS);
+  const job = new Int32Array(d.mem.buffer, 4 * C.ARGS, C.WORDS - C.ARGS);
+  let gen = Atomics.load(ctl, C.GEN);
+  for (;;) {
+    Atomics.wait(ctl, C.GEN, gen);
+    gen = Atomics.load(ctl, C.GEN);
+    if (Atomics.load(ctl, C.STOP) !== 0 || Atomics.load(ctl, C.EPOCH) !== d.epoch) return;
+    for (;;) {
+      const c = Atomics.load(ctl, C.NEXT), e = Atomics.load(ctl, C.END);
+      if (c >= e) break;
+      if (Atomics.compareExchange(ctl, C.NEXT, c, c + 1) !== c) continue;
+      try {
+        runConvChunk(ex, job, c - Atomics.load(ctl, C.BASE), d.id);
+        Atomics.add(ctl, C.WORKED, 1);
+      } catch (err) {
+        Atomics.store(ctl, C.ERR, 1);
+      }
+      if (Atomics.add(ctl, C.DONE, 1) + 1 === e) Atomics.notify(ctl, C.DONE);
+    }
+  }
+};
+`);
+
+let epochs = 0;
+
+/** Workers sharing a shared-memory convolution engine; the calling thread is participant 0. */
+export class ConvWorkerPool {
+  private readonly workers: PoolWorker[];
+  private readonly ctl: Int32Array;
+  private readonly job: Int32Array;
+  private readonly epoch = ++epochs;
+
+  /**
+   * Starts `participants − 1` workers (they join jobs as soon as they are up); the engine's memory
+   * must be shared, with its first {@linkcode CONV_CTL_BYTES} bytes reserved.
+   */
+  constructor(private readonly engine: WasmArena<ConvExports>, support: ThreadSupport, participants: number) {
+    if (!support.ok || !engine.shared) {
+      throw new Error(`ConvWorkerPool: workers are unavailable: ${support.reason ?? "memory not shared"}`);
+    }
+    this.ctl = new Int32Array(engine.memory.buffer, 0, C.WORDS);
+    this.job = new Int32Array(engine.memory.buffer, 4 * C.ARGS, CONV_JOB_WORDS);
+    Atomics.store(this.ctl, C.STOP, 0);
+    Atomics.store(this.ctl, C.EPOCH, this.epoch);
+    this.workers = startWorkers(WORKER_SOURCE, support.kind!, participants - 1, (id) => ({
+      bytes: engine.bytes,
+      mem: engine.memory,
+      epoch: this.epoch,
+      id,
+    }));
+  }
+
+  /** Number of workers started. */
+  get size(): number {
+    return this.workers.length;
+  }
+
+  /** Chunks computed by workers so far. */
+  get workerChunks(): number {
+    return Atomics.load(this.ctl, C.WORKED);
+  }
+
+  /** Runs chunks `0 .. chunks` of the job `words`, on the calling thread and on the awake workers. */
+  run(words: ArrayLike<number>, chunks: number): void {
+    const ctl = this.ctl;
+    let base = Atomics.load(ctl, C.NEXT);
+    if (base > 1 << 30) {
+      // Counters only grow; rewind them between jobs (END first, see the worker's claim loop).
+      Atomics.store(ctl, C.END, 0);
+      Atomics.store(ctl, C.NEXT, 0);
+      Atomics.store(ctl, C.DONE, 0);
+      base = 0;
+    }
+    this.job.set(words);
+    Atomics.store(ctl, C.ERR, 0);
+    Atomics.store(ctl, C.BASE, base);
+    const end = base + chunks;
+    Atomics.store(ctl, C.END, end);
+    Atomics.add(ctl, C.GEN, 1);
+    Atomics.notify(ctl, C.GEN);
+    let error: unknown;
+    for (;;) {
+      const c = Atomics.load(ctl, C.NEXT);
+      if (c >= end) break;
+      if (Atomics.compareExchange(ctl, C.NEXT, c, c + 1) !== c) continue;
+      try {
+        runConvChunk(this.engine.ex, this.job, c - base, 0);
+      } catch (e) {
+        error ??= e; // keep claiming so that the counters stay consistent, then rethrow
+      }
+      Atomics.add(ctl, C.DONE, 1);
+    }
+    for (let d = Atomics.load(ctl, C.DONE); d < end; d = Atomics.load(ctl, C.DONE)) {
+      Atomics.wait(ctl, C.DONE, d);
+    }
+    if (error !== undefined) throw error;
+    if (Atomics.load(ctl, C.ERR) !== 0) throw new Error("conv: a worker failed while computing its chunk");
+  }
+
+  /** Stops the workers. */
+  shutdown(): void {
+    stopWorkers(this.ctl, C.STOP, C.GEN, this.workers);
+  }
+}
