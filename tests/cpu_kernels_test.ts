@@ -6,7 +6,9 @@ import {
   type GemmImpl,
   gemmThreadStats,
   getGemmImpl,
+  getGemmThreads,
   setGemmImpl,
+  setGemmThreads,
   setGemmWorkerKind,
   shutdownGemmWorkers,
 } from "../kernels/wasm/gemm.ts";
@@ -152,6 +154,52 @@ Deno.test({
       shutdownGemmWorkers();
       setGemmWorkerKind("node");
     }
+  },
+});
+
+Deno.test({
+  name: "gemm setGemmThreads: 1 and 2 participants give the wasm bits (auto, wasm-threads); bad counts throw",
+  ignore: caps.threads < 2,
+  fn: async () => {
+    const r = rng(11);
+    const [M, N, K] = [203, 150, 190]; // above GEMM_THREAD_MIN_FLOPS; rows of C in chunks
+    const a = randArray(Float32Array, M * K, r), b = randArray(Float32Array, K * N, r);
+    const product = () => {
+      const c = new Float32Array(M * N);
+      gemm({ transA: true, M, N, K, a, b, c });
+      return new Uint32Array(c.buffer);
+    };
+    setGemmImpl("wasm");
+    const want = product();
+    try {
+      for (const impl of ["auto", "wasm-threads"] as const) {
+        setGemmImpl(impl);
+        for (const k of [1, 2]) {
+          assert.equal(setGemmThreads(k), "auto");
+          assert.equal(getGemmThreads(), k);
+          const before = gemmThreadStats().workerChunks;
+          const t0 = Date.now();
+          do {
+            assert.deepEqual(product(), want, `${impl}, ${k} participants`);
+            await new Promise((res) => setTimeout(res, 5));
+          } while (k === 2 && gemmThreadStats().workerChunks === before && Date.now() - t0 < 10_000);
+          if (k === 1) {
+            assert.equal(gemmThreadStats().workerChunks, before, `${impl}: 1 participant used a worker`);
+          } else assert.ok(gemmThreadStats().workerChunks > before, `${impl}: the worker never joined`);
+          setGemmThreads("auto");
+        }
+      }
+    } finally {
+      setGemmImpl("auto");
+      setGemmThreads("auto");
+    }
+    for (const bad of [0, caps.threads + 1, 1.5, "2"]) {
+      assert.throws(
+        () => setGemmThreads(bad as number),
+        /setGemmThreads: threads must be "auto" or an integer in \[1, \d+\] \(the participants available/,
+      );
+    }
+    assert.equal(getGemmThreads(), "auto");
   },
 });
 

@@ -10,22 +10,31 @@
  * thread runs it directly, the workers run a copy of its source.
  *
  * The workers instantiate the convolution module over the engine's shared memory and sleep in
- * `Atomics.wait`; the calling thread and the awake workers claim chunks with a compare-and-swap (a
- * slow or still-starting worker never holds the others up); the caller blocks until all are done.
+ * `Atomics.wait`, each on its own wake-up word; a job of k participants wakes workers 1 … k − 1
+ * (the others stay asleep), and the calling thread and those workers claim chunks with a
+ * compare-and-swap (a slow or still-starting worker never holds the others up); the caller blocks
+ * until all are done. Only participants below k claim chunks (grad input's column buffers exist
+ * for k participants), and which participant computes a chunk changes no bit.
  * Starting and stopping workers is in `workers.ts`.
  *
  * @module
  */
 import type { ConvExports } from "./conv_wasm_module.ts";
-import { type PoolWorker, startWorkers, stopWorkers, type ThreadSupport, workerSource } from "./workers.ts";
+import {
+  type PoolWorker,
+  startWorkers,
+  stopWorkers,
+  type ThreadSupport,
+  wakeWorkers,
+  workerSource,
+} from "./workers.ts";
 import type { ArenaExports, WasmArena } from "./wasm_arena.ts";
 
 /** Bytes at the start of the engine's memory holding the control words. */
-export const CONV_CTL_BYTES = 256;
+export const CONV_CTL_BYTES = 512;
 
 /** Control words (int32 indices). */
 const C = {
-  GEN: 0,
   STOP: 1,
   EPOCH: 2,
   NEXT: 3,
@@ -34,8 +43,14 @@ const C = {
   DONE: 6,
   ERR: 7,
   WORKED: 8,
+  /** The job's participant count: only participants below it claim chunks. */
+  LIMIT: 9,
+  /** Worker `id`'s wake-up word is `WAKE + id` (ids 1 … 15). */
+  WAKE: 16,
+  /** Chunks computed by worker `id` are counted at `WORKED_BY + id`. */
+  WORKED_BY: 32,
   /** The job: `ARGS + 0` is its kind, then its arguments (see {@linkcode runConvChunk}). */
-  ARGS: 16,
+  ARGS: 48,
   WORDS: CONV_CTL_BYTES / 4,
 } as const;
 
@@ -109,18 +124,20 @@ const main = (d) => {
   const ex = new WebAssembly.Instance(new WebAssembly.Module(d.bytes), { env: { mem: d.mem } }).exports;
   const ctl = new Int32Array(d.mem.buffer, 0, C.WORDS);
   const job = new Int32Array(d.mem.buffer, 4 * C.ARGS, C.WORDS - C.ARGS);
-  let gen = Atomics.load(ctl, C.GEN);
+  const wake = C.WAKE + d.id;
+  let gen = Atomics.load(ctl, wake);
   for (;;) {
-    Atomics.wait(ctl, C.GEN, gen);
-    gen = Atomics.load(ctl, C.GEN);
+    Atomics.wait(ctl, wake, gen);
+    gen = Atomics.load(ctl, wake);
     if (Atomics.load(ctl, C.STOP) !== 0 || Atomics.load(ctl, C.EPOCH) !== d.epoch) return;
     for (;;) {
       const c = Atomics.load(ctl, C.NEXT), e = Atomics.load(ctl, C.END);
-      if (c >= e) break;
+      if (c >= e || d.id >= Atomics.load(ctl, C.LIMIT)) break;
       if (Atomics.compareExchange(ctl, C.NEXT, c, c + 1) !== c) continue;
       try {
         runConvChunk(ex, job, c - Atomics.load(ctl, C.BASE), d.id);
         Atomics.add(ctl, C.WORKED, 1);
+        Atomics.add(ctl, C.WORKED_BY + d.id, 1);
       } catch (err) {
         Atomics.store(ctl, C.ERR, 1);
       }
@@ -169,8 +186,28 @@ export class ConvWorkerPool {
     return Atomics.load(this.ctl, C.WORKED);
   }
 
-  /** Runs chunks `0 .. chunks` of the job `words`, on the calling thread and on the awake workers. */
-  run(words: ArrayLike<number>, chunks: number): void {
+  /** Participants a job can have: the calling thread and the workers. */
+  get participants(): number {
+    return this.workers.length + 1;
+  }
+
+  /** Chunks computed so far by worker `id` (1 … size). */
+  chunksOf(id: number): number {
+    return id >= 1 && id <= this.workers.length ? Atomics.load(this.ctl, C.WORKED_BY + id) : 0;
+  }
+
+  /**
+   * Runs chunks `0 .. chunks` of the job `words` with `participants` participants (clamped to the
+   * pool's): the calling thread alone for 1, otherwise with workers 1 … participants − 1 (those
+   * that are up). Job buffers per participant (grad input's columns) must exist for that many.
+   */
+  run(words: ArrayLike<number>, chunks: number, participants: number = this.participants): void {
+    const k = Math.max(1, Math.min(this.participants, Math.floor(participants)));
+    this.job.set(words);
+    if (k === 1) {
+      for (let c = 0; c < chunks; c++) runConvChunk(this.engine.ex, this.job, c, 0);
+      return;
+    }
     const ctl = this.ctl;
     let base = Atomics.load(ctl, C.NEXT);
     if (base > 1 << 30) {
@@ -180,13 +217,12 @@ export class ConvWorkerPool {
       Atomics.store(ctl, C.DONE, 0);
       base = 0;
     }
-    this.job.set(words);
     Atomics.store(ctl, C.ERR, 0);
     Atomics.store(ctl, C.BASE, base);
+    Atomics.store(ctl, C.LIMIT, k); // before END: a worker that sees END sees this job's limit
     const end = base + chunks;
     Atomics.store(ctl, C.END, end);
-    Atomics.add(ctl, C.GEN, 1);
-    Atomics.notify(ctl, C.GEN);
+    wakeWorkers(ctl, C.WAKE, k);
     let error: unknown;
     for (;;) {
       const c = Atomics.load(ctl, C.NEXT);
@@ -208,6 +244,6 @@ export class ConvWorkerPool {
 
   /** Stops the workers. */
   shutdown(): void {
-    stopWorkers(this.ctl, C.STOP, C.GEN, this.workers);
+    stopWorkers(this.ctl, C.STOP, C.WAKE, this.workers);
   }
 }

@@ -116,13 +116,14 @@ function widen(e: ConvEngine, gy: Float32Array, g: WideConv, l: Layout): number 
 
 /**
  * How the direct kernels use worker threads: `"auto"` (default), for calls of at least
- * {@linkcode CONV_THREAD_MIN_FLOPS} where workers are available, on the workers or on the calling
- * thread alone, whichever measured faster for calls of that size (retried every 8 calls, as the
- * GEMM chooses); `"single"`, always on the
- * calling thread; `"threads"`, on the workers for every size (tests). The results are the same
- * bits in every mode (see `conv_threads.ts`).
+ * {@linkcode CONV_THREAD_MIN_FLOPS} where workers are available, on as many participants (the
+ * calling thread plus workers: 1, 2, 4, … up to the hardware threads) as measured fastest for
+ * calls of that size (a neighbouring count retried every 8 calls, as the GEMM chooses, see
+ * `thread_choice.ts`); `"single"`, always on the calling thread; `"threads"`, on every participant
+ * for every size (tests); a number k, on k participants for every size (benchmarks, tests). The
+ * results are the same bits in every mode (see `conv_threads.ts`).
  */
-export type ConvThreads = "auto" | "single" | "threads";
+export type ConvThreads = "auto" | "single" | "threads" | number;
 
 /**
  * Calls (one convolution, forward or either gradient, `2·N·O·C·kh·kw·Ho·Wo`) below this many flops
@@ -131,6 +132,12 @@ export type ConvThreads = "auto" | "single" | "threads";
  */
 export const CONV_THREAD_MIN_FLOPS = 2e7;
 
+/**
+ * The work-size prior of `"auto"`: a size class starts with at most one participant per this many
+ * flops (about 0.3 ms of one thread's work at 30 GFLOP/s), before measurements move it.
+ */
+export const CONV_FLOPS_PER_PARTICIPANT = 1e7;
+
 let threadMode: ConvThreads = "auto";
 
 /**
@@ -138,8 +145,19 @@ let threadMode: ConvThreads = "auto";
  * previous mode. Throws for `"threads"` where workers or shared memory are unavailable.
  */
 export function setConvThreads(mode: ConvThreads): ConvThreads {
-  if (mode !== "auto" && mode !== "single" && mode !== "threads") {
-    throw new RangeError(`setConvThreads: mode must be "auto", "single" or "threads", got ${String(mode)}`);
+  const parts = convThreadParticipants();
+  if (typeof mode === "number") {
+    if (!(Number.isInteger(mode) && mode >= 1 && mode <= parts)) {
+      throw new RangeError(
+        `setConvThreads: a participant count must be an integer in [1, ${parts}] (the participants ` +
+          `available here), got ${mode}`,
+      );
+    }
+  } else if (mode !== "auto" && mode !== "single" && mode !== "threads") {
+    throw new RangeError(
+      `setConvThreads: mode must be "auto", "single" or "threads", got ${String(mode)} ` +
+        `(or a participant count: an integer in [1, ${parts}])`,
+    );
   }
   if (mode === "threads" && convThreadParticipants() < 2) {
     throw new Error(`setConvThreads: "threads" is unavailable: ${support.reason ?? "no shared memory"}`);
@@ -171,9 +189,14 @@ function getEngine(): ConvEngine {
   });
 }
 
-/** Worker statistics: workers started and chunks they computed (0 before any start). */
-export function convThreadStats(): { workers: number; workerChunks: number } {
-  return { workers: pool?.size ?? 0, workerChunks: pool?.workerChunks ?? 0 };
+/**
+ * Worker statistics: workers started, chunks they computed, and those per worker (`byWorker[id − 1]`
+ * for worker `id`; all 0 or empty before any start).
+ */
+export function convThreadStats(): { workers: number; workerChunks: number; byWorker: number[] } {
+  const p = pool;
+  const byWorker = p ? Array.from({ length: p.size }, (_, i) => p.chunksOf(i + 1)) : [];
+  return { workers: p?.size ?? 0, workerChunks: p?.workerChunks ?? 0, byWorker };
 }
 
 /** Stops the convolution workers (they restart on the next threaded call). */
@@ -183,18 +206,25 @@ export function shutdownConvWorkers(): void {
 }
 
 /**
- * One thread or the workers in `"auto"` mode, per size class of the flop count, by the measured
- * time of each (as the GEMM does): the workers only pay where a core is free, and on a busy machine
- * a worker that is preempted while it holds a chunk makes the caller wait.
+ * The participant count in `"auto"` mode, per size class of the flop count, by the measured time
+ * of each (as the GEMM does): the workers only pay where cores are free, and on a busy machine a
+ * worker that is preempted while it holds a chunk makes the caller wait. Made on first use.
  */
-const choice = new ThreadChoice(8);
+let choice: ThreadChoice | undefined;
 
-/** Participants the job of a call of `flops` will have: 1, or every participant. */
+/** Participants the job of a call of `flops` will have. */
 function participantsFor(flops: number): number {
   const parts = convThreadParticipants();
   if (parts < 2 || threadMode === "single") return 1;
   if (threadMode === "threads") return parts;
-  return flops >= CONV_THREAD_MIN_FLOPS && choice.useThreads(flops) ? parts : 1;
+  if (typeof threadMode === "number") return Math.min(parts, threadMode);
+  if (flops < CONV_THREAD_MIN_FLOPS) return 1;
+  choice ??= new ThreadChoice({
+    maxParticipants: parts,
+    exploreEvery: 8,
+    workPerParticipant: CONV_FLOPS_PER_PARTICIPANT,
+  });
+  return choice.choose(flops);
 }
 
 /**
@@ -205,14 +235,14 @@ function runJob(e: ConvEngine, job: number[], chunks: number, parts: number, flo
   if (job.length > CONV_JOB_WORDS) throw new Error(`conv: a job of ${job.length} words`);
   const starting = parts > 1 && !pool, t0 = performance.now();
   if (parts > 1) {
-    (pool ??= new ConvWorkerPool(e, support, parts)).run(job, chunks);
+    (pool ??= new ConvWorkerPool(e, support, convThreadParticipants())).run(job, chunks, parts);
   } else {
     const a = Int32Array.from(job);
     for (let k = 0; k < chunks; k++) runConvChunk(e.ex, a, k, 0);
   }
   // The call that started the workers is not representative.
   if (threadMode === "auto" && flops >= CONV_THREAD_MIN_FLOPS && !starting) {
-    choice.record(flops, parts > 1, performance.now() - t0);
+    choice?.record(flops, parts, performance.now() - t0);
   }
 }
 

@@ -29,15 +29,23 @@ export type { WorkerKind } from "./workers.ts";
 
 /**
  * Which float32 implementation {@linkcode gemm} uses. `"auto"` (default): WebAssembly SIMD; for
- * products of at least {@linkcode GEMM_THREAD_MIN_FLOPS} flops, on workers too where that measures
- * faster (self-tuning per size class); `"js"`: plain
+ * products of at least {@linkcode GEMM_THREAD_MIN_FLOPS} flops, on as many participants (the
+ * calling thread plus workers) as measure fastest for products of that size (1, 2, 4, … up to the
+ * hardware threads; self-tuning per size class, see {@linkcode setGemmThreads}); `"js"`: plain
  * JavaScript; `"wasm"`: WebAssembly SIMD on the calling thread; `"wasm-threads"`: WebAssembly SIMD
- * on workers for every size (testing).
+ * on workers for every size (testing). Every implementation but `"js"` gives the same bits.
  */
 export type GemmImpl = "auto" | "js" | "wasm" | "wasm-threads";
 
 /** Products below this many flops (2·M·N·K) stay on the calling thread in `"auto"` mode. */
 export const GEMM_THREAD_MIN_FLOPS = 2 * 96 * 96 * 96;
+
+/**
+ * The work-size prior of `"auto"`: a size class starts with at most one participant per this many
+ * flops (0.22–0.33 ms of one thread's work at the 30–45 GFLOP/s of products from 256³ up on a
+ * 2-core x86-64 VM), before measurements move it.
+ */
+export const GEMM_FLOPS_PER_PARTICIPANT = 1e7;
 
 /** What this platform supports. */
 export interface GemmCapabilities {
@@ -73,6 +81,7 @@ export function gemmCapabilities(): GemmCapabilities {
 }
 
 let impl: GemmImpl = "auto";
+let fixedThreads: number | "auto" = "auto";
 let engine: WasmGemmEngine | undefined;
 let pool: GemmWorkerPool | undefined;
 
@@ -130,6 +139,7 @@ export function setGemmWorkerKind(kind: WorkerKind): void {
   shutdownGemmWorkers();
   support = s;
   caps = computeCapabilities();
+  choice = undefined; // its candidates follow the participants
 }
 
 /**
@@ -141,9 +151,38 @@ export function shutdownGemmWorkers(): void {
   pool = undefined;
 }
 
-/** Worker statistics: workers started and chunks of products they computed (0 before any start). */
-export function gemmThreadStats(): { workers: number; workerChunks: number } {
-  return { workers: pool?.size ?? 0, workerChunks: pool?.workerChunks ?? 0 };
+/**
+ * How many participants (the calling thread plus workers) a threaded product uses: `"auto"`
+ * (default: chosen per size class by measured time, see `thread_choice.ts`) or a fixed count in
+ * `[1, gemmCapabilities().threads]` (benchmarks, tests), used by `"auto"` products of at least
+ * {@linkcode GEMM_THREAD_MIN_FLOPS} flops and by every `"wasm-threads"` product. Every count gives
+ * the same bits. Returns the previous setting.
+ */
+export function setGemmThreads(threads: number | "auto"): number | "auto" {
+  if (threads !== "auto" && !(Number.isInteger(threads) && threads >= 1 && threads <= caps.threads)) {
+    throw new RangeError(
+      `setGemmThreads: threads must be "auto" or an integer in [1, ${caps.threads}] (the participants ` +
+        `available here), got ${String(threads)}`,
+    );
+  }
+  const prev = fixedThreads;
+  fixedThreads = threads;
+  return prev;
+}
+
+/** The setting of {@linkcode setGemmThreads}. */
+export function getGemmThreads(): number | "auto" {
+  return fixedThreads;
+}
+
+/**
+ * Worker statistics: workers started, chunks of products they computed, and those per worker
+ * (`byWorker[id − 1]` for worker `id`; all 0 or empty before any start).
+ */
+export function gemmThreadStats(): { workers: number; workerChunks: number; byWorker: number[] } {
+  const p = pool;
+  const byWorker = p ? Array.from({ length: p.size }, (_, i) => p.chunksOf(i + 1)) : [];
+  return { workers: p?.size ?? 0, workerChunks: p?.workerChunks ?? 0, byWorker };
 }
 
 function check(name: string, v: number): void {
@@ -194,20 +233,30 @@ export function gemm(call: GemmCall): void {
   }
   const g32 = g as GemmArgs<Float32Array>;
   const flops = 2 * M * N * K;
-  if (impl === "wasm-threads") getPool().gemm(g32);
+  if (impl === "wasm-threads") getPool().gemm(g32, fixedThreads === "auto" ? caps.threads : fixedThreads);
   else if (impl === "wasm" || flops < GEMM_THREAD_MIN_FLOPS || caps.threads <= 1) getEngine().gemm(g32);
+  else if (fixedThreads !== "auto") gemmWith(fixedThreads, g32);
   else autoGemm(flops, g32);
 }
 
-/** One thread or the workers, per size class of the flop count (`ThreadChoice`). */
-const choice = new ThreadChoice(8);
+function gemmWith(participants: number, g: GemmArgs<Float32Array>): void {
+  if (participants > 1) getPool().gemm(g, participants);
+  else getEngine().gemm(g);
+}
+
+/** The participant count per size class of the flop count (`ThreadChoice`); made on first use. */
+let choice: ThreadChoice | undefined;
 
 function autoGemm(flops: number, g: GemmArgs<Float32Array>): void {
-  const useThreads = choice.useThreads(flops);
-  const starting = useThreads && !pool;
+  choice ??= new ThreadChoice({
+    maxParticipants: caps.threads,
+    exploreEvery: 8,
+    workPerParticipant: GEMM_FLOPS_PER_PARTICIPANT,
+  });
+  const k = choice.choose(flops);
+  const starting = k > 1 && !pool;
   const t0 = performance.now();
-  if (useThreads) getPool().gemm(g);
-  else getEngine().gemm(g);
+  gemmWith(k, g);
   if (starting) return; // this call paid for starting the workers: not representative
-  choice.record(flops, useThreads, performance.now() - t0);
+  choice.record(flops, k, performance.now() - t0);
 }

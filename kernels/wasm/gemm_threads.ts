@@ -1,9 +1,11 @@
 /**
  * Workers for the WebAssembly GEMM. Every worker instantiates the same module over the same shared
- * memory and sleeps in `Atomics.wait`. A product is published in the control words; the calling
- * thread and the workers claim its chunks (rows or columns of C) with a compare-and-swap, so a slow
- * or still-starting worker never holds the others up; the caller blocks in `Atomics.wait` until
- * every chunk is done.
+ * memory and sleeps in `Atomics.wait` on its own wake-up word. A product is published in the
+ * control words with its participant count k; workers 1 … k − 1 are woken (the others stay asleep)
+ * and, with the calling thread, claim its chunks (rows or columns of C) with a compare-and-swap, so
+ * a slow or still-starting worker never holds the others up; the caller blocks in `Atomics.wait`
+ * until every chunk is done. Each element of C is computed by one chunk, in the same order on any
+ * thread and for any k, so the result is the same bits whatever k.
  *
  * Starting and stopping the workers, and whether they can be used, is in `../workers.ts`.
  *
@@ -11,25 +13,36 @@
  */
 import type { GemmArgs } from "./gemm_call.ts";
 import { CTL, type GemmJob, type WasmGemmEngine } from "./gemm_wasm.ts";
-import { type PoolWorker, startWorkers, stopWorkers, type ThreadSupport, workerSource } from "./workers.ts";
+import {
+  type PoolWorker,
+  startWorkers,
+  stopWorkers,
+  type ThreadSupport,
+  wakeWorkers,
+  workerSource,
+} from "./workers.ts";
 
-/** Extra control words (after those of `CTL`). */
-const EPOCH = 6, ERR = 7;
+/**
+ * Extra control words (besides those of `CTL`): the pool's epoch, a worker's failure, the job's
+ * participant count, one wake-up word per worker id (`WAKE + id`) and chunks per worker id.
+ */
+const EPOCH = 6, ERR = 7, LIMIT = 21, WAKE = 32, WORKED_BY = 48, WORDS = 64;
 
 /** The worker's source (plain JavaScript; runs as CommonJS under node:worker_threads or as a module). */
 const WORKER_SOURCE = workerSource(`
-const C = ${JSON.stringify({ ...CTL, EPOCH, ERR })};
+const C = ${JSON.stringify({ ...CTL, EPOCH, ERR, LIMIT, WAKE, WORKED_BY, WORDS })};
 const main = (d) => {
   const ex = new WebAssembly.Instance(new WebAssembly.Module(d.bytes), { env: { mem: d.mem } }).exports;
   const ctl = new Int32Array(d.mem.buffer, 0, C.WORDS);
-  let gen = Atomics.load(ctl, C.GEN);
+  const wake = C.WAKE + d.id;
+  let gen = Atomics.load(ctl, wake);
   for (;;) {
-    Atomics.wait(ctl, C.GEN, gen);
-    gen = Atomics.load(ctl, C.GEN);
+    Atomics.wait(ctl, wake, gen);
+    gen = Atomics.load(ctl, wake);
     if (Atomics.load(ctl, C.STOP) !== 0 || Atomics.load(ctl, C.EPOCH) !== d.epoch) return;
     for (;;) {
       const c = Atomics.load(ctl, C.NEXT), e = Atomics.load(ctl, C.END);
-      if (c >= e) break;
+      if (c >= e || d.id >= Atomics.load(ctl, C.LIMIT)) break;
       if (Atomics.compareExchange(ctl, C.NEXT, c, c + 1) !== c) continue;
       try {
         const total = ctl[C.TOTAL], size = ctl[C.CHUNK], s = (c - ctl[C.BASE]) * size;
@@ -42,6 +55,7 @@ const main = (d) => {
             ctl[g + 8], s, t, d.wsB, d.scratch);
         }
         Atomics.add(ctl, C.WORKED, 1);
+        Atomics.add(ctl, C.WORKED_BY + d.id, 1);
       } catch (err) {
         Atomics.store(ctl, C.ERR, 1);
       }
@@ -64,7 +78,7 @@ export class GemmWorkerPool {
     if (!support.ok || !engine.shared) {
       throw new Error(`GemmWorkerPool: workers are unavailable: ${support.reason ?? "memory not shared"}`);
     }
-    this.ctl = engine.control();
+    this.ctl = new Int32Array(engine.memory.buffer, 0, WORDS);
     Atomics.store(this.ctl, CTL.STOP, 0);
     Atomics.store(this.ctl, EPOCH, this.epoch);
     const n = Math.min(support.participants, engine.participants) - 1;
@@ -72,6 +86,7 @@ export class GemmWorkerPool {
       bytes: engine.bytes,
       mem: engine.memory,
       epoch: this.epoch,
+      id,
       ...engine.workspace(id),
     }));
   }
@@ -81,13 +96,31 @@ export class GemmWorkerPool {
     return this.workers.length;
   }
 
+  /** Participants a job can have: the calling thread and the workers. */
+  get participants(): number {
+    return this.workers.length + 1;
+  }
+
+  /** Chunks computed so far by worker `id` (1 … size). */
+  chunksOf(id: number): number {
+    return id >= 1 && id <= this.workers.length ? Atomics.load(this.ctl, WORKED_BY + id) : 0;
+  }
+
   /** Chunks computed by workers so far (all pools over this memory). */
   get workerChunks(): number {
     return Atomics.load(this.ctl, CTL.WORKED);
   }
 
-  /** Runs all chunks of `job`, on the calling thread and on whichever workers are awake. */
-  run(job: GemmJob): void {
+  /**
+   * Runs all chunks of `job` with `participants` participants (clamped to the pool's): the calling
+   * thread alone for 1, otherwise with workers 1 … participants − 1 (those that are up).
+   */
+  run(job: GemmJob, participants: number = this.participants): void {
+    const k = Math.max(1, Math.min(this.participants, Math.floor(participants)));
+    if (k === 1) {
+      for (let i = 0; i < job.chunks; i++) this.engine.runChunk(job, i, 0);
+      return;
+    }
     const ctl = this.ctl;
     let base = Atomics.load(ctl, CTL.NEXT);
     if (base > 1 << 30) {
@@ -103,10 +136,10 @@ export class GemmWorkerPool {
     ctl[CTL.CHUNK] = job.chunk;
     Atomics.store(ctl, ERR, 0);
     Atomics.store(ctl, CTL.BASE, base);
+    Atomics.store(ctl, LIMIT, k); // before END: a worker that sees END sees this job's limit
     const end = base + job.chunks;
     Atomics.store(ctl, CTL.END, end);
-    Atomics.add(ctl, CTL.GEN, 1);
-    Atomics.notify(ctl, CTL.GEN);
+    wakeWorkers(ctl, WAKE, k);
     let error: unknown;
     for (;;) {
       const c = Atomics.load(ctl, CTL.NEXT);
@@ -126,16 +159,16 @@ export class GemmWorkerPool {
     if (Atomics.load(ctl, ERR) !== 0) throw new Error("gemm: a worker failed while computing its chunk");
   }
 
-  /** C = op(A)·op(B) across the workers. */
-  gemm(g: GemmArgs<Float32Array>): void {
-    const e = this.engine;
-    const { job, cPtr } = e.prepare(g, this.workers.length + 1);
-    this.run(job);
+  /** C = op(A)·op(B) with `participants` participants (all of the pool's by default). */
+  gemm(g: GemmArgs<Float32Array>, participants: number = this.participants): void {
+    const e = this.engine, k = Math.max(1, Math.min(this.participants, Math.floor(participants)));
+    const { job, cPtr } = e.prepare(g, k);
+    this.run(job, k);
     e.copyOut(cPtr, g);
   }
 
   /** Stops the workers. */
   shutdown(): void {
-    stopWorkers(this.ctl, CTL.STOP, CTL.GEN, this.workers);
+    stopWorkers(this.ctl, CTL.STOP, WAKE, this.workers);
   }
 }

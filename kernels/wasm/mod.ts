@@ -7,6 +7,7 @@
  */
 export {
   gemm,
+  GEMM_FLOPS_PER_PARTICIPANT,
   GEMM_THREAD_MIN_FLOPS,
   type GemmArray,
   type GemmCall,
@@ -15,7 +16,9 @@ export {
   type GemmImpl,
   gemmThreadStats,
   getGemmImpl,
+  getGemmThreads,
   setGemmImpl,
+  setGemmThreads,
   setGemmWorkerKind,
   shutdownGemmWorkers,
   type WorkerKind,
@@ -31,6 +34,7 @@ export {
   type UnfoldGeometry,
 } from "./conv.ts";
 export {
+  CONV_FLOPS_PER_PARTICIPANT,
   CONV_THREAD_MIN_FLOPS,
   type ConvThreads,
   convThreadStats,

@@ -1,9 +1,10 @@
 /**
  * Workers for the WebAssembly noise generator: every worker instantiates the generated module
- * (`noise_wasm.ts`) over the same shared memory and sleeps in `Atomics.wait`. A round of noise (a
- * run of Philox blocks) is published in control words; the calling thread and the workers claim
- * its chunks with a compare-and-swap and write the draws of each chunk to its place in the shared
- * draw region. The calling thread hands each of its own chunks to the consumer right after
+ * (`noise_wasm.ts`) over the same shared memory and sleeps in `Atomics.wait` on its own wake-up
+ * word. A round of noise (a run of Philox blocks) is published in control words with its
+ * participant count k; workers 1 … k − 1 are woken (the others stay asleep) and, with the calling
+ * thread, claim its chunks with a compare-and-swap and write the draws of each chunk to its place
+ * in the shared draw region. The calling thread hands each of its own chunks to the consumer right after
  * drawing it (still in cache), and the workers' finished chunks between two of its own; at the end
  * it waits for and hands over the rest. Every chunk is a pure function of the stream's counter, so
  * which thread draws it changes no bit.
@@ -24,6 +25,7 @@ import {
   stopWorkers,
   type ThreadSupport,
   threadSupport,
+  wakeWorkers,
   type WorkerKind,
   workerSource,
 } from "./workers.ts";
@@ -41,7 +43,6 @@ export { type ThreadSupport, threadSupport, type WorkerKind };
 
 /** Control words (int32 indices into the shared memory). */
 const C = {
-  GEN: CTL_BYTE / 4, // bumped to wake the workers
   STOP: CTL_BYTE / 4 + 1, // nonzero: workers exit
   EPOCH: CTL_BYTE / 4 + 2, // the pool that owns the memory (workers of older pools exit)
   NEXT: CTL_BYTE / 4 + 3, // next chunk number to claim
@@ -58,6 +59,9 @@ const C = {
   DST: CTL_BYTE / 4 + 14, // byte address of the round's first block
   KEYS: CTL_BYTE / 4 + 15, // byte address of the round keys
   WORKED: CTL_BYTE / 4 + 16, // chunks drawn by workers (statistics)
+  LIMIT: CTL_BYTE / 4 + 17, // the round's participant count: only participants below it claim chunks
+  WAKE: CTL_BYTE / 4 + 32, // worker id's wake-up word is WAKE + id (ids 1 … 15)
+  WORKED_BY: CTL_BYTE / 4 + 48, // chunks drawn by worker id at WORKED_BY + id (statistics)
   FLAGS: FLAGS_BYTE / 4, // one int32 per chunk: the round id when done, −id when the worker failed
 } as const;
 
@@ -76,18 +80,19 @@ const main = (d) => {
   const fns = [ex.gaussian, ex.laplace, ex.uniform];
   const ctl = new Int32Array(d.mem.buffer, 0, C.FLAGS + ${MAX_CHUNKS});
   const f32 = new Float32Array(d.mem.buffer, 0, C.FLAGS);
-  let gen = Atomics.load(ctl, C.GEN);
+  const wake = C.WAKE + d.id;
+  let gen = Atomics.load(ctl, wake);
   for (;;) {
     // the rounds of one optimizer step come back to back: spin a little before sleeping (a
     // thread woken up by the caller may land on the caller's core and preempt it)
     const t = performance.now();
-    while (Atomics.load(ctl, C.GEN) === gen && performance.now() - t < ${WORKER_SPIN_MS});
-    Atomics.wait(ctl, C.GEN, gen);
-    gen = Atomics.load(ctl, C.GEN);
+    while (Atomics.load(ctl, wake) === gen && performance.now() - t < ${WORKER_SPIN_MS});
+    Atomics.wait(ctl, wake, gen);
+    gen = Atomics.load(ctl, wake);
     if (Atomics.load(ctl, C.STOP) !== 0 || Atomics.load(ctl, C.EPOCH) !== d.epoch) return;
     for (;;) {
       const c = Atomics.load(ctl, C.NEXT), e = Atomics.load(ctl, C.END);
-      if (c >= e) break;
+      if (c >= e || d.id >= Atomics.load(ctl, C.LIMIT)) break;
       if (Atomics.compareExchange(ctl, C.NEXT, c, c + 1) !== c) continue;
       const k = c - Atomics.load(ctl, C.BASE), job = Atomics.load(ctl, C.JOB);
       let flag = job;
@@ -96,6 +101,7 @@ const main = (d) => {
         fns[ctl[C.LAW]](Math.ceil(nb / C.BPI), (ctl[C.B0] + lo) | 0, ctl[C.C1], ctl[C.C2], f32[C.SC],
           ctl[C.DST] + 16 * lo, ctl[C.KEYS]);
         Atomics.add(ctl, C.WORKED, 1);
+        Atomics.add(ctl, C.WORKED_BY + d.id, 1);
       } catch {
         flag = -job;
       }
@@ -134,7 +140,7 @@ export class NoiseWorkerPool {
     Atomics.store(this.ctl, C.STOP, 0);
     Atomics.store(this.ctl, C.EPOCH, this.epoch);
     const msg = { bytes: engine.bytes, mem: engine.memory, epoch: this.epoch };
-    this.workers = startWorkers(WORKER_SOURCE, kind, participants - 1, () => msg);
+    this.workers = startWorkers(WORKER_SOURCE, kind, participants - 1, (id) => ({ ...msg, id }));
   }
 
   /** Number of workers started. */
@@ -147,12 +153,24 @@ export class NoiseWorkerPool {
     return Atomics.load(this.ctl, C.WORKED);
   }
 
+  /** Participants a round can have: the calling thread and the workers. */
+  get participants(): number {
+    return this.workers.length + 1;
+  }
+
+  /** Chunks drawn so far by worker `id` (1 … size). */
+  chunksOf(id: number): number {
+    return id >= 1 && id <= this.workers.length ? Atomics.load(this.ctl, C.WORKED_BY + id) : 0;
+  }
+
   /**
    * Draws the blocks `b .. b + nb` (counter words c1, c2; round keys already at `KEYS_BYTE`) of
    * law code `law` with factor `sc` into the region (block `b + j` at `REGION_BYTE + 16·j`), in
    * chunks of `cb` blocks (a multiple of `BLOCKS_PER_ITER`; the last chunk may write up to
    * `BLOCKS_PER_ITER − 1` blocks past `nb`). `onChunk(lo, hi)` is called once per chunk, on the
    * calling thread, in no particular order, when blocks `[lo, hi)` (relative to `b`) are ready.
+   * `participants` (clamped to the pool's; all by default): the calling thread and workers
+   * 1 … participants − 1 draw; the others stay asleep.
    */
   round(
     law: number,
@@ -163,8 +181,10 @@ export class NoiseWorkerPool {
     c2: number,
     cb: number,
     onChunk: (lo: number, hi: number) => void,
+    participants: number = this.participants,
   ): void {
     const ctl = this.ctl, chunks = Math.ceil(nb / cb);
+    const k = Math.max(1, Math.min(this.participants, Math.floor(participants)));
     if (chunks > MAX_CHUNKS || cb % BLOCKS_PER_ITER !== 0) {
       throw new RangeError(`NoiseWorkerPool.round: ${chunks} chunks of ${cb} blocks`);
     }
@@ -188,12 +208,10 @@ export class NoiseWorkerPool {
     ctl[C.DST] = REGION_BYTE;
     ctl[C.KEYS] = KEYS_BYTE;
     Atomics.store(ctl, C.BASE, base);
+    Atomics.store(ctl, C.LIMIT, k); // before END: a worker that sees END sees this round's limit
     const end = base + chunks;
     Atomics.store(ctl, C.END, end);
-    if (this.workers.length > 0) {
-      Atomics.add(ctl, C.GEN, 1);
-      Atomics.notify(ctl, C.GEN);
-    }
+    wakeWorkers(ctl, C.WAKE, k);
     const mine = this.mine, fn = this.engine.fns[law];
     mine.fill(0, 0, chunks);
     const draw = (k: number) => {
@@ -276,6 +294,6 @@ export class NoiseWorkerPool {
 
   /** Stops the workers. */
   shutdown(): void {
-    stopWorkers(this.ctl, C.STOP, C.GEN, this.workers);
+    stopWorkers(this.ctl, C.STOP, C.WAKE, this.workers);
   }
 }

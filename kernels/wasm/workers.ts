@@ -1,8 +1,9 @@
 /**
  * What the worker pools over shared WebAssembly memory have in common (`gemm_threads.ts`
  * for the GEMM, `noise_threads.ts` for the noise): whether workers can be used here,
- * starting them, their bootstrap, and stopping them. Each pool keeps its own control words and
- * scheduling.
+ * starting them, their bootstrap, waking some of them for a job, and stopping them. Each pool
+ * keeps its own control words and scheduling; every worker sleeps on its own wake-up word, so a
+ * job of k participants wakes workers 1 … k − 1 only (see `thread_choice.ts` for how k is chosen).
  *
  * Deno, Node and Bun get `node:worker_threads` workers that are `unref`-ed, so they never keep a
  * process alive; browsers get Web Workers (only where `Atomics.wait` is allowed on the calling
@@ -119,13 +120,30 @@ export function startWorkers(
 }
 
 /**
- * Stops a pool's workers: sets the control word `stop` of `ctl`, bumps and notifies the wake-up word
- * `gen` (sleeping workers see the stop and return), then terminates them and empties `workers`.
+ * Wakes workers `1 … participants − 1` of a pool for a job: bumps and notifies each one's own
+ * wake-up word `ctl[wake + id]`, so the workers past them stay asleep. A worker still claiming
+ * chunks of the previous job may see the new one: each pool also publishes the job's participant
+ * count before its end word, and a worker loads it after the end word and claims nothing unless
+ * its id is below it.
  */
-export function stopWorkers(ctl: Int32Array, stop: number, gen: number, workers: PoolWorker[]): void {
+export function wakeWorkers(ctl: Int32Array, wake: number, participants: number): void {
+  for (let id = 1; id < participants; id++) {
+    Atomics.add(ctl, wake + id, 1);
+    Atomics.notify(ctl, wake + id, 1);
+  }
+}
+
+/**
+ * Stops a pool's workers: sets the control word `stop` of `ctl`, bumps and notifies every worker's
+ * wake-up word `ctl[wake + id]` (sleeping workers see the stop and return), then terminates them
+ * and empties `workers`.
+ */
+export function stopWorkers(ctl: Int32Array, stop: number, wake: number, workers: PoolWorker[]): void {
   Atomics.store(ctl, stop, 1);
-  Atomics.add(ctl, gen, 1);
-  Atomics.notify(ctl, gen);
+  for (let id = 1; id <= workers.length; id++) {
+    Atomics.add(ctl, wake + id, 1);
+    Atomics.notify(ctl, wake + id);
+  }
   for (const w of workers) w.terminate();
   workers.length = 0;
 }

@@ -161,6 +161,12 @@ const MAX_CHUNK_BLOCKS = 2048;
 export const NOISE_THREAD_MIN = 32768;
 /** Most participants (the calling thread and workers) "auto" uses. */
 const AUTO_MAX_THREADS = 8;
+/**
+ * The work-size prior of "auto": a size class of streams starts with at most one participant per
+ * this many elements (about 0.3 ms of one thread's drawing at 4.3 ns per Gaussian), before
+ * measurements move it.
+ */
+const NOISE_ELEMENTS_PER_PARTICIPANT = 1 << 16;
 
 let threadSetting: number | "auto" = "auto";
 /** True while the WebAssembly draw buffers are being handed to a consumer. */
@@ -191,14 +197,14 @@ function poolFor(w: WasmNoise, n: number): NoiseWorkerPool | null {
 }
 
 /**
- * How many threads draw long noise streams: `"auto"` (the default: the calling thread plus
- * workers, one per further hardware thread, at most 8 in all, for streams of at least
- * {@linkcode NOISE_THREAD_MIN} elements, and only while that measures faster than the calling
- * thread alone), `1` (the calling thread only), or a count ≥ 2 (that many, for streams of any
- * length: for tests and benchmarks). Every setting gives the same bits. Workers exist where shared
- * WebAssembly memory and blocking `Atomics.wait` do (Deno, Node, Bun: unreferenced
- * `node:worker_threads`, which never keep a process alive); elsewhere the calling thread draws
- * alone. Changing the number of participants restarts the workers.
+ * How many threads draw long noise streams: `"auto"` (the default: for streams of at least
+ * {@linkcode NOISE_THREAD_MIN} elements, the calling thread plus as many workers as measure
+ * fastest for streams of that size, 1, 2, 4, … participants up to one per hardware thread and at
+ * most 8 in all; see `thread_choice.ts`), `1` (the calling thread only), or a count ≥ 2 (that
+ * many, for streams of any length: for tests and benchmarks). Every setting gives the same bits.
+ * Workers exist where shared WebAssembly memory and blocking `Atomics.wait` do (Deno, Node, Bun:
+ * unreferenced `node:worker_threads`, which never keep a process alive); elsewhere the calling
+ * thread draws alone. Changing the number of participants restarts the workers.
  */
 export function setNoiseThreads(threads: number | "auto"): void {
   if (threads !== "auto" && !(Number.isInteger(threads) && threads >= 1 && threads <= 64)) {
@@ -229,8 +235,11 @@ export function shutdownNoiseWorkers(): void {
   pool = undefined;
 }
 
-/** "auto": the calling thread alone or with the workers, per size class of n (`ThreadChoice`). */
-const choice = new ThreadChoice(16);
+/**
+ * "auto": the participant count (1, 2, 4, … up to the pool's) per size class of n
+ * (`ThreadChoice`); made for the pool's participants on first use.
+ */
+let choice: ThreadChoice | undefined;
 
 function streamWasm(
   w: WasmNoise,
@@ -261,13 +270,20 @@ function streamWasmWith(
   consume: NoiseConsumer,
 ): void {
   if (p === null) return streamSolo(w, n, law, sc, key, start, consume);
-  if (threadSetting !== "auto") return streamThreaded(w, p, n, law, sc, key, start, consume);
-  const threaded = choice.useThreads(n);
+  if (threadSetting !== "auto") return streamThreaded(w, p, p.participants, n, law, sc, key, start, consume);
+  if (choice?.candidates.at(-1) !== p.participants) {
+    choice = new ThreadChoice({
+      maxParticipants: p.participants,
+      exploreEvery: 16,
+      workPerParticipant: NOISE_ELEMENTS_PER_PARTICIPANT,
+    });
+  }
+  const k = choice.choose(n);
   const worked = p.workerChunks, t0 = performance.now();
-  if (threaded) streamThreaded(w, p, n, law, sc, key, start, consume);
+  if (k > 1) streamThreaded(w, p, k, n, law, sc, key, start, consume);
   else streamSolo(w, n, law, sc, key, start, consume);
   // (threaded calls count only if the workers took part: while they start, this thread does it all)
-  if (!threaded || p.workerChunks !== worked) choice.record(n, threaded, performance.now() - t0);
+  if (k === 1 || p.workerChunks !== worked) choice.record(n, k, performance.now() - t0);
 }
 
 /** The calling thread alone: chunks of `SOLO_BLOCKS` drawn at `OUT_BYTE` and consumed in order. */
@@ -290,10 +306,14 @@ function streamSolo(
   }
 }
 
-/** The calling thread and the workers: rounds of at most `ROUND_BLOCKS` in the draw region. */
+/**
+ * The calling thread and workers 1 … parts − 1 of `p`: rounds of at most `ROUND_BLOCKS` in the draw
+ * region.
+ */
 function streamThreaded(
   w: WasmNoise,
   p: NoiseWorkerPool,
+  parts: number,
   n: number,
   law: number,
   sc: number,
@@ -303,7 +323,6 @@ function streamThreaded(
 ): void {
   const c1 = key.c1 | 0, c2 = key.c2 | 0;
   const B = Math.floor(start / 4), lane0 = start - 4 * B, nb = Math.ceil((lane0 + n) / 4);
-  const parts = p.size + 1;
   for (let rb = 0; rb < nb; rb += ROUND_BLOCKS) {
     const cnt = Math.min(ROUND_BLOCKS, nb - rb);
     // about four chunks per participant, a multiple of the function's step, at most 8192 elements
@@ -312,7 +331,7 @@ function streamThreaded(
     const view = w.f32(), off = REGION_BYTE / 4 + lane0 - 4 * rb;
     p.round(law, sc, B + rb, cnt, c1, c2, cb, (lo, hi) => {
       consume(Math.max(0, 4 * (rb + lo) - lane0), Math.min(n, 4 * (rb + hi) - lane0), view, off);
-    });
+    }, parts);
     if (p.broken) {
       // A worker stalled (this thread finished its round): retire the engine, whose memory a late
       // write may still reach, and draw the rest on the JavaScript path.
