@@ -37,6 +37,7 @@ import {
   CsvLog,
   csvNumber,
   csvValue,
+  fail,
   isInt,
   makeOptimizer,
   mean,
@@ -481,10 +482,41 @@ const CURVE_COLUMNS = [
   "task0_test_loss",
 ];
 
-async function run(c: Config, io: Console, args: readonly string[], ctx: RunContext): Promise<void> {
+/** MNIST's splits as the runs need them. */
+type Mnist = Awaited<ReturnType<typeof loadMnist>>;
+
+/**
+ * Loads MNIST and, for split MNIST, checks before anything is written that every task of every seed
+ * has training and test examples (a usage error naming the flag to raise otherwise).
+ */
+async function loadData(c: Config): Promise<Mnist> {
+  const mnist = await loadMnist({ layout: "flat", testLimit: c.testSubset });
+  if (c.protocol !== "split") return mnist;
+  for (let t = 0; t < c.tasks; t++) {
+    const k = splitClasses(t);
+    if (classSubset(mnist.test, k).y.length === 0) {
+      fail(`--test-subset ${c.testSubset} leaves split task ${t} (classes ${k}) without test examples`);
+    }
+    for (const seed of c.seeds) {
+      if (classSubset(randomSubset(mnist.train, c.subset, seed), k).y.length === 0) {
+        fail(
+          `--subset ${c.subset} leaves split task ${t} (classes ${k}) without training examples for seed ${seed}`,
+        );
+      }
+    }
+  }
+  return mnist;
+}
+
+async function run(
+  c: Config,
+  io: Console,
+  args: readonly string[],
+  mnist: Mnist,
+  ctx: RunContext,
+): Promise<void> {
   const device = await setDefaultDevice(c.backend);
   io.out(commandLine("forgetting", args) + "\n");
-  const mnist = await loadMnist({ layout: "flat", testLimit: c.testSubset });
   const terminal = Deno.stdout.isTerminal();
   const results: RunResult[] = [];
   // Resumed: each run keeps its rows up to its checkpoint (none for a run not started).
@@ -719,8 +751,8 @@ export function main(args: readonly string[]): Promise<number> {
     args,
     parseConfig,
     HELP,
-    (c, io, _d, ctx) => run(c, io, args, ctx),
-    { mayChange: [] },
+    (c, io, mnist, ctx) => run(c, io, args, mnist, ctx),
+    { load: loadData, mayChange: [] },
   );
 }
 

@@ -199,6 +199,15 @@ Deno.test("forgetting CLI: bad input → one-line error, exit code 2, nothing wr
         ["--tasks", "1", "--protocol", "split"],
         /--tasks must be an integer in \[2, 5\] with --protocol split, got "1"/,
       ],
+      // Checked against the data before anything is written.
+      [
+        ["--protocol", "split", "--subset", "5"],
+        /--subset 5 leaves split task \d \(classes \d,\d\) without training examples for seed 0/,
+      ],
+      [
+        ["--protocol", "split", "--test-subset", "3"],
+        /--test-subset 3 leaves split task \d \(classes \d,\d\) without test examples/,
+      ],
     ];
     const results = await Promise.all(cases.map(([args]) => runScript([...args, "--out", out])));
     assertUsageErrors(results, cases, /^forgetting: .* \(see --help\)$/);
