@@ -24,6 +24,18 @@ const live = () => {
   return { buffers: s.liveBuffers, bytes: s.liveBytes };
 };
 
+/**
+ * Collects garbage and lets the finalizers run (they return collected tensors' buffers to the pool),
+ * so that a count taken next does not move when an earlier test's garbage is collected later.
+ */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+    gc?.();
+  }
+  await new Promise((r) => setTimeout(r, 10));
+}
+
 Deno.test(
   { name: "webgpu memory: 2,000 VSGD training steps keep the live GPU buffers flat", ignore },
   async () => {
@@ -104,6 +116,8 @@ Deno.test(
 
 Deno.test({ name: "webgpu memory: tidy releases everything but its result", ignore }, async () => {
   const w = tensor([[1, -2], [3, 4]], undefined, { device: "webgpu" });
+  // Earlier tests' garbage is collected now, not during the awaits below (which would lower the count).
+  await settle();
   const before = live();
   const out = tidy(() => {
     const h = relu(matmul(w, w));
@@ -150,13 +164,6 @@ Deno.test({
   name: "webgpu memory: collected tensors return their buffers to the pool (backstop)",
   ignore: ignore || !gc,
 }, async () => {
-  const settle = async () => {
-    for (let i = 0; i < 5; i++) {
-      await new Promise((r) => setTimeout(r, 10));
-      gc!();
-    }
-    await new Promise((r) => setTimeout(r, 10));
-  };
   await settle();
   const before = live();
   (() => {
