@@ -520,7 +520,7 @@ export function pairBySeed<R extends { seed: number }>(runs: readonly R[], ref: 
 }
 
 /** {@linkcode pm} of differences, with a "+" before a positive mean. */
-export const pmSigned = (xs: readonly number[]): string => pm(xs).replace(/^(?=\d)/, "+");
+export const pmSigned = (xs: readonly number[], digits = 3): string => pm(xs, digits).replace(/^(?=\d)/, "+");
 
 // ---------------------------------------------------------------------------------------------
 // The main function of a script.

@@ -44,6 +44,7 @@ import {
   parseList,
   parseNumber,
   pm,
+  pmSigned,
   type RunContext,
   runScript,
   sd,
@@ -660,7 +661,6 @@ function summaryCsv(gs: readonly Group[]): string {
 }
 
 /** {@linkcode pm} with 4 digits and a "+" before a positive mean (differences of accuracies). */
-const signed = (xs: readonly number[]) => pm(xs, 4).replace(/^(?=\d)/, "+");
 
 const TABLE_HEADER = [
   "size",
@@ -681,8 +681,8 @@ function tableRows(gs: readonly Group[]): string[][] {
     pm(g.runs.map(testAcc), 4),
     pm(g.runs.map(trainAcc), 4),
     pm(g.runs.map(gapOf), 4),
-    g.vsSgd.length ? signed(diffs(g.vsSgd, testAcc)) : "",
-    g.vsSgd.length ? signed(diffs(g.vsSgd, gapOf)) : "",
+    g.vsSgd.length ? pmSigned(diffs(g.vsSgd, testAcc), 4) : "",
+    g.vsSgd.length ? pmSigned(diffs(g.vsSgd, gapOf), 4) : "",
     mean(g.runs.map((r) => r.trainSeconds + r.evalSeconds)).toFixed(1),
   ]);
 }

@@ -380,7 +380,6 @@ async function runCell(cell: Cell, c: Config, data: Data, ctx: RunContext): Prom
   const train = withLabels(clean, noise.labels);
   const stepsPerEpoch = Math.ceil(train.y.length / c.batchSize);
   const net = buildModel(c.model, cell.seed, train.inputShape, 10);
-  const t0 = performance.now();
   let history: readonly EpochMetrics[];
   let divergedAt: number | undefined;
   try {
@@ -407,8 +406,13 @@ async function runCell(cell: Cell, c: Config, data: Data, ctx: RunContext): Prom
   }
   if (ctx.signal.aborted && divergedAt === undefined && history.length < c.epochs) return undefined;
   writeAtomic(`${c.out}/${cellFile(cell)}`, cellCsv(cell, c, history, divergedAt));
-  return readCell(c.out, cell, c) ??
-    { cell, rows: [], diverged: true, seconds: (performance.now() - t0) / 1000 };
+  // Read back what was written: the summary is a function of the cell files alone, so a resumed
+  // sweep's equals an uninterrupted one's to the last digit.
+  const done = readCell(c.out, cell, c);
+  if (!done) {
+    throw new Error(`sweep: ${cellFile(cell)} was written but does not read back as a finished cell`);
+  }
+  return done;
 }
 
 /** One line of a group of cells (same dataset, setting and optimizer) over its seeds. */
@@ -470,16 +474,21 @@ function pairedDiff(a: GroupStats, b: GroupStats, metric: (g: GroupStats) => num
   return out;
 }
 
+/** The group of `groups` of a dataset, setting and optimizer label (undefined: none, or no label). */
+const groupFinder =
+  (groups: readonly GroupStats[]) =>
+  (d: SweepDataset, s: NoiseSetting, label: string | undefined): GroupStats | undefined =>
+    groups.find((g) =>
+      g.dataset === d && settingName(g.setting) === settingName(s) && g.spec.label === label
+    );
+
 const cellOf = (xs: number[], diverged: number[]) =>
   pm(xs) + (diverged.length ? ` (${diverged.length} diverged)` : "");
 
 /** The summary as CSV, an aligned text table, and Markdown. */
 function summarize(results: readonly CellResult[], c: Config): { csv: string; text: string; md: string } {
   const groups = groupStats(results, c);
-  const find = (d: SweepDataset, s: NoiseSetting, label: string | undefined) =>
-    groups.find((g) =>
-      g.dataset === d && settingName(g.setting) === settingName(s) && g.spec.label === label
-    );
+  const find = groupFinder(groups);
   const csv = [
     "dataset,noise,rate,optimizer,seeds,diverged_seeds,final_test_acc,final_test_acc_sd,best_test_acc,best_test_acc_sd," +
     "final_train_acc,memorization,memorization_sd,flipped_correct,delta_final_test_acc_vs_base,delta_final_test_acc_vs_base_sd," +
@@ -539,10 +548,7 @@ function summarize(results: readonly CellResult[], c: Config): { csv: string; te
 
 /** The Markdown summary: two compact tables (final test accuracy, memorization) and the long one. */
 function markdown(groups: readonly GroupStats[], c: Config, results: readonly CellResult[]): string {
-  const find = (d: SweepDataset, s: NoiseSetting, label: string | undefined) =>
-    groups.find((g) =>
-      g.dataset === d && settingName(g.setting) === settingName(s) && g.spec.label === label
-    );
+  const find = groupFinder(groups);
   const bases = c.optimizers.filter((o) => c.optimizers.some((v) => baseOf(v, c.optimizers) === o.label));
   const others = c.optimizers.filter((o) => !bases.includes(o) && baseOf(o, c.optimizers) === undefined);
   const compact = (title: string, metric: (g: GroupStats) => number[]) => {
