@@ -21,10 +21,8 @@
  */
 import { setDefaultDevice } from "../src/webgpu/mod.ts";
 import { mlp } from "../src/nn/mod.ts";
-import { tensor } from "../src/creation.ts";
-import { dispose, tidy } from "../src/memory.ts";
+import { dispose } from "../src/memory.ts";
 import type { Tensor } from "../src/tensor.ts";
-import type { TensorTree } from "../src/tree.ts";
 import { type Dataset, exampleSize, loadMnist, permutation, randomSubset, subset } from "../src/data/mod.ts";
 import { evaluate, fit, formatDuration, progressLogger } from "../src/train/mod.ts";
 import { argmaxRows, type ForgettingMetrics, forgettingMetrics } from "../src/train/metrics.ts";
@@ -264,38 +262,6 @@ export function splitAccuracy(
   return n ? { classIncremental: ci / n, taskAware: ta / n } : { classIncremental: NaN, taskAware: NaN };
 }
 
-/**
- * The logits of `forward` at `params` on every example of `ds`, batch by batch in memory scopes,
- * read back from the device once, at the end (as `evaluate` does).
- */
-async function logitsOf<P extends TensorTree>(
-  forward: (params: P, x: Tensor) => Tensor,
-  params: P,
-  ds: Dataset,
-  batchSize: number,
-): Promise<Float32Array> {
-  const n = ds.y.length, per = exampleSize(ds), C = ds.numClasses;
-  const parts: Tensor[] = [];
-  try {
-    for (let s = 0; s < n; s += batchSize) {
-      const e = Math.min(n, s + batchSize);
-      parts.push(
-        tidy(() => forward(params, tensor(ds.x.subarray(s * per, e * per), [e - s, ...ds.inputShape]))),
-      );
-    }
-    const host = await Promise.all(parts.map((t) => t.data()));
-    const out = new Float32Array(n * C);
-    let o = 0;
-    for (const h of host) {
-      out.set(h, o);
-      o += h.length;
-    }
-    return out;
-  } finally {
-    dispose(parts);
-  }
-}
-
 /** A protocol's tasks for one seed: training and test data per task, and how to score them. */
 interface Tasks {
   trains: Dataset[];
@@ -366,11 +332,14 @@ function splitTasks(base: Dataset, test: Dataset, c: Config, seed: number, devic
       steps.join("/")
     } steps/epoch\n`,
     async score(forward, params) {
-      const logits = await logitsOf(forward, params, allByTask, c.evalBatchSize);
+      const { logits } = await evaluate(forward, params, allByTask, {
+        batchSize: c.evalBatchSize,
+        logits: true,
+      });
       const C = allByTask.numClasses, acc: number[] = [], aware: number[] = [];
       for (let t = 0, s = 0; t < c.tasks; s += order[t], t++) {
         const a = splitAccuracy(
-          logits.subarray(s * C, (s + order[t]) * C),
+          logits!.subarray(s * C, (s + order[t]) * C),
           allByTask.y.subarray(s, s + order[t]),
           C,
           classes[t],

@@ -376,3 +376,17 @@ Deno.test({
     }
   },
 });
+
+Deno.test("evaluate: logits: true returns the logits of every batch, in order, from the same read-back", async () => {
+  const x = Float32Array.from({ length: 7 * 3 }, (_, i) => Math.sin(i));
+  const data = makeDataset(x, new Int32Array([0, 1, 1, 0, 1, 0, 0]), [3], 2);
+  const w = tensor([[1, -1], [0.5, 2], [-1, 0.25]]);
+  const forward = (p: Tensor, xb: Tensor) => matmul(xb, p);
+  const ev = await evaluate(forward, w, data, { batchSize: 3, logits: true }); // batches of 3, 3, 1
+  const expected = matmul(tensor(x, [7, 3]), w).dataSync();
+  assert.deepEqual(Array.from(ev.logits!), Array.from(expected));
+  for (let i = 0; i < 7; i++) {
+    assert.equal(ev.predictions[i], expected[2 * i + 1] > expected[2 * i] ? 1 : 0, `example ${i}`);
+  }
+  assert.equal((await evaluate(forward, w, data)).logits, undefined, "not asked: not returned");
+});

@@ -635,6 +635,8 @@ export interface EvaluateOptions {
   modelState?: TensorTree;
   /** Device of the input batches; default: the device of the first parameter. */
   device?: Device;
+  /** Also return the logits (`Evaluation.logits`), from the same single read-back. Default false. */
+  logits?: boolean;
 }
 
 /** What {@linkcode evaluate} returns. */
@@ -645,6 +647,8 @@ export interface Evaluation {
   loss: number;
   /** Accuracy against the dataset's labels (NaN when some logits are not finite). */
   accuracy: number;
+  /** With `options.logits`: the logits, `[examples, classes]` row-major, in the dataset's order. */
+  logits?: Float32Array;
 }
 
 /**
@@ -726,7 +730,16 @@ export async function evaluate<P extends TensorTree>(
     s += rows;
   }
   // Non-finite logits (a prediction of −1) make the accuracy NaN, not a low score.
-  return { predictions, loss: n ? lossSum / n : NaN, accuracy: n && !unpredicted ? correct / n : NaN };
+  const ev: Evaluation = {
+    predictions,
+    loss: n ? lossSum / n : NaN,
+    accuracy: n && !unpredicted ? correct / n : NaN,
+  };
+  if (options.logits) {
+    ev.logits = new Float32Array(n * C);
+    host.reduce((o, h) => (ev.logits!.set(h, o), o + h.length), 0);
+  }
+  return ev;
 }
 
 function firstDevice(tree: TensorTree): Device | undefined {
