@@ -9,7 +9,7 @@
  *
  *   deno run -A bench/resnet_bench.ts [--models resnet20,resnet18] [--batches 32,128]
  *     [--rounds 5] [--steps 3] [--device cpu|webgpu] [--python PATH] [--no-torch]
- *     [--conv-threads auto|single|threads|ab]
+ *     [--conv-threads auto|single|threads|ab] [--winograd on|off|ab]
  *
  * `--conv-threads` sets how the CPU's direct convolution kernels use the worker threads
  * (`setConvThreads`; default auto). `ab` is a same-process A/B that a busy machine disturbs less than
@@ -17,6 +17,10 @@
  * workers (`threads`) and the self-tuning default (`auto`) on the same model and data, and it
  * prints the median of each and their ratios to `single` (the results are the same bits in every
  * mode).
+ *
+ * `--winograd` turns the Winograd F(2×2, 3×3) path of the 3×3 convolutions' forward pass and input
+ * gradient on (default) or off (`setWinogradEnabled`); `ab` is the same-process A/B of the two,
+ * rounds alternating (medians), printing both and their ratio.
  *
  * The Python is `--python`, else `$PY`, else `python3` (any Python with PyTorch). Torch's thread count is set to ours: `navigator.hardwareConcurrency`.
  */
@@ -38,6 +42,7 @@ import { valueAndGradWithAux } from "../src/autodiff.ts";
 import { initWebGPU } from "../src/webgpu/mod.ts";
 import { median } from "./_timing.ts";
 import { type ConvThreads, setConvThreads } from "../kernels/wasm/conv_wasm.ts";
+import { setWinogradEnabled } from "../kernels/wasm/winograd.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -50,6 +55,7 @@ const args = parseArgs({
     python: { type: "string" },
     "no-torch": { type: "boolean" },
     "conv-threads": { type: "string", default: "auto" },
+    winograd: { type: "string", default: "on" },
   },
 }).values;
 const CONV_THREADS = args["conv-threads"]!;
@@ -58,6 +64,12 @@ if (!["auto", "single", "threads", "ab"].includes(CONV_THREADS)) {
   Deno.exit(2);
 }
 if (CONV_THREADS !== "ab") setConvThreads(CONV_THREADS as ConvThreads);
+const WINOGRAD = args.winograd!;
+if (!["on", "off", "ab"].includes(WINOGRAD)) {
+  console.error(`--winograd must be on, off or ab, got ${WINOGRAD}`);
+  Deno.exit(2);
+}
+setWinogradEnabled(WINOGRAD !== "off");
 const MODELS = args.models!.split(",");
 const BATCHES = args.batches!.split(",").map(Number);
 const ROUNDS = Number(args.rounds), STEPS = Number(args.steps);
@@ -140,6 +152,29 @@ async function convThreadsAB(name: string, batch: number): Promise<Record<ConvTh
   return { single: ips("single"), threads: ips("threads"), auto: ips("auto") };
 }
 
+/**
+ * The same-process A/B of `--winograd ab`: images/s with the Winograd path off and on, rounds
+ * alternating (medians of `ROUNDS` each).
+ */
+async function winogradAB(name: string, batch: number): Promise<{ off: number; on: number }> {
+  const { step } = await stepper(name, batch, "cpu");
+  const ms = { off: [] as number[], on: [] as number[] };
+  for (const on of [false, true]) {
+    setWinogradEnabled(on);
+    dispose(step()); // warm-up
+  }
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const on of r % 2 === 0 ? [false, true] : [true, false]) {
+      setWinogradEnabled(on);
+      const t0 = performance.now();
+      for (let s = 0; s < STEPS; s++) dispose(step());
+      ms[on ? "on" : "off"].push((performance.now() - t0) / STEPS);
+    }
+  }
+  setWinogradEnabled(true);
+  return { off: batch * 1000 / median(ms.off), on: batch * 1000 / median(ms.on) };
+}
+
 /** PyTorch's figures by `model/batch`, or null (with the reason printed) when torch is not there. */
 async function torchImagesPerSecond(): Promise<Map<string, number> | null> {
   if (args["no-torch"]) return null;
@@ -194,6 +229,22 @@ if (CONV_THREADS === "ab") {
         `${name} batch ${batch}: direct convolutions on one thread ${r.single.toFixed(1)} images/s, ` +
           `on the workers ${r.threads.toFixed(1)} images/s (${(r.threads / r.single).toFixed(2)}×), ` +
           `auto ${r.auto.toFixed(1)} images/s (${(r.auto / r.single).toFixed(2)}×)`,
+      );
+    }
+  }
+  Deno.exit(0);
+}
+if (WINOGRAD === "ab") {
+  if (DEVICE !== "cpu") {
+    console.error("--winograd ab needs --device cpu");
+    Deno.exit(2);
+  }
+  for (const name of MODELS) {
+    for (const batch of BATCHES) {
+      const r = await winogradAB(name, batch);
+      console.log(
+        `${name} batch ${batch}: Winograd off ${r.off.toFixed(1)} images/s, on ${r.on.toFixed(1)} images/s ` +
+          `(${(r.on / r.off).toFixed(2)}×)`,
       );
     }
   }

@@ -142,7 +142,7 @@ Deno.test("cpu cnn: conv2d float32 stride 1 in auto mode (either path by shape) 
   withConvPath("auto", () => checkConv(Float32Array, [...FIXED, ...randomStride1(19, 40)], 7));
   assert.throws(
     () => setConvPath("fast" as "auto"),
-    /setConvPath: mode must be "auto", "direct" or "gemm", got fast/,
+    /setConvPath: mode must be "auto", "direct", "gemm" or "winograd", got fast/,
   );
 });
 

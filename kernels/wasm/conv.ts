@@ -13,6 +13,14 @@
  */
 import { gemm, type GemmArray, getGemmImpl } from "./gemm.ts";
 import { hasWasmConv, wasmConvForward, wasmConvGradInput, wasmConvGradWeight } from "./conv_wasm.ts";
+import {
+  winogradApplies,
+  winogradEnabled,
+  winogradForward,
+  winogradGradInput,
+  winogradGradWeight,
+  winogradGradWeightApplies,
+} from "./winograd.ts";
 
 /** Shape and geometry of a convolution: input `[N, C, H, W]`, weight `[O, C, kh, kw]`. */
 export interface ConvDims {
@@ -194,9 +202,12 @@ function groupSize(N: number, perImage: number, colsPerImage: number): number {
  * Which float32 stride-1 path convolutions take: `"direct"`, the WebAssembly kernels of
  * `conv_wasm.ts` (no column matrix; large calls split by image or output channel between the
  * calling thread and workers, see `setConvThreads`); `"gemm"`, unfolding + the GEMM (which may split
- * the product between worker threads); `"auto"`, chosen by shape (see {@linkcode setConvPath}).
+ * the product between worker threads); `"winograd"`, the forward pass and the input gradient of 3×3
+ * kernels by F(2×2, 3×3) (`winograd.ts`; the weight gradient too where the output is a multiple
+ * of 8 wide and of 2 high; other shapes as `"auto"`);
+ * `"auto"`, chosen by shape (see {@linkcode setConvPath}).
  */
-export type ConvPathMode = "auto" | "direct" | "gemm";
+export type ConvPathMode = "auto" | "direct" | "gemm" | "winograd";
 let pathMode: ConvPathMode = "auto";
 
 /**
@@ -207,8 +218,10 @@ let pathMode: ConvPathMode = "auto";
  * benchmarks). Returns the previous mode.
  */
 export function setConvPath(mode: ConvPathMode): ConvPathMode {
-  if (mode !== "auto" && mode !== "direct" && mode !== "gemm") {
-    throw new RangeError(`setConvPath: mode must be "auto", "direct" or "gemm", got ${String(mode)}`);
+  if (mode !== "auto" && mode !== "direct" && mode !== "gemm" && mode !== "winograd") {
+    throw new RangeError(
+      `setConvPath: mode must be "auto", "direct", "gemm" or "winograd", got ${String(mode)}`,
+    );
   }
   const prev = pathMode;
   pathMode = mode;
@@ -217,8 +230,24 @@ export function setConvPath(mode: ConvPathMode): ConvPathMode {
 
 /** Whether a float32 stride-1 convolution the direct kernels can take goes to the GEMM path instead. */
 function preferGemm(d: ConvDims, Wo: number): boolean {
-  if (pathMode !== "auto") return pathMode === "gemm";
+  if (pathMode === "direct" || pathMode === "gemm") return pathMode === "gemm";
   return !useWide(d, Wo);
+}
+
+/**
+ * Whether the forward pass or input gradient of a float32 stride-1 convolution the WebAssembly
+ * kernels can take goes to Winograd: forced by `"winograd"` where it applies; in `"auto"`, where
+ * it applies and the tile rows fill the SIMD lanes (at least 3 of every 4 tile columns real: a 4×4
+ * output, two tiles wide, measured slower than the GEMM path), unless `setWinogradEnabled(false)`.
+ */
+function preferWinograd(d: ConvDims, Ho: number, Wo: number): boolean {
+  if (pathMode === "direct" || pathMode === "gemm") return false;
+  const g = { ...d, Ho, Wo };
+  if (!winogradApplies(g)) return false;
+  if (pathMode === "winograd") return true;
+  if (!winogradEnabled()) return false;
+  const tiles = Math.ceil(Wo / 2);
+  return 4 * tiles >= 3 * (4 * Math.ceil(tiles / 4));
 }
 
 function alloc(like: GemmArray, n: number): GemmArray {
@@ -425,6 +454,9 @@ export function conv2dForward(x: GemmArray, w: GemmArray, d: ConvDims): GemmArra
   const { N, C, H, W, O, kh, kw } = d;
   checkLen(fn, "x", x, N * C * H * W);
   checkLen(fn, "w", w, O * C * kh * kw);
+  if (useWasm(x, d) && preferWinograd(d, Ho, Wo)) {
+    return winogradForward(x as Float32Array, w as Float32Array, { ...d, Ho, Wo });
+  }
   if (useWasm(x, d) && !preferGemm(d, Wo)) {
     return wasmConvForward(x as Float32Array, w as Float32Array, { ...d, Ho, Wo });
   }
@@ -472,6 +504,9 @@ export function conv2dGradInput(gy: GemmArray, w: GemmArray, d: ConvDims): GemmA
   const { N, C, O, kh, kw } = d;
   checkLen(fn, "gy", gy, N * O * Ho * Wo);
   checkLen(fn, "w", w, O * C * kh * kw);
+  if (useWasm(gy, d) && preferWinograd(d, Ho, Wo)) {
+    return winogradGradInput(gy as Float32Array, w as Float32Array, { ...d, Ho, Wo });
+  }
   if (useWasm(gy, d) && !preferGemm(d, Wo)) {
     return wasmConvGradInput(gy as Float32Array, w as Float32Array, { ...d, Ho, Wo });
   }
@@ -505,6 +540,9 @@ export function conv2dGradWeight(x: GemmArray, gy: GemmArray, d: ConvDims): Gemm
   const { N, C, H, W, O } = d;
   checkLen(fn, "x", x, N * C * H * W);
   checkLen(fn, "gy", gy, N * O * Ho * Wo);
+  if (useWasm(x, d) && preferWinograd(d, Ho, Wo) && winogradGradWeightApplies({ ...d, Ho, Wo })) {
+    return winogradGradWeight(x as Float32Array, gy as Float32Array, { ...d, Ho, Wo });
+  }
   if (useWasm(x, d) && !preferGemm(d, Wo)) {
     return wasmConvGradWeight(x as Float32Array, gy as Float32Array, { ...d, Ho, Wo });
   }

@@ -1,9 +1,11 @@
 /**
- * The chunks of the direct convolution kernels (`conv_wasm.ts`) and the workers that share them.
+ * The chunks of the direct convolution kernels (`conv_wasm.ts`) and of the Winograd path
+ * (`winograd.ts`), and the workers that share them.
  *
  * A convolution call is published as a job of independent chunks: forward and grad input, one
  * chunk per image (its `mm`, then its unstaging or its `fold`); grad weight, one chunk per range of
- * output channels (its `gw2`/`gw1` over every image, in image order). Every chunk writes its own
+ * output channels (its `gw2`/`gw1` over every image, in image order); Winograd, chunks of images or
+ * of transformed positions and output channels. Every chunk writes its own
  * disjoint part of the output, and each output element is summed by the same kernel call in the
  * same order whichever thread runs its chunk, so the results are bit-identical to the one-thread
  * ones, run to run. {@linkcode runConvChunk} is the one place a chunk is computed: the calling
@@ -55,7 +57,14 @@ const C = {
 } as const;
 
 /** Job kinds (the first job word). */
-export const ConvJob = { forward: 0, gradInput: 1, gradWeight: 2 } as const;
+export const ConvJob = {
+  forward: 0,
+  gradInput: 1,
+  gradWeight: 2,
+  winograd: 3,
+  winogradTransforms: 4,
+  winogradProducts: 5,
+} as const;
 
 /** Most job words (kind included). */
 export const CONV_JOB_WORDS = C.WORDS - C.ARGS;
@@ -105,6 +114,79 @@ export function runConvChunk(ex: ConvExports & ArenaExports, a: Int32Array, k: n
       a[20] + k * a[21],
       a[16] * a[19],
     );
+  } else if (a[0] === 3) {
+    // [3, x, xImg, stage, stageEach, sImg, plane, Ws, interior, W, H, C, V, vEach, ldV, vXs, M, mEach,
+    //  mXs, offIn, U, uXs, strips, jTab, O, rowsT, groups, ipc, images, tpi, out, outImg, Ho, Wo, exact,
+    //  wide, wideEach, wideImg, Wout]
+    const n0 = k * a[27], cnt = Math.min(a[27], a[28] - n0);
+    const st = a[3] + p * a[4], V = a[12] + p * a[13], M = a[16] + p * a[17];
+    for (let i = 0; i < cnt; i++) {
+      ex.zero(st + i * a[5], a[5]);
+      ex.copyPlanes(
+        a[1] + (n0 + i) * a[2],
+        a[9],
+        a[9] * a[10],
+        st + i * a[5] + a[8],
+        a[7],
+        a[6],
+        a[11],
+        a[10],
+        a[9],
+      );
+    }
+    ex.wgIn(st, a[5], 4 * a[6], 4 * a[7], a[11], cnt, a[25], a[26], V, 4 * a[14], a[15]);
+    const tiles = Math.ceil((cnt * a[29]) / 8);
+    for (let xi = 0; xi < 16; xi++) {
+      ex.mm(V + xi * a[15], a[19], a[11], a[20] + xi * a[21], a[22], a[23], tiles, M + xi * a[18], a[14]);
+    }
+    const planeOut = 4 * a[32] * a[33];
+    if (a[34] === 1) {
+      ex.wgOut(M, 4 * a[14], a[18], a[24], cnt, a[25], a[26], a[30] + n0 * a[31], a[31], planeOut, 4 * a[33]);
+    } else {
+      const wide = a[35] + p * a[36];
+      ex.wgOut(M, 4 * a[14], a[18], a[24], cnt, a[25], a[26], wide, a[37], 8 * a[25] * a[38], 4 * a[38]);
+      for (let i = 0; i < cnt; i++) {
+        ex.copyPlanes(
+          wide + i * a[37],
+          a[38],
+          2 * a[25] * a[38],
+          a[30] + (n0 + i) * a[31],
+          a[33],
+          a[32] * a[33],
+          a[24],
+          a[32],
+          a[33],
+        );
+      }
+    }
+  } else if (a[0] === 4) {
+    // [4, x, xImg, stage, stageEach, sImg, plane, Ws, interior, W, H, C, V, ldT, vXs, gy, gyImg, gyPlane,
+    //  gyRow, GY, gXs, O, rowsT, groups, ipc, images, tpi]
+    const n0 = k * a[24], cnt = Math.min(a[24], a[25] - n0), st = a[3] + p * a[4];
+    for (let i = 0; i < cnt; i++) {
+      ex.zero(st + i * a[5], a[5]);
+      ex.copyPlanes(
+        a[1] + (n0 + i) * a[2],
+        a[9],
+        a[9] * a[10],
+        st + i * a[5] + a[8],
+        a[7],
+        a[6],
+        a[11],
+        a[10],
+        a[9],
+      );
+    }
+    const col = 4 * n0 * a[26];
+    ex.wgIn(st, a[5], 4 * a[6], 4 * a[7], a[11], cnt, a[22], a[23], a[12] + col, 4 * a[13], a[14]);
+    ex.wgGy(a[15] + n0 * a[16], a[16], a[17], a[18], a[21], cnt, a[22], a[23], a[19] + col, 4 * a[13], a[20]);
+  } else if (a[0] === 5) {
+    // [5, GY, gXs, ldT, V, vXs, offTab, blocks, qEnd, acc, accXs, Rpad, o2, O, step, oChunks]
+    const xi = k % 16, oc = (k - xi) / 16;
+    const gp = a[1] + xi * a[2], vp = a[4] + xi * a[5], acc = a[9] + xi * a[10];
+    const o0 = oc * a[14], o1 = Math.min(a[12], o0 + a[14]);
+    if (o1 > o0) ex.gw2(gp, a[3], vp, a[6], o0, o1, a[7], a[8], acc, a[11]);
+    if (oc === a[15] - 1 && a[12] < a[13]) ex.gw1(gp, a[3], vp, a[6], a[12], a[13], a[7], a[8], acc, a[11]);
   } else {
     // [2, gy, gyImg, S, xp, xImg, offTab, blocks, qEnd, acc, ldAcc, n, o2, O, step, chunks]
     const o0 = k * a[14], o1 = Math.min(a[12], o0 + a[14]), last = k === a[15] - 1;

@@ -87,7 +87,7 @@ function layoutOf(g: WideConv, end = 0): Layout {
 }
 
 /** The engine: the convolution functions over one memory, a bump allocator reset by every call. */
-type ConvEngine = WasmArena<ConvExports>;
+export type ConvEngine = WasmArena<ConvExports>;
 
 /** Stages `x[N, C, H, W]` zero-padded as `[N, C, Hp, Wp]` plus a zero tail; its pointer. */
 function stage(e: ConvEngine, x: Float32Array, g: WideConv, l: Layout): number {
@@ -182,7 +182,8 @@ export function convThreadParticipants(): number {
 let engine: ConvEngine | undefined;
 let pool: ConvWorkerPool | undefined;
 
-function getEngine(): ConvEngine {
+/** The engine every convolution kernel runs on (made on first use). Internal to the kernels. */
+export function getEngine(): ConvEngine {
   return engine ??= new WasmArena<ConvExports>(convFunctions(), {
     shared: convThreadParticipants() > 1,
     reserved: CONV_CTL_BYTES,
@@ -212,8 +213,8 @@ export function shutdownConvWorkers(): void {
  */
 let choice: ThreadChoice | undefined;
 
-/** Participants the job of a call of `flops` will have. */
-function participantsFor(flops: number): number {
+/** Participants the job of a call of `flops` will have. Internal to the kernels. */
+export function participantsFor(flops: number): number {
   const parts = convThreadParticipants();
   if (parts < 2 || threadMode === "single") return 1;
   if (threadMode === "threads") return parts;
@@ -231,7 +232,7 @@ function participantsFor(flops: number): number {
  * Runs chunks `0 .. chunks` of `job` (see `runConvChunk`) with `parts` participants; in `"auto"`
  * mode, records its time for the choice of the call's size class.
  */
-function runJob(e: ConvEngine, job: number[], chunks: number, parts: number, flops: number): void {
+export function runJob(e: ConvEngine, job: number[], chunks: number, parts: number, flops: number): void {
   if (job.length > CONV_JOB_WORDS) throw new Error(`conv: a job of ${job.length} words`);
   const starting = parts > 1 && !pool, t0 = performance.now();
   if (parts > 1) {
@@ -284,8 +285,8 @@ export function setWasmConvGroupBudget(elements: number): number {
   return prev;
 }
 
-/** Images per group when each needs `perImage` elements of buffers. */
-function groupOf(N: number, perImage: number): number {
+/** Images per group when each needs `perImage` elements of buffers. Internal to the kernels. */
+export function groupOf(N: number, perImage: number): number {
   return Math.max(1, Math.min(N, Math.floor(groupBudget / perImage)));
 }
 

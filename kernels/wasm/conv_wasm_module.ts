@@ -8,6 +8,7 @@
  */
 import { hasRelaxedSimd } from "./gemm_wasm.ts";
 import { Fn, I32, V128 } from "./wasm_emit.ts";
+import { type WgGyFn, type WgInFn, type WgOutFn, winogradFunctions } from "./winograd_module.ts";
 
 /** Weight rows × output columns of one `mm` register tile (15 of the 16 vector registers). */
 export const MR = 6, NR = 8;
@@ -281,9 +282,12 @@ export interface ConvExports {
   ): void;
   gw2: GwFn;
   gw1: GwFn;
+  wgIn: WgInFn;
+  wgOut: WgOutFn;
+  wgGy: WgGyFn;
 }
 
 /** The convolution functions, in the order of {@linkcode ConvExports}. */
 export function convFunctions(): Fn[] {
-  return [copyPlanesFn(), mmFn(), foldFn(), gwFn(2), gwFn(1)];
+  return [copyPlanesFn(), mmFn(), foldFn(), gwFn(2), gwFn(1), ...winogradFunctions()];
 }

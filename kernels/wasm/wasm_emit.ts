@@ -55,6 +55,8 @@ export const OPS = {
   "return": [0x0f],
   "f32x4.splat": [0xfd, 0x13],
   "f32x4.add": [0xfd, 0xe4, 0x01],
+  "f32x4.sub": [0xfd, 0xe5, 0x01],
+  "f32x4.neg": [0xfd, 0xe1, 0x01],
   "f32x4.mul": [0xfd, 0xe6, 0x01],
   "f32x4.relaxed_madd": [0xfd, 0x85, 0x02],
 } as const;
@@ -135,6 +137,15 @@ export class Fn {
   /** `v128.const` of four zero lanes. */
   v128Zero(): this {
     this.body.push(0xfd, 0x0c, ...new Array(16).fill(0));
+    return this;
+  }
+  /**
+   * `i8x16.shuffle` of the two vectors on the stack, by float lanes: `lanes[i]` (0–3 the first
+   * vector's, 4–7 the second's) becomes lane `i`.
+   */
+  shuffle32(lanes: readonly [number, number, number, number]): this {
+    this.body.push(0xfd, 0x0d);
+    for (const l of lanes) this.body.push(4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3);
     return this;
   }
   /** A load or store with a constant byte offset. */

@@ -1,0 +1,298 @@
+/**
+ * float32 3×3 stride-1 convolution by Winograd's minimal filtering F(2×2, 3×3) in WebAssembly SIMD:
+ * the forward pass and the input gradient (a forward pass of the padded output gradient with the
+ * kernels flipped and their channel axes swapped).
+ *
+ * Each 2×2 output tile is `Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A` for its 4×4 input tile `d` (see
+ * `winograd_module.ts`): the 36 products per tile and channel pair of the direct convolution become
+ * 16, computed as 16 matrix products `M[ξ] = U[ξ] · V[ξ]` (`U[ξ]` the transformed kernels,
+ * `O × C`; `V[ξ]` the transformed tiles, `C × tiles`) by the direct kernels' register-tiled `mm`.
+ * Output tiles are grouped four to a SIMD vector along each tile row, so the tile columns are
+ * padded to a multiple of four (a 4×4 output, two tiles wide, computes twice its tiles).
+ *
+ * `G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]]` and the transforms of B and A add and subtract only, so
+ * the rounding differs from the direct sum by a few float32 ulps of the operands' magnitudes
+ * (tested against a float64 reference).
+ *
+ * A call is a job of independent chunks (`conv_threads.ts`, kind `winograd`), each a group of whole
+ * images: staged into the participant's own slot, transformed, multiplied, transformed back into
+ * the output. Every output element is computed by one chunk in a fixed order, so the results are
+ * the same bits on one thread and on several.
+ *
+ * @module
+ */
+import { ConvJob } from "./conv_threads.ts";
+import { MR, NR } from "./conv_wasm_module.ts";
+import { getEngine, groupOf, participantsFor, runJob, type WideConv } from "./conv_wasm.ts";
+
+const ceilTo = (n: number, m: number): number => Math.ceil(n / m) * m;
+
+/**
+ * Whether the Winograd kernels take a stride-1 convolution of this geometry: 3×3 kernels, at most 2
+ * of padding on each side (the input gradient pads the output gradient by `2 − p`), at least
+ * {@linkcode WINOGRAD_MIN_CHANNELS} input and output channels (below that the products are too short
+ * to repay the transforms).
+ */
+export function winogradApplies(g: WideConv): boolean {
+  return g.kh === 3 && g.kw === 3 && g.ph <= 2 && g.pw <= 2 && g.C >= WINOGRAD_MIN_CHANNELS &&
+    g.O >= WINOGRAD_MIN_CHANNELS && g.Ho >= 1 && g.Wo >= 1;
+}
+
+let enabled = true;
+
+/**
+ * Turns the Winograd path of `"auto"` (see `setConvPath`) on or off; returns the previous setting.
+ * For same-process comparisons in benchmarks and tests.
+ */
+export function setWinogradEnabled(on: boolean): boolean {
+  const prev = enabled;
+  enabled = on;
+  return prev;
+}
+
+/** Whether `"auto"` may take the Winograd path (see {@linkcode setWinogradEnabled}). */
+export function winogradEnabled(): boolean {
+  return enabled;
+}
+
+/** Input and output channels below which {@linkcode winogradApplies} is false. */
+export const WINOGRAD_MIN_CHANNELS = 16;
+
+/** Tiles a chunk aims for (its transformed tiles and products stay within a core's cache). */
+const CHUNK_TILES = 256;
+
+/**
+ * `G g Gᵀ` of every kernel `w[O, C, 3, 3]`, packed for `mm`: 16 blocks (ξ = 4i + j) of strips of
+ * `MR` output channels, `[ξ][strip][c][MR]`, zero-padded to whole strips.
+ */
+function transformKernels(w: Float32Array, O: number, C: number): Float32Array {
+  const strips = Math.ceil(O / MR), block = strips * C * MR;
+  const u = new Float32Array(16 * block);
+  const gg = new Float64Array(12);
+  for (let o = 0; o < O; o++) {
+    const base = Math.floor(o / MR) * C * MR + (o % MR);
+    for (let c = 0; c < C; c++) {
+      const k = (o * C + c) * 9;
+      // G·g (4×3): rows g0, (g0+g1+g2)/2, (g0−g1+g2)/2, g2.
+      for (let x = 0; x < 3; x++) {
+        const g0 = w[k + x], g1 = w[k + 3 + x], g2 = w[k + 6 + x];
+        gg[x] = g0;
+        gg[3 + x] = (g0 + g1 + g2) / 2;
+        gg[6 + x] = (g0 - g1 + g2) / 2;
+        gg[9 + x] = g2;
+      }
+      // (G·g)·Gᵀ: each row (a0, a1, a2) → (a0, (a0+a1+a2)/2, (a0−a1+a2)/2, a2).
+      const at = base + c * MR;
+      for (let i = 0; i < 4; i++) {
+        const a0 = gg[3 * i], a1 = gg[3 * i + 1], a2 = gg[3 * i + 2];
+        u[(4 * i) * block + at] = a0;
+        u[(4 * i + 1) * block + at] = (a0 + a1 + a2) / 2;
+        u[(4 * i + 2) * block + at] = (a0 - a1 + a2) / 2;
+        u[(4 * i + 3) * block + at] = a2;
+      }
+    }
+  }
+  return u;
+}
+
+/** `w[O, C, 3, 3]` flipped in both spatial axes with the channel axes swapped: `[C, O, 3, 3]`. */
+function flipKernels(w: Float32Array, O: number, C: number): Float32Array {
+  const f = new Float32Array(w.length);
+  for (let o = 0; o < O; o++) {
+    for (let c = 0; c < C; c++) {
+      const s = (o * C + c) * 9, d = (c * O + o) * 9;
+      for (let t = 0; t < 9; t++) f[d + t] = w[s + 8 - t];
+    }
+  }
+  return f;
+}
+
+/** Flops of the direct convolution (the size class of the thread choice, as the direct kernels). */
+const flopsOf = (g: WideConv): number => 2 * g.N * g.O * g.C * 9 * g.Ho * g.Wo;
+
+/**
+ * `y[N, O, Ho, Wo]` = the 3×3 stride-1 correlation of `x[N, C, H, W]` (zero padding `ph`, `pw`)
+ * with `w[O, C, 3, 3]`, by F(2×2, 3×3). The geometry must satisfy {@linkcode winogradApplies}.
+ */
+export function winogradForward(x: Float32Array, w: Float32Array, g: WideConv): Float32Array {
+  const e = getEngine(), { N, C, H, W, O, Ho, Wo } = g;
+  const rowsT = Math.ceil(Ho / 2), groups = Math.ceil(Math.ceil(Wo / 2) / 4), TX = 4 * groups;
+  const Hs = 2 * rowsT + 2, Ws = 2 * TX + 2, plane = Hs * Ws;
+  const tpi = rowsT * TX, chw = C * H * W, P = Ho * Wo, Wout = 2 * TX;
+  const exact = Wout === Wo && 2 * rowsT === Ho;
+  const parts = participantsFor(flopsOf(g));
+  const G = groupOf(N, chw + O * P);
+  // Images per chunk: enough tiles to fill the products, enough chunks to share them.
+  const byTiles = Math.max(1, Math.floor(CHUNK_TILES / tpi));
+  const ipc = Math.max(1, Math.min(byTiles, Math.ceil(Math.min(N, G) / (4 * parts))));
+  const ldV = ceilTo(ipc * tpi, NR), strips = Math.ceil(O / MR), Opad = strips * MR;
+  const sImg = ceilTo(4 * C * plane, 16), wideImg = 4 * O * 2 * rowsT * Wout;
+  const y = new Float32Array(N * O * P);
+  e.reset();
+  try {
+    const U = e.put(transformKernels(w, O, C));
+    const offIn = e.put(Int32Array.from({ length: C }, (_, c) => 4 * c * ldV));
+    const jTab = e.put(Int32Array.from({ length: ldV / NR }, (_, t) => 4 * NR * t));
+    // Per participant: staged images (plus a row of slack read by the last tiles), V, M, wide output.
+    const stageEach = ipc * sImg + 64, vEach = 4 * 16 * C * ldV, mEach = 4 * 16 * Opad * ldV;
+    const wideEach = exact ? 0 : ipc * wideImg;
+    const stage = e.take(parts * stageEach / 4), V = e.zeros(parts * vEach / 4);
+    const M = e.take(parts * mEach / 4), wide = e.take(parts * wideEach / 4 + 4);
+    const mark = e.mark();
+    for (let n0 = 0; n0 < N; n0 += G) {
+      const nn = Math.min(G, N - n0);
+      e.release(mark);
+      const xs = e.put(x.subarray(n0 * chw, (n0 + nn) * chw)), out = e.take(nn * O * P);
+      const job = [
+        ConvJob.winograd,
+        xs,
+        4 * chw,
+        stage,
+        stageEach,
+        sImg,
+        plane,
+        Ws,
+        4 * (g.ph * Ws + g.pw),
+        W,
+        H,
+        C,
+      ];
+      job.push(
+        V,
+        vEach,
+        ldV,
+        4 * C * ldV,
+        M,
+        mEach,
+        4 * Opad * ldV,
+        offIn,
+        U,
+        4 * strips * C * MR,
+        strips,
+        jTab,
+      );
+      job.push(
+        O,
+        rowsT,
+        groups,
+        ipc,
+        nn,
+        tpi,
+        out,
+        4 * O * P,
+        Ho,
+        Wo,
+        exact ? 1 : 0,
+        wide,
+        wideEach,
+        wideImg,
+        Wout,
+      );
+      runJob(e, job, Math.ceil(nn / ipc), parts, flopsOf(g));
+      y.set(e.f32(out, nn * O * P), n0 * O * P);
+    }
+    return y;
+  } finally {
+    e.reset();
+  }
+}
+
+/**
+ * `gx[N, C, H, W]` = ∂/∂x of the 3×3 stride-1 convolution against `gy[N, O, Ho, Wo]`: the forward
+ * correlation of `gy` padded by `2 − ph`, `2 − pw` with the flipped, channel-swapped kernels.
+ */
+export function winogradGradInput(gy: Float32Array, w: Float32Array, g: WideConv): Float32Array {
+  return winogradForward(gy, flipKernels(w, g.O, g.C), {
+    N: g.N,
+    C: g.O,
+    H: g.Ho,
+    W: g.Wo,
+    O: g.C,
+    kh: 3,
+    kw: 3,
+    ph: 2 - g.ph,
+    pw: 2 - g.pw,
+    Ho: g.H,
+    Wo: g.W,
+  });
+}
+
+/**
+ * Whether the weight gradient of a convolution that {@linkcode winogradApplies} to can take Winograd
+ * here: the output's tiles fill whole SIMD vectors (width a multiple of 8, even height), so the
+ * output gradient's tiles are read in place.
+ */
+export function winogradGradWeightApplies(g: WideConv): boolean {
+  return winogradApplies(g) && g.Wo % 8 === 0 && g.Ho % 2 === 0;
+}
+
+/** `Gᵀ d G` of the 4×4 block `d` (16 values from `src[at + ξ·stride]`) into `gw[w .. w+9]`. */
+function untransformGradient(
+  src: Float32Array,
+  at: number,
+  stride: number,
+  gw: Float32Array,
+  w: number,
+): void {
+  const t = new Float64Array(12);
+  for (let i = 0; i < 4; i++) {
+    const d0 = src[at + 4 * i * stride], d1 = src[at + (4 * i + 1) * stride];
+    const d2 = src[at + (4 * i + 2) * stride], d3 = src[at + (4 * i + 3) * stride];
+    t[3 * i] = d0 + (d1 + d2) / 2;
+    t[3 * i + 1] = (d1 - d2) / 2;
+    t[3 * i + 2] = (d1 + d2) / 2 + d3;
+  }
+  for (let b = 0; b < 3; b++) {
+    gw[w + b] = t[b] + (t[3 + b] + t[6 + b]) / 2;
+    gw[w + 3 + b] = (t[3 + b] - t[6 + b]) / 2;
+    gw[w + 6 + b] = (t[3 + b] + t[6 + b]) / 2 + t[9 + b];
+  }
+}
+
+/**
+ * `gw[O, C, 3, 3]` = ∂/∂w of the 3×3 stride-1 convolution of `x` against `gy`, by F(2×2, 3×3):
+ * `Gᵀ [Σ_t (A gy_t Aᵀ) ⊙ (Bᵀ d_t B)] G` over all tiles `t`. Two jobs per group of images: the
+ * transforms (chunks of images: `wgIn` of x, `wgGy` of gy), then the 16 sums over the tiles
+ * (chunks of position ξ and output channels: `gw2`, each sum in tile order whatever the thread).
+ * The geometry must satisfy {@linkcode winogradGradWeightApplies}.
+ */
+export function winogradGradWeight(x: Float32Array, gy: Float32Array, g: WideConv): Float32Array {
+  const e = getEngine(), { N, C, H, W, O, Ho, Wo } = g;
+  const rowsT = Ho / 2, groups = Wo / 8, TX = 4 * groups;
+  const Hs = 2 * rowsT + 2, Ws = 2 * TX + 2, plane = Hs * Ws;
+  const tpi = rowsT * TX, chw = C * H * W, P = Ho * Wo;
+  const parts = participantsFor(flopsOf(g));
+  const G = groupOf(N, chw + O * P + 16 * (C + O) * tpi);
+  const ipc = Math.max(1, Math.min(Math.floor(CHUNK_TILES / tpi), Math.ceil(G / (4 * parts))));
+  const ldT = G * tpi, sImg = ceilTo(4 * C * plane, 16), stageEach = ipc * sImg + 64;
+  const Rpad = ceilTo(C, 5), o2 = O & ~1;
+  const oChunks = Math.max(1, Math.ceil((4 * parts) / 16));
+  const step = 2 * Math.max(1, Math.ceil(o2 / 2 / oChunks));
+  e.reset();
+  try {
+    const offTab = e.put(Int32Array.from({ length: Rpad }, (_, c) => (c < C ? 4 * c * ldT : 0)));
+    const acc = e.zeros(16 * O * Rpad), stage = e.take(parts * stageEach / 4);
+    const mark = e.mark();
+    for (let n0 = 0; n0 < N; n0 += G) {
+      const nn = Math.min(G, N - n0);
+      e.release(mark);
+      const xs = e.put(x.subarray(n0 * chw, (n0 + nn) * chw));
+      const gys = e.put(gy.subarray(n0 * O * P, (n0 + nn) * O * P));
+      const V = e.take(16 * C * ldT), GY = e.take(16 * O * ldT);
+      const transforms = [ConvJob.winogradTransforms, xs, 4 * chw, stage, stageEach, sImg, plane, Ws];
+      transforms.push(4 * (g.ph * Ws + g.pw), W, H, C, V, ldT, 4 * C * ldT, gys, 4 * O * P, 4 * P, 4 * Wo);
+      transforms.push(GY, 4 * O * ldT, O, rowsT, groups, ipc, nn, tpi);
+      runJob(e, transforms, Math.ceil(nn / ipc), parts, flopsOf(g));
+      const products = [ConvJob.winogradProducts, GY, 4 * O * ldT, ldT, V, 4 * C * ldT, offTab, Rpad / 5];
+      products.push(nn * tpi, acc, 4 * O * Rpad, Rpad, o2, O, step, oChunks);
+      runJob(e, products, 16 * oChunks, parts, flopsOf(g));
+    }
+    const dU = e.f32(acc, 16 * O * Rpad), gw = new Float32Array(O * C * 9);
+    for (let o = 0; o < O; o++) {
+      for (let c = 0; c < C; c++) untransformGradient(dU, o * Rpad + c, O * Rpad, gw, (o * C + c) * 9);
+    }
+    return gw;
+  } finally {
+    e.reset();
+  }
+}

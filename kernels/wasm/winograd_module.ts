@@ -1,0 +1,304 @@
+/**
+ * The generated WebAssembly SIMD transforms of the Winograd F(2×2, 3×3) convolution (`winograd.ts`
+ * drives them; the products in between are the convolution module's `mm`).
+ *
+ * With `Bᵀ = [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]]` and `Aᵀ = [[1,1,1,0],[0,1,−1,−1]]`, a 2×2
+ * output tile of a 3×3 correlation is `Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A` for its 4×4 input tile `d`: 16
+ * products per tile and channel pair instead of 36. Both transforms take four horizontally
+ * adjacent tiles at once, one per SIMD lane (tile `tx` starts at column `2·tx`, so the lanes are the
+ * even or odd columns of two vector loads, regrouped by shuffles):
+ *
+ * - `wgIn`: staged (zero-padded) images → `V[ξ][c][t]`, `ξ = 4i + j` the position in the 4×4 tile,
+ *   `t` the tile (image-major, then tile row, then tile column).
+ * - `wgOut`: `M[ξ][o][t]` (the 16 products `U[ξ]·V[ξ]`) → 2×2 output tiles, two rows of eight
+ *   consecutive columns per four tiles.
+ *
+ * Pointers and strides are in bytes.
+ *
+ * @module
+ */
+import { Fn, I32, V128 } from "./wasm_emit.ts";
+
+const EVEN = [0, 2, 4, 6] as const, ODD = [1, 3, 5, 7] as const;
+/** Interleaves the low (high) halves of two vectors: `a0 b0 a1 b1` (`a2 b2 a3 b3`). */
+const ZIP_LO = [0, 4, 1, 5] as const, ZIP_HI = [2, 6, 3, 7] as const;
+
+/** Declares `n` locals of `type`. */
+const locals = (f: Fn, n: number, type: number): number[] => Array.from({ length: n }, () => f.local(type));
+
+/** Emits `dst = a op b` for vectors. */
+function vop(f: Fn, dst: number, a: number, op: "f32x4.add" | "f32x4.sub", b: number): void {
+  f.get(a).get(b).op(op).set(dst);
+}
+
+/** Locals `k·step` for k = 0 … 15 (16 offsets of the ξ blocks; index 0 holds 0). */
+function xiOffsets(f: Fn, step: number): number[] {
+  const off = locals(f, 16, I32);
+  f.i32(0).set(off[0]);
+  for (let k = 1; k < 16; k++) f.get(off[k - 1]).get(step).op("i32.add").set(off[k]);
+  return off;
+}
+
+/**
+ * wgIn(src, srcImg, srcPlane, srcRow, C, images, rowsT, groups, V, ldV, xs): for channel `c`, image
+ * `n < images`, tile row `ty < rowsT` and group `g < groups` of four tiles, reads rows `2ty … 2ty+3`
+ * and columns `8g … 8g+9` of the staged plane at `src + n·srcImg + c·srcPlane` and stores
+ * `Bᵀ d B` at `V + ξ·xs + c·ldV + 4t`, `t = (n·rowsT + ty)·4·groups + 4g`.
+ */
+function wgInFn(): Fn {
+  const f = new Fn("wgIn", new Array(11).fill(I32));
+  const [src, srcImg, srcPlane, srcRow, C, images, rowsT, groups, V, ldV, xs] = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+  ];
+  const c = f.local(I32), n = f.local(I32), ty = f.local(I32), g = f.local(I32);
+  const pc = f.local(I32), vc = f.local(I32), pn = f.local(I32), vn = f.local(I32);
+  const pr = f.local(I32), vr = f.local(I32), p = f.local(I32), vb = f.local(I32);
+  const rowBytes = f.local(I32), twoRows = f.local(I32);
+  const off = xiOffsets(f, xs);
+  const a = f.local(V128), b = f.local(V128), u0 = f.local(V128), u1 = f.local(V128);
+  const d = locals(f, 4, V128);
+  const e = locals(f, 16, V128); // e[4r + j]: row r after the column transform
+  const v = locals(f, 4, V128);
+  f.get(groups).i32(16).op("i32.mul").set(rowBytes); // V bytes per tile row
+  f.get(srcRow).i32(1).op("i32.shl").set(twoRows);
+  f.for(c, 0, { l: C }, 1, () => {
+    f.get(src).get(c).get(srcPlane).op("i32.mul", "i32.add").set(pc);
+    f.get(V).get(c).get(ldV).op("i32.mul", "i32.add").set(vc);
+    f.for(n, 0, { l: images }, 1, () => {
+      f.get(pc).get(n).get(srcImg).op("i32.mul", "i32.add").set(pn);
+      f.get(vc).get(n).get(rowsT).get(rowBytes).op("i32.mul", "i32.mul", "i32.add").set(vn);
+      f.get(pn).set(pr);
+      f.get(vn).set(vr);
+      f.for(ty, 0, { l: rowsT }, 1, () => {
+        f.for(g, 0, { l: groups }, 1, () => {
+          f.get(pr).get(g).i32(5).op("i32.shl", "i32.add").set(p);
+          f.get(vr).get(g).i32(4).op("i32.shl", "i32.add").set(vb);
+          for (let r = 0; r < 4; r++) {
+            // Columns 0…7 (a, b) and 2…9 (u0, u1) of row r of the four tiles.
+            f.get(p).mem("v128.load", 0).set(a);
+            f.get(p).mem("v128.load", 16).set(b);
+            f.get(p).mem("v128.load", 8).set(u0);
+            f.get(p).mem("v128.load", 24).set(u1);
+            f.get(a).get(b).shuffle32(EVEN).set(d[0]);
+            f.get(a).get(b).shuffle32(ODD).set(d[1]);
+            f.get(u0).get(u1).shuffle32(EVEN).set(d[2]);
+            f.get(u0).get(u1).shuffle32(ODD).set(d[3]);
+            // d·B: (d0 − d2, d1 + d2, d2 − d1, d1 − d3)
+            vop(f, e[4 * r], d[0], "f32x4.sub", d[2]);
+            vop(f, e[4 * r + 1], d[1], "f32x4.add", d[2]);
+            vop(f, e[4 * r + 2], d[2], "f32x4.sub", d[1]);
+            vop(f, e[4 * r + 3], d[1], "f32x4.sub", d[3]);
+            if (r < 3) f.addTo(p, () => f.get(srcRow));
+          }
+          for (let j = 0; j < 4; j++) {
+            // Bᵀ·(column j): (e0 − e2, e1 + e2, e2 − e1, e1 − e3)
+            vop(f, v[0], e[j], "f32x4.sub", e[8 + j]);
+            vop(f, v[1], e[4 + j], "f32x4.add", e[8 + j]);
+            vop(f, v[2], e[8 + j], "f32x4.sub", e[4 + j]);
+            vop(f, v[3], e[4 + j], "f32x4.sub", e[12 + j]);
+            for (let i = 0; i < 4; i++) {
+              f.get(vb).get(off[4 * i + j]).op("i32.add").get(v[i]).mem("v128.store");
+            }
+          }
+        });
+        f.addTo(pr, () => f.get(twoRows));
+        f.addTo(vr, () => f.get(rowBytes));
+      });
+    });
+  });
+  return f;
+}
+
+/**
+ * wgOut(M, ldM, xs, O, images, rowsT, groups, dst, dstImg, dstPlane, dstRow): for output channel `o`,
+ * image `n`, tile row `ty` and group `g` of four tiles, reads `M[ξ][o][t]` at `M + ξ·xs + o·ldM + 4t`
+ * and stores `Aᵀ m A` as rows `2ty, 2ty+1`, columns `8g … 8g+7` of the plane at
+ * `dst + n·dstImg + o·dstPlane` (rows `dstRow` apart).
+ */
+function wgOutFn(): Fn {
+  const f = new Fn("wgOut", new Array(11).fill(I32));
+  const [M, ldM, xs, O, images, rowsT, groups, dst, dstImg, dstPlane, dstRow] = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+  ];
+  const o = f.local(I32), n = f.local(I32), ty = f.local(I32), g = f.local(I32);
+  const mr = f.local(I32), qr = f.local(I32), mb = f.local(I32);
+  const q = f.local(I32), rowBytes = f.local(I32), twoRows = f.local(I32);
+  const off = xiOffsets(f, xs);
+  const m = locals(f, 4, V128), t0 = f.local(V128), t1 = f.local(V128);
+  const h = locals(f, 8, V128); // h[2i + k]: row i of m·A
+  const y = locals(f, 4, V128); // y[2r + k]
+  f.get(groups).i32(16).op("i32.mul").set(rowBytes);
+  f.get(dstRow).i32(1).op("i32.shl").set(twoRows);
+  f.for(o, 0, { l: O }, 1, () => {
+    f.for(n, 0, { l: images }, 1, () => {
+      f.get(M).get(o).get(ldM).op("i32.mul", "i32.add");
+      f.get(n).get(rowsT).get(rowBytes).op("i32.mul", "i32.mul", "i32.add").set(mr);
+      f.get(dst).get(n).get(dstImg).op("i32.mul", "i32.add").get(o).get(dstPlane).op("i32.mul", "i32.add");
+      f.set(qr);
+      f.for(ty, 0, { l: rowsT }, 1, () => {
+        f.for(g, 0, { l: groups }, 1, () => {
+          f.get(mr).get(g).i32(4).op("i32.shl", "i32.add").set(mb);
+          for (let i = 0; i < 4; i++) {
+            for (let j = 0; j < 4; j++) {
+              f.get(mb).get(off[4 * i + j]).op("i32.add").mem("v128.load").set(m[j]);
+            }
+            // m·A: (m0 + m1 + m2, m1 − m2 − m3)
+            vop(f, t0, m[0], "f32x4.add", m[1]);
+            vop(f, h[2 * i], t0, "f32x4.add", m[2]);
+            vop(f, t1, m[1], "f32x4.sub", m[2]);
+            vop(f, h[2 * i + 1], t1, "f32x4.sub", m[3]);
+          }
+          for (let k = 0; k < 2; k++) {
+            // Aᵀ·(column k): (h0 + h1 + h2, h1 − h2 − h3)
+            vop(f, t0, h[k], "f32x4.add", h[2 + k]);
+            vop(f, y[k], t0, "f32x4.add", h[4 + k]);
+            vop(f, t1, h[2 + k], "f32x4.sub", h[4 + k]);
+            vop(f, y[2 + k], t1, "f32x4.sub", h[6 + k]);
+          }
+          f.get(qr).get(g).i32(5).op("i32.shl", "i32.add").set(q);
+          for (let r = 0; r < 2; r++) {
+            f.get(q).get(y[2 * r]).get(y[2 * r + 1]).shuffle32(ZIP_LO).mem("v128.store", 0);
+            f.get(q).get(y[2 * r]).get(y[2 * r + 1]).shuffle32(ZIP_HI).mem("v128.store", 16);
+            if (r === 0) f.addTo(q, () => f.get(dstRow));
+          }
+        });
+        f.addTo(mr, () => f.get(rowBytes));
+        f.addTo(qr, () => f.get(twoRows));
+      });
+    });
+  });
+  return f;
+}
+
+/**
+ * wgGy(src, srcImg, srcPlane, srcRow, O, images, rowsT, groups, G, ldG, xs): the output-gradient
+ * transform of the weight gradient. For channel `o`, image `n`, tile row `ty` and group `g` of four
+ * tiles, reads the 2×2 tiles `y` at rows `2ty, 2ty+1`, columns `8g … 8g+7` of the plane at
+ * `src + n·srcImg + o·srcPlane` and stores `A y Aᵀ` (`A = [[1,0],[1,1],[1,−1],[0,−1]]`) at
+ * `G + ξ·xs + o·ldG + 4t` (tiles numbered as in `wgIn`).
+ */
+function wgGyFn(): Fn {
+  const f = new Fn("wgGy", new Array(11).fill(I32));
+  const [src, srcImg, srcPlane, srcRow, O, images, rowsT, groups, G, ldG, xs] = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+  ];
+  const o = f.local(I32), n = f.local(I32), ty = f.local(I32), g = f.local(I32);
+  const pr = f.local(I32), gr = f.local(I32), p = f.local(I32), gb = f.local(I32);
+  const rowBytes = f.local(I32), twoRows = f.local(I32);
+  const off = xiOffsets(f, xs);
+  const a = f.local(V128), b = f.local(V128);
+  const y = locals(f, 4, V128); // y[2r + k]: row r, column k of the four tiles
+  const z = locals(f, 8, V128); // z[2i + k]: row i of A·y
+  const v = locals(f, 4, V128);
+  f.get(groups).i32(16).op("i32.mul").set(rowBytes);
+  f.get(srcRow).i32(1).op("i32.shl").set(twoRows);
+  f.for(o, 0, { l: O }, 1, () => {
+    f.for(n, 0, { l: images }, 1, () => {
+      f.get(src).get(n).get(srcImg).op("i32.mul", "i32.add").get(o).get(srcPlane).op("i32.mul", "i32.add");
+      f.set(pr);
+      f.get(G).get(o).get(ldG).op("i32.mul", "i32.add");
+      f.get(n).get(rowsT).get(rowBytes).op("i32.mul", "i32.mul", "i32.add").set(gr);
+      f.for(ty, 0, { l: rowsT }, 1, () => {
+        f.for(g, 0, { l: groups }, 1, () => {
+          f.get(pr).get(g).i32(5).op("i32.shl", "i32.add").set(p);
+          f.get(gr).get(g).i32(4).op("i32.shl", "i32.add").set(gb);
+          for (let r = 0; r < 2; r++) {
+            f.get(p).mem("v128.load", 0).set(a);
+            f.get(p).mem("v128.load", 16).set(b);
+            f.get(a).get(b).shuffle32(EVEN).set(y[2 * r]);
+            f.get(a).get(b).shuffle32(ODD).set(y[2 * r + 1]);
+            if (r === 0) f.addTo(p, () => f.get(srcRow));
+          }
+          for (let k = 0; k < 2; k++) {
+            // A·(column k): (y0, y0 + y1, y0 − y1, −y1)
+            f.get(y[k]).set(z[k]);
+            vop(f, z[2 + k], y[k], "f32x4.add", y[2 + k]);
+            vop(f, z[4 + k], y[k], "f32x4.sub", y[2 + k]);
+            f.get(y[2 + k]).op("f32x4.neg").set(z[6 + k]);
+          }
+          for (let i = 0; i < 4; i++) {
+            // (row i)·Aᵀ: (z0, z0 + z1, z0 − z1, −z1)
+            f.get(z[2 * i]).set(v[0]);
+            vop(f, v[1], z[2 * i], "f32x4.add", z[2 * i + 1]);
+            vop(f, v[2], z[2 * i], "f32x4.sub", z[2 * i + 1]);
+            f.get(z[2 * i + 1]).op("f32x4.neg").set(v[3]);
+            for (let j = 0; j < 4; j++) {
+              f.get(gb).get(off[4 * i + j]).op("i32.add").get(v[j]).mem("v128.store");
+            }
+          }
+        });
+        f.addTo(pr, () => f.get(twoRows));
+        f.addTo(gr, () => f.get(rowBytes));
+      });
+    });
+  });
+  return f;
+}
+
+/** The signature of `wgIn`. */
+export type WgInFn = (
+  src: number,
+  srcImg: number,
+  srcPlane: number,
+  srcRow: number,
+  C: number,
+  images: number,
+  rowsT: number,
+  groups: number,
+  V: number,
+  ldV: number,
+  xs: number,
+) => void;
+
+/** The signature of `wgOut`. */
+export type WgOutFn = (
+  M: number,
+  ldM: number,
+  xs: number,
+  O: number,
+  images: number,
+  rowsT: number,
+  groups: number,
+  dst: number,
+  dstImg: number,
+  dstPlane: number,
+  dstRow: number,
+) => void;
+
+/** The signature of `wgGy` (as {@linkcode WgInFn}, with output channels for input channels). */
+export type WgGyFn = WgInFn;
+
+/** The Winograd transforms, in the order of their exports. */
+export function winogradFunctions(): Fn[] {
+  return [wgInFn(), wgOutFn(), wgGyFn()];
+}
