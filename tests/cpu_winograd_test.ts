@@ -4,7 +4,7 @@
  * that hit every edge (odd sizes: padded tile rows and columns; padding 0, 1, 2; channel counts
  * that leave partial strips of 6 and blocks of 5; odd output channels; batches that do not divide
  * into chunks; images in several groups), the same bits on one thread and on the workers, and the
- * rule by which `"auto"` takes it.
+ * rules by which `"auto"` takes it.
  */
 import assert from "node:assert/strict";
 import {
@@ -22,7 +22,12 @@ import {
   setConvThreads,
   setWasmConvGroupBudget,
 } from "../kernels/wasm/conv_wasm.ts";
-import { setWinogradEnabled, winogradApplies, winogradGradWeightApplies } from "../kernels/wasm/winograd.ts";
+import {
+  setWinogradEnabled,
+  WINOGRAD_WEIGHT_MIN_TILES,
+  winogradApplies,
+  winogradGradWeightApplies,
+} from "../kernels/wasm/winograd.ts";
 import { randArray, refConv, rng } from "./_reference.ts";
 
 const conv3 = (N: number, C: number, H: number, W: number, O: number, ph: number, pw: number): ConvDims => ({
@@ -40,7 +45,8 @@ const conv3 = (N: number, C: number, H: number, W: number, O: number, ph: number
 });
 
 /**
- * Shapes: ResNet-like (whole vectors of tiles), odd heights and widths (padded tiles), padding 0
+ * Shapes: ResNet-like (whole vectors of tiles), odd heights and widths (padded tiles), outputs two
+ * tiles wide (4×4, 8×4, 5×3: lanes from two tile rows, an odd tile-row count padded), padding 0
  * and 2 (the input gradient pads by 2 and 0), 1×1 outputs, channels 16–33 (partial strips of 6,
  * partial blocks of 5, odd O), batches of 1 to 9.
  */
@@ -53,6 +59,8 @@ const SHAPES: ConvDims[] = [
   conv3(1, 33, 3, 11, 16, 1, 0),
   conv3(2, 16, 1, 1, 16, 1, 1),
   conv3(9, 16, 4, 4, 18, 1, 1),
+  conv3(3, 16, 8, 4, 17, 1, 1),
+  conv3(2, 19, 5, 3, 16, 1, 1),
   conv3(3, 18, 12, 16, 21, 2, 1),
 ];
 
@@ -160,22 +168,29 @@ Deno.test({
 });
 
 Deno.test({
-  name: "cpu winograd: auto takes it for ResNet-like 3×3 layers, not for 4×4 outputs, few channels or 5×5",
+  name: "cpu winograd: auto takes it for ResNet-like 3×3 layers, not for 2×2 outputs, few channels or 5×5",
   ignore: !hasWasmConv,
   fn: () => {
     const same = (d: ConvDims, mode: "winograd" | "direct" | "gemm", seed: number, which: number[]) => {
       const auto = withPath("auto", () => all(d, seed)), forced = withPath(mode, () => all(d, seed));
       for (const k of which) assert.deepEqual(auto[k], forced[k], `${mode} ${k} of ${JSON.stringify(d)}`);
     };
-    const resnet = conv3(2, 32, 16, 16, 32, 1, 1);
+    const resnet = conv3(6, 32, 16, 16, 32, 1, 1); // 6·64 tiles: enough for the weight gradient
     assert.ok(winogradGradWeightApplies(geometry(resnet)));
     same(resnet, "winograd", 400, [0, 1, 2]);
     // Its rounding differs from the direct kernels' (so the comparison above can tell them apart).
     const direct = withPath("direct", () => all(resnet, 400)),
       wino = withPath("winograd", () => all(resnet, 400));
     for (const k of [0, 1, 2]) assert.notDeepEqual(direct[k], wino[k], `direct and Winograd differ (${k})`);
-    // 4×4 outputs (two tiles wide: half the lanes padding) stay on the GEMM path.
-    same(conv3(4, 32, 4, 4, 32, 1, 1), "gemm", 401, [0, 1, 2]);
+    // 4×4 outputs (two tiles wide: lanes 2–3 are the next tile row's): Winograd forward and input
+    // gradient; the weight gradient's sums over 4·4 tiles are too short, it stays on the GEMM path
+    // (as 4×4 outputs did before); over enough tiles it is Winograd's.
+    const small = conv3(4, 32, 4, 4, 32, 1, 1);
+    same(small, "winograd", 401, [0, 1]);
+    same(small, "gemm", 401, [2]);
+    same({ ...small, N: WINOGRAD_WEIGHT_MIN_TILES / 4 }, "winograd", 401, [2]);
+    // 2×2 outputs (one tile wide: half the lanes padding) stay on the GEMM path.
+    same(conv3(4, 32, 2, 2, 32, 1, 1), "gemm", 406, [0, 1, 2]);
     // Fewer than 16 channels, or other kernel sizes: the direct kernels.
     same(conv3(2, 8, 16, 16, 32, 1, 1), "direct", 402, [0, 1, 2]);
     same({ ...conv3(2, 32, 16, 16, 32, 2, 2), kh: 5, kw: 5 }, "direct", 403, [0, 1, 2]);

@@ -14,6 +14,8 @@
 import { gemm, type GemmArray, getGemmImpl } from "./gemm.ts";
 import { hasWasmConv, wasmConvForward, wasmConvGradInput, wasmConvGradWeight } from "./conv_wasm.ts";
 import {
+  tilingOf,
+  WINOGRAD_WEIGHT_MIN_TILES,
   winogradApplies,
   winogradEnabled,
   winogradForward,
@@ -235,10 +237,9 @@ function preferGemm(d: ConvDims, Wo: number): boolean {
 }
 
 /**
- * Whether the forward pass or input gradient of a float32 stride-1 convolution the WebAssembly
- * kernels can take goes to Winograd: forced by `"winograd"` where it applies; in `"auto"`, where
- * it applies and the tile rows fill the SIMD lanes (at least 3 of every 4 tile columns real: a 4×4
- * output, two tiles wide, measured slower than the GEMM path), unless `setWinogradEnabled(false)`.
+ * Whether a float32 stride-1 convolution the WebAssembly kernels can take goes to Winograd: forced
+ * by `"winograd"` where it applies; in `"auto"`, where it applies and at least 3 of every 4 SIMD
+ * lanes of the transforms hold real tiles (see `tilingOf`), unless `setWinogradEnabled(false)`.
  */
 function preferWinograd(d: ConvDims, Ho: number, Wo: number): boolean {
   if (pathMode === "direct" || pathMode === "gemm") return false;
@@ -246,12 +247,21 @@ function preferWinograd(d: ConvDims, Ho: number, Wo: number): boolean {
   if (!winogradApplies(g)) return false;
   if (pathMode === "winograd") return true;
   if (!winogradEnabled()) return false;
-  const tiles = Math.ceil(Wo / 2);
-  return 4 * tiles >= 3 * (4 * Math.ceil(tiles / 4));
+  return 4 * Math.ceil(Ho / 2) * Math.ceil(Wo / 2) >= 3 * tilingOf(Ho, Wo).tpi;
 }
 
 function alloc(like: GemmArray, n: number): GemmArray {
   return like instanceof Float64Array ? new Float64Array(n) : new Float32Array(n);
+}
+
+/**
+ * Whether the weight gradient goes to Winograd: as {@linkcode preferWinograd}, where its kernels
+ * apply (`winogradGradWeightApplies`) and, in `"auto"`, over at least
+ * `WINOGRAD_WEIGHT_MIN_TILES` tiles.
+ */
+function preferWinogradWeight(d: ConvDims, Ho: number, Wo: number): boolean {
+  if (!preferWinograd(d, Ho, Wo) || !winogradGradWeightApplies({ ...d, Ho, Wo })) return false;
+  return pathMode === "winograd" || d.N * tilingOf(Ho, Wo).tpi >= WINOGRAD_WEIGHT_MIN_TILES;
 }
 
 /**
@@ -540,7 +550,7 @@ export function conv2dGradWeight(x: GemmArray, gy: GemmArray, d: ConvDims): Gemm
   const { N, C, H, W, O } = d;
   checkLen(fn, "x", x, N * C * H * W);
   checkLen(fn, "gy", gy, N * O * Ho * Wo);
-  if (useWasm(x, d) && preferWinograd(d, Ho, Wo) && winogradGradWeightApplies({ ...d, Ho, Wo })) {
+  if (useWasm(x, d) && preferWinogradWeight(d, Ho, Wo)) {
     return winogradGradWeight(x as Float32Array, gy as Float32Array, { ...d, Ho, Wo });
   }
   if (useWasm(x, d) && !preferGemm(d, Wo)) {

@@ -116,9 +116,9 @@ export function runConvChunk(ex: ConvExports & ArenaExports, a: Int32Array, k: n
     );
   } else if (a[0] === 3) {
     // [3, x, xImg, stage, stageEach, sImg, plane, Ws, interior, W, H, C, V, vEach, ldV, vXs, M, mEach,
-    //  mXs, offIn, U, uXs, strips, jTab, O, rowsT, groups, ipc, images, tpi, out, outImg, Ho, Wo, exact,
-    //  wide, wideEach, wideImg, Wout]
-    const n0 = k * a[27], cnt = Math.min(a[27], a[28] - n0);
+    //  mXs, offIn, U, uXs, strips, jTab, O, steps, groups, ipc, images, tpi, out, outImg, Ho, Wo, exact,
+    //  wide, wideEach, wideImg, Wout, two, rows]
+    const n0 = k * a[27], cnt = Math.min(a[27], a[28] - n0), two = a[39] === 1;
     const st = a[3] + p * a[4], V = a[12] + p * a[13], M = a[16] + p * a[17];
     for (let i = 0; i < cnt; i++) {
       ex.zero(st + i * a[5], a[5]);
@@ -134,22 +134,68 @@ export function runConvChunk(ex: ConvExports & ArenaExports, a: Int32Array, k: n
         a[9],
       );
     }
-    ex.wgIn(st, a[5], 4 * a[6], 4 * a[7], a[11], cnt, a[25], a[26], V, 4 * a[14], a[15]);
+    const sRow = 4 * a[7];
+    ex.wgIn(
+      st,
+      a[5],
+      4 * a[6],
+      sRow,
+      a[11],
+      cnt,
+      a[25],
+      a[26],
+      V,
+      4 * a[14],
+      a[15],
+      two ? 2 * sRow : 16,
+      two ? 4 * sRow : 2 * sRow,
+    );
     const tiles = Math.ceil((cnt * a[29]) / 8);
     for (let xi = 0; xi < 16; xi++) {
       ex.mm(V + xi * a[15], a[19], a[11], a[20] + xi * a[21], a[22], a[23], tiles, M + xi * a[18], a[14]);
     }
-    const planeOut = 4 * a[32] * a[33];
+    const dRow = 4 * (a[34] === 1 ? a[33] : a[38]),
+      lane2 = two ? 2 * dRow : 16,
+      step = two ? 4 * dRow : 2 * dRow;
     if (a[34] === 1) {
-      ex.wgOut(M, 4 * a[14], a[18], a[24], cnt, a[25], a[26], a[30] + n0 * a[31], a[31], planeOut, 4 * a[33]);
+      const planeOut = 4 * a[32] * a[33];
+      ex.wgOut(
+        M,
+        4 * a[14],
+        a[18],
+        a[24],
+        cnt,
+        a[25],
+        a[26],
+        a[30] + n0 * a[31],
+        a[31],
+        planeOut,
+        dRow,
+        lane2,
+        step,
+      );
     } else {
       const wide = a[35] + p * a[36];
-      ex.wgOut(M, 4 * a[14], a[18], a[24], cnt, a[25], a[26], wide, a[37], 8 * a[25] * a[38], 4 * a[38]);
+      ex.wgOut(
+        M,
+        4 * a[14],
+        a[18],
+        a[24],
+        cnt,
+        a[25],
+        a[26],
+        wide,
+        a[37],
+        4 * a[40] * a[38],
+        dRow,
+        lane2,
+        step,
+      );
       for (let i = 0; i < cnt; i++) {
         ex.copyPlanes(
           wide + i * a[37],
           a[38],
-          2 * a[25] * a[38],
+          a[40] * a[38],
           a[30] + (n0 + i) * a[31],
           a[33],
           a[32] * a[33],
@@ -161,8 +207,8 @@ export function runConvChunk(ex: ConvExports & ArenaExports, a: Int32Array, k: n
     }
   } else if (a[0] === 4) {
     // [4, x, xImg, stage, stageEach, sImg, plane, Ws, interior, W, H, C, V, ldT, vXs, gy, gyImg, gyPlane,
-    //  gyRow, GY, gXs, O, rowsT, groups, ipc, images, tpi]
-    const n0 = k * a[24], cnt = Math.min(a[24], a[25] - n0), st = a[3] + p * a[4];
+    //  gyRow, GY, gXs, O, steps, groups, ipc, images, tpi, two]
+    const n0 = k * a[24], cnt = Math.min(a[24], a[25] - n0), st = a[3] + p * a[4], two = a[27] === 1;
     for (let i = 0; i < cnt; i++) {
       ex.zero(st + i * a[5], a[5]);
       ex.copyPlanes(
@@ -177,9 +223,37 @@ export function runConvChunk(ex: ConvExports & ArenaExports, a: Int32Array, k: n
         a[9],
       );
     }
-    const col = 4 * n0 * a[26];
-    ex.wgIn(st, a[5], 4 * a[6], 4 * a[7], a[11], cnt, a[22], a[23], a[12] + col, 4 * a[13], a[14]);
-    ex.wgGy(a[15] + n0 * a[16], a[16], a[17], a[18], a[21], cnt, a[22], a[23], a[19] + col, 4 * a[13], a[20]);
+    const col = 4 * n0 * a[26], sRow = 4 * a[7], gRow = a[18];
+    ex.wgIn(
+      st,
+      a[5],
+      4 * a[6],
+      sRow,
+      a[11],
+      cnt,
+      a[22],
+      a[23],
+      a[12] + col,
+      4 * a[13],
+      a[14],
+      two ? 2 * sRow : 16,
+      two ? 4 * sRow : 2 * sRow,
+    );
+    ex.wgGy(
+      a[15] + n0 * a[16],
+      a[16],
+      a[17],
+      gRow,
+      a[21],
+      cnt,
+      a[22],
+      a[23],
+      a[19] + col,
+      4 * a[13],
+      a[20],
+      two ? 2 * gRow : 16,
+      two ? 4 * gRow : 2 * gRow,
+    );
   } else if (a[0] === 5) {
     // [5, GY, gXs, ldT, V, vXs, offTab, blocks, qEnd, acc, accXs, Rpad, o2, O, step, oChunks]
     const xi = k % 16, oc = (k - xi) / 16;

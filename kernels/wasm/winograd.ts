@@ -7,8 +7,9 @@
  * `winograd_module.ts`): the 36 products per tile and channel pair of the direct convolution become
  * 16, computed as 16 matrix products `M[ξ] = U[ξ] · V[ξ]` (`U[ξ]` the transformed kernels,
  * `O × C`; `V[ξ]` the transformed tiles, `C × tiles`) by the direct kernels' register-tiled `mm`.
- * Output tiles are grouped four to a SIMD vector along each tile row, so the tile columns are
- * padded to a multiple of four (a 4×4 output, two tiles wide, computes twice its tiles).
+ * Output tiles are grouped four to a SIMD vector along each tile row, the tile columns padded to a
+ * multiple of four, or, for outputs at most two tiles wide (4×4), as the 2×2 tiles of two tile rows
+ * (see {@linkcode tilingOf}).
  *
  * `G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]]` and the transforms of B and A add and subtract only, so
  * the rounding differs from the direct sum by a few float32 ulps of the operands' magnitudes
@@ -107,33 +108,82 @@ function flipKernels(w: Float32Array, O: number, C: number): Float32Array {
   return f;
 }
 
+/**
+ * How the output's 2×2 tiles are grouped four to a vector: along tile rows (`two` false: the tile
+ * columns padded to a multiple of 4), or, for outputs at most two tiles wide, as the 2×2 tiles of
+ * two consecutive tile rows (`two` true: the tile rows padded to an even count).
+ */
+export interface Tiling {
+  /** Whether lanes 2–3 are the next tile row's (outputs at most two tiles wide). */
+  two: boolean;
+  /** Tile rows per image (padded). */
+  rows: number;
+  /** Tile columns per image (padded). */
+  TX: number;
+  /** Tiles per image (`rows·TX`). */
+  tpi: number;
+  /** Steps of the transforms' row loop per image. */
+  steps: number;
+  /** Groups of four tiles per step. */
+  groups: number;
+  /** Staged (zero-padded) image width and plane (`(2·rows + 2)·Ws`). */
+  Ws: number;
+  plane: number;
+  /** Width of the tiles' output rows (`2·TX`). */
+  Wout: number;
+}
+
+/** The {@linkcode Tiling} of an `Ho × Wo` output. */
+export function tilingOf(Ho: number, Wo: number): Tiling {
+  const tilesX = Math.ceil(Wo / 2), tilesY = Math.ceil(Ho / 2), two = tilesX <= 2;
+  const TX = two ? 2 : 4 * Math.ceil(tilesX / 4), rows = two ? 2 * Math.ceil(tilesY / 2) : tilesY;
+  const Ws = 2 * TX + 2;
+  return {
+    two,
+    rows,
+    TX,
+    tpi: rows * TX,
+    steps: two ? rows / 2 : rows,
+    groups: two ? 1 : TX / 4,
+    Ws,
+    plane: (2 * rows + 2) * Ws,
+    Wout: 2 * TX,
+  };
+}
+
 /** Flops of the direct convolution (the size class of the thread choice, as the direct kernels). */
 const flopsOf = (g: WideConv): number => 2 * g.N * g.O * g.C * 9 * g.Ho * g.Wo;
+
+/**
+ * The words of a job's staging part (see `runConvChunk`): the group's compact images at `xs`, the
+ * participants' slots at `stage`.
+ */
+function stagingWords(g: WideConv, t: Tiling, xs: number, stage: number, stageEach: number, sImg: number) {
+  const interior = 4 * (g.ph * t.Ws + g.pw);
+  return [xs, 4 * g.C * g.H * g.W, stage, stageEach, sImg, t.plane, t.Ws, interior, g.W, g.H, g.C];
+}
 
 /**
  * `y[N, O, Ho, Wo]` = the 3×3 stride-1 correlation of `x[N, C, H, W]` (zero padding `ph`, `pw`)
  * with `w[O, C, 3, 3]`, by F(2×2, 3×3). The geometry must satisfy {@linkcode winogradApplies}.
  */
 export function winogradForward(x: Float32Array, w: Float32Array, g: WideConv): Float32Array {
-  const e = getEngine(), { N, C, H, W, O, Ho, Wo } = g;
-  const rowsT = Math.ceil(Ho / 2), groups = Math.ceil(Math.ceil(Wo / 2) / 4), TX = 4 * groups;
-  const Hs = 2 * rowsT + 2, Ws = 2 * TX + 2, plane = Hs * Ws;
-  const tpi = rowsT * TX, chw = C * H * W, P = Ho * Wo, Wout = 2 * TX;
-  const exact = Wout === Wo && 2 * rowsT === Ho;
+  const e = getEngine(), { N, C, O, Ho, Wo } = g, t = tilingOf(Ho, Wo);
+  const chw = C * g.H * g.W, P = Ho * Wo, exact = t.Wout === Wo && 2 * t.rows === Ho;
   const parts = participantsFor(flopsOf(g));
   const G = groupOf(N, chw + O * P);
   // Images per chunk: enough tiles to fill the products, enough chunks to share them.
-  const byTiles = Math.max(1, Math.floor(CHUNK_TILES / tpi));
+  const byTiles = Math.max(1, Math.floor(CHUNK_TILES / t.tpi));
   const ipc = Math.max(1, Math.min(byTiles, Math.ceil(Math.min(N, G) / (4 * parts))));
-  const ldV = ceilTo(ipc * tpi, NR), strips = Math.ceil(O / MR), Opad = strips * MR;
-  const sImg = ceilTo(4 * C * plane, 16), wideImg = 4 * O * 2 * rowsT * Wout;
+  const ldV = ceilTo(ipc * t.tpi, NR), strips = Math.ceil(O / MR), Opad = strips * MR;
+  const sImg = ceilTo(4 * C * t.plane, 16), wideImg = 4 * O * 2 * t.rows * t.Wout;
   const y = new Float32Array(N * O * P);
   e.reset();
   try {
     const U = e.put(transformKernels(w, O, C));
     const offIn = e.put(Int32Array.from({ length: C }, (_, c) => 4 * c * ldV));
-    const jTab = e.put(Int32Array.from({ length: ldV / NR }, (_, t) => 4 * NR * t));
-    // Per participant: staged images (plus a row of slack read by the last tiles), V, M, wide output.
+    const jTab = e.put(Int32Array.from({ length: ldV / NR }, (_, k) => 4 * NR * k));
+    // Per participant: staged images (plus slack), V, M, and the wide output where tiles overhang.
     const stageEach = ipc * sImg + 64, vEach = 4 * 16 * C * ldV, mEach = 4 * 16 * Opad * ldV;
     const wideEach = exact ? 0 : ipc * wideImg;
     const stage = e.take(parts * stageEach / 4), V = e.zeros(parts * vEach / 4);
@@ -143,51 +193,23 @@ export function winogradForward(x: Float32Array, w: Float32Array, g: WideConv): 
       const nn = Math.min(G, N - n0);
       e.release(mark);
       const xs = e.put(x.subarray(n0 * chw, (n0 + nn) * chw)), out = e.take(nn * O * P);
+      const products = [V, vEach, ldV, 4 * C * ldV, M, mEach, 4 * Opad * ldV, offIn, U, 4 * strips * C * MR];
+      const output = [out, 4 * O * P, Ho, Wo, exact ? 1 : 0, wide, wideEach, wideImg, t.Wout, t.two ? 1 : 0];
       const job = [
         ConvJob.winograd,
-        xs,
-        4 * chw,
-        stage,
-        stageEach,
-        sImg,
-        plane,
-        Ws,
-        4 * (g.ph * Ws + g.pw),
-        W,
-        H,
-        C,
-      ];
-      job.push(
-        V,
-        vEach,
-        ldV,
-        4 * C * ldV,
-        M,
-        mEach,
-        4 * Opad * ldV,
-        offIn,
-        U,
-        4 * strips * C * MR,
+        ...stagingWords(g, t, xs, stage, stageEach, sImg),
+        ...products,
         strips,
         jTab,
-      );
-      job.push(
         O,
-        rowsT,
-        groups,
+        t.steps,
+        t.groups,
         ipc,
         nn,
-        tpi,
-        out,
-        4 * O * P,
-        Ho,
-        Wo,
-        exact ? 1 : 0,
-        wide,
-        wideEach,
-        wideImg,
-        Wout,
-      );
+        t.tpi,
+        ...output,
+        2 * t.rows,
+      ];
       runJob(e, job, Math.ceil(nn / ipc), parts, flopsOf(g));
       y.set(e.f32(out, nn * O * P), n0 * O * P);
     }
@@ -218,13 +240,26 @@ export function winogradGradInput(gy: Float32Array, w: Float32Array, g: WideConv
 }
 
 /**
+ * Tiles (images × tiles per image) below which `"auto"` leaves the weight gradient to the direct
+ * kernels: its 16 sums run over the tiles, and short sums (ResNet-18's 4×4 layers at batch 32: 128
+ * tiles) measured slower than the direct path.
+ */
+export const WINOGRAD_WEIGHT_MIN_TILES = 384;
+
+/**
  * Whether the weight gradient of a convolution that {@linkcode winogradApplies} to can take Winograd
- * here: the output's tiles fill whole SIMD vectors (width a multiple of 8, even height), so the
- * output gradient's tiles are read in place.
+ * here: the output's tiles fill whole SIMD vectors without padding (a width that is a multiple of 8
+ * and an even height, or a width of 4 and a height that is a multiple of 4), so the output
+ * gradient's tiles are read in place.
  */
 export function winogradGradWeightApplies(g: WideConv): boolean {
-  return winogradApplies(g) && g.Wo % 8 === 0 && g.Ho % 2 === 0;
+  if (!winogradApplies(g)) return false;
+  const t = tilingOf(g.Ho, g.Wo);
+  return t.Wout === g.Wo && 2 * t.rows === g.Ho;
 }
+
+/** Scratch of {@linkcode untransformGradient}. */
+const rowsOfG = new Float64Array(12);
 
 /** `Gᵀ d G` of the 4×4 block `d` (16 values from `src[at + ξ·stride]`) into `gw[w .. w+9]`. */
 function untransformGradient(
@@ -234,7 +269,7 @@ function untransformGradient(
   gw: Float32Array,
   w: number,
 ): void {
-  const t = new Float64Array(12);
+  const t = rowsOfG;
   for (let i = 0; i < 4; i++) {
     const d0 = src[at + 4 * i * stride], d1 = src[at + (4 * i + 1) * stride];
     const d2 = src[at + (4 * i + 2) * stride], d3 = src[at + (4 * i + 3) * stride];
@@ -257,14 +292,12 @@ function untransformGradient(
  * The geometry must satisfy {@linkcode winogradGradWeightApplies}.
  */
 export function winogradGradWeight(x: Float32Array, gy: Float32Array, g: WideConv): Float32Array {
-  const e = getEngine(), { N, C, H, W, O, Ho, Wo } = g;
-  const rowsT = Ho / 2, groups = Wo / 8, TX = 4 * groups;
-  const Hs = 2 * rowsT + 2, Ws = 2 * TX + 2, plane = Hs * Ws;
-  const tpi = rowsT * TX, chw = C * H * W, P = Ho * Wo;
+  const e = getEngine(), { N, C, O, Ho, Wo } = g, t = tilingOf(Ho, Wo);
+  const chw = C * g.H * g.W, P = Ho * Wo;
   const parts = participantsFor(flopsOf(g));
-  const G = groupOf(N, chw + O * P + 16 * (C + O) * tpi);
-  const ipc = Math.max(1, Math.min(Math.floor(CHUNK_TILES / tpi), Math.ceil(G / (4 * parts))));
-  const ldT = G * tpi, sImg = ceilTo(4 * C * plane, 16), stageEach = ipc * sImg + 64;
+  const G = groupOf(N, chw + O * P + 16 * (C + O) * t.tpi);
+  const ipc = Math.max(1, Math.min(Math.floor(CHUNK_TILES / t.tpi), Math.ceil(G / (4 * parts))));
+  const ldT = G * t.tpi, sImg = ceilTo(4 * C * t.plane, 16), stageEach = ipc * sImg + 64;
   const Rpad = ceilTo(C, 5), o2 = O & ~1;
   const oChunks = Math.max(1, Math.ceil((4 * parts) / 16));
   const step = 2 * Math.max(1, Math.ceil(o2 / 2 / oChunks));
@@ -279,12 +312,24 @@ export function winogradGradWeight(x: Float32Array, gy: Float32Array, g: WideCon
       const xs = e.put(x.subarray(n0 * chw, (n0 + nn) * chw));
       const gys = e.put(gy.subarray(n0 * O * P, (n0 + nn) * O * P));
       const V = e.take(16 * C * ldT), GY = e.take(16 * O * ldT);
-      const transforms = [ConvJob.winogradTransforms, xs, 4 * chw, stage, stageEach, sImg, plane, Ws];
-      transforms.push(4 * (g.ph * Ws + g.pw), W, H, C, V, ldT, 4 * C * ldT, gys, 4 * O * P, 4 * P, 4 * Wo);
-      transforms.push(GY, 4 * O * ldT, O, rowsT, groups, ipc, nn, tpi);
+      const gyWords = [gys, 4 * O * P, 4 * P, 4 * Wo, GY, 4 * O * ldT, O];
+      const transforms = [
+        ConvJob.winogradTransforms,
+        ...stagingWords(g, t, xs, stage, stageEach, sImg),
+        V,
+        ldT,
+        4 * C * ldT,
+        ...gyWords,
+        t.steps,
+        t.groups,
+        ipc,
+        nn,
+        t.tpi,
+        t.two ? 1 : 0,
+      ];
       runJob(e, transforms, Math.ceil(nn / ipc), parts, flopsOf(g));
-      const products = [ConvJob.winogradProducts, GY, 4 * O * ldT, ldT, V, 4 * C * ldT, offTab, Rpad / 5];
-      products.push(nn * tpi, acc, 4 * O * Rpad, Rpad, o2, O, step, oChunks);
+      const sums = [GY, 4 * O * ldT, ldT, V, 4 * C * ldT, offTab, Rpad / 5, nn * t.tpi, acc, 4 * O * Rpad];
+      const products = [ConvJob.winogradProducts, ...sums, Rpad, o2, O, step, oChunks];
       runJob(e, products, 16 * oChunks, parts, flopsOf(g));
     }
     const dU = e.f32(acc, 16 * O * Rpad), gw = new Float32Array(O * C * 9);

@@ -4,14 +4,17 @@
  *
  * With `Bᵀ = [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]]` and `Aᵀ = [[1,1,1,0],[0,1,−1,−1]]`, a 2×2
  * output tile of a 3×3 correlation is `Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A` for its 4×4 input tile `d`: 16
- * products per tile and channel pair instead of 36. Both transforms take four horizontally
- * adjacent tiles at once, one per SIMD lane (tile `tx` starts at column `2·tx`, so the lanes are the
- * even or odd columns of two vector loads, regrouped by shuffles):
+ * products per tile and channel pair instead of 36. The transforms take four tiles at once, one
+ * per SIMD lane: lanes 0–1 are two horizontally adjacent tiles (tile `tx` starts at column `2·tx`,
+ * so a lane's values are the even or odd columns of vector loads, regrouped by shuffles), lanes
+ * 2–3 the two read `lane2` bytes further: the next two tiles of the row (`lane2` = 16), or, for
+ * outputs two tiles wide, the two tiles of the next tile row (`lane2` = two rows). A step of the
+ * row loop advances `rowStep` bytes (two or four rows).
  *
  * - `wgIn`: staged (zero-padded) images → `V[ξ][c][t]`, `ξ = 4i + j` the position in the 4×4 tile,
  *   `t` the tile (image-major, then tile row, then tile column).
- * - `wgOut`: `M[ξ][o][t]` (the 16 products `U[ξ]·V[ξ]`) → 2×2 output tiles, two rows of eight
- *   consecutive columns per four tiles.
+ * - `wgOut`: `M[ξ][o][t]` (the 16 products `U[ξ]·V[ξ]`) → 2×2 output tiles.
+ * - `wgGy`: the output gradient's 2×2 tiles → `A y Aᵀ` (the weight gradient's transform).
  *
  * Pointers and strides are in bytes.
  *
@@ -22,6 +25,9 @@ import { Fn, I32, V128 } from "./wasm_emit.ts";
 const EVEN = [0, 2, 4, 6] as const, ODD = [1, 3, 5, 7] as const;
 /** Interleaves the low (high) halves of two vectors: `a0 b0 a1 b1` (`a2 b2 a3 b3`). */
 const ZIP_LO = [0, 4, 1, 5] as const, ZIP_HI = [2, 6, 3, 7] as const;
+
+/** The parameter indices `0 … n − 1`. */
+const indices = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
 /** Declares `n` locals of `type`. */
 const locals = (f: Fn, n: number, type: number): number[] => Array.from({ length: n }, () => f.local(type));
@@ -40,37 +46,25 @@ function xiOffsets(f: Fn, step: number): number[] {
 }
 
 /**
- * wgIn(src, srcImg, srcPlane, srcRow, C, images, rowsT, groups, V, ldV, xs): for channel `c`, image
- * `n < images`, tile row `ty < rowsT` and group `g < groups` of four tiles, reads rows `2ty … 2ty+3`
- * and columns `8g … 8g+9` of the staged plane at `src + n·srcImg + c·srcPlane` and stores
+ * wgIn(src, srcImg, srcPlane, srcRow, C, images, rowsT, groups, V, ldV, xs, lane2, rowStep): for
+ * channel `c`, image `n < images`, row step `ty < rowsT` and group `g < groups` of four tiles, reads
+ * the tiles' 4×4 inputs (rows from `ty·rowStep`, columns from `8g`; lanes 2–3 `lane2` further) of
+ * the staged plane at `src + n·srcImg + c·srcPlane` and stores
  * `Bᵀ d B` at `V + ξ·xs + c·ldV + 4t`, `t = (n·rowsT + ty)·4·groups + 4g`.
  */
 function wgInFn(): Fn {
-  const f = new Fn("wgIn", new Array(11).fill(I32));
-  const [src, srcImg, srcPlane, srcRow, C, images, rowsT, groups, V, ldV, xs] = [
-    0,
-    1,
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-    8,
-    9,
-    10,
-  ];
+  const f = new Fn("wgIn", new Array(13).fill(I32));
+  const [src, srcImg, srcPlane, srcRow, C, images, rowsT, groups, V, ldV, xs, lane2, rowStep] = indices(13);
   const c = f.local(I32), n = f.local(I32), ty = f.local(I32), g = f.local(I32);
   const pc = f.local(I32), vc = f.local(I32), pn = f.local(I32), vn = f.local(I32);
-  const pr = f.local(I32), vr = f.local(I32), p = f.local(I32), vb = f.local(I32);
-  const rowBytes = f.local(I32), twoRows = f.local(I32);
+  const pr = f.local(I32), vr = f.local(I32), p = f.local(I32), vb = f.local(I32), q = f.local(I32);
+  const rowBytes = f.local(I32);
   const off = xiOffsets(f, xs);
   const a = f.local(V128), b = f.local(V128), u0 = f.local(V128), u1 = f.local(V128);
   const d = locals(f, 4, V128);
   const e = locals(f, 16, V128); // e[4r + j]: row r after the column transform
   const v = locals(f, 4, V128);
   f.get(groups).i32(16).op("i32.mul").set(rowBytes); // V bytes per tile row
-  f.get(srcRow).i32(1).op("i32.shl").set(twoRows);
   f.for(c, 0, { l: C }, 1, () => {
     f.get(src).get(c).get(srcPlane).op("i32.mul", "i32.add").set(pc);
     f.get(V).get(c).get(ldV).op("i32.mul", "i32.add").set(vc);
@@ -83,12 +77,13 @@ function wgInFn(): Fn {
         f.for(g, 0, { l: groups }, 1, () => {
           f.get(pr).get(g).i32(5).op("i32.shl", "i32.add").set(p);
           f.get(vr).get(g).i32(4).op("i32.shl", "i32.add").set(vb);
+          f.get(p).get(lane2).op("i32.add").set(q);
           for (let r = 0; r < 4; r++) {
-            // Columns 0…7 (a, b) and 2…9 (u0, u1) of row r of the four tiles.
+            // Columns 0…3 (a, b) and 2…5 (u0, u1) of row r of lanes 0–1 (a, u0) and 2–3 (b, u1).
             f.get(p).mem("v128.load", 0).set(a);
-            f.get(p).mem("v128.load", 16).set(b);
+            f.get(q).mem("v128.load", 0).set(b);
             f.get(p).mem("v128.load", 8).set(u0);
-            f.get(p).mem("v128.load", 24).set(u1);
+            f.get(q).mem("v128.load", 8).set(u1);
             f.get(a).get(b).shuffle32(EVEN).set(d[0]);
             f.get(a).get(b).shuffle32(ODD).set(d[1]);
             f.get(u0).get(u1).shuffle32(EVEN).set(d[2]);
@@ -98,7 +93,10 @@ function wgInFn(): Fn {
             vop(f, e[4 * r + 1], d[1], "f32x4.add", d[2]);
             vop(f, e[4 * r + 2], d[2], "f32x4.sub", d[1]);
             vop(f, e[4 * r + 3], d[1], "f32x4.sub", d[3]);
-            if (r < 3) f.addTo(p, () => f.get(srcRow));
+            if (r < 3) {
+              f.addTo(p, () => f.get(srcRow));
+              f.addTo(q, () => f.get(srcRow));
+            }
           }
           for (let j = 0; j < 4; j++) {
             // Bᵀ·(column j): (e0 − e2, e1 + e2, e2 − e1, e1 − e3)
@@ -111,7 +109,7 @@ function wgInFn(): Fn {
             }
           }
         });
-        f.addTo(pr, () => f.get(twoRows));
+        f.addTo(pr, () => f.get(rowStep));
         f.addTo(vr, () => f.get(rowBytes));
       });
     });
@@ -120,35 +118,23 @@ function wgInFn(): Fn {
 }
 
 /**
- * wgOut(M, ldM, xs, O, images, rowsT, groups, dst, dstImg, dstPlane, dstRow): for output channel `o`,
- * image `n`, tile row `ty` and group `g` of four tiles, reads `M[ξ][o][t]` at `M + ξ·xs + o·ldM + 4t`
- * and stores `Aᵀ m A` as rows `2ty, 2ty+1`, columns `8g … 8g+7` of the plane at
- * `dst + n·dstImg + o·dstPlane` (rows `dstRow` apart).
+ * wgOut(M, ldM, xs, O, images, rowsT, groups, dst, dstImg, dstPlane, dstRow, lane2, rowStep): for
+ * output channel `o`, image `n`, row step `ty` and group `g` of four tiles, reads `M[ξ][o][t]` at
+ * `M + ξ·xs + o·ldM + 4t` and stores `Aᵀ m A` of lanes 0–1 as two rows of four columns from column
+ * `8g` of row `ty·rowStep` of the plane at `dst + n·dstImg + o·dstPlane` (rows `dstRow` apart),
+ * those of lanes 2–3 `lane2` bytes further.
  */
 function wgOutFn(): Fn {
-  const f = new Fn("wgOut", new Array(11).fill(I32));
-  const [M, ldM, xs, O, images, rowsT, groups, dst, dstImg, dstPlane, dstRow] = [
-    0,
-    1,
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-    8,
-    9,
-    10,
-  ];
+  const f = new Fn("wgOut", new Array(13).fill(I32));
+  const [M, ldM, xs, O, images, rowsT, groups, dst, dstImg, dstPlane, dstRow, lane2, rowStep] = indices(13);
   const o = f.local(I32), n = f.local(I32), ty = f.local(I32), g = f.local(I32);
   const mr = f.local(I32), qr = f.local(I32), mb = f.local(I32);
-  const q = f.local(I32), rowBytes = f.local(I32), twoRows = f.local(I32);
+  const q = f.local(I32), rowBytes = f.local(I32);
   const off = xiOffsets(f, xs);
   const m = locals(f, 4, V128), t0 = f.local(V128), t1 = f.local(V128);
   const h = locals(f, 8, V128); // h[2i + k]: row i of m·A
   const y = locals(f, 4, V128); // y[2r + k]
   f.get(groups).i32(16).op("i32.mul").set(rowBytes);
-  f.get(dstRow).i32(1).op("i32.shl").set(twoRows);
   f.for(o, 0, { l: O }, 1, () => {
     f.for(n, 0, { l: images }, 1, () => {
       f.get(M).get(o).get(ldM).op("i32.mul", "i32.add");
@@ -178,12 +164,13 @@ function wgOutFn(): Fn {
           f.get(qr).get(g).i32(5).op("i32.shl", "i32.add").set(q);
           for (let r = 0; r < 2; r++) {
             f.get(q).get(y[2 * r]).get(y[2 * r + 1]).shuffle32(ZIP_LO).mem("v128.store", 0);
-            f.get(q).get(y[2 * r]).get(y[2 * r + 1]).shuffle32(ZIP_HI).mem("v128.store", 16);
+            f.get(q).get(lane2).op("i32.add").get(y[2 * r]).get(y[2 * r + 1]).shuffle32(ZIP_HI);
+            f.mem("v128.store", 0);
             if (r === 0) f.addTo(q, () => f.get(dstRow));
           }
         });
         f.addTo(mr, () => f.get(rowBytes));
-        f.addTo(qr, () => f.get(twoRows));
+        f.addTo(qr, () => f.get(rowStep));
       });
     });
   });
@@ -191,37 +178,24 @@ function wgOutFn(): Fn {
 }
 
 /**
- * wgGy(src, srcImg, srcPlane, srcRow, O, images, rowsT, groups, G, ldG, xs): the output-gradient
- * transform of the weight gradient. For channel `o`, image `n`, tile row `ty` and group `g` of four
- * tiles, reads the 2×2 tiles `y` at rows `2ty, 2ty+1`, columns `8g … 8g+7` of the plane at
+ * wgGy(src, srcImg, srcPlane, srcRow, O, images, rowsT, groups, G, ldG, xs, lane2, rowStep): the
+ * output-gradient transform of the weight gradient. For channel `o`, image `n`, row step `ty` and
+ * group `g` of four tiles, reads the 2×2 tiles `y` (as `wgOut` writes them) of the plane at
  * `src + n·srcImg + o·srcPlane` and stores `A y Aᵀ` (`A = [[1,0],[1,1],[1,−1],[0,−1]]`) at
  * `G + ξ·xs + o·ldG + 4t` (tiles numbered as in `wgIn`).
  */
 function wgGyFn(): Fn {
-  const f = new Fn("wgGy", new Array(11).fill(I32));
-  const [src, srcImg, srcPlane, srcRow, O, images, rowsT, groups, G, ldG, xs] = [
-    0,
-    1,
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-    8,
-    9,
-    10,
-  ];
+  const f = new Fn("wgGy", new Array(13).fill(I32));
+  const [src, srcImg, srcPlane, srcRow, O, images, rowsT, groups, G, ldG, xs, lane2, rowStep] = indices(13);
   const o = f.local(I32), n = f.local(I32), ty = f.local(I32), g = f.local(I32);
   const pr = f.local(I32), gr = f.local(I32), p = f.local(I32), gb = f.local(I32);
-  const rowBytes = f.local(I32), twoRows = f.local(I32);
+  const rowBytes = f.local(I32);
   const off = xiOffsets(f, xs);
   const a = f.local(V128), b = f.local(V128);
   const y = locals(f, 4, V128); // y[2r + k]: row r, column k of the four tiles
   const z = locals(f, 8, V128); // z[2i + k]: row i of A·y
   const v = locals(f, 4, V128);
   f.get(groups).i32(16).op("i32.mul").set(rowBytes);
-  f.get(srcRow).i32(1).op("i32.shl").set(twoRows);
   f.for(o, 0, { l: O }, 1, () => {
     f.for(n, 0, { l: images }, 1, () => {
       f.get(src).get(n).get(srcImg).op("i32.mul", "i32.add").get(o).get(srcPlane).op("i32.mul", "i32.add");
@@ -234,7 +208,7 @@ function wgGyFn(): Fn {
           f.get(gr).get(g).i32(4).op("i32.shl", "i32.add").set(gb);
           for (let r = 0; r < 2; r++) {
             f.get(p).mem("v128.load", 0).set(a);
-            f.get(p).mem("v128.load", 16).set(b);
+            f.get(p).get(lane2).op("i32.add").mem("v128.load", 0).set(b);
             f.get(a).get(b).shuffle32(EVEN).set(y[2 * r]);
             f.get(a).get(b).shuffle32(ODD).set(y[2 * r + 1]);
             if (r === 0) f.addTo(p, () => f.get(srcRow));
@@ -257,7 +231,7 @@ function wgGyFn(): Fn {
             }
           }
         });
-        f.addTo(pr, () => f.get(twoRows));
+        f.addTo(pr, () => f.get(rowStep));
         f.addTo(gr, () => f.get(rowBytes));
       });
     });
@@ -278,6 +252,8 @@ export type WgInFn = (
   V: number,
   ldV: number,
   xs: number,
+  lane2: number,
+  rowStep: number,
 ) => void;
 
 /** The signature of `wgOut`. */
@@ -293,6 +269,8 @@ export type WgOutFn = (
   dstImg: number,
   dstPlane: number,
   dstRow: number,
+  lane2: number,
+  rowStep: number,
 ) => void;
 
 /** The signature of `wgGy` (as {@linkcode WgInFn}, with output channels for input channels). */
