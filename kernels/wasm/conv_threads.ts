@@ -64,6 +64,7 @@ export const ConvJob = {
   winograd: 3,
   winogradTransforms: 4,
   winogradProducts: 5,
+  winogradKernels: 6,
 } as const;
 
 /** Most job words (kind included). */
@@ -254,6 +255,10 @@ export function runConvChunk(ex: ConvExports & ArenaExports, a: Int32Array, k: n
       two ? 2 * gRow : 16,
       two ? 4 * gRow : 2 * gRow,
     );
+  } else if (a[0] === 6) {
+    // [6, w, O, C, flip, u, block, stripsPerChunk, strips]
+    const s0 = k * a[7];
+    ex.wgKernels(a[1], a[2], a[3], a[4], a[5], a[6], s0, Math.min(a[8], s0 + a[7]));
   } else if (a[0] === 5) {
     // [5, GY, gXs, ldT, V, vXs, offTab, blocks, qEnd, acc, accXs, Rpad, o2, O, step, oChunks]
     const xi = k % 16, oc = (k - xi) / 16;

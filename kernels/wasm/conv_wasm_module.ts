@@ -8,7 +8,13 @@
  */
 import { hasRelaxedSimd } from "./gemm_wasm.ts";
 import { Fn, I32, V128 } from "./wasm_emit.ts";
-import { type WgGyFn, type WgInFn, type WgOutFn, winogradFunctions } from "./winograd_module.ts";
+import {
+  type WgGyFn,
+  type WgInFn,
+  type WgKernelsFn,
+  type WgOutFn,
+  winogradFunctions,
+} from "./winograd_module.ts";
 
 /** Weight rows × output columns of one `mm` register tile (15 of the 16 vector registers). */
 export const MR = 6, NR = 8;
@@ -285,6 +291,7 @@ export interface ConvExports {
   wgIn: WgInFn;
   wgOut: WgOutFn;
   wgGy: WgGyFn;
+  wgKernels: WgKernelsFn;
 }
 
 /** The convolution functions, in the order of {@linkcode ConvExports}. */

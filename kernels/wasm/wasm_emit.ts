@@ -7,7 +7,7 @@
  */
 
 /** Value types. */
-export const I32 = 0x7f, F32 = 0x7d, V128 = 0x7b;
+export const I32 = 0x7f, F32 = 0x7d, F64 = 0x7c, V128 = 0x7b;
 
 /** Appends `n` as unsigned LEB128. */
 function uleb(n: number, out: number[]): void {
@@ -50,6 +50,11 @@ export const OPS = {
   "i32.shl": [0x74],
   "f32.add": [0x92],
   "f32.mul": [0x94],
+  "f64.add": [0xa0],
+  "f64.sub": [0xa1],
+  "f64.mul": [0xa2],
+  "f32.demote_f64": [0xb6],
+  "f64.promote_f32": [0xbb],
   "select": [0x1b],
   "drop": [0x1a],
   "return": [0x0f],

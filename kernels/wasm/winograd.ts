@@ -29,6 +29,14 @@ import { getEngine, groupOf, participantsFor, runJob, type WideConv } from "./co
 const ceilTo = (n: number, m: number): number => Math.ceil(n / m) * m;
 
 /**
+ * The byte stride between the 16 blocks (one per ξ) of a transformed array of `bytes` per block:
+ * rounded up to 4 KiB plus 17 cache lines, so that the 16 streams a transform reads or writes at
+ * once fall in 16 different cache sets. (Blocks a multiple of 4 KiB apart — a 512-channel layer's
+ * kernels are 258 pages — alias in the L1 sets and measured 4× slower.)
+ */
+export const xiStride = (bytes: number): number => ceilTo(bytes, 4096) + 17 * 64;
+
+/**
  * Whether the Winograd kernels take a stride-1 convolution of this geometry: 3×3 kernels, at most 2
  * of padding on each side (the input gradient pads the output gradient by `2 − p`), at least
  * {@linkcode WINOGRAD_MIN_CHANNELS} input and output channels (below that the products are too short
@@ -63,49 +71,24 @@ export const WINOGRAD_MIN_CHANNELS = 16;
 const CHUNK_TILES = 256;
 
 /**
- * `G g Gᵀ` of every kernel `w[O, C, 3, 3]`, packed for `mm`: 16 blocks (ξ = 4i + j) of strips of
- * `MR` output channels, `[ξ][strip][c][MR]`, zero-padded to whole strips.
+ * `G g Gᵀ` of the layer's kernels `w` (`[O, C, 3, 3]`, or `[C, O, 3, 3]` turned by 180° with
+ * `flipped`: the input gradient's) into a region of the engine, packed for `mm` (see `wgKernels`
+ * in `winograd_module.ts`), as a job of strips of output channels; its byte pointer.
  */
-function transformKernels(w: Float32Array, O: number, C: number): Float32Array {
-  const strips = Math.ceil(O / MR), block = strips * C * MR;
-  const u = new Float32Array(16 * block);
-  const gg = new Float64Array(12);
-  for (let o = 0; o < O; o++) {
-    const base = Math.floor(o / MR) * C * MR + (o % MR);
-    for (let c = 0; c < C; c++) {
-      const k = (o * C + c) * 9;
-      // G·g (4×3): rows g0, (g0+g1+g2)/2, (g0−g1+g2)/2, g2.
-      for (let x = 0; x < 3; x++) {
-        const g0 = w[k + x], g1 = w[k + 3 + x], g2 = w[k + 6 + x];
-        gg[x] = g0;
-        gg[3 + x] = (g0 + g1 + g2) / 2;
-        gg[6 + x] = (g0 - g1 + g2) / 2;
-        gg[9 + x] = g2;
-      }
-      // (G·g)·Gᵀ: each row (a0, a1, a2) → (a0, (a0+a1+a2)/2, (a0−a1+a2)/2, a2).
-      const at = base + c * MR;
-      for (let i = 0; i < 4; i++) {
-        const a0 = gg[3 * i], a1 = gg[3 * i + 1], a2 = gg[3 * i + 2];
-        u[(4 * i) * block + at] = a0;
-        u[(4 * i + 1) * block + at] = (a0 + a1 + a2) / 2;
-        u[(4 * i + 2) * block + at] = (a0 - a1 + a2) / 2;
-        u[(4 * i + 3) * block + at] = a2;
-      }
-    }
-  }
+function transformKernels(
+  w: Float32Array,
+  O: number,
+  C: number,
+  flipped: boolean,
+  parts: number,
+  flops: number,
+): number {
+  const e = getEngine(), strips = Math.ceil(O / MR), block = xiStride(4 * strips * C * MR);
+  const wp = e.put(w), u = e.take(4 * block); // 16 blocks of `block` bytes
+  const perChunk = Math.max(1, Math.ceil(strips / (4 * parts)));
+  const job = [ConvJob.winogradKernels, wp, O, C, flipped ? 1 : 0, u, block, perChunk, strips];
+  runJob(e, job, Math.ceil(strips / perChunk), parts, flops);
   return u;
-}
-
-/** `w[O, C, 3, 3]` flipped in both spatial axes with the channel axes swapped: `[C, O, 3, 3]`. */
-function flipKernels(w: Float32Array, O: number, C: number): Float32Array {
-  const f = new Float32Array(w.length);
-  for (let o = 0; o < O; o++) {
-    for (let c = 0; c < C; c++) {
-      const s = (o * C + c) * 9, d = (c * O + o) * 9;
-      for (let t = 0; t < 9; t++) f[d + t] = w[s + 8 - t];
-    }
-  }
-  return f;
 }
 
 /**
@@ -168,6 +151,11 @@ function stagingWords(g: WideConv, t: Tiling, xs: number, stage: number, stageEa
  * with `w[O, C, 3, 3]`, by F(2×2, 3×3). The geometry must satisfy {@linkcode winogradApplies}.
  */
 export function winogradForward(x: Float32Array, w: Float32Array, g: WideConv): Float32Array {
+  return forward(x, w, g, false);
+}
+
+/** {@linkcode winogradForward}, with the kernels of `transformKernels`' `flipped`. */
+function forward(x: Float32Array, w: Float32Array, g: WideConv, flipped: boolean): Float32Array {
   const e = getEngine(), { N, C, O, Ho, Wo } = g, t = tilingOf(Ho, Wo);
   const chw = C * g.H * g.W, P = Ho * Wo, exact = t.Wout === Wo && 2 * t.rows === Ho;
   const parts = participantsFor(flopsOf(g));
@@ -180,11 +168,12 @@ export function winogradForward(x: Float32Array, w: Float32Array, g: WideConv): 
   const y = new Float32Array(N * O * P);
   e.reset();
   try {
-    const U = e.put(transformKernels(w, O, C));
+    const U = transformKernels(w, O, C, flipped, parts, flopsOf(g));
     const offIn = e.put(Int32Array.from({ length: C }, (_, c) => 4 * c * ldV));
     const jTab = e.put(Int32Array.from({ length: ldV / NR }, (_, k) => 4 * NR * k));
     // Per participant: staged images (plus slack), V, M, and the wide output where tiles overhang.
-    const stageEach = ipc * sImg + 64, vEach = 4 * 16 * C * ldV, mEach = 4 * 16 * Opad * ldV;
+    const vXs = xiStride(4 * C * ldV), mXs = xiStride(4 * Opad * ldV);
+    const stageEach = ipc * sImg + 64, vEach = 16 * vXs, mEach = 16 * mXs;
     const wideEach = exact ? 0 : ipc * wideImg;
     const stage = e.take(parts * stageEach / 4), V = e.zeros(parts * vEach / 4);
     const M = e.take(parts * mEach / 4), wide = e.take(parts * wideEach / 4 + 4);
@@ -193,7 +182,8 @@ export function winogradForward(x: Float32Array, w: Float32Array, g: WideConv): 
       const nn = Math.min(G, N - n0);
       e.release(mark);
       const xs = e.put(x.subarray(n0 * chw, (n0 + nn) * chw)), out = e.take(nn * O * P);
-      const products = [V, vEach, ldV, 4 * C * ldV, M, mEach, 4 * Opad * ldV, offIn, U, 4 * strips * C * MR];
+      const uXs = xiStride(4 * strips * C * MR);
+      const products = [V, vEach, ldV, vXs, M, mEach, mXs, offIn, U, uXs];
       const output = [out, 4 * O * P, Ho, Wo, exact ? 1 : 0, wide, wideEach, wideImg, t.Wout, t.two ? 1 : 0];
       const job = [
         ConvJob.winograd,
@@ -224,7 +214,7 @@ export function winogradForward(x: Float32Array, w: Float32Array, g: WideConv): 
  * correlation of `gy` padded by `2 − ph`, `2 − pw` with the flipped, channel-swapped kernels.
  */
 export function winogradGradInput(gy: Float32Array, w: Float32Array, g: WideConv): Float32Array {
-  return winogradForward(gy, flipKernels(w, g.O, g.C), {
+  return forward(gy, w, {
     N: g.N,
     C: g.O,
     H: g.Ho,
@@ -236,7 +226,7 @@ export function winogradGradInput(gy: Float32Array, w: Float32Array, g: WideConv
     pw: 2 - g.pw,
     Ho: g.H,
     Wo: g.W,
-  });
+  }, true);
 }
 
 /**
@@ -311,14 +301,15 @@ export function winogradGradWeight(x: Float32Array, gy: Float32Array, g: WideCon
       e.release(mark);
       const xs = e.put(x.subarray(n0 * chw, (n0 + nn) * chw));
       const gys = e.put(gy.subarray(n0 * O * P, (n0 + nn) * O * P));
-      const V = e.take(16 * C * ldT), GY = e.take(16 * O * ldT);
-      const gyWords = [gys, 4 * O * P, 4 * P, 4 * Wo, GY, 4 * O * ldT, O];
+      const vXs = xiStride(4 * C * ldT), gXs = xiStride(4 * O * ldT);
+      const V = e.take(4 * vXs), GY = e.take(4 * gXs);
+      const gyWords = [gys, 4 * O * P, 4 * P, 4 * Wo, GY, gXs, O];
       const transforms = [
         ConvJob.winogradTransforms,
         ...stagingWords(g, t, xs, stage, stageEach, sImg),
         V,
         ldT,
-        4 * C * ldT,
+        vXs,
         ...gyWords,
         t.steps,
         t.groups,
@@ -328,7 +319,7 @@ export function winogradGradWeight(x: Float32Array, gy: Float32Array, g: WideCon
         t.two ? 1 : 0,
       ];
       runJob(e, transforms, Math.ceil(nn / ipc), parts, flopsOf(g));
-      const sums = [GY, 4 * O * ldT, ldT, V, 4 * C * ldT, offTab, Rpad / 5, nn * t.tpi, acc, 4 * O * Rpad];
+      const sums = [GY, gXs, ldT, V, vXs, offTab, Rpad / 5, nn * t.tpi, acc, 4 * O * Rpad];
       const products = [ConvJob.winogradProducts, ...sums, Rpad, o2, O, step, oChunks];
       runJob(e, products, 16 * oChunks, parts, flopsOf(g));
     }

@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { Fn, I32, V128 } from "./wasm_emit.ts";
+import { F64, Fn, I32, V128 } from "./wasm_emit.ts";
 
 const EVEN = [0, 2, 4, 6] as const, ODD = [1, 3, 5, 7] as const;
 /** Interleaves the low (high) halves of two vectors: `a0 b0 a1 b1` (`a2 b2 a3 b3`). */
@@ -239,6 +239,103 @@ function wgGyFn(): Fn {
   return f;
 }
 
+/**
+ * wgKernels(w, O, C, flip, u, block, s0, s1): the kernels' transform `G g Gᵀ` (`G = [[1,0,0],[½,½,½],
+ * [½,−½,½],[0,0,1]]`, in float64, rounded once to float32) for the strips `s0 … s1` of six output
+ * channels, packed for `mm`: `u + ξ·block + ((s·C + c)·6 + m)·4` holds ξ of `g[6s + m, c]`, zero for
+ * rows past `O`. `g[o, c]` is the 3×3 kernel at `w + (o·C + c)·36`, or with `flip` (the input
+ * gradient's kernels) the one at `w + (c·O + o)·36` turned by 180°.
+ */
+function wgKernelsFn(): Fn {
+  const f = new Fn("wgKernels", new Array(8).fill(I32));
+  const [w, O, C, flip, u, block, s0, s1] = indices(8);
+  const s = f.local(I32), c = f.local(I32), m = f.local(I32), mEnd = f.local(I32), k = f.local(I32);
+  const step = f.local(I32), p = f.local(I32);
+  const tap = locals(f, 9, I32), off = xiOffsets(f, block);
+  const g = locals(f, 9, F64), r = locals(f, 12, F64); // r[3i + x]: row i of G·g
+  const half = () => f.body.push(0x44, ...new Uint8Array(new Float64Array([0.5]).buffer)); // f64.const
+  // step = flip ? −4 : 4; tap[t] = t·step
+  f.if(() => f.get(flip), () => f.i32(-4).set(step), () => f.i32(4).set(step));
+  f.i32(0).set(tap[0]);
+  for (let t = 1; t < 9; t++) f.get(tap[t - 1]).get(step).op("i32.add").set(tap[t]);
+  /** Pushes the float32 at `k + tap[t]` as a float64. */
+  const load = (t: number) => f.get(k).get(tap[t]).op("i32.add").mem("f32.load").op("f64.promote_f32");
+  /** Stores the float64 on top of the stack (under the address pushed first) as float32. */
+  const store = (xi: number, value: () => void) => {
+    f.get(p).get(off[xi]).op("i32.add");
+    value();
+    f.op("f32.demote_f64").mem("f32.store");
+  };
+  f.for(s, { l: s0 }, { l: s1 }, 1, () => {
+    // mEnd = min(6, O − 6s)
+    f.min(6, () => f.get(O).get(s).i32(6).op("i32.mul", "i32.sub")).set(mEnd);
+    f.for(c, 0, { l: C }, 1, () => {
+      f.for(m, 0, 6, 1, () => {
+        // p = u + ((s·C + c)·6 + m)·4
+        f.get(u).get(s).get(C).op("i32.mul").get(c).op("i32.add").i32(6).op("i32.mul").get(m).op("i32.add");
+        f.i32(2).op("i32.shl", "i32.add").set(p);
+        f.if(() => f.get(m).get(mEnd).op("i32.lt_s"), () => {
+          // k = flip ? w + ((c·O + o)·9 + 8)·4 : w + (o·C + c)·36, o = 6s + m
+          f.if(() => f.get(flip), () => {
+            f.get(w).get(c).get(O).op("i32.mul").get(s).i32(6).op("i32.mul").op("i32.add").get(m).op(
+              "i32.add",
+            );
+            f.i32(9).op("i32.mul").i32(8).op("i32.add").i32(2).op("i32.shl", "i32.add").set(k);
+          }, () => {
+            f.get(w).get(s).i32(6).op("i32.mul").get(m).op("i32.add").get(C).op("i32.mul").get(c).op(
+              "i32.add",
+            );
+            f.i32(36).op("i32.mul", "i32.add").set(k);
+          });
+          for (let t = 0; t < 9; t++) load(t).set(g[t]);
+          // G·g: rows g0, (g0 + g1 + g2)/2, (g0 − g1 + g2)/2, g2 (each a row of three).
+          for (let x = 0; x < 3; x++) {
+            f.get(g[x]).set(r[x]);
+            f.get(g[x]).get(g[3 + x]).op("f64.add").get(g[6 + x]).op("f64.add");
+            half();
+            f.op("f64.mul").set(r[3 + x]);
+            f.get(g[x]).get(g[3 + x]).op("f64.sub").get(g[6 + x]).op("f64.add");
+            half();
+            f.op("f64.mul").set(r[6 + x]);
+            f.get(g[6 + x]).set(r[9 + x]);
+          }
+          // (G·g)·Gᵀ: each row (a0, a1, a2) → (a0, (a0 + a1 + a2)/2, (a0 − a1 + a2)/2, a2).
+          for (let i = 0; i < 4; i++) {
+            const [a0, a1, a2] = [r[3 * i], r[3 * i + 1], r[3 * i + 2]];
+            store(4 * i, () => f.get(a0));
+            store(4 * i + 1, () => {
+              f.get(a0).get(a1).op("f64.add").get(a2).op("f64.add");
+              half();
+              f.op("f64.mul");
+            });
+            store(4 * i + 2, () => {
+              f.get(a0).get(a1).op("f64.sub").get(a2).op("f64.add");
+              half();
+              f.op("f64.mul");
+            });
+            store(4 * i + 3, () => f.get(a2));
+          }
+        }, () => {
+          for (let xi = 0; xi < 16; xi++) f.get(p).get(off[xi]).op("i32.add").f32(0).mem("f32.store");
+        });
+      });
+    });
+  });
+  return f;
+}
+
+/** The signature of `wgKernels`. */
+export type WgKernelsFn = (
+  w: number,
+  O: number,
+  C: number,
+  flip: number,
+  u: number,
+  block: number,
+  s0: number,
+  s1: number,
+) => void;
+
 /** The signature of `wgIn`. */
 export type WgInFn = (
   src: number,
@@ -278,5 +375,5 @@ export type WgGyFn = WgInFn;
 
 /** The Winograd transforms, in the order of their exports. */
 export function winogradFunctions(): Fn[] {
-  return [wgInFn(), wgOutFn(), wgGyFn()];
+  return [wgInFn(), wgOutFn(), wgGyFn(), wgKernelsFn()];
 }
