@@ -23,6 +23,7 @@ import {
   setWasmConvGroupBudget,
 } from "../kernels/wasm/conv_wasm.ts";
 import { getGemmImpl, setGemmImpl } from "../kernels/wasm/gemm.ts";
+import { setOutputProvider } from "../kernels/wasm/output.ts";
 import { binaryLoop, unaryLoop } from "../src/cpu/elementwise.ts";
 import { reduceLoop } from "../src/cpu/layout.ts";
 import { pool2d, pool2dGrad, pooledSize } from "../src/cpu/nn.ts";
@@ -120,7 +121,7 @@ const randomStride1 = (seed: number, n: number) => {
 };
 
 /** Runs `f` with float32 stride-1 convolutions forced onto `mode`'s path. */
-function withConvPath(mode: "auto" | "direct" | "gemm", f: () => void): void {
+function withConvPath(mode: "auto" | "direct" | "gemm" | "winograd", f: () => void): void {
   const prev = setConvPath(mode);
   try {
     f();
@@ -552,4 +553,35 @@ Deno.test("cpu cnn: LeNet gradients (float32 fast paths) agree with float64", ()
   const y = maxPool2d(relu(conv2d(x, tensor([[[[1, 0], [0, 1]]]]), { padding: 1 })), { kernel: 2 });
   assert.deepEqual(Array.from(y.dataSync()), [6, 3, 12, 14]);
   assert.equal(sum(y).item(), 35);
+});
+
+Deno.test("cpu cnn: every conv path overwrites the whole array an output provider hands it (NaN-filled here)", () => {
+  let handed = 0;
+  const prev = setOutputProvider((n, f64) => {
+    handed++;
+    return (f64 ? new Float64Array(n) : new Float32Array(n)).fill(NaN);
+  });
+  try {
+    const winogradSized = [
+      { N: 3, C: 16, H: 8, W: 8, O: 17, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 },
+      { N: 2, C: 16, H: 4, W: 4, O: 16, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 },
+    ];
+    for (const mode of ["direct", "gemm", "auto", "winograd"] as const) {
+      withConvPath(
+        mode,
+        () => checkConv(Float32Array, [...FIXED, ...winogradSized, ...randomStride1(23, 10)], 8),
+      );
+    }
+    const prevImpl = getGemmImpl();
+    setGemmImpl("js");
+    try {
+      checkConv(Float32Array, FIXED, 9);
+    } finally {
+      setGemmImpl(prevImpl);
+    }
+    checkConv(Float64Array, FIXED.slice(0, 4), 10);
+  } finally {
+    setOutputProvider(prev);
+  }
+  assert.ok(handed > 0, "the provider was used");
 });

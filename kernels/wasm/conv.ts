@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { outputArray } from "./output.ts";
 import { gemm, type GemmArray, getGemmImpl } from "./gemm.ts";
 import { hasWasmConv, wasmConvForward, wasmConvGradInput, wasmConvGradWeight } from "./conv_wasm.ts";
 import {
@@ -378,7 +379,7 @@ function forwardWide(x: GemmArray, w: GemmArray, d: ConvDims, Ho: number, Wo: nu
   const { N, C, O, kh, kw } = d;
   const wd = wideOf(d, Ho), { Wp, L, img } = wd;
   const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * L, L);
-  const y = alloc(x, N * O * P);
+  const y = outputArray(x, N * O * P);
   const xp = alloc(x, G * img + kw), cols = alloc(x, R * G * L), out = alloc(x, O * G * L);
   for (let n0 = 0; n0 < N; n0 += G) {
     const g = Math.min(G, N - n0), ld = g * L;
@@ -402,7 +403,7 @@ function gradInputWide(gy: GemmArray, w: GemmArray, d: ConvDims, Ho: number, Wo:
   const { N, C, H, W, O, kh, kw, ph, pw } = d;
   const wd = wideOf(d, Ho), { Wp, L, plane, img } = wd;
   const R = C * kh * kw, G = groupSize(N, R * L, L), chw = C * H * W;
-  const gx = alloc(gy, N * chw);
+  const gx = outputArray(gy, N * chw);
   const g2 = alloc(gy, O * G * L), cols = alloc(gy, R * G * L), xp = alloc(gy, G * img + kw);
   for (let n0 = 0; n0 < N; n0 += G) {
     const g = Math.min(G, N - n0), ld = g * L;
@@ -441,7 +442,7 @@ function gradWeightWide(x: GemmArray, gy: GemmArray, d: ConvDims, Ho: number, Wo
   const { N, C, O, kh, kw } = d;
   const wd = wideOf(d, Ho), { L, img } = wd;
   const R = C * kh * kw, G = groupSize(N, R * L, L);
-  const gw = alloc(x, O * R), part = alloc(x, O * R);
+  const gw = outputArray(x, O * R), part = alloc(x, O * R);
   const xp = alloc(x, G * img + kw), cols = alloc(x, R * G * L), g2 = alloc(x, O * G * L);
   for (let n0 = 0; n0 < N; n0 += G) {
     const g = Math.min(G, N - n0), ld = g * L;
@@ -477,7 +478,7 @@ function forwardGemm(x: GemmArray, w: GemmArray, d: ConvDims, Ho: number, Wo: nu
   const { N, C, H, W, O, kh, kw } = d;
   if (useWide(d, Wo)) return forwardWide(x, w, d, Ho, Wo);
   const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * P, P);
-  const y = alloc(x, N * O * P);
+  const y = outputArray(x, N * O * P);
   const geo: UnfoldGeometry = { ...d, Ho, Wo };
   const cols = alloc(x, R * G * P), out = alloc(x, O * G * P);
   for (let n0 = 0; n0 < N; n0 += G) {
@@ -556,6 +557,8 @@ export function conv2dGradWeight(x: GemmArray, gy: GemmArray, d: ConvDims): Gemm
   if (useWasm(x, d) && !preferGemm(d, Wo)) {
     return wasmConvGradWeight(x as Float32Array, gy as Float32Array, { ...d, Ho, Wo });
   }
+  // No products at all (an empty batch or output): the loops below would leave gw unwritten.
+  if (d.N * Ho * Wo === 0) return alloc(x, d.O * d.C * d.kh * d.kw);
   return gradWeightGemm(x, gy, d, Ho, Wo);
 }
 
@@ -563,7 +566,7 @@ function gradWeightGemm(x: GemmArray, gy: GemmArray, d: ConvDims, Ho: number, Wo
   const { N, C, H, W, O, kh, kw } = d;
   if (useWide(d, Wo)) return gradWeightWide(x, gy, d, Ho, Wo);
   const P = Ho * Wo, R = C * kh * kw, G = groupSize(N, R * P, P);
-  const gw = alloc(x, O * R), part = alloc(x, O * R);
+  const gw = outputArray(x, O * R), part = alloc(x, O * R);
   const geo: UnfoldGeometry = { ...d, Ho, Wo };
   const g2 = alloc(x, O * G * P), cols = alloc(x, R * G * P);
   for (let n0 = 0; n0 < N; n0 += G) {

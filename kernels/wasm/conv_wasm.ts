@@ -26,6 +26,7 @@
  *
  * @module
  */
+import { outputArray } from "./output.ts";
 import { hasSharedMemory, hasWasmSimd } from "./gemm_wasm.ts";
 import { type ConvExports, convFunctions, GW_TAPS, MR, NR } from "./conv_wasm_module.ts";
 import { WasmArena } from "./wasm_arena.ts";
@@ -304,7 +305,7 @@ export function wasmConvForward(x: Float32Array, w: Float32Array, g: WideConv): 
   const slot = ceilTo(l.img, 4);
   const G = groupOf(g.N, 2 * chw + slot + wideImg + g.O * P);
   const parts = participantsFor(flopsOf(g));
-  const y = new Float32Array(g.N * g.O * P);
+  const y = outputArray(x, g.N * g.O * P);
   e.reset();
   try {
     const wp = e.put(packStrips(w, g.O, R, false));
@@ -347,7 +348,7 @@ export function wasmConvGradInput(gy: Float32Array, w: Float32Array, g: WideConv
   const G = groupOf(g.N, g.O * (P + l.Lpad) + gxImg);
   const gywImg = g.O * l.Lpad; // a multiple of 4: a chunk zeroes its slot with 16-byte stores
   const parts = participantsFor(flopsOf(g));
-  const gx = new Float32Array(g.N * chw);
+  const gx = outputArray(gy, g.N * chw);
   e.reset();
   try {
     const wp = e.put(packStrips(w, R, g.O, true));
@@ -409,7 +410,7 @@ export function wasmConvGradWeight(x: Float32Array, gy: Float32Array, g: WideCon
       job.push(acc, Rpad, gg.N, o2, g.O, step, chunks);
       runJob(e, job, chunks, parts, flopsOf(g));
     }
-    const a = e.f32(acc, g.O * Rpad), gw = new Float32Array(g.O * R);
+    const a = e.f32(acc, g.O * Rpad), gw = outputArray(x, g.O * R);
     for (let o = 0; o < g.O; o++) gw.set(a.subarray(o * Rpad, o * Rpad + R), o * R);
     return gw;
   } finally {

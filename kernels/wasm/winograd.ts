@@ -22,6 +22,7 @@
  *
  * @module
  */
+import { outputArray } from "./output.ts";
 import { ConvJob } from "./conv_threads.ts";
 import { MR, NR } from "./conv_wasm_module.ts";
 import { getEngine, groupOf, participantsFor, runJob, type WideConv } from "./conv_wasm.ts";
@@ -165,7 +166,7 @@ function forward(x: Float32Array, w: Float32Array, g: WideConv, flipped: boolean
   const ipc = Math.max(1, Math.min(byTiles, Math.ceil(Math.min(N, G) / (4 * parts))));
   const ldV = ceilTo(ipc * t.tpi, NR), strips = Math.ceil(O / MR), Opad = strips * MR;
   const sImg = ceilTo(4 * C * t.plane, 16), wideImg = 4 * O * 2 * t.rows * t.Wout;
-  const y = new Float32Array(N * O * P);
+  const y = outputArray(x, N * O * P);
   e.reset();
   try {
     const U = transformKernels(w, O, C, flipped, parts, flopsOf(g));
@@ -323,7 +324,7 @@ export function winogradGradWeight(x: Float32Array, gy: Float32Array, g: WideCon
       const products = [ConvJob.winogradProducts, ...sums, Rpad, o2, O, step, oChunks];
       runJob(e, products, 16 * oChunks, parts, flopsOf(g));
     }
-    const dU = e.f32(acc, 16 * O * Rpad), gw = new Float32Array(O * C * 9);
+    const dU = e.f32(acc, 16 * O * Rpad), gw = outputArray(x, O * C * 9);
     for (let o = 0; o < O; o++) {
       for (let c = 0; c < C; c++) untransformGradient(dU, o * Rpad + c, O * Rpad, gw, (o * C + c) * 9);
     }
