@@ -1,13 +1,23 @@
 /**
- * Batch normalization over the channel axis of `[N, C, S]` (S = the product of the trailing dims),
- * fused per channel: two dispatches forward (per-channel statistics, then the normalization) and
- * two backward (per-channel sums, then the input gradient). The statistics kernels run one
- * workgroup per channel (a strided walk, then a tree in workgroup memory); the elementwise kernels
- * one thread per element. Same formulas as the CPU loops (`src/cpu/norm.ts`): a shifted one-pass
- * variance (d = x − K, K the channel's first value), y = (x − mean)·γ/√(var + eps) + β,
- * gγ = Σ gy·x̂, gβ = Σ gy, gx = γ·invStd/m · (m·gy − gβ − x̂·gγ).
+ * Batch normalization over the channel axis of `[N, C, S]` (S = the product of the trailing dims).
+ * Same formulas as the CPU loops (`src/cpu/norm.ts`): a shifted one-pass variance (d = x − K, K the
+ * channel's first value), y = (x − mean)·γ/√(var + eps) + β, gγ = Σ gy·x̂, gβ = Σ gy,
+ * gx = γ·invStd/m · (m·gy − gβ − x̂·gγ), with m = N·S values per channel.
  *
- * Uniforms (all kernels): N, C, S, eps (f32 bits), total = N·C·S.
+ * Each channel's m values are cut into P parts of L consecutive values (the last part shorter; P = 1
+ * for short channels), one workgroup of {@linkcode NORM_WG} threads per (channel, part): a strided
+ * walk of the part, then a tree in workgroup memory. The walk steps through (n, s) without a
+ * division per element. The parts of a channel are then combined in a fixed order (p = 0, 1, …), so
+ * the results are the same bits run to run:
+ *
+ * - forward, two dispatches: the partial sums Σd, Σd² of every (channel, part), then the
+ *   normalization, whose threads combine their channel's parts themselves (the threads of each
+ *   channel's first value also write mean and var);
+ * - backward, two dispatches for one part (the sums kernel writes gγ, gβ), three for several (the
+ *   partial sums Σgy, Σgy·(x − mean), a combine of one thread per channel, then the input gradient:
+ *   folding the combine into it would need nine storage buffers, one over the WebGPU minimum).
+ *
+ * Uniforms (all kernels): N, C, S, eps (f32 bits), total = N·C·S, P, L.
  *
  * @module
  */
@@ -16,92 +26,132 @@ import { main1d, storage, uniformBlock } from "./common.ts";
 /** Uniform words of the batch-norm kernels. */
 export const NORM_WORDS = 8;
 
-/** Threads per workgroup of the per-channel kernels. */
+/** Threads per workgroup of the per-(channel, part) kernels. */
 export const NORM_WG = 256;
 
-const DIMS = `let N = U(0); let C = U(1); let S = U(2); let eps = UF(3u); let m = N * S;`;
+const DIMS = `let N = U(0); let C = U(1); let S = U(2); let eps = UF(3u); let m = N * S; let P = U(5);`;
 
-/** A per-channel two-sum reduction: declares the workgroup arrays and the tree. */
+/** A two-sum tree over the workgroup: leaves `a`, `b` of every thread; the sums land in A[0], B[0]. */
 const TREE = `
   A[lid.x] = a; B[lid.x] = b;
   workgroupBarrier();
-  for (var s = ${NORM_WG / 2}u; s > 0u; s = s >> 1u) {
-    if (lid.x < s) { A[lid.x] += A[lid.x + s]; B[lid.x] += B[lid.x + s]; }
+  for (var t = ${NORM_WG / 2}u; t > 0u; t = t >> 1u) {
+    if (lid.x < t) { A[lid.x] += A[lid.x + t]; B[lid.x] += B[lid.x + t]; }
     workgroupBarrier();
   }`;
 
-const CHANNEL_MAIN = `var<workgroup> A: array<f32, ${NORM_WG}>;
+/**
+ * The body of the per-(channel, part) kernels up to the tree: workgroup g = c·P + p walks values
+ * j ∈ [p·L, min(m, (p + 1)·L)) of channel c (j = n·S + s, x at n·C·S + c·S + s), in runs contiguous
+ * within each (n, c) plane. Thread lid starts at p·L + lid (one division) and steps by
+ * NORM_WG = q·S + r values: s += r, n += q, and one carry when s passes S (no division per element).
+ * `setup` runs once per thread of a live workgroup, `step` once per value, with `o` its flat index.
+ */
+function partWalk(setup: string, step: string): string {
+  return `var<workgroup> A: array<f32, ${NORM_WG}>;
 var<workgroup> B: array<f32, ${NORM_WG}>;
 @compute @workgroup_size(${NORM_WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
   ${DIMS}
-  let c = wid.x + wid.y * nwg.x;
-  let live = c < C;`;
-
-/** Flat index of the j-th value (j < m) of channel c. */
-const AT = `fn at(j: u32, c: u32, C: u32, S: u32) -> u32 { return (j / S) * C * S + c * S + j % S; }\n`;
+  let L = U(6);
+  let g = wid.x + wid.y * nwg.x;
+  let c = g / P;
+  let p = g - c * P;
+  let live = c < C;
+  var a = 0.0; var b = 0.0;
+  if (live) {
+    ${setup}
+    let j1 = min(m, (p + 1u) * L);
+    var j = p * L + lid.x;
+    var s = j % S;
+    var o = (j / S) * C * S + c * S + s;
+    let r = ${NORM_WG}u % S;
+    let jump = (${NORM_WG}u / S) * C * S + r;
+    let wrap = C * S - S;
+    for (; j < j1; j += ${NORM_WG}u) {
+      ${step}
+      s += r; o += jump;
+      if (s >= S) { s -= S; o += wrap; }
+    }
+  }${TREE}`;
+}
 
 /**
- * Per-channel statistics, one workgroup per channel. Bindings: x (read), mean (write),
- * var (write, biased).
+ * Forward partial sums, one workgroup per (channel, part): Part[2(c·P + p)] = Σd and
+ * Part[2(c·P + p) + 1] = Σd² over the part, d = x − X[c·S]. Bindings: x (read), part (write).
  */
-export function batchNormStatsKernel(): string {
-  return `${uniformBlock(NORM_WORDS)}${storage(1, "X", "f32")}${storage(2, "Mean", "f32", true)}${
-    storage(3, "Var", "f32", true)
-  }${AT}${CHANNEL_MAIN}
-  var a = 0.0; var b = 0.0; var k = 0.0;
-  if (live) {
-    k = X[c * S];
-    for (var j = lid.x; j < m; j += ${NORM_WG}u) { let d = X[at(j, c, C, S)] - k; a += d; b += d * d; }
-  }${TREE}
-  if (live && lid.x == 0u) {
-    let md = A[0] / f32(m);
-    Mean[c] = k + md;
-    Var[c] = max(0.0, B[0] / f32(m) - md * md);
+export function batchNormPartialStatsKernel(): string {
+  return `${uniformBlock(NORM_WORDS)}${storage(1, "X", "f32")}${storage(2, "Part", "f32", true)}${
+    partWalk("let k = X[c * S];", "let d = X[o] - k; a += d; b += d * d;")
   }
+  if (live && lid.x == 0u) { Part[2u * g] = A[0]; Part[2u * g + 1u] = B[0]; }
 }`;
 }
 
 /**
- * y = (x − mean_c)·γ_c/√(var_c + eps) + β_c, one thread per element. Bindings: x, mean, var,
- * gamma, beta (read), y (write).
+ * y = (x − mean_c)·γ_c/√(var_c + eps) + β_c, one thread per element; each thread combines the P
+ * partial sums of its channel in order p = 0, 1, … (mean = K + Σd/m, var = max(0, Σd²/m − (Σd/m)²)),
+ * and the thread of the channel's first value writes mean and var. Bindings: x, part, gamma, beta
+ * (read), y, mean, var (write).
  */
 export function batchNormApplyKernel(): string {
-  return `${uniformBlock(NORM_WORDS)}${storage(1, "X", "f32")}${storage(2, "Mean", "f32")}${
-    storage(3, "Var", "f32")
-  }${storage(4, "G", "f32")}${storage(5, "Bt", "f32")}${storage(6, "Y", "f32", true)}
+  return `${uniformBlock(NORM_WORDS)}${storage(1, "X", "f32")}${storage(2, "Part", "f32")}${
+    storage(3, "G", "f32")
+  }${storage(4, "Bt", "f32")}${storage(5, "Y", "f32", true)}${storage(6, "Mean", "f32", true)}${
+    storage(7, "Var", "f32", true)
+  }
 ${main1d()}
   if (i >= U(4)) { return; }
   ${DIMS}
   let c = (i / S) % C;
-  Y[i] = (X[i] - Mean[c]) * (G[c] / sqrt(Var[c] + eps)) + Bt[c];
+  var sd = 0.0; var sd2 = 0.0;
+  for (var p = 0u; p < P; p++) { let q = 2u * (c * P + p); sd += Part[q]; sd2 += Part[q + 1u]; }
+  let md = sd / f32(m);
+  let mu = X[c * S] + md;
+  let v = max(0.0, sd2 / f32(m) - md * md);
+  if (i == c * S) { Mean[c] = mu; Var[c] = v; }
+  Y[i] = (X[i] - mu) * (G[c] / sqrt(v + eps)) + Bt[c];
 }`;
 }
 
 /**
- * Per-channel sums of the backward pass, one workgroup per channel: gγ_c = Σ gy·x̂ and
- * gβ_c = Σ gy. Bindings: x, gy, mean, var (read), gγ, gβ (write).
+ * Backward per-channel sums, one workgroup per (channel, part): Σgy and Σgy·(x − mean_c) over the
+ * part. With `parts` false (P = 1) the kernel writes gβ_c = Σgy and gγ_c = Σgy·(x − mean_c)/√(var_c +
+ * eps) itself (bindings: x, gy, mean, var (read), gγ, gβ (write)); with `parts` true it writes the two
+ * sums to Part[2(c·P + p)], Part[2(c·P + p) + 1] for {@linkcode batchNormCombineKernel} (bindings:
+ * x, gy, mean (read), part (write)).
  */
-export function batchNormSumsKernel(): string {
+export function batchNormSumsKernel(parts: boolean): string {
+  const out = parts
+    ? `${storage(4, "Part", "f32", true)}`
+    : `${storage(4, "Var", "f32")}${storage(5, "GG", "f32", true)}${storage(6, "GB", "f32", true)}`;
+  const write = parts
+    ? `Part[2u * g] = A[0]; Part[2u * g + 1u] = B[0];`
+    : `GB[c] = A[0]; GG[c] = B[0] / sqrt(Var[c] + eps);`;
   return `${uniformBlock(NORM_WORDS)}${storage(1, "X", "f32")}${storage(2, "Gy", "f32")}${
     storage(3, "Mean", "f32")
-  }${storage(4, "Var", "f32")}${storage(5, "GG", "f32", true)}${
-    storage(6, "GB", "f32", true)
-  }${AT}${CHANNEL_MAIN}
-  var a = 0.0; var b = 0.0; var mu = 0.0;
-  if (live) {
-    mu = Mean[c];
-    for (var j = lid.x; j < m; j += ${NORM_WG}u) {
-      let o = at(j, c, C, S);
-      let g = Gy[o];
-      a += g; b += g * (X[o] - mu);
-    }
-  }${TREE}
-  if (live && lid.x == 0u) {
-    GB[c] = A[0];
-    GG[c] = B[0] / sqrt(Var[c] + eps);
-  }
+  }${out}${partWalk("let mu = Mean[c];", "let gv = Gy[o]; a += gv; b += gv * (X[o] - mu);")}
+  if (live && lid.x == 0u) { ${write} }
+}`;
+}
+
+/**
+ * The backward combine, one thread per channel: the P partial sums of
+ * {@linkcode batchNormSumsKernel} in order p = 0, 1, …, giving gβ_c = Σgy and
+ * gγ_c = Σgy·(x − mean_c)/√(var_c + eps). Bindings: part, var (read), gγ, gβ (write).
+ */
+export function batchNormCombineKernel(): string {
+  return `${uniformBlock(NORM_WORDS)}${storage(1, "Part", "f32")}${storage(2, "Var", "f32")}${
+    storage(3, "GG", "f32", true)
+  }${storage(4, "GB", "f32", true)}
+${main1d()}
+  ${DIMS}
+  if (i >= C) { return; }
+  var a = 0.0; var b = 0.0;
+  for (var p = 0u; p < P; p++) { let q = 2u * (i * P + p); a += Part[q]; b += Part[q + 1u]; }
+  GB[i] = a;
+  GG[i] = b / sqrt(Var[i] + eps);
 }`;
 }
 
