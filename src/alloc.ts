@@ -1,5 +1,6 @@
 /**
- * Host allocation of tensor storage with errors that say what was asked for.
+ * Host allocation of tensor storage with errors that say what was asked for. Large arrays come from
+ * the CPU storage pool when it has one of the right dtype and length (`src/cpu/storage_pool.ts`).
  *
  * A typed array holds at most `Number.MAX_SAFE_INTEGER` bytes (2^53 − 1, V8's limit) and a host may
  * refuse far less. {@linkcode allocTensorArray} rejects shapes beyond the limit before trying, and turns
@@ -8,6 +9,7 @@
  *
  * @module
  */
+import { takeStorage } from "./cpu/storage_pool.ts";
 import { type DType, fmtShape, shapeSize, type TypedArray } from "./tensor.ts";
 
 /** The most bytes one typed array may hold (V8: 2^53 − 1). */
@@ -47,15 +49,28 @@ export function checkAllocation(dtype: DType, shape: readonly number[], who: str
 }
 
 /**
- * A zeroed `Float32Array`/`Float64Array` for a `dtype` tensor of `shape`. Shapes beyond the typed-array
- * limit are refused before allocating; an allocation the host refuses is re-thrown as a `RangeError`
- * naming `who` (the op), the shape, the dtype and the bytes, with the engine's error as `cause`.
+ * A zeroed `Float32Array`/`Float64Array` for a `dtype` tensor of `shape`, recycled from the CPU
+ * storage pool (`src/cpu/storage_pool.ts`) when one of that dtype and length is free. Shapes beyond
+ * the typed-array limit are refused before allocating; an allocation the host refuses is re-thrown
+ * as a `RangeError` naming `who` (the op), the shape, the dtype and the bytes, with the engine's
+ * error as `cause`.
  */
 export function allocTensorArray(dtype: DType, shape: readonly number[], who: string): TypedArray {
+  return allocStorage(dtype, shape, who, true);
+}
+
+/**
+ * Like {@linkcode allocTensorArray} but a recycled array is not zeroed: it may hold another tensor's
+ * old values. For kernel outputs whose every element the caller writes (saves a pass over memory).
+ */
+export function allocOutputArray(dtype: DType, shape: readonly number[], who: string): TypedArray {
+  return allocStorage(dtype, shape, who, false);
+}
+
+function allocStorage(dtype: DType, shape: readonly number[], who: string, zeroed: boolean): TypedArray {
   checkAllocation(dtype, shape, who);
-  const n = shapeSize(shape);
   try {
-    return dtype === "float64" ? new Float64Array(n) : new Float32Array(n);
+    return takeStorage(dtype, shapeSize(shape), zeroed);
   } catch (e) {
     throw allocationError(e, dtype, shape, who);
   }

@@ -39,6 +39,24 @@ function differentiate<P extends TensorTree, A>(
     vars.set(path, v);
     return v;
   }, who);
+  let result: (ValueAndGrad<P> & { aux: A }) | null = null;
+  try {
+    return result = differentiateIn(tape, fn, wrapped, params, vars, who);
+  } finally {
+    // The leaf copies count as users of the params' storage: release those the result does not
+    // hold, so that the params' arrays can be recycled once the params are released.
+    dispose([...vars.values()], result);
+  }
+}
+
+function differentiateIn<P extends TensorTree, A>(
+  tape: Tape,
+  fn: (params: P) => { value: Tensor; aux: A },
+  wrapped: P,
+  params: P,
+  vars: Map<string, Tensor>,
+  who: string,
+): ValueAndGrad<P> & { aux: A } {
   return withScope(() => {
     const { value, aux } = withTape(tape, () => fn(wrapped));
     if (!(value instanceof Tensor)) {

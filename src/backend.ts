@@ -61,6 +61,26 @@ export interface Backend {
    */
   matmul(a: Tensor, b: Tensor, transA: boolean, transB: boolean, outShape: readonly number[]): Tensor;
 
+  /**
+   * A fully connected layer in one primitive: y = act(x·w + b) for x `[N, in]`, w `[in, out]` and b
+   * `[out]` or none (shapes checked by the caller), act the identity or ReLU. The values are those
+   * of `matmul`, then `binary("add")` with the bias broadcast over the rows, then `unary("relu")`.
+   */
+  linear(x: Tensor, w: Tensor, b: Tensor | null, activation: LinearActivation): Tensor;
+  /**
+   * The gradients of {@linkcode Backend.linear} given `g` = dL/dy, each only when `needs` asks for it
+   * (else null). With gz = g · step(y) after a ReLU (`y` is linear's output; step(y) = 1 where
+   * y > 0, else 0) and gz = g otherwise (`y` null): gx = gz·wᵀ, gw = xᵀ·gz, gb = Σ over the rows of gz.
+   * The values are those of the separate relu, add and matmul gradients.
+   */
+  linearGrad(
+    x: Tensor,
+    w: Tensor,
+    y: Tensor | null,
+    g: Tensor,
+    needs: LinearNeeds,
+  ): { gx: Tensor | null; gw: Tensor | null; gb: Tensor | null };
+
   /** Permutes the axes (`perm[i]` is the input axis that becomes output axis i). */
   transpose(x: Tensor, perm: readonly number[]): Tensor;
   /** Strided slice: `begin`, `end` (exclusive) per axis, positive steps. */
@@ -145,6 +165,19 @@ export interface Backend {
    * back each step would stall the queue. Absent on the CPU, where `fit` scans the arrays directly.
    */
   readonly finite?: FiniteKernels;
+}
+
+/** The activation fused into {@linkcode Backend.linear}: none or ReLU. */
+export type LinearActivation = "none" | "relu";
+
+/** Which gradients {@linkcode Backend.linearGrad} computes. */
+export interface LinearNeeds {
+  /** The input's, gx. */
+  x: boolean;
+  /** The weight's, gw. */
+  w: boolean;
+  /** The bias's, gb. */
+  b: boolean;
 }
 
 /** The per-channel statistics of a training-mode batch normalization, both `[C]`. */

@@ -6,8 +6,10 @@
  * end of a block (`Tensor[Symbol.dispose]`).
  *
  * Releasing returns a GPU buffer to the pool at once instead of when the tensor is garbage
- * collected; on the CPU it is a no-op (typed arrays are garbage collected), so scopes cost a list
- * push per tensor there and code written for the GPU runs unchanged on the CPU.
+ * collected. On the CPU it returns large typed arrays to the storage pool once no other tensor
+ * shares them (`src/cpu/storage_pool.ts`), and leaves small ones to the garbage collector, so code
+ * written for the GPU runs unchanged on the CPU. A released tensor must not be used afterwards on
+ * either device (reading one whose storage was released to a pool throws).
  *
  * Scopes nest: what an inner scope keeps belongs to the enclosing scope, which releases it in turn
  * unless its own result holds it. Inside a function being differentiated (a tape is recording) a
@@ -39,7 +41,7 @@ function closeScope(): void {
   }
 }
 
-/** Releases `t`'s device storage (idempotent; a no-op on the CPU). */
+/** Releases `t`'s device storage (idempotent; on the CPU only large arrays are recycled). */
 function release(t: Tensor): void {
   getBackend(t.device).release(t);
 }
@@ -120,8 +122,9 @@ function settle(created: readonly Tensor[], keep: ReadonlySet<Tensor>): void {
  * Runs `fn` and releases every tensor it created except those in its result (a tensor, or arrays
  * and plain objects containing tensors; other values pass through). Use it around code outside
  * `valueAndGrad` that runs many ops, such as evaluation, so that GPU memory is returned at once
- * rather than when the garbage collector runs. `fn` must be synchronous. On the CPU releasing is a
- * no-op, so the same code runs on both devices. When `fn` throws, everything it created is
+ * rather than when the garbage collector runs. `fn` must be synchronous. On the CPU releasing
+ * recycles large arrays (small ones are left to the garbage collector), so the same code runs on
+ * both devices. When `fn` throws, everything it created is
  * released. Scopes nest: an inner `tidy`'s result belongs to the outer one.
  *
  * @example
@@ -141,8 +144,10 @@ export function tidy<T>(fn: () => T): T {
 
 /**
  * Releases the device storage of every tensor found in `x` (a tensor, or arrays and plain objects
- * containing tensors, optimizer states included) except those also found in `keep`; a no-op for
- * CPU tensors. Idempotent. Released GPU tensors must not be used afterwards. Rarely needed:
+ * containing tensors, optimizer states included) except those also found in `keep`; on the CPU
+ * large arrays go back to the storage pool and small ones are left to the garbage collector.
+ * Idempotent. Released tensors must not be used afterwards (a released GPU tensor, or a CPU tensor
+ * whose large array was released, throws when read). Rarely needed:
  * `valueAndGrad`, {@linkcode tidy} and `fit` release what they create, and tensors that are
  * garbage collected return their buffers too. A hand-written training loop on the GPU that wants
  * memory flat without waiting for the garbage collector releases the previous step's params and

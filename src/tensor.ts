@@ -5,12 +5,26 @@
  * @module
  */
 import { getBackend } from "./backend.ts";
+import { releaseStorage, retainStorage, takeStorage } from "./cpu/storage_pool.ts";
 
 import type { Device, DType, TypedArray } from "./types.ts";
 
 export type { Device, DType, TypedArray } from "./types.ts";
 
 let nextId = 1;
+
+/** Set by `Tensor`'s static block: it reads and marks the private fields. */
+let releaseCpuTensorImpl: (t: Tensor) => void;
+
+/**
+ * Releases a CPU tensor: its array goes back to the storage pool once no other tensor wraps it
+ * (only arrays the library allocated, of 65,536 elements or more), and the tensor is marked so that
+ * reading its storage afterwards throws. Idempotent; a no-op for small and user-owned arrays.
+ * Internal: the CPU backend's `release`.
+ */
+export function releaseCpuTensor(t: Tensor): void {
+  releaseCpuTensorImpl(t);
+}
 
 /** Called with every tensor created while it is installed (see {@linkcode observeTensorCreation}). */
 export type TensorCreationObserver = (t: Tensor) => void;
@@ -43,21 +57,43 @@ export class Tensor {
   readonly size: number;
   /** Unique id, handy for debugging and as a map key. */
   readonly id: number;
-  /**
-   * Backend storage: a `Float32Array`/`Float64Array` on the CPU (never mutated once the tensor
-   * exists), a GPU buffer handle on WebGPU. Internal: use {@linkcode Tensor.data} to read.
-   */
-  readonly storage: unknown;
+  #storage: unknown;
+  /** Set when a released CPU tensor's array may be recycled (see `src/cpu/storage_pool.ts`). */
+  #released = false;
+
+  static {
+    releaseCpuTensorImpl = (t) => {
+      if (!t.#released && releaseStorage(t.#storage as TypedArray)) t.#released = true;
+    };
+  }
 
   /** Wraps existing storage. Internal: use the creation helpers instead. */
   constructor(storage: unknown, shape: readonly number[], dtype: DType, device: Device) {
-    this.storage = storage;
+    this.#storage = storage;
     this.shape = Object.freeze(shape.slice());
     this.dtype = dtype;
     this.device = device;
     this.size = shapeSize(shape);
     this.id = nextId++;
+    if (device === "cpu") retainStorage(storage as TypedArray);
     if (observers.size > 0) { for (const o of observers) o(this); }
+  }
+
+  /**
+   * Backend storage: a `Float32Array`/`Float64Array` on the CPU (never mutated while the tensor
+   * is in use), a GPU buffer handle on WebGPU. Internal: use {@linkcode Tensor.data} to read.
+   * Throws for a released CPU tensor whose array went back to the storage pool (65,536 elements or
+   * more): another tensor may own that array now.
+   */
+  get storage(): unknown {
+    if (this.#released) {
+      throw new Error(
+        `${this.toString()} was released (by dispose, tidy, valueAndGrad or \`using\`) and its storage ` +
+          `may now belong to another tensor; keep the tensor out of the release (return it from tidy, ` +
+          `pass it in dispose's keep) or copy it with dataSync() before`,
+      );
+    }
+    return this.#storage;
   }
 
   /** Number of dimensions. */
@@ -94,8 +130,10 @@ export class Tensor {
 
   /**
    * Releases the tensor's device storage now instead of when it is garbage collected, so that
-   * `using t = …` frees a GPU buffer at the end of the block. A no-op on the CPU (typed arrays are
-   * garbage collected) and when called again. The tensor must not be used afterwards on the GPU.
+   * `using t = …` frees a GPU buffer at the end of the block. On the CPU, a large array (65,536
+   * elements or more) goes back to a pool that later ops reuse; small ones are left to the garbage
+   * collector. A no-op when called again. The tensor must not be used afterwards (reading a
+   * released GPU tensor, or a released CPU tensor whose array was pooled, throws).
    * Inside a function passed to `valueAndGrad`, leave releasing to `valueAndGrad` (the backward
    * pass may still need the tensor).
    *
@@ -152,9 +190,12 @@ export function stridesOf(shape: readonly number[]): number[] {
   return s;
 }
 
-/** Allocates a zeroed typed array of `dtype`. */
+/**
+ * Allocates a zeroed typed array of `dtype` for tensor storage (recycled from the CPU storage pool
+ * when one of that dtype and length is free).
+ */
 export function allocArray(dtype: DType, n: number): TypedArray {
-  return dtype === "float64" ? new Float64Array(n) : new Float32Array(n);
+  return takeStorage(dtype, n, true);
 }
 
 /** True when two shapes are equal. */

@@ -1,25 +1,27 @@
 /**
  * Host overhead on WebGPU: the bind-group cache's default by adapter (a pure rule, checked on crafted
  * adapter infos, and on the adapter at hand), the exact number of dispatches of one MLP training step
- * (so that a change that adds dispatches fails here), the host time the encoder reports, and the
- * kernels that made the step shorter (the one-dispatch mean cross-entropy, the shared constant 1
- * that seeds each backward pass) against the CPU.
+ * by phase (so that a change that adds dispatches fails here), the host time the encoder reports,
+ * and the kernels that made the step shorter (the one-dispatch mean cross-entropy, the shared
+ * constant 1 that seeds each backward pass, the optimizer step that applies its own update)
+ * against the CPU or the unfused path.
  */
 import assert from "node:assert/strict";
 import { valueAndGrad } from "../src/autodiff.ts";
 import { type Backend, getBackend } from "../src/backend.ts";
 import "../src/cpu/backend.ts";
-import { randn } from "../src/creation.ts";
-import { dispose } from "../src/memory.ts";
+import { randn, tensor } from "../src/creation.ts";
+import { dispose, tidy } from "../src/memory.ts";
 import { mlp } from "../src/nn/mod.ts";
 import { crossEntropy } from "../src/ops/mod.ts";
-import { applyUpdates, type Optimizer, sgd } from "../src/optim/mod.ts";
+import { adam, applyUpdates, type Optimizer, sgd, vadam, vsgd } from "../src/optim/mod.ts";
 import type { UpdateResult } from "../src/optim/types.ts";
 import type { Tensor } from "../src/tensor.ts";
 import type { TensorTree } from "../src/tree.ts";
 import { type AdapterInfoLike, chooseBindGroupCache, isSoftwareAdapter } from "../src/webgpu/device.ts";
 import { CE_MEAN_MAX_ELEMENTS } from "../kernels/wgsl/softmax.ts";
 import { testRng } from "../src/webgpu/testing.ts";
+import { webgpuOptimKernels } from "../src/webgpu/optim.ts";
 import { webgpuSuite } from "./_webgpu.ts";
 
 const { gpu, ignore } = await webgpuSuite("webgpu_dispatch_test", "webgpu dispatches");
@@ -90,38 +92,53 @@ Deno.test(
 /**
  * Dispatches of one SGD step of the label-noise MLP 784-256-256-10 at batch 128:
  *
- *   forward   3 × (matmul, bias add) + 2 ReLU + 1 cross-entropy (probabilities and mean loss) = 9
+ *   forward   3 fused linear layers (matmul + bias + ReLU in one kernel; the last without ReLU)
+ *             + 1 cross-entropy (probabilities and mean loss)                                  = 4
  *   seed      0 (the gradient 1 of the loss is a view of the backend's constant 1)
- *   backward  cross-entropy gradient 1; per layer a bias-gradient row sum and the weight gradient
- *             (3 + 3); the input gradients of layers 2 and 3 (2; the data needs none); the ReLU
- *             gradients, a step mask and a product each (2 × 2)                              = 13
- *   update    per parameter array (6): the fused SGD kernel and applyUpdates' addScaled     = 12
+ *   backward  cross-entropy gradient 1; per layer the weight gradient with the bias gradient as
+ *             one extra row (3), the ReLU's mask applied as the gradient is loaded; the input
+ *             gradients of layers 2 and 3 (2; the data needs none)                             = 6
+ *   update    per parameter array (6): the fused SGD kernel, which also writes params + update,
+ *             so that applyUpdates dispatches nothing                                         = 6
  *
- * 34 in all (36 before the cross-entropy and the seed stopped costing a dispatch each).
+ * 16 in all (34 before the fused linear layers and the applied update, 36 before the
+ * cross-entropy and the seed stopped costing a dispatch each).
  */
-const MLP_SGD_STEP_DISPATCHES = 34;
+const MLP_SGD_STEP = { forward: 4, backward: 6, update: 6, apply: 0 };
+const MLP_SGD_STEP_DISPATCHES = 16;
 
 Deno.test(
-  { name: "webgpu dispatches: one MLP SGD training step takes exactly 34 dispatches", ignore },
+  { name: "webgpu dispatches: one MLP SGD training step takes exactly 16 dispatches", ignore },
   async () => {
     const model = mlp([784, 256, 256, 10], { seed: 0, device: "webgpu" });
     const x = randn([128, 784], { seed: 1, device: "webgpu" });
     const y = Int32Array.from({ length: 128 }, (_, i) => i % 10);
     const opt = sgd({ lr: 0.01 }) as Optimizer<unknown>;
-    const vg = valueAndGrad((p: TensorTree, xb: Tensor) =>
-      crossEntropy(model.forward(p as typeof model.params, xb), y)
-    );
+    const loss = (p: TensorTree, xb: Tensor) => crossEntropy(model.forward(p as typeof model.params, xb), y);
+    const vg = valueAndGrad(loss);
     let params: TensorTree = model.params;
     let state: unknown = opt.init(params);
-    const counts: number[] = [], micros: number[] = [];
+    const steps: Record<string, number>[] = [], micros: number[] = [];
     for (let s = 0; s < 3; s++) {
-      const before = gpu!.stats();
+      const count = gpu!.stats().dispatches;
+      const at = () => gpu!.stats().dispatches;
       const perturbed: TensorTree = opt.perturb(params, state);
+      const forward = loss(perturbed, x); // the forward alone, counted apart, then released
+      const c0 = at();
+      dispose(forward);
+      const before = gpu!.stats();
       const { value, grads } = vg(perturbed, x);
+      const c1 = at();
       const r: UpdateResult<TensorTree, unknown> = opt.update(grads, state, params);
+      const c2 = at();
       const next: TensorTree = applyUpdates(params, r.updates);
       const after = gpu!.stats();
-      counts.push(after.dispatches - before.dispatches);
+      steps.push({
+        forward: c0 - count,
+        backward: c1 - before.dispatches - (c0 - count),
+        update: c2 - c1,
+        apply: after.dispatches - c2,
+      });
       micros.push(after.encodeMicros - before.encodeMicros);
       dispose([params === model.params ? null : params, state, grads, r.updates, value, perturbed], [
         next,
@@ -133,7 +150,9 @@ Deno.test(
     }
     await gpu!.sync();
     dispose([params, state, model.params, x]);
-    assert.deepEqual(counts, [MLP_SGD_STEP_DISPATCHES, MLP_SGD_STEP_DISPATCHES, MLP_SGD_STEP_DISPATCHES]);
+    assert.deepEqual(steps, [MLP_SGD_STEP, MLP_SGD_STEP, MLP_SGD_STEP]);
+    const total = Object.values(MLP_SGD_STEP).reduce((a, b) => a + b, 0);
+    assert.equal(total, MLP_SGD_STEP_DISPATCHES);
     for (const us of micros) assert.ok(us > 0 && us < 5e6, `host µs encoding each step: ${micros}`);
   },
 );
@@ -181,5 +200,127 @@ Deno.test(
         );
       }
     }
+  },
+);
+
+/** The second update of `opt` on GPU params, applied: the new params and the dispatches of update and apply. */
+function stepOnce(opt: Optimizer<unknown>, params: Record<string, Tensor>, seed: number) {
+  const grads = {
+    w: randn([37, 13], { seed, device: "webgpu" }),
+    b: randn([13], { seed: seed + 1, device: "webgpu" }),
+  };
+  // The second step: the moments, momentum and old noise exist then (the most bindings).
+  const first = opt.update(grads, opt.init(params), params);
+  const state = first.state;
+  dispose(first.updates);
+  const c0 = gpu!.stats().dispatches;
+  const r = opt.update(grads, state, params);
+  const c1 = gpu!.stats().dispatches;
+  const next = applyUpdates(params, r.updates) as Record<string, Tensor>;
+  const c2 = gpu!.stats().dispatches;
+  dispose([grads, state]);
+  return { next, updates: r.updates as Record<string, Tensor>, update: c1 - c0, apply: c2 - c1 };
+}
+
+Deno.test(
+  { name: "webgpu dispatches: the optimizer step applies its own update, as applyUpdates would", ignore },
+  async () => {
+    const params = {
+      w: randn([37, 13], { seed: 1, device: "webgpu" }),
+      b: randn([13], { seed: 2, device: "webgpu" }),
+    };
+    // Under WebGPU's default limit of 8 storage buffers per stage, and under the device's own.
+    const deviceMax = gpu!.ctx.limits.maxStorageBuffersPerShaderStage;
+    const cases: [string, Optimizer<unknown>, number, boolean][] = [];
+    for (const max of [8, deviceMax]) {
+      cases.push(
+        ["sgd", sgd({ lr: 0.1 }) as Optimizer<unknown>, max, true],
+        [
+          "sgd momentum, wd, nesterov",
+          sgd({ lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 1e-2 }),
+          max,
+          true,
+        ],
+        ["vsgd", vsgd({ lr: 0.1, variability: 0.05, momentum: 0.9, weightDecay: 1e-3, seed: 3 }), max, true],
+        ["adam", adam({ lr: 1e-2 }) as Optimizer<unknown>, max, true],
+        // 8 bindings already (G, M, V, NOld; Uo, MO, VO, NOut): room for the parameter and its sum
+        // only past the default limit.
+        ["vadam", vadam({ lr: 1e-2, variability: 0.02, seed: 4 }), max, max >= 10],
+      );
+    }
+    const saved = gpu!.optim;
+    try {
+      for (const [name, opt, max, fused] of cases) {
+        gpu!.optim = webgpuOptimKernels(gpu!, max);
+        const r = stepOnce(opt, params, 10);
+        assert.equal(r.update, 2, `${name}, ${max} bindings: one dispatch per parameter array`);
+        assert.equal(r.apply, fused ? 0 : 2, `${name}, ${max} bindings: dispatches of applyUpdates`);
+        // The same sum through addScaled's own dispatch: the entry was taken, so this one computes.
+        const again = applyUpdates(params, r.updates) as Record<string, Tensor>;
+        for (const k of ["w", "b"] as const) {
+          const a = await r.next[k].data(), e = await again[k].data();
+          for (let i = 0; i < e.length; i++) {
+            // Bit for bit on lavapipe; a driver may contract p + (−lr·d) into one fma: an ulp apart.
+            assert.ok(
+              Object.is(a[i], e[i]) || Math.abs(a[i] - e[i]) <= 1.2e-7 * Math.abs(e[i]),
+              `${name} ${k}[${i}]: applied in the step ${a[i]}, by addScaled ${e[i]}`,
+            );
+          }
+        }
+        dispose([r.next, r.updates, again]);
+      }
+    } finally {
+      gpu!.optim = saved;
+    }
+    dispose(params);
+  },
+);
+
+Deno.test(
+  {
+    name: "webgpu dispatches: an update applied elsewhere than where it was made is computed afresh",
+    ignore,
+  },
+  async () => {
+    const params = { w: tensor([1, 2, 3, 4], [4], { device: "webgpu" }) };
+    const other = { w: tensor([10, 20, 30, 40], [4], { device: "webgpu" }) };
+    const opt = sgd({ lr: 0.5 }) as Optimizer<unknown>;
+    const grads = { w: tensor([1, 1, 1, 1], [4], { device: "webgpu" }) };
+    const state = opt.init(params);
+    // Other params than the update saw: a dispatch, and their own sum.
+    let r = opt.update(grads, state, params);
+    let c = gpu!.stats().dispatches;
+    const moved = applyUpdates(other, r.updates) as typeof other;
+    assert.equal(gpu!.stats().dispatches - c, 1);
+    assert.deepEqual(Array.from(await moved.w.data()), [9.5, 19.5, 29.5, 39.5]);
+    dispose([r.updates, moved]);
+    // The update made inside a tidy that kept only the updates: the sum was released with the scope.
+    const live = gpu!.stats().liveBuffers;
+    const kept = tidy(() => opt.update(grads, state, params).updates);
+    assert.equal(gpu!.stats().liveBuffers, live + 1, "only the update survives the scope");
+    c = gpu!.stats().dispatches;
+    const later = applyUpdates(params, kept) as typeof params;
+    assert.equal(gpu!.stats().dispatches - c, 1);
+    assert.deepEqual(Array.from(await later.w.data()), [0.5, 1.5, 2.5, 3.5]);
+    // Without the params, the step cannot apply itself.
+    r = opt.update(grads, state);
+    c = gpu!.stats().dispatches;
+    const plain = applyUpdates(params, r.updates) as typeof params;
+    assert.equal(gpu!.stats().dispatches - c, 1);
+    assert.deepEqual(Array.from(await plain.w.data()), [0.5, 1.5, 2.5, 3.5]);
+    // A device allowing too few storage bindings: the step does not apply itself.
+    const saved = gpu!.optim;
+    try {
+      gpu!.optim = webgpuOptimKernels(gpu!, 3);
+      r = opt.update(grads, state, params);
+      c = gpu!.stats().dispatches;
+      const small = applyUpdates(params, r.updates) as typeof params;
+      assert.equal(gpu!.stats().dispatches - c, 1);
+      assert.deepEqual(Array.from(await small.w.data()), [0.5, 1.5, 2.5, 3.5]);
+      dispose([small, r.updates]);
+    } finally {
+      gpu!.optim = saved;
+    }
+    dispose([params, other, grads, kept, later, plain]);
   },
 );

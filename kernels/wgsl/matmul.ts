@@ -9,6 +9,10 @@
  * Operands can also come from loader functions (`fn loadA(off, m, k) -> f32`,
  * `fn loadB(off, k, n) -> f32`): the convolutions use them for implicit-GEMM im2col.
  *
+ * A variant can fuse the work around a fully connected layer ({@linkcode MatmulFusion}): a bias and
+ * a ReLU in the epilogue (forward), an operand multiplied by the ReLU's step mask as it is loaded,
+ * and a row of ones appended to A, whose row of C is the column sums of B (the bias gradient).
+ *
  * @module
  */
 import { storage, uniformBlock } from "./common.ts";
@@ -34,6 +38,47 @@ export interface MatmulVariant {
   splitK: boolean;
   /** WGSL of the loader functions needed by `fn-*` modes (may read U(20…35)). */
   loaders: string;
+  /** Work fused around the product (none when absent). */
+  fusion?: MatmulFusion;
+}
+
+/**
+ * Work fused into a matmul (each off unless set). Its storage bindings follow C (binding 3) in the
+ * order of {@linkcode fusionBindings}.
+ */
+export interface MatmulFusion {
+  /** Epilogue: C[m, n] += Bias[n] (binding `Bias`, f32 `[N]`). */
+  bias?: boolean;
+  /** Epilogue, after the bias: C = relu(C), as the unary relu (`select(0, c, c > 0)`). */
+  relu?: boolean;
+  /**
+   * A is read as A · step(MaskA) elementwise (`MaskA` laid out as A is stored; step(y) = 1 where
+   * y > 0, else 0): the gradient through a ReLU whose output is `MaskA`.
+   */
+  maskA?: boolean;
+  /** B is read as B · step(MaskB) elementwise (as `maskA`). */
+  maskB?: boolean;
+  /**
+   * A gets one more row, row M, of ones: that row of C (Σ_k op(B)[k, n], the column sums of B) goes
+   * to `CRow` (f32 `[N]`), not to C. Dispatch ⌈(M + 1)/TM⌉ rows of tiles.
+   */
+  onesRowA?: boolean;
+}
+
+/** The extra storage bindings of a fusion, in binding order after C (binding 3). */
+export function fusionBindings(f: MatmulFusion = {}): { name: string; kind: "read" | "write" }[] {
+  const out: { name: string; kind: "read" | "write" }[] = [];
+  if (f.bias) out.push({ name: "Bias", kind: "read" });
+  if (f.maskA) out.push({ name: "MaskA", kind: "read" });
+  if (f.maskB) out.push({ name: "MaskB", kind: "read" });
+  if (f.onesRowA) out.push({ name: "CRow", kind: "write" });
+  return out;
+}
+
+/** A cache-key suffix naming the fused work of `f` ("" when none). */
+export function fusionKey(f: MatmulFusion = {}): string {
+  return (f.bias ? "+b" : "") + (f.relu ? "+relu" : "") + (f.maskA ? "+mA" : "") + (f.maskB ? "+mB" : "") +
+    (f.onesRowA ? "+1row" : "");
 }
 
 /**
@@ -42,17 +87,30 @@ export interface MatmulVariant {
  */
 export const MATMUL_WORDS = 36;
 
-/** The plain loaders of the `fn-*` modes of row-major or transposed operands (only those needed). */
-export function plainLoaders(transA: boolean, transB: boolean, needA: boolean, needB: boolean): string {
+/**
+ * The plain loaders of the `fn-*` modes of row-major or transposed operands (only those needed);
+ * with `mask`, the operand is multiplied by the step of its mask (`MaskA`/`MaskB`, same index).
+ */
+export function plainLoaders(
+  transA: boolean,
+  transB: boolean,
+  needA: boolean,
+  needB: boolean,
+  mask: { a?: boolean; b?: boolean } = {},
+): string {
+  const read = (arr: string, masked: boolean | undefined, idx: string) =>
+    masked
+      ? `let i = off + ${idx}; return ${arr}[i] * select(0.0, 1.0, Mask${arr}[i] > 0.0);`
+      : `return ${arr}[off + ${idx}];`;
   return (needA
-    ? `fn loadA(off: u32, m: u32, k: u32) -> f32 { return A[off + ${
-      transA ? "k * U(0) + m" : "m * U(2) + k"
-    }]; }\n`
+    ? `fn loadA(off: u32, m: u32, k: u32) -> f32 { ${
+      read("A", mask.a, transA ? "k * U(0) + m" : "m * U(2) + k")
+    } }\n`
     : "") +
     (needB
-      ? `fn loadB(off: u32, k: u32, n: u32) -> f32 { return B[off + ${
-        transB ? "n * U(2) + k" : "k * U(1) + n"
-      }]; }\n`
+      ? `fn loadB(off: u32, k: u32, n: u32) -> f32 { ${
+        read("B", mask.b, transB ? "n * U(2) + k" : "k * U(1) + n")
+      } }\n`
       : "");
 }
 
@@ -85,28 +143,40 @@ export function chooseTile(M: number, N: number, batches: number): MatmulTile {
   return { m: m as MatmulTile["m"], n: n as MatmulTile["n"] };
 }
 
-/** WGSL of a matmul variant. Bindings: A (read), B (read), C (write). */
+/** WGSL of a matmul variant. Bindings: A (read), B (read), C (write), then the fusion's ({@linkcode fusionBindings}). */
 export function matmulKernel(v: MatmulVariant): string {
   const TM = v.tile.m, TN = v.tile.n, TM4 = TM / 4, TN4 = TN / 4, NT = TM4 * TN4, TK = 16;
+  const f = v.fusion ?? {};
   const aVec = v.a.startsWith("vec"), bVec = v.b.startsWith("vec");
   const scatter = (arr: string, T4: number, kExpr: string, rowExpr: string, val: string) =>
     [0, 1, 2, 3].map((c) =>
       `${arr}[(${kExpr} + ${c}u) * ${T4}u + ${rowExpr} / 4u][${rowExpr} % 4u] = ${val}.${"xyzw"[c]};`
     )
       .join("\n      ");
+  // A vec4 load of an operand, times the step of its mask when it has one (the fn-* loaders mask themselves).
+  const vecRead = (arr: "A" | "B", idx: string, masked: boolean | undefined) =>
+    masked
+      ? `${arr}[${idx}] * select(vec4<f32>(0.0), vec4<f32>(1.0), Mask${arr}[${idx}] > vec4<f32>(0.0))`
+      : `${arr}[${idx}]`;
+  // With a row of ones appended to A: row M of A reads 1 (only vec-k needs all four lanes: K % 4 == 0).
+  const ones = (one: string) => f.onesRowA ? ` else if (gm == M && gk < kEnd) { x = ${one}; }` : "";
   let loadA: string;
   if (v.a === "vec-k") {
     loadA = `for (var s = tid; s < ${(TM * TK) / 4}u; s += ${NT}u) {
       let m = s / 4u; let kq = (s % 4u) * 4u; let gm = m0 + m; let gk = k0 + kq;
       var x = vec4<f32>(0.0);
-      if (gm < M && gk < kEnd) { x = A[(aOff + gm * K + gk) / 4u]; }
+      if (gm < M && gk < kEnd) { x = ${vecRead("A", "(aOff + gm * K + gk) / 4u", f.maskA)}; }${
+      ones("vec4<f32>(1.0)")
+    }
       ${scatter("As", TM4, "kq", "m", "x")}
     }`;
   } else if (v.a === "vec-m") {
     loadA = `for (var s = tid; s < ${(TM * TK) / 4}u; s += ${NT}u) {
       let k = s / ${TM4}u; let mq = s % ${TM4}u; let gk = k0 + k; let gm = m0 + mq * 4u;
       var x = vec4<f32>(0.0);
-      if (gk < kEnd && gm < M) { x = A[(aOff + gk * M + gm) / 4u]; }
+      if (gk < kEnd && gm < M) { x = ${vecRead("A", "(aOff + gk * M + gm) / 4u", f.maskA)}; }${
+      ones("vec4<f32>(1.0, 0.0, 0.0, 0.0)")
+    }
       As[k * ${TM4}u + mq] = x;
     }`;
   } else {
@@ -114,7 +184,7 @@ export function matmulKernel(v: MatmulVariant): string {
     loadA = `for (var e = tid; e < ${TM * TK}u; e += ${NT}u) {
       let m = ${m}; let k = ${k}; let gm = m0 + m; let gk = k0 + k;
       var x = 0.0;
-      if (gm < M && gk < kEnd) { x = loadA(aOff, gm, gk); }
+      if (gm < M && gk < kEnd) { x = loadA(aOff, gm, gk); }${ones("1.0")}
       As[k * ${TM4}u + m / 4u][m % 4u] = x;
     }`;
   }
@@ -123,14 +193,14 @@ export function matmulKernel(v: MatmulVariant): string {
     loadB = `for (var s = tid; s < ${(TN * TK) / 4}u; s += ${NT}u) {
       let k = s / ${TN4}u; let nq = s % ${TN4}u; let gk = k0 + k; let gn = n0 + nq * 4u;
       var x = vec4<f32>(0.0);
-      if (gk < kEnd && gn < N) { x = B[(bOff + gk * N + gn) / 4u]; }
+      if (gk < kEnd && gn < N) { x = ${vecRead("B", "(bOff + gk * N + gn) / 4u", f.maskB)}; }
       Bs[k * ${TN4}u + nq] = x;
     }`;
   } else if (v.b === "vec-k") {
     loadB = `for (var s = tid; s < ${(TN * TK) / 4}u; s += ${NT}u) {
       let n = s / 4u; let kq = (s % 4u) * 4u; let gn = n0 + n; let gk = k0 + kq;
       var x = vec4<f32>(0.0);
-      if (gn < N && gk < kEnd) { x = B[(bOff + gn * K + gk) / 4u]; }
+      if (gn < N && gk < kEnd) { x = ${vecRead("B", "(bOff + gn * K + gk) / 4u", f.maskB)}; }
       ${scatter("Bs", TN4, "kq", "n", "x")}
     }`;
   } else {
@@ -142,17 +212,37 @@ export function matmulKernel(v: MatmulVariant): string {
       Bs[k * ${TN4}u + n / 4u][n % 4u] = x;
     }`;
   }
+  // The epilogue of one value (scalar) or of four consecutive columns (vec4): bias, then ReLU.
+  const fin = (val: string, col: string, vec: boolean) => {
+    let e = val;
+    if (f.bias) {
+      e = vec
+        ? `(${e} + vec4<f32>(Bias[${col}], Bias[${col} + 1u], Bias[${col} + 2u], Bias[${col} + 3u]))`
+        : `(${e} + Bias[${col}])`;
+    }
+    if (f.relu) e = vec ? `max4relu(${e})` : `relu1(${e})`;
+    return e;
+  };
   const store = v.cVec
     ? [0, 1, 2, 3].map((i) =>
-      `if (gm + ${i}u < M && gn < N) { C[(cOff + (gm + ${i}u) * N + gn) / 4u] = acc${i}; }`
+      `if (gm + ${i}u < M && gn < N) { C[(cOff + (gm + ${i}u) * N + gn) / 4u] = ${
+        fin(`acc${i}`, "gn", true)
+      }; }`
     )
       .join("\n  ")
     : [0, 1, 2, 3].map((i) =>
       [0, 1, 2, 3].map((c) =>
-        `if (gm + ${i}u < M && gn + ${c}u < N) { C[cOff + (gm + ${i}u) * N + gn + ${c}u] = acc${i}.${
-          "xyzw"[c]
+        `if (gm + ${i}u < M && gn + ${c}u < N) { C[cOff + (gm + ${i}u) * N + gn + ${c}u] = ${
+          fin(`acc${i}.${"xyzw"[c]}`, `gn + ${c}u`, false)
         }; }`
       ).join("\n  ")
+    ).join("\n  ");
+  const storeRow = !f.onesRowA
+    ? ""
+    : [0, 1, 2, 3].map((i) =>
+      `if (gm + ${i}u == M) {\n    ${
+        [0, 1, 2, 3].map((c) => `if (gn + ${c}u < N) { CRow[gn + ${c}u] = acc${i}.${"xyzw"[c]}; }`).join(" ")
+      }\n  }`
     ).join("\n  ");
   const offsets = v.splitK ? `kBeg = z * U(5); kEnd = min(K, kBeg + U(5));` : `var rem = z;
   for (var d = i32(U(4)) - 1; d >= 0; d--) {
@@ -162,10 +252,19 @@ export function matmulKernel(v: MatmulVariant): string {
     aOff += c * U(12u + u32(d));
     bOff += c * U(16u + u32(d));
   }`;
+  const extra = fusionBindings(f).map((b, i) => {
+    const vec = (b.name === "MaskA" && aVec) || (b.name === "MaskB" && bVec);
+    return storage(4 + i, b.name, vec ? "vec4<f32>" : "f32", b.kind === "write");
+  }).join("");
+  const reluFns = f.relu
+    ? `fn relu1(x: f32) -> f32 { return select(0.0, x, x > 0.0); }
+fn max4relu(x: vec4<f32>) -> vec4<f32> { return select(vec4<f32>(0.0), x, x > vec4<f32>(0.0)); }
+`
+    : "";
   return `${uniformBlock(MATMUL_WORDS)}${storage(1, "A", aVec ? "vec4<f32>" : "f32")}${
     storage(2, "B", bVec ? "vec4<f32>" : "f32")
-  }${storage(3, "C", v.cVec ? "vec4<f32>" : "f32", true)}
-${v.loaders}
+  }${storage(3, "C", v.cVec ? "vec4<f32>" : "f32", true)}${extra}
+${v.loaders}${reluFns}
 var<workgroup> As: array<vec4<f32>, ${(TK * TM) / 4}>;
 var<workgroup> Bs: array<vec4<f32>, ${(TK * TN) / 4}>;
 
@@ -192,5 +291,6 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let cOff = z * M * N;
   let gm = m0 + lid.y * 4u; let gn = n0 + lid.x * 4u;
   ${store}
+  ${storeRow}
 }`;
 }

@@ -2,7 +2,9 @@
  * Fused optimizer kernels: one dispatch per parameter array computes the base update (SGD with
  * momentum/Nesterov/L2, or Adam/AdamW/AMSGrad), the new buffers, and the weight-noise step
  * (`u' = u + (n_new − n_old)`, or `u − n_old` on a reset) with the noise drawn in-kernel from the
- * WGSL Philox twin, bit-identical to `fillNoise`. One thread handles one Philox block (4 elements).
+ * WGSL Philox twin, bit-identical to `fillNoise`, and, where the parameter is at hand and the
+ * bindings allow, the parameter plus its update (`apply`), so that `applyUpdates` costs no dispatch.
+ * One thread handles one Philox block (4 elements).
  *
  * The semantics are those of `src/optim/fused_ops.ts` (`OptimKernels`); arithmetic is float32.
  *
@@ -44,12 +46,26 @@ export interface FusedKernel {
   body: string;
   /** The noise stage. */
   noise: NoiseVariant;
+  /**
+   * Also apply the update: `PNew[i] = Pp[i] + u` after the noise stage, the parameter plus its final
+   * update (what `applyUpdates` computes), reading the parameter `Pp` (bound once if the body reads it).
+   */
+  apply?: boolean;
 }
 
-/** Bindings of a fused kernel in order: reads, then writes (Uo, the named writes, NOut). */
+/** Bindings of a fused kernel in order: reads (the body's, Pp, NOld), then writes (Uo, the named writes, NOut, PNew). */
 export function fusedBindings(k: FusedKernel): { reads: string[]; writes: string[] } {
-  const reads = [...k.reads, ...(k.noise.nOld ? ["NOld"] : [])];
-  const writes = ["Uo", ...k.writes, ...(k.noise.draw && k.noise.store !== false ? ["NOut"] : [])];
+  const reads = [
+    ...k.reads,
+    ...(k.apply && !k.reads.includes("Pp") ? ["Pp"] : []),
+    ...(k.noise.nOld ? ["NOld"] : []),
+  ];
+  const writes = [
+    "Uo",
+    ...k.writes,
+    ...(k.noise.draw && k.noise.store !== false ? ["NOut"] : []),
+    ...(k.apply ? ["PNew"] : []),
+  ];
   return { reads, writes };
 }
 
@@ -67,6 +83,7 @@ export function fusedKernel(k: FusedKernel): string {
     : k.noise.nOld
     ? "u = u - NOld[i];"
     : "";
+  const apply = k.apply ? " PNew[i] = Pp[i] + u;" : "";
   return `${uniformBlock(OPTIM_WORDS)}${decl}${k.noise.draw ? RANDOM_WGSL : ""}
 ${main1d()}
   ${k.noise.draw ? loadLogTable(k.noise.law!, OPTIM_TABLE_BASE) : ""}
@@ -88,7 +105,7 @@ ${main1d()}
     let i = base + l;
     ${k.body}
     ${stage}
-    Uo[i] = u;
+    Uo[i] = u;${apply}
     }`
     ).join("\n    ")
   }
@@ -99,7 +116,7 @@ ${main1d()}
     if (i >= n) { break; }
     ${k.body}
     ${stage}
-    Uo[i] = u;
+    Uo[i] = u;${apply}
   }
 }`;
 }

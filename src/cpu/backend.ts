@@ -1,18 +1,26 @@
 /**
- * The CPU backend: typed-array storage and loops. float32 and float64.
+ * The CPU backend: typed-array storage and loops. float32 and float64. Large arrays are recycled
+ * through the storage pool (`./storage_pool.ts`): `release` returns them, and outputs whose every
+ * element a kernel writes take a pooled array without zeroing it (`allocOut`, and the convolution
+ * kernels' output provider).
  *
  * @module
  */
 import type { Backend, Conv2dGeometry } from "../backend.ts";
 import { cpuOptimKernels } from "./optim.ts";
-import { type DType, shapeSize, Tensor, type TypedArray } from "../tensor.ts";
-import { allocTensorArray as alloc, guardAllocation } from "../alloc.ts";
-import { binaryLoop, unaryLoop } from "./elementwise.ts";
+import { type DType, releaseCpuTensor, shapeSize, Tensor, type TypedArray } from "../tensor.ts";
+import { allocOutputArray as allocOut, allocTensorArray as alloc, guardAllocation } from "../alloc.ts";
+import { adoptStorage, takeStorage } from "./storage_pool.ts";
+import { biasReluRows, binaryLoop, unaryLoop } from "./elementwise.ts";
 import { concatLoop, forEachSliceIndex, reduceLoop, transposeLoop } from "./layout.ts";
 import { gemm } from "../../kernels/wasm/gemm.ts";
 import { conv2dForward, conv2dGradInput, conv2dGradWeight, type ConvDims } from "../../kernels/wasm/conv.ts";
+import { setOutputProvider } from "../../kernels/wasm/output.ts";
 import { batchNormBackwardLoop, batchNormForwardLoop, dropoutMaskLoop, type NormDims } from "./norm.ts";
 import { crossEntropyGradRows, crossEntropyRows, pool2d, pool2dGrad, pooledSize, softmaxRows } from "./nn.ts";
+
+// The convolution kernels' results come from the storage pool too (they write every element).
+setOutputProvider((n, f64) => takeStorage(f64 ? "float64" : "float32", n, false));
 
 const arr = (t: Tensor): TypedArray => t.storage as TypedArray;
 const make = (data: TypedArray, shape: readonly number[], dtype: DType): Tensor =>
@@ -78,7 +86,7 @@ export const cpuBackend: Backend = {
   },
 
   fromArray(data, shape, dtype) {
-    const a = alloc(dtype, shapeSize(shape) === data.length ? shape : [data.length], "fromArray");
+    const a = allocOut(dtype, shapeSize(shape) === data.length ? shape : [data.length], "fromArray");
     a.set(data);
     return make(a, shape, dtype);
   },
@@ -90,23 +98,25 @@ export const cpuBackend: Backend = {
   read(t) {
     return Promise.resolve(arr(t).slice());
   },
-  release() {},
+  release(t) {
+    releaseCpuTensor(t);
+  },
   reshape(x, shape) {
     return make(arr(x), shape, x.dtype);
   },
   cast(x, dtype) {
-    const a = alloc(dtype, x.shape, "cast");
+    const a = allocOut(dtype, x.shape, "cast");
     a.set(arr(x));
     return make(a, x.shape, dtype);
   },
 
   unary(op, x) {
-    const out = alloc(x.dtype, x.shape, op);
+    const out = allocOut(x.dtype, x.shape, op);
     unaryLoop(op, arr(x), out);
     return make(out, x.shape, x.dtype);
   },
   binary(op, a, b, outShape) {
-    const out = alloc(a.dtype, outShape, op);
+    const out = allocOut(a.dtype, outShape, op);
     binaryLoop(op, arr(a), a.shape, arr(b), b.shape, out, outShape);
     return make(out, outShape, a.dtype);
   },
@@ -121,7 +131,8 @@ export const cpuBackend: Backend = {
     const r = outShape.length;
     const M = outShape[r - 2], N = outShape[r - 1];
     const K = transA ? a.shape[a.rank - 2] : a.shape[a.rank - 1];
-    const out = alloc(a.dtype, outShape, "matmul");
+    // gemm overwrites its output; with K = 0 it may not touch it
+    const out = (K === 0 ? alloc : allocOut)(a.dtype, outShape, "matmul");
     const outBatch = outShape.slice(0, -2);
     const ao = batchOffsets(a.shape, outBatch, M * K), bo = batchOffsets(b.shape, outBatch, K * N);
     const av = arr(a), bv = arr(b);
@@ -131,14 +142,31 @@ export const cpuBackend: Backend = {
     return make(out, outShape, a.dtype);
   },
 
+  linear(x, w, b, activation) {
+    const n = w.shape[1];
+    const z = this.matmul(x, w, false, false, [x.shape[0], n]);
+    biasReluRows(arr(z), b ? arr(b) : null, n, activation === "relu");
+    return z;
+  },
+  linearGrad(x, w, y, g, needs) {
+    // The separate ops' gradients, primitive by primitive: relu's mask and product, add's row sum,
+    // matmul's two products.
+    const gz = y ? this.binary("mul", g, this.unary("step", y), g.shape) : g;
+    return {
+      gx: needs.x ? this.matmul(gz, w, false, true, x.shape) : null,
+      gw: needs.w ? this.matmul(x, gz, true, false, w.shape) : null,
+      gb: needs.b ? this.reduce("sum", gz, [0], false) : null,
+    };
+  },
+
   transpose(x, perm) {
-    const out = alloc(x.dtype, x.shape, "transpose");
+    const out = allocOut(x.dtype, x.shape, "transpose");
     transposeLoop(arr(x), x.shape, perm, out);
     return make(out, perm.map((p) => x.shape[p]), x.dtype);
   },
   slice(x, begin, end, step) {
     const outShape = begin.map((b, i) => Math.max(0, Math.ceil((end[i] - b) / step[i])));
-    const out = alloc(x.dtype, outShape, "slice");
+    const out = allocOut(x.dtype, outShape, "slice");
     const src = arr(x);
     forEachSliceIndex(x.shape, begin, step, outShape, (o, i) => (out[o] = src[i]));
     return make(out, outShape, x.dtype);
@@ -152,24 +180,24 @@ export const cpuBackend: Backend = {
   concat(xs, axis) {
     const shape = xs[0].shape.slice();
     shape[axis] = xs.reduce((s, t) => s + t.shape[axis], 0);
-    const out = alloc(xs[0].dtype, shape, "concat");
+    const out = allocOut(xs[0].dtype, shape, "concat");
     concatLoop(xs.map(arr), xs.map((t) => t.shape), axis, out);
     return make(out, shape, xs[0].dtype);
   },
 
   softmax(x) {
-    const out = alloc(x.dtype, x.shape, "softmax");
+    const out = allocOut(x.dtype, x.shape, "softmax");
     softmaxRows(arr(x), x.shape[x.rank - 1], out, false);
     return make(out, x.shape, x.dtype);
   },
   logSoftmax(x) {
-    const out = alloc(x.dtype, x.shape, "logSoftmax");
+    const out = allocOut(x.dtype, x.shape, "logSoftmax");
     softmaxRows(arr(x), x.shape[x.rank - 1], out, true);
     return make(out, x.shape, x.dtype);
   },
   crossEntropy(logits, labels) {
     const [n, c] = logits.shape;
-    const probs = alloc(logits.dtype, logits.shape, "crossEntropy");
+    const probs = allocOut(logits.dtype, logits.shape, "crossEntropy");
     const loss = crossEntropyRows(arr(logits), labels, n, c, probs);
     const l = alloc(logits.dtype, [], "crossEntropy");
     l[0] = loss;
@@ -177,7 +205,7 @@ export const cpuBackend: Backend = {
   },
   crossEntropyGrad(probs, labels, g) {
     const [n, c] = probs.shape;
-    const out = alloc(probs.dtype, probs.shape, "crossEntropy (gradient)");
+    const out = allocOut(probs.dtype, probs.shape, "crossEntropy (gradient)");
     crossEntropyGradRows(arr(probs), labels, n, c, arr(g)[0], out);
     return make(out, probs.shape, probs.dtype);
   },
@@ -187,7 +215,7 @@ export const cpuBackend: Backend = {
     const [ho, wo] = [pooledSize(d.H, d.kh, d.sh, d.ph), pooledSize(d.W, d.kw, d.sw, d.pw)];
     const shape = [d.N, d.O, ho, wo];
     return make(
-      guardAllocation(x.dtype, shape, "conv2d", () => conv2dForward(arr(x), arr(w), d)),
+      adoptStorage(guardAllocation(x.dtype, shape, "conv2d", () => conv2dForward(arr(x), arr(w), d))),
       shape,
       x.dtype,
     );
@@ -200,7 +228,7 @@ export const cpuBackend: Backend = {
       "conv2d (input gradient)",
       () => conv2dGradInput(arr(gy), arr(w), d),
     );
-    return make(gx, xShape, gy.dtype);
+    return make(adoptStorage(gx), xShape, gy.dtype);
   },
   conv2dGradWeight(x, gy, wShape, geo) {
     const d = convDims(x.shape, wShape, geo);
@@ -210,25 +238,25 @@ export const cpuBackend: Backend = {
       "conv2d (weight gradient)",
       () => conv2dGradWeight(arr(x), arr(gy), d),
     );
-    return make(gw, wShape, x.dtype);
+    return make(adoptStorage(gw), wShape, x.dtype);
   },
 
   batchNormForward(x, gamma, beta, eps) {
     const d = normDims(x.shape), c = [d.C];
-    const y = alloc(x.dtype, x.shape, "batchNorm"), mean = alloc(x.dtype, c, "batchNorm");
+    const y = allocOut(x.dtype, x.shape, "batchNorm"), mean = alloc(x.dtype, c, "batchNorm");
     const v = alloc(x.dtype, c, "batchNorm");
     batchNormForwardLoop(arr(x), arr(gamma), arr(beta), d, eps, y, mean, v);
     return { y: make(y, x.shape, x.dtype), mean: make(mean, c, x.dtype), var: make(v, c, x.dtype) };
   },
   batchNormBackward(x, gamma, stats, gy, eps) {
     const d = normDims(x.shape), c = [d.C];
-    const gx = alloc(x.dtype, x.shape, "batchNorm (gradient)");
+    const gx = allocOut(x.dtype, x.shape, "batchNorm (gradient)");
     const gg = alloc(x.dtype, c, "batchNorm (gradient)"), gb = alloc(x.dtype, c, "batchNorm (gradient)");
     batchNormBackwardLoop(arr(x), arr(gamma), arr(stats.mean), arr(stats.var), arr(gy), d, eps, gx, gg, gb);
     return { gx: make(gx, x.shape, x.dtype), gGamma: make(gg, c, x.dtype), gBeta: make(gb, c, x.dtype) };
   },
   dropoutMask(shape, dtype, spec) {
-    const out = alloc(dtype, shape, "dropout");
+    const out = allocOut(dtype, shape, "dropout");
     dropoutMaskLoop(out, spec);
     return make(out, shape, dtype);
   },
@@ -251,7 +279,7 @@ export const cpuBackend: Backend = {
     const [n, c, h, w] = x.shape;
     const ho = pooledSize(h, geo.kernel[0], geo.stride[0], geo.padding[0]);
     const wo = pooledSize(w, geo.kernel[1], geo.stride[1], geo.padding[1]);
-    const out = alloc(x.dtype, [n, c, ho, wo], "avgPool2d");
+    const out = allocOut(x.dtype, [n, c, ho, wo], "avgPool2d");
     pool2d("avg", arr(x), n * c, h, w, geo, out, null);
     return make(out, [n, c, ho, wo], x.dtype);
   },

@@ -269,3 +269,21 @@ function blockLoop(
     }
   }
 }
+
+/**
+ * The epilogue of a fully connected layer, in place on the rows of `z` (`[rows, n]`, a fresh matmul
+ * product): z ← z + bias (broadcast over the rows, when given), rounded to z's dtype, then ReLU
+ * when `relu`. The same values as `binaryLoop("add")` followed by `unaryLoop("relu")`.
+ */
+export function biasReluRows(z: TypedArray, bias: TypedArray | null, n: number, relu: boolean): void {
+  const len = z.length;
+  if (bias) {
+    for (let i = 0; i < len; i += n) for (let j = 0; j < n; j++) z[i + j] += bias[j];
+  }
+  if (relu) {
+    for (let i = 0; i < len; i++) {
+      const v = z[i];
+      z[i] = v > 0 || v !== v ? v : 0; // NaN propagates, −0 becomes +0: as unaryLoop's relu
+    }
+  }
+}

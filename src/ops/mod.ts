@@ -12,3 +12,4 @@ export * from "./softmax.ts";
 export * from "./conv.ts";
 export * from "./norm.ts";
 export * from "./dropout.ts";
+export * from "./linear.ts";

@@ -6,7 +6,7 @@
  *
  * Nothing here waits on the GPU except {@linkcode WebGPUBackend.read}: ops only encode work.
  *
- * The matrix products and convolutions (`matmul_ops.ts`), the pooling ops (`pool_ops.ts`), batch
+ * The matrix products and convolutions (`matmul_ops.ts`), the fused linear layer (`linear_ops.ts`), the pooling ops (`pool_ops.ts`), batch
  * normalization and the dropout mask (`norm_ops.ts`) live in their own modules; the methods here
  * delegate to them. The rest stays one file because it is one class: the storage bookkeeping (reference counts, release tokens, staging buffers) is private
  * state that the elementwise, reduction, layout and softmax ops use directly, and each of those
@@ -21,6 +21,8 @@ import type {
   Conv2dGeometry,
   DropoutMaskSpec,
   FiniteKernels,
+  LinearActivation,
+  LinearNeeds,
   Pool2dGeometry,
   ReduceOp,
   UnaryOp,
@@ -62,6 +64,7 @@ import {
 } from "./pipelines.ts";
 import { broadcastStrides, coalesce } from "./layout.ts";
 import { conv2d, conv2dGradInput, conv2dGradWeight, matmul } from "./matmul_ops.ts";
+import { linear, linearGrad } from "./linear_ops.ts";
 import { avgPool2d, avgPool2dGrad, maxPool2d, maxPool2dGrad } from "./pool_ops.ts";
 import { batchNormBackward, batchNormForward, dropoutMask } from "./norm_ops.ts";
 import { webgpuFiniteKernels } from "./finite.ts";
@@ -498,6 +501,20 @@ export class WebGPUBackend implements Backend {
 
   matmul(a: Tensor, b: Tensor, transA: boolean, transB: boolean, outShape: readonly number[]): Tensor {
     return matmul(this, a, b, transA, transB, outShape);
+  }
+
+  linear(x: Tensor, w: Tensor, b: Tensor | null, activation: LinearActivation): Tensor {
+    return linear(this, x, w, b, activation);
+  }
+
+  linearGrad(
+    x: Tensor,
+    w: Tensor,
+    y: Tensor | null,
+    g: Tensor,
+    needs: LinearNeeds,
+  ): { gx: Tensor | null; gw: Tensor | null; gb: Tensor | null } {
+    return linearGrad(this, x, w, y, g, needs);
   }
 
   conv2d(x: Tensor, w: Tensor, geo: Conv2dGeometry): Tensor {

@@ -9,6 +9,8 @@ import type { Conv2dGeometry } from "../backend.ts";
 import { shapeSize, type Tensor } from "../tensor.ts";
 import {
   chooseTile,
+  fusionBindings,
+  fusionKey,
   MATMUL_WORDS,
   matmulKernel,
   type MatmulTile,
@@ -33,7 +35,7 @@ import { pooledSize } from "./pool_ops.ts";
 const MATMUL_SPLIT_TARGET = 256;
 
 /** One tiled-matmul dispatch (built once per op). */
-interface MatmulDispatch {
+export interface MatmulDispatch {
   /** Kernel name (the start of the pipeline key). */
   readonly name: string;
   /** The kernel variant, without its tile. */
@@ -50,20 +52,21 @@ interface MatmulDispatch {
   readonly batch: { shape: number[]; a: number[]; b: number[] } | { kChunk: number };
   /** Extra uniform words from `CONV_GEO` on (the convolution geometry). */
   readonly extra: number[];
-  /** A, B and C. */
-  readonly bufs: [GPUBuffer, GPUBuffer, GPUBuffer];
+  /** A, B and C, then the buffers of the variant's fusion in `fusionBindings` order. */
+  readonly bufs: readonly GPUBuffer[];
   /** The tile (default: `chooseTile(M, N, z)`). */
   readonly tile?: MatmulTile;
 }
 
 /** Encodes one tiled-matmul dispatch (see kernels/wgsl/matmul.ts for the uniform layout). */
-function matmulRun(be: WebGPUBackend, d: MatmulDispatch): void {
+export function matmulRun(be: WebGPUBackend, d: MatmulDispatch): void {
   const { name, variant: v, M, N, K, z, batch, extra, bufs } = d;
-  const tile = d.tile ?? chooseTile(M, N, z);
+  const rows = M + (v.fusion?.onesRowA ? 1 : 0);
+  const tile = d.tile ?? chooseTile(rows, N, z);
   const variant: MatmulVariant = { ...v, tile };
   const key = `${name}/${tile.m}x${tile.n}/${v.a}/${v.b}/${v.cVec ? "cv" : "cs"}/${
     v.splitK ? "split" : "batch"
-  }`;
+  }${fusionKey(v.fusion)}`;
   const u = new Array<number>(MATMUL_WORDS).fill(0);
   u[0] = M;
   u[1] = N;
@@ -79,8 +82,9 @@ function matmulRun(be: WebGPUBackend, d: MatmulDispatch): void {
     }
   }
   extra.forEach((x, i) => (u[CONV_GEO + i] = x));
-  const spec = kernelSpec(key, MATMUL_WORDS, ["read", "read", "write"], () => matmulKernel(variant));
-  be.run(spec, u, bufs, [Math.ceil(N / tile.n), Math.ceil(M / tile.m), z]);
+  const bindings = ["read", "read", "write", ...fusionBindings(v.fusion).map((b) => b.kind)] as const;
+  const spec = kernelSpec(key, MATMUL_WORDS, bindings, () => matmulKernel(variant));
+  be.run(spec, u, bufs, [Math.ceil(N / tile.n), Math.ceil(rows / tile.m), z]);
 }
 
 /** `op(a)·op(b)` with broadcast batch dims (at most 4 after coalescing). */

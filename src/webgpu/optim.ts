@@ -4,6 +4,13 @@
  * array, with the noise drawn in the kernel (bit-identical to `fillNoise`). Registered for the
  * device "webgpu" by `initWebGPU()`.
  *
+ * A fused SGD or Adam step given the parameter (`update(grads, state, params)` passes it) also
+ * writes the parameter plus its update, when the device's storage bindings allow (SGD always under
+ * the default 8, Adam without AMSGrad and noise); `applyUpdates` on that same parameter and update
+ * then returns it instead of dispatching `addScaled`, so a step costs one dispatch per parameter
+ * array rather than two. Used any other way (a chain that transforms the update further, params
+ * other than those the update saw) the extra sum is released with the step's other tensors.
+ *
  * @module
  */
 import type {
@@ -108,22 +115,48 @@ export function webgpuOptimKernels(
     return { u: uo, noise: nOut };
   }
 
+  const fits = (k: FusedKernel) => {
+    const { reads, writes } = fusedBindings(k);
+    return reads.length + writes.length <= maxBindings;
+  };
+
   /**
-   * The kernel `make` builds with the noise stage fused, or without it (`split`) when the fused
-   * kernel would bind more storage buffers than the device allows; {@linkcode finish} then runs the
-   * stage as a second dispatch.
+   * The kernel `make` builds with the noise stage fused and, when the parameter `p` is at hand, the
+   * update applied (`apply`: the kernel also writes p + u); without the apply when that would bind
+   * more storage buffers than the device allows, and then without the noise stage (`split`), which
+   * {@linkcode finish} runs as a second dispatch.
    */
   function fuse(
     stage: NoiseStage | undefined,
     who: string,
+    p: Tensor | null,
     make: (noise: NoiseVariant) => FusedKernel,
   ): { s: StageWords; k: FusedKernel; split: boolean } {
     const s = stageOf(stage, who);
     const k = make(s.variant);
-    const { reads, writes } = fusedBindings(k);
-    if (reads.length + writes.length <= maxBindings) return { s, k, split: false };
+    if (p !== null && fits({ ...k, apply: true })) return { s, k: { ...k, apply: true }, split: false };
+    if (fits(k)) return { s, k, split: false };
     const none = stageOf(undefined, who);
     return { s: none, k: make(none.variant), split: true };
+  }
+
+  /**
+   * The parameters with their update applied by a fused step (`apply`), by update tensor: taken by
+   * {@linkcode addScaled} when `applyUpdates` adds that update to that parameter, so that applying
+   * costs no dispatch. An entry whose parameter sum was released (by the memory scope it was made
+   * in) is skipped and the sum computed again.
+   */
+  const applied = new WeakMap<Tensor, { p: Tensor; next: Tensor }>();
+
+  /** The output `PNew` of a fused step that applies its update, recorded for `addScaled`. */
+  function applyOutput(k: FusedKernel, p: Tensor | null, inputs: Record<string, GPUBuffer>, who: string) {
+    if (!k.apply) return null;
+    inputs.Pp = buf(p!, who, "p");
+    return out(p!, who);
+  }
+
+  function recordApplied(u: Tensor, p: Tensor | null, next: Tensor | null): void {
+    if (next) applied.set(u, { p: p!, next });
   }
 
   /** The update and new noise of a base step: as fused, or after the split noise dispatch. */
@@ -149,6 +182,7 @@ export function webgpuOptimKernels(
       const { s, k, split } = fuse(
         a.noise,
         who,
+        a.p,
         (noise) => sgdKernel({ wd, momentum, nesterov: a.nesterov, noise }),
       );
       const inputs: Record<string, GPUBuffer> = { G: g };
@@ -158,14 +192,19 @@ export function webgpuOptimKernels(
       }
       if (momentum === "later") inputs.Buf = buf(a.buf!, who, "buf");
       if (s.variant.nOld) inputs.NOld = buf(a.noise!.nOld!, who, "noise.nOld");
+      const next = applyOutput(k, a.p, inputs, who);
       const u = out(a.g, who);
       const bufOut = momentum !== "none" ? out(a.g, who) : null;
       const nOut = s.variant.draw ? out(a.g, who) : null;
       const outputs: Record<string, GPUBuffer> = { Uo: ob(u) };
       if (bufOut) outputs.BufO = ob(bufOut);
       if (nOut) outputs.NOut = ob(nOut);
+      if (next) outputs.PNew = ob(next);
+      recordApplied(u, a.p, next);
       run(
-        `sgd/${wd ? "wd" : ""}/${momentum}/${a.nesterov ? "nest" : ""}/${vkey(s.variant)}`,
+        `sgd/${wd ? "wd" : ""}/${momentum}/${a.nesterov ? "nest" : ""}/${vkey(s.variant)}${
+          k.apply ? "/apply" : ""
+        }`,
         k,
         a.g.size,
         s.words,
@@ -186,6 +225,7 @@ export function webgpuOptimKernels(
       const { s, k, split } = fuse(
         a.noise,
         who,
+        a.p,
         (noise) => adamKernel({ coupledWd, decoupledWd, hasM, hasV, amsgrad: a.amsgrad, hasVmax, noise }),
       );
       const inputs: Record<string, GPUBuffer> = { G: g };
@@ -197,17 +237,20 @@ export function webgpuOptimKernels(
       if (a.v) inputs.V = buf(a.v, who, "v");
       if (a.amsgrad && a.vmax) inputs.Vm = buf(a.vmax, who, "vmax");
       if (s.variant.nOld) inputs.NOld = buf(a.noise!.nOld!, who, "noise.nOld");
+      const next = applyOutput(k, a.p, inputs, who);
       const u = out(a.g, who), m = out(a.g, who), v = out(a.g, who);
       const vmax = a.amsgrad ? out(a.g, who) : null;
       const nOut = s.variant.draw ? out(a.g, who) : null;
       const outputs: Record<string, GPUBuffer> = { Uo: ob(u), MO: ob(m), VO: ob(v) };
       if (vmax) outputs.VmO = ob(vmax);
       if (nOut) outputs.NOut = ob(nOut);
+      if (next) outputs.PNew = ob(next);
+      recordApplied(u, a.p, next);
       const sc = a.lr / (1 - a.b1 ** a.t), sb2 = Math.sqrt(1 - a.b2 ** a.t);
       run(
         `adam/${coupledWd ? "l2" : decoupledWd ? "dec" : ""}/${hasM ? "m" : ""}${hasV ? "v" : ""}/${
           a.amsgrad ? (hasVmax ? "amsV" : "ams") : ""
-        }/${vkey(s.variant)}`,
+        }/${vkey(s.variant)}${k.apply ? "/apply" : ""}`,
         k,
         a.g.size,
         s.words,
@@ -241,6 +284,11 @@ export function webgpuOptimKernels(
 
     addScaled(x: Tensor, y: Tensor, alpha: number): Tensor {
       const xb = buf(x, "addScaled", "a"), yb = buf(y, "addScaled", "b");
+      const done = alpha === 1 ? applied.get(y) : undefined;
+      if (done && done.p === x && !b.isReleased(done.next)) {
+        applied.delete(y);
+        return done.next; // the fused step wrote x + y already
+      }
       const o = out(x, "addScaled");
       const mode = alpha === 1 ? 1 : alpha === -1 ? -1 : 0;
       run(`addScaled/${mode}`, addScaledKernel(mode), x.size, [0, 0, 0, 0, 0, 0, 0], [alpha], {
