@@ -16,7 +16,6 @@ import { gemm, type GemmArray, getGemmImpl } from "./gemm.ts";
 import { hasWasmConv, wasmConvForward, wasmConvGradInput, wasmConvGradWeight } from "./conv_wasm.ts";
 import {
   tilingOf,
-  WINOGRAD_WEIGHT_MIN_TILES,
   winogradApplies,
   winogradEnabled,
   winogradForward,
@@ -257,12 +256,10 @@ function alloc(like: GemmArray, n: number): GemmArray {
 
 /**
  * Whether the weight gradient goes to Winograd: as {@linkcode preferWinograd}, where its kernels
- * apply (`winogradGradWeightApplies`) and, in `"auto"`, over at least
- * `WINOGRAD_WEIGHT_MIN_TILES` tiles.
+ * apply (`winogradGradWeightApplies`).
  */
 function preferWinogradWeight(d: ConvDims, Ho: number, Wo: number): boolean {
-  if (!preferWinograd(d, Ho, Wo) || !winogradGradWeightApplies({ ...d, Ho, Wo })) return false;
-  return pathMode === "winograd" || d.N * tilingOf(Ho, Wo).tpi >= WINOGRAD_WEIGHT_MIN_TILES;
+  return preferWinograd(d, Ho, Wo) && winogradGradWeightApplies({ ...d, Ho, Wo });
 }
 
 /**

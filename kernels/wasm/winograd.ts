@@ -231,13 +231,6 @@ export function winogradGradInput(gy: Float32Array, w: Float32Array, g: WideConv
 }
 
 /**
- * Tiles (images × tiles per image) below which `"auto"` leaves the weight gradient to the direct
- * kernels: its 16 sums run over the tiles, and short sums (ResNet-18's 4×4 layers at batch 32: 128
- * tiles) measured slower than the direct path.
- */
-export const WINOGRAD_WEIGHT_MIN_TILES = 384;
-
-/**
  * Whether the weight gradient of a convolution that {@linkcode winogradApplies} to can take Winograd
  * here: the output's tiles fill whole SIMD vectors without padding (a width that is a multiple of 8
  * and an even height, or a width of 4 and a height that is a multiple of 4), so the output
