@@ -9,7 +9,7 @@
  *
  *   deno run -A bench/resnet_bench.ts [--models resnet20,resnet18] [--batches 32,128]
  *     [--rounds 5] [--steps 3] [--device cpu|webgpu] [--python PATH] [--no-torch]
- *     [--conv-threads auto|single|threads|ab] [--winograd on|off|ab]
+ *     [--conv-threads auto|single|threads|ab] [--winograd on|off|ab] [--interleave N]
  *
  * `--conv-threads` sets how the CPU's direct convolution kernels use the worker threads
  * (`setConvThreads`; default auto). `ab` is a same-process A/B that a busy machine disturbs less than
@@ -21,6 +21,11 @@
  * `--winograd` turns the Winograd F(2×2, 3×3) path of the 3×3 convolutions' forward pass and input
  * gradient on (default) or off (`setWinogradEnabled`); `ab` is the same-process A/B of the two,
  * rounds alternating (medians), printing both and their ratio.
+ *
+ * `--interleave N` (CPU, with PyTorch) alternates the two N times per model and batch — one PyTorch
+ * process timing one round, then one round of ours — and prints the median of the per-pair ratios
+ * with their range: on a shared machine whose speed drifts, pairs taken moments apart compare like
+ * with like better than all of PyTorch's rounds followed by all of ours.
  *
  * The Python is `--python`, else `$PY`, else `python3` (any Python with PyTorch). Torch's thread count is set to ours: `navigator.hardwareConcurrency`.
  */
@@ -56,6 +61,7 @@ const args = parseArgs({
     "no-torch": { type: "boolean" },
     "conv-threads": { type: "string", default: "auto" },
     winograd: { type: "string", default: "on" },
+    interleave: { type: "string" },
   },
 }).values;
 const CONV_THREADS = args["conv-threads"]!;
@@ -175,8 +181,16 @@ async function winogradAB(name: string, batch: number): Promise<{ off: number; o
   return { off: batch * 1000 / median(ms.off), on: batch * 1000 / median(ms.on) };
 }
 
-/** PyTorch's figures by `model/batch`, or null (with the reason printed) when torch is not there. */
-async function torchImagesPerSecond(): Promise<Map<string, number> | null> {
+/**
+ * PyTorch's figures by `model/batch` (for `models` and `batches`, `rounds` rounds each), or null (with
+ * the reason printed) when torch is not there.
+ */
+async function torchImagesPerSecond(
+  models = MODELS,
+  batches = BATCHES,
+  rounds = ROUNDS,
+  quiet = false,
+): Promise<Map<string, number> | null> {
   if (args["no-torch"]) return null;
   const python = args.python ?? Deno.env.get("PY") ?? "python3";
   const script = new URL("../tools/torch_resnet_bench.py", import.meta.url).pathname;
@@ -185,8 +199,8 @@ async function torchImagesPerSecond(): Promise<Map<string, number> | null> {
     out = await new Deno.Command(python, {
       args: [
         script,
-        ...["--models", MODELS.join(","), "--batches", BATCHES.join(",")],
-        ...["--threads", String(THREADS), "--rounds", String(ROUNDS), "--steps", String(STEPS)],
+        ...["--models", models.join(","), "--batches", batches.join(",")],
+        ...["--threads", String(THREADS), "--rounds", String(rounds), "--steps", String(STEPS)],
       ],
       stdout: "piped",
       stderr: "piped",
@@ -204,6 +218,7 @@ async function torchImagesPerSecond(): Promise<Map<string, number> | null> {
   for (const line of new TextDecoder().decode(out.stdout).trim().split("\n")) {
     const r = JSON.parse(line);
     map.set(`${r.model}/${r.batch}`, r.images_per_s);
+    if (quiet) continue;
     console.log(
       `PyTorch ${r.torch}, ${r.threads} threads: ${r.model} batch ${r.batch}: ${
         r.images_per_s.toFixed(1)
@@ -245,6 +260,44 @@ if (WINOGRAD === "ab") {
       console.log(
         `${name} batch ${batch}: Winograd off ${r.off.toFixed(1)} images/s, on ${r.on.toFixed(1)} images/s ` +
           `(${(r.on / r.off).toFixed(2)}×)`,
+      );
+    }
+  }
+  Deno.exit(0);
+}
+if (args.interleave !== undefined) {
+  const pairs = Number(args.interleave);
+  if (!(Number.isInteger(pairs) && pairs >= 1) || DEVICE !== "cpu" || args["no-torch"]) {
+    console.error(
+      `--interleave takes a count of pairs (an integer ≥ 1, got ${args.interleave}), the CPU and PyTorch`,
+    );
+    Deno.exit(2);
+  }
+  for (const name of MODELS) {
+    for (const batch of BATCHES) {
+      const { step } = await stepper(name, batch, "cpu");
+      dispose(step());
+      dispose(step());
+      const ours: number[] = [], theirs: number[] = [], ratios: number[] = [];
+      for (let i = 0; i < pairs; i++) {
+        const t = (await torchImagesPerSecond([name], [batch], 1, true))?.get(`${name}/${batch}`);
+        if (t === undefined) Deno.exit(1);
+        const t0 = performance.now();
+        for (let s = 0; s < STEPS; s++) dispose(step());
+        const o = batch * STEPS * 1000 / (performance.now() - t0);
+        ours.push(o);
+        theirs.push(t);
+        ratios.push(o / t);
+      }
+      const lo = Math.min(...ratios), hi = Math.max(...ratios);
+      console.log(
+        `${name} batch ${batch}, ${pairs} interleaved pairs: ours ${
+          median(ours).toFixed(1)
+        } images/s, PyTorch ` +
+          `${median(theirs).toFixed(1)} images/s (medians); ours/PyTorch median ${
+            median(ratios).toFixed(2)
+          }× ` +
+          `(pairs ${lo.toFixed(2)}–${hi.toFixed(2)}×: ${ratios.map((r) => r.toFixed(2)).join(" ")})`,
       );
     }
   }
