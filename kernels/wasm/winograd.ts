@@ -1,7 +1,8 @@
 /**
  * float32 3×3 stride-1 convolution by Winograd's minimal filtering F(2×2, 3×3) in WebAssembly SIMD:
- * the forward pass and the input gradient (a forward pass of the padded output gradient with the
- * kernels flipped and their channel axes swapped).
+ * the forward pass, the input gradient (a forward pass of the padded output gradient with the
+ * kernels flipped and their channel axes swapped) and the weight gradient (16 sums over the tiles
+ * of transformed output gradients times transformed inputs, see {@linkcode winogradGradWeight}).
  *
  * Each 2×2 output tile is `Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A` for its 4×4 input tile `d` (see
  * `winograd_module.ts`): the 36 products per tile and channel pair of the direct convolution become
@@ -15,10 +16,11 @@
  * the rounding differs from the direct sum by a few float32 ulps of the operands' magnitudes
  * (tested against a float64 reference).
  *
- * A call is a job of independent chunks (`conv_threads.ts`, kind `winograd`), each a group of whole
- * images: staged into the participant's own slot, transformed, multiplied, transformed back into
- * the output. Every output element is computed by one chunk in a fixed order, so the results are
- * the same bits on one thread and on several.
+ * A forward call is a job of independent chunks (`conv_threads.ts`, kind `winograd`), each a group
+ * of whole images: staged into the participant's own slot, transformed, multiplied, transformed back
+ * into the output; the kernels' transform is a job of its own, by strips of output channels. Every
+ * output element is computed by one chunk in a fixed order, so the results are the same bits on one
+ * thread and on several.
  *
  * @module
  */
