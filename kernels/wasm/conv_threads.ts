@@ -87,6 +87,56 @@ export const CONV_JOB_WORDS = C.WORDS - C.ARGS;
  *   chunk): `gw2`/`gw1` of every image in order into the shared accumulator rows of those channels.
  */
 export function runConvChunk(ex: ConvExports & ArenaExports, a: Int32Array, k: number, p: number): void {
+  // The Winograd transforms' lanes 2–3 offset and row step for rows `row` bytes apart (see
+  // `winograd_module.ts`): the next four tiles of the row, or (`two`) the next tile row's two.
+  const lane2 = (two: boolean, row: number) => (two ? 2 * row : 16);
+  const rowStep = (two: boolean, row: number) => (two ? 4 * row : 2 * row);
+  /**
+   * Winograd jobs: stages images `n0 … n0+cnt` of the job's staging words (`a[1 … 11]`: x, xImg,
+   * stage, stageEach, sImg, plane, Ws, interior, W, H, C) into participant `p`'s zeroed slots, then
+   * `wgIn` of them into `V` (rows `ldV` bytes apart, ξ blocks `vXs` apart).
+   */
+  const stageTiles = (
+    n0: number,
+    cnt: number,
+    V: number,
+    ldV: number,
+    vXs: number,
+    steps: number,
+    groups: number,
+    two: boolean,
+  ) => {
+    const st = a[3] + p * a[4], sRow = 4 * a[7];
+    for (let i = 0; i < cnt; i++) {
+      ex.zero(st + i * a[5], a[5]);
+      ex.copyPlanes(
+        a[1] + (n0 + i) * a[2],
+        a[9],
+        a[9] * a[10],
+        st + i * a[5] + a[8],
+        a[7],
+        a[6],
+        a[11],
+        a[10],
+        a[9],
+      );
+    }
+    ex.wgIn(
+      st,
+      a[5],
+      4 * a[6],
+      sRow,
+      a[11],
+      cnt,
+      steps,
+      groups,
+      V,
+      ldV,
+      vXs,
+      lane2(two, sRow),
+      rowStep(two, sRow),
+    );
+  };
   if (a[0] === 0) {
     // [0, xp, xpImg, offIn, R, wp, strips, jTab, tiles, out, outImg, ldo, yc, ycImg, Wp, Wo, P, O, Ho,
     //  x, xImg, xpInterior, W, H, C, plane]
@@ -116,130 +166,53 @@ export function runConvChunk(ex: ConvExports & ArenaExports, a: Int32Array, k: n
       a[16] * a[19],
     );
   } else if (a[0] === 3) {
-    // [3, x, xImg, stage, stageEach, sImg, plane, Ws, interior, W, H, C, V, vEach, ldV, vXs, M, mEach,
-    //  mXs, offIn, U, uXs, strips, jTab, O, steps, groups, ipc, images, tpi, out, outImg, Ho, Wo, exact,
-    //  wide, wideEach, wideImg, Wout, two, rows]
+    // [3, staging words (1–11), V, vEach, ldV, vXs, M, mEach, mXs, offIn, U, uXs, strips, jTab, O, steps,
+    //  groups, ipc, images, tpi, out, outImg, Ho, Wo, exact, wide, wideEach, wideImg, Wout, two, rows]
     const n0 = k * a[27], cnt = Math.min(a[27], a[28] - n0), two = a[39] === 1;
-    const st = a[3] + p * a[4], V = a[12] + p * a[13], M = a[16] + p * a[17];
-    for (let i = 0; i < cnt; i++) {
-      ex.zero(st + i * a[5], a[5]);
-      ex.copyPlanes(
-        a[1] + (n0 + i) * a[2],
-        a[9],
-        a[9] * a[10],
-        st + i * a[5] + a[8],
-        a[7],
-        a[6],
-        a[11],
-        a[10],
-        a[9],
-      );
-    }
-    const sRow = 4 * a[7];
-    ex.wgIn(
-      st,
-      a[5],
-      4 * a[6],
-      sRow,
-      a[11],
-      cnt,
-      a[25],
-      a[26],
-      V,
-      4 * a[14],
-      a[15],
-      two ? 2 * sRow : 16,
-      two ? 4 * sRow : 2 * sRow,
-    );
+    const V = a[12] + p * a[13], M = a[16] + p * a[17];
+    stageTiles(n0, cnt, V, 4 * a[14], a[15], a[25], a[26], two);
     const tiles = Math.ceil((cnt * a[29]) / 8);
     for (let xi = 0; xi < 16; xi++) {
       ex.mm(V + xi * a[15], a[19], a[11], a[20] + xi * a[21], a[22], a[23], tiles, M + xi * a[18], a[14]);
     }
-    const dRow = 4 * (a[34] === 1 ? a[33] : a[38]),
-      lane2 = two ? 2 * dRow : 16,
-      step = two ? 4 * dRow : 2 * dRow;
-    if (a[34] === 1) {
-      const planeOut = 4 * a[32] * a[33];
-      ex.wgOut(
-        M,
-        4 * a[14],
-        a[18],
+    const exact = a[34] === 1, out = a[30] + n0 * a[31], wide = a[35] + p * a[36];
+    // Straight into the output, or into the participant's wide buffer (tiles overhanging the output).
+    const dRow = 4 * (exact ? a[33] : a[38]);
+    const [dst, dImg, dPlane] = exact ? [out, a[31], 4 * a[32] * a[33]] : [wide, a[37], 4 * a[40] * a[38]];
+    ex.wgOut(
+      M,
+      4 * a[14],
+      a[18],
+      a[24],
+      cnt,
+      a[25],
+      a[26],
+      dst,
+      dImg,
+      dPlane,
+      dRow,
+      lane2(two, dRow),
+      rowStep(two, dRow),
+    );
+    for (let i = 0; !exact && i < cnt; i++) {
+      ex.copyPlanes(
+        wide + i * a[37],
+        a[38],
+        a[40] * a[38],
+        out + i * a[31],
+        a[33],
+        a[32] * a[33],
         a[24],
-        cnt,
-        a[25],
-        a[26],
-        a[30] + n0 * a[31],
-        a[31],
-        planeOut,
-        dRow,
-        lane2,
-        step,
+        a[32],
+        a[33],
       );
-    } else {
-      const wide = a[35] + p * a[36];
-      ex.wgOut(
-        M,
-        4 * a[14],
-        a[18],
-        a[24],
-        cnt,
-        a[25],
-        a[26],
-        wide,
-        a[37],
-        4 * a[40] * a[38],
-        dRow,
-        lane2,
-        step,
-      );
-      for (let i = 0; i < cnt; i++) {
-        ex.copyPlanes(
-          wide + i * a[37],
-          a[38],
-          a[40] * a[38],
-          a[30] + (n0 + i) * a[31],
-          a[33],
-          a[32] * a[33],
-          a[24],
-          a[32],
-          a[33],
-        );
-      }
     }
   } else if (a[0] === 4) {
-    // [4, x, xImg, stage, stageEach, sImg, plane, Ws, interior, W, H, C, V, ldT, vXs, gy, gyImg, gyPlane,
-    //  gyRow, GY, gXs, O, steps, groups, ipc, images, tpi, two]
-    const n0 = k * a[24], cnt = Math.min(a[24], a[25] - n0), st = a[3] + p * a[4], two = a[27] === 1;
-    for (let i = 0; i < cnt; i++) {
-      ex.zero(st + i * a[5], a[5]);
-      ex.copyPlanes(
-        a[1] + (n0 + i) * a[2],
-        a[9],
-        a[9] * a[10],
-        st + i * a[5] + a[8],
-        a[7],
-        a[6],
-        a[11],
-        a[10],
-        a[9],
-      );
-    }
-    const col = 4 * n0 * a[26], sRow = 4 * a[7], gRow = a[18];
-    ex.wgIn(
-      st,
-      a[5],
-      4 * a[6],
-      sRow,
-      a[11],
-      cnt,
-      a[22],
-      a[23],
-      a[12] + col,
-      4 * a[13],
-      a[14],
-      two ? 2 * sRow : 16,
-      two ? 4 * sRow : 2 * sRow,
-    );
+    // [4, staging words (1–11), V, ldT, vXs, gy, gyImg, gyPlane, gyRow, GY, gXs, O, steps, groups, ipc,
+    //  images, tpi, two]
+    const n0 = k * a[24], cnt = Math.min(a[24], a[25] - n0), two = a[27] === 1, col = 4 * n0 * a[26];
+    stageTiles(n0, cnt, a[12] + col, 4 * a[13], a[14], a[22], a[23], two);
+    const gRow = a[18];
     ex.wgGy(
       a[15] + n0 * a[16],
       a[16],
@@ -252,8 +225,8 @@ export function runConvChunk(ex: ConvExports & ArenaExports, a: Int32Array, k: n
       a[19] + col,
       4 * a[13],
       a[20],
-      two ? 2 * gRow : 16,
-      two ? 4 * gRow : 2 * gRow,
+      lane2(two, gRow),
+      rowStep(two, gRow),
     );
   } else if (a[0] === 6) {
     // [6, w, O, C, flip, u, block, stripsPerChunk, strips]
