@@ -1,7 +1,9 @@
 /**
  * Reference implementations shared by the CPU kernel tests.
  */
-import { type ConvDims, convOutSize } from "../kernels/wasm/conv.ts";
+import assert from "node:assert/strict";
+import { type ConvDims, convOutSize, type ConvPathMode, setConvPath } from "../kernels/wasm/conv.ts";
+import { type ConvThreads, setConvThreads } from "../kernels/wasm/conv_wasm.ts";
 
 /** Direct 7-loop references in float64: forward y, grad input gx, grad weight gw. */
 export function refConv(x: ArrayLike<number>, w: ArrayLike<number>, gy: ArrayLike<number>, d: ConvDims) {
@@ -50,4 +52,44 @@ export function randArray(Ctor: FloatCtor, n: number, r: () => number): Float32A
   const x = new Ctor(n);
   for (let i = 0; i < n; i++) x[i] = r();
   return x;
+}
+
+/**
+ * Fails unless every |got − want| is at most `tol` times the largest |want| (at least 1): float32 sums
+ * lose digits on the large values.
+ */
+export function assertCloseToLargest(
+  name: string,
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  tol: number,
+): void {
+  assert.equal(got.length, want.length, `${name}: length`);
+  let scale = 1;
+  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+  for (let i = 0; i < want.length; i++) {
+    if (!(Math.abs(got[i] - want[i]) <= tol * scale)) {
+      assert.fail(`${name}[${i}] = ${got[i]}, want ${want[i]}`);
+    }
+  }
+}
+
+/** Runs `f` with float32 stride-1 convolutions on `mode`'s path (`setConvPath`), then restores it. */
+export function withConvPath<T>(mode: ConvPathMode, f: () => T): T {
+  const prev = setConvPath(mode);
+  try {
+    return f();
+  } finally {
+    setConvPath(prev);
+  }
+}
+
+/** Runs `f` with the convolution kernels' threads set to `mode` (`setConvThreads`), then restores it. */
+export function withConvThreads<T>(mode: ConvThreads, f: () => T): T {
+  const prev = setConvThreads(mode);
+  try {
+    return f();
+  } finally {
+    setConvThreads(prev);
+  }
 }

@@ -40,24 +40,20 @@ import {
   tensor,
   valueAndGrad,
 } from "../mod.ts";
-import { type FloatCtor, randArray, refConv, rng } from "./_reference.ts";
+import {
+  assertCloseToLargest,
+  type FloatCtor,
+  randArray,
+  refConv,
+  rng,
+  withConvPath,
+  withConvThreads,
+} from "./_reference.ts";
 
 const randInt = (r: () => number, lo: number, hi: number): number =>
   lo + Math.floor(((r() + 1) / 2) * (hi - lo + 1));
 
 // ---------------------------------------------------------------- conv2d
-
-/** Max |got − want| relative to the largest |want| (float32 sums lose digits on large ones). */
-function assertClose(name: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number): void {
-  assert.equal(got.length, want.length, `${name}: length`);
-  let scale = 1;
-  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
-  for (let i = 0; i < want.length; i++) {
-    if (!(Math.abs(got[i] - want[i]) <= tol * scale)) {
-      assert.fail(`${name}[${i}] = ${got[i]}, want ${want[i]}`);
-    }
-  }
-}
 
 /** Random geometries: odd sizes, kh ≠ kw, ph ≠ pw, padding up to the kernel size, channels 1..17. */
 function randomDims(r: () => number, stride1: boolean): ConvDims {
@@ -109,9 +105,9 @@ function checkConv(Ctor: FloatCtor, cases: ConvDims[], seed: number): void {
     const tag = JSON.stringify(d);
     const y = conv2dForward(x, w, d), gx = conv2dGradInput(gy, w, d), gw = conv2dGradWeight(x, gy, d);
     assert.ok(y instanceof Ctor && gx instanceof Ctor && gw instanceof Ctor, `${tag}: result type`);
-    assertClose(`y ${tag}`, y, want.y, tol);
-    assertClose(`gx ${tag}`, gx, want.gx, tol);
-    assertClose(`gw ${tag}`, gw, want.gw, tol);
+    assertCloseToLargest(`y ${tag}`, y, want.y, tol);
+    assertCloseToLargest(`gx ${tag}`, gx, want.gx, tol);
+    assertCloseToLargest(`gw ${tag}`, gw, want.gw, tol);
   }
 }
 
@@ -119,16 +115,6 @@ const randomStride1 = (seed: number, n: number) => {
   const r = rng(seed);
   return Array.from({ length: n }, () => randomDims(r, true));
 };
-
-/** Runs `f` with float32 stride-1 convolutions forced onto `mode`'s path. */
-function withConvPath(mode: "auto" | "direct" | "gemm" | "winograd", f: () => void): void {
-  const prev = setConvPath(mode);
-  try {
-    f();
-  } finally {
-    setConvPath(prev);
-  }
-}
 
 Deno.test("cpu cnn: conv2d float32 stride 1 (WebAssembly kernels) matches the 7-loop reference", () => {
   assert.ok(hasWasmConv, "this engine has WebAssembly SIMD");
@@ -155,16 +141,6 @@ Deno.test("cpu cnn: conv2d float32 stride 1 processed in groups of images gives 
     setWasmConvGroupBudget(prev);
   }
 });
-
-/** Runs `f` with the direct kernels' threads set to `mode`. */
-function withConvThreads<T>(mode: "auto" | "single" | "threads", f: () => T): T {
-  const prev = setConvThreads(mode);
-  try {
-    return f();
-  } finally {
-    setConvThreads(prev);
-  }
-}
 
 /**
  * Shapes for the threaded direct kernels: channel counts that leave a partial strip of 6 rows (whose
@@ -447,7 +423,7 @@ Deno.test("cpu cnn: sums and maxima over reduced prefix and suffix axes (bias gr
           for (let i = 0; i < shape.length; i++) o = o * kept[i] + (axes.includes(i) ? 0 : idx[i]);
           want[o] = op === "sum" ? want[o] + x[k] : Math.max(want[o], x[k]);
         }
-        assertClose(`${op} ${JSON.stringify(shape)} over ${JSON.stringify(axes)}`, out, want, 1e-6);
+        assertCloseToLargest(`${op} ${JSON.stringify(shape)} over ${JSON.stringify(axes)}`, out, want, 1e-6);
       }
     }
   }
@@ -519,7 +495,7 @@ Deno.test("cpu cnn: 2×2 stride-2 max pooling and its gradient match the generic
           }
         }
       }
-      assertClose(`${tag} gx`, gx, wantGx, 0);
+      assertCloseToLargest(`${tag} gx`, gx, wantGx, 0);
     }
   }
 });
@@ -547,7 +523,7 @@ Deno.test("cpu cnn: LeNet gradients (float32 fast paths) agree with float64", ()
     ["conv2.w", g32.grads.conv2.w, g64.grads.conv2.w],
     ["conv2.b", g32.grads.conv2.b, g64.grads.conv2.b],
   ];
-  for (const [name, a, b] of pairs) assertClose(name, a.dataSync(), b.dataSync(), 1e-4);
+  for (const [name, a, b] of pairs) assertCloseToLargest(name, a.dataSync(), b.dataSync(), 1e-4);
   // And the ops themselves on a small input, through the public API.
   const x = tensor([[[[1, -2, 3], [4, 5, -6], [7, 8, 9]]]]);
   const y = maxPool2d(relu(conv2d(x, tensor([[[[1, 0], [0, 1]]]]), { padding: 1 })), { kernel: 2 });

@@ -13,17 +13,22 @@ import {
   conv2dGradWeight,
   type ConvDims,
   convOutSize,
-  setConvPath,
 } from "../kernels/wasm/conv.ts";
 import {
   convThreadParticipants,
   convThreadStats,
   hasWasmConv,
-  setConvThreads,
   setWasmConvGroupBudget,
 } from "../kernels/wasm/conv_wasm.ts";
 import { setWinogradEnabled, winogradApplies, winogradGradWeightApplies } from "../kernels/wasm/winograd.ts";
-import { randArray, refConv, rng } from "./_reference.ts";
+import {
+  assertCloseToLargest,
+  randArray,
+  refConv,
+  rng,
+  withConvPath,
+  withConvThreads,
+} from "./_reference.ts";
 
 const conv3 = (N: number, C: number, H: number, W: number, O: number, ph: number, pw: number): ConvDims => ({
   N,
@@ -59,17 +64,6 @@ const SHAPES: ConvDims[] = [
   conv3(3, 18, 12, 16, 21, 2, 1),
 ];
 
-function assertClose(name: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number): void {
-  assert.equal(got.length, want.length, `${name}: length`);
-  let scale = 1;
-  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
-  for (let i = 0; i < want.length; i++) {
-    if (!(Math.abs(got[i] - want[i]) <= tol * scale)) {
-      assert.fail(`${name}[${i}] = ${got[i]}, want ${want[i]}`);
-    }
-  }
-}
-
 function inputs(d: ConvDims, seed: number) {
   const r = rng(seed), { Ho, Wo } = convOutSize(d);
   return {
@@ -84,24 +78,6 @@ function all(d: ConvDims, seed: number): Float32Array[] {
   return [conv2dForward(x, w, d), conv2dGradInput(gy, w, d), conv2dGradWeight(x, gy, d)] as Float32Array[];
 }
 
-function withPath<T>(mode: "auto" | "direct" | "gemm" | "winograd", f: () => T): T {
-  const prev = setConvPath(mode);
-  try {
-    return f();
-  } finally {
-    setConvPath(prev);
-  }
-}
-
-function withThreads<T>(mode: "single" | "threads", f: () => T): T {
-  const prev = setConvThreads(mode);
-  try {
-    return f();
-  } finally {
-    setConvThreads(prev);
-  }
-}
-
 const geometry = (d: ConvDims) => ({ ...d, ...convOutSize(d) });
 
 Deno.test({
@@ -112,10 +88,10 @@ Deno.test({
       assert.ok(winogradApplies(geometry(d)), `Winograd applies to ${JSON.stringify(d)}`);
       const { x, w, gy } = inputs(d, 100 + i);
       const want = refConv(x, w, gy, d), tag = JSON.stringify(d);
-      const [y, gx, gw] = withPath("winograd", () => all(d, 100 + i));
-      assertClose(`y ${tag}`, y, want.y, 2e-6);
-      assertClose(`gx ${tag}`, gx, want.gx, 2e-6);
-      assertClose(`gw ${tag}`, gw, want.gw, 2e-6);
+      const [y, gx, gw] = withConvPath("winograd", () => all(d, 100 + i));
+      assertCloseToLargest(`y ${tag}`, y, want.y, 2e-6);
+      assertCloseToLargest(`gx ${tag}`, gx, want.gx, 2e-6);
+      assertCloseToLargest(`gw ${tag}`, gw, want.gw, 2e-6);
     }
   },
 });
@@ -125,16 +101,16 @@ Deno.test({
   ignore: !hasWasmConv,
   fn: () => {
     for (const [i, d] of SHAPES.entries()) {
-      const whole = withPath("winograd", () => all(d, 200 + i));
+      const whole = withConvPath("winograd", () => all(d, 200 + i));
       const prev = setWasmConvGroupBudget(3000); // one or two images per group
       try {
-        const grouped = withPath("winograd", () => all(d, 200 + i));
+        const grouped = withConvPath("winograd", () => all(d, 200 + i));
         const tag = JSON.stringify(d);
         assert.deepEqual(grouped[0], whole[0], `y ${tag}`);
         assert.deepEqual(grouped[1], whole[1], `gx ${tag}`);
         // The weight gradient's sums over the tiles run group by group: same values up to rounding.
         const { x, w, gy } = inputs(d, 200 + i);
-        assertClose(`gw ${tag}`, grouped[2], refConv(x, w, gy, d).gw, 2e-6);
+        assertCloseToLargest(`gw ${tag}`, grouped[2], refConv(x, w, gy, d).gw, 2e-6);
       } finally {
         setWasmConvGroupBudget(prev);
       }
@@ -147,11 +123,11 @@ Deno.test({
   ignore: !hasWasmConv || convThreadParticipants() < 2,
   fn: () => {
     const before = convThreadStats().workerChunks;
-    withPath("winograd", () => {
+    withConvPath("winograd", () => {
       for (const [i, d] of SHAPES.entries()) {
-        const one = withThreads("single", () => all(d, 300 + i));
+        const one = withConvThreads("single", () => all(d, 300 + i));
         for (let rep = 0; rep < 2; rep++) {
-          const two = withThreads("threads", () => all(d, 300 + i));
+          const two = withConvThreads("threads", () => all(d, 300 + i));
           for (const k of [0, 1, 2]) {
             assert.deepEqual(two[k], one[k], `${["y", "gx", "gw"][k]} of ${JSON.stringify(d)}, call ${rep}`);
           }
@@ -167,15 +143,15 @@ Deno.test({
   ignore: !hasWasmConv,
   fn: () => {
     const same = (d: ConvDims, mode: "winograd" | "direct" | "gemm", seed: number, which: number[]) => {
-      const auto = withPath("auto", () => all(d, seed)), forced = withPath(mode, () => all(d, seed));
+      const auto = withConvPath("auto", () => all(d, seed)), forced = withConvPath(mode, () => all(d, seed));
       for (const k of which) assert.deepEqual(auto[k], forced[k], `${mode} ${k} of ${JSON.stringify(d)}`);
     };
     const resnet = conv3(2, 32, 16, 16, 32, 1, 1);
     assert.ok(winogradGradWeightApplies(geometry(resnet)));
     same(resnet, "winograd", 400, [0, 1, 2]);
     // Its rounding differs from the direct kernels' (so the comparison above can tell them apart).
-    const direct = withPath("direct", () => all(resnet, 400)),
-      wino = withPath("winograd", () => all(resnet, 400));
+    const direct = withConvPath("direct", () => all(resnet, 400)),
+      wino = withConvPath("winograd", () => all(resnet, 400));
     for (const k of [0, 1, 2]) assert.notDeepEqual(direct[k], wino[k], `direct and Winograd differ (${k})`);
     // 4×4 outputs (two tiles wide: lanes 2–3 are the next tile row's): Winograd, weight gradient too.
     same(conv3(4, 32, 4, 4, 32, 1, 1), "winograd", 401, [0, 1, 2]);
