@@ -12,12 +12,13 @@
  *
  *   deno run -A bench/webgpu_train_bench.ts [--models mlp,wide,lenet] [--devices cpu,webgpu]
  *     [--rounds 5] [--steps 10] [--cpu-rounds R] [--cpu-steps S]
- *     [--cache-bind-groups | --no-cache-bind-groups]
+ *     [--cache-bind-groups | --no-cache-bind-groups] [--merge-arrays | --no-merge-arrays]
  *
  * `--cpu-rounds`/`--cpu-steps` (default: `--rounds`/`--steps`) shorten the CPU rows, which take
  * most of the time on a GPU machine. The bind-group cache follows the adapter
  * (`InitWebGPUOptions.cacheBindGroups`: on for hardware, off for software adapters) unless one of
- * the two flags forces it.
+ * the two flags forces it; so do the merged per-array dispatches (`InitWebGPUOptions.mergeArrays`:
+ * the optimizer's step over several parameter arrays in one dispatch).
  *
  * On a software adapter (lavapipe) the GPU rows check that the path runs; their speed means nothing.
  * Under `deno bench` (the `bench` task) it registers only the MLP's GPU steps, one case per optimizer.
@@ -49,6 +50,8 @@ const args = parseArgs({
     "cpu-steps": { type: "string" },
     "cache-bind-groups": { type: "boolean", default: false },
     "no-cache-bind-groups": { type: "boolean", default: false },
+    "merge-arrays": { type: "boolean", default: false },
+    "no-merge-arrays": { type: "boolean", default: false },
   },
 });
 const ROUNDS = Number(args.values.rounds), STEPS = Number(args.values.steps);
@@ -67,16 +70,18 @@ for (
     Deno.exit(2);
   }
 }
-if (args.values["cache-bind-groups"] && args.values["no-cache-bind-groups"]) {
-  console.error("webgpu_train_bench: give --cache-bind-groups or --no-cache-bind-groups, not both");
-  Deno.exit(2);
+/** An on/off flag pair from the command line (undefined: the adapter's default). */
+function flagPair(on: string, off: string): boolean | undefined {
+  const v = args.values as Record<string, unknown>;
+  if (v[on] && v[off]) {
+    console.error(`webgpu_train_bench: give --${on} or --${off}, not both`);
+    Deno.exit(2);
+  }
+  return v[on] ? true : v[off] ? false : undefined;
 }
-/** The bind-group cache asked for on the command line (undefined: the adapter's default). */
-const CACHE = args.values["cache-bind-groups"]
-  ? true
-  : args.values["no-cache-bind-groups"]
-  ? false
-  : undefined;
+/** The bind-group cache and the merged per-array dispatches asked for. */
+const CACHE = flagPair("cache-bind-groups", "no-cache-bind-groups");
+const MERGE = flagPair("merge-arrays", "no-merge-arrays");
 
 /** A model as a function of any parameter tree (the bench treats all models alike). */
 const erase = <P>(m: Model<P>) => m as unknown as Model<TensorTree>;
@@ -126,11 +131,13 @@ for (const d of devices) {
 }
 if (devices.includes("webgpu")) {
   try {
-    const b = await initWebGPUBackend({ cacheBindGroups: CACHE });
+    const b = await initWebGPUBackend({ cacheBindGroups: CACHE, mergeArrays: MERGE });
+    const s = b.stats();
+    const dflt = (v: boolean | undefined) => (v === undefined ? " (the adapter's default)" : "");
     console.log(
       `adapter: ${b.ctx.description}${b.ctx.software ? " (software)" : ""}; bind-group cache ${
-        b.stats().bindGroupCache ? "on" : "off"
-      }${CACHE === undefined ? " (the adapter's default)" : ""}`,
+        s.bindGroupCache ? "on" : "off"
+      }${dflt(CACHE)}; merged arrays ${s.mergeArrays ? "on" : "off"}${dflt(MERGE)}`,
     );
   } catch (e) {
     if (!(e instanceof NoWebGPUError)) throw e;

@@ -16,9 +16,15 @@ import { mlp } from "../src/nn/mod.ts";
 import { crossEntropy } from "../src/ops/mod.ts";
 import { adam, applyUpdates, type Optimizer, sgd, vadam, vsgd } from "../src/optim/mod.ts";
 import type { UpdateResult } from "../src/optim/types.ts";
+import type { OptimKernels } from "../src/optim/fused_ops.ts";
 import type { Tensor } from "../src/tensor.ts";
 import type { TensorTree } from "../src/tree.ts";
-import { type AdapterInfoLike, chooseBindGroupCache, isSoftwareAdapter } from "../src/webgpu/device.ts";
+import {
+  type AdapterInfoLike,
+  chooseBindGroupCache,
+  chooseMergeArrays,
+  isSoftwareAdapter,
+} from "../src/webgpu/device.ts";
 import { CE_MEAN_MAX_ELEMENTS } from "../kernels/wgsl/softmax.ts";
 import { testRng } from "../src/webgpu/testing.ts";
 import { webgpuOptimKernels } from "../src/webgpu/optim.ts";
@@ -66,25 +72,32 @@ Deno.test("webgpu adapters: software adapters are recognised from GPUAdapterInfo
   for (const [name, info] of Object.entries(HARDWARE)) assert.equal(isSoftwareAdapter(info), false, name);
 });
 
-Deno.test("webgpu adapters: the bind-group cache is on for hardware, off for software, unless asked", () => {
-  for (const [name, info] of Object.entries(SOFTWARE)) {
-    assert.equal(chooseBindGroupCache(info), false, name);
-    assert.equal(chooseBindGroupCache(info, true), true, `${name}, asked for true`);
-  }
-  for (const [name, info] of Object.entries(HARDWARE)) {
-    assert.equal(chooseBindGroupCache(info), true, name);
-    assert.equal(chooseBindGroupCache(info, false), false, `${name}, asked for false`);
+Deno.test("webgpu adapters: the bind-group cache and merged arrays: on for hardware, off for software, unless asked", () => {
+  for (const choose of [chooseBindGroupCache, chooseMergeArrays]) {
+    for (const [name, info] of Object.entries(SOFTWARE)) {
+      assert.equal(choose(info), false, `${choose.name}: ${name}`);
+      assert.equal(choose(info, true), true, `${choose.name}: ${name}, asked for true`);
+    }
+    for (const [name, info] of Object.entries(HARDWARE)) {
+      assert.equal(choose(info), true, `${choose.name}: ${name}`);
+      assert.equal(choose(info, false), false, `${choose.name}: ${name}, asked for false`);
+    }
   }
 });
 
 Deno.test(
-  { name: "webgpu dispatches: the adapter at hand gets its default bind-group cache", ignore },
+  {
+    name: "webgpu dispatches: the adapter at hand gets its default bind-group cache and array merging",
+    ignore,
+  },
   () => {
     const s = gpu!.stats();
     assert.equal(s.bindGroupCache, !gpu!.ctx.software, gpu!.ctx.description);
+    assert.equal(s.mergeArrays, !gpu!.ctx.software, gpu!.ctx.description);
     if (/llvmpipe|lavapipe/i.test(gpu!.ctx.description)) {
       assert.equal(gpu!.ctx.software, true, "lavapipe is a software adapter");
       assert.equal(s.bindGroupCache, false, "so the cache is off by default");
+      assert.equal(s.mergeArrays, false, "and so is merging");
     }
   },
 );
@@ -98,64 +111,89 @@ Deno.test(
  *   backward  cross-entropy gradient 1; per layer the weight gradient with the bias gradient as
  *             one extra row (3), the ReLU's mask applied as the gradient is loaded; the input
  *             gradients of layers 2 and 3 (2; the data needs none)                             = 6
- *   update    per parameter array (6): the fused SGD kernel, which also writes params + update,
- *             so that applyUpdates dispatches nothing                                         = 6
+ *   update    the fused SGD kernel, which also writes params + update, so that applyUpdates
+ *             dispatches nothing: over all 6 parameter arrays at once with `mergeArrays` (4
+ *             storage bindings each; the default on hardware adapters)                        = 1
+ *             or one dispatch per array without it (the default on software adapters)         = 6
  *
- * 16 in all (34 before the fused linear layers and the applied update, 36 before the
- * cross-entropy and the seed stopped costing a dispatch each).
+ * 11 in all merged, 16 not (34 before the fused linear layers and the applied update, 36 before
+ * the cross-entropy and the seed stopped costing a dispatch each).
  */
-const MLP_SGD_STEP = { forward: 4, backward: 6, update: 6, apply: 0 };
-const MLP_SGD_STEP_DISPATCHES = 16;
+const MLP_SGD_STEP = { forward: 4, backward: 6, update: 1, apply: 0 };
+const MLP_SGD_STEP_DISPATCHES = 11;
+const MLP_SGD_STEP_PER_ARRAY = { forward: 4, backward: 6, update: 6, apply: 0 };
 
-Deno.test(
-  { name: "webgpu dispatches: one MLP SGD training step takes exactly 16 dispatches", ignore },
-  async () => {
-    const model = mlp([784, 256, 256, 10], { seed: 0, device: "webgpu" });
-    const x = randn([128, 784], { seed: 1, device: "webgpu" });
-    const y = Int32Array.from({ length: 128 }, (_, i) => i % 10);
-    const opt = sgd({ lr: 0.01 }) as Optimizer<unknown>;
-    const loss = (p: TensorTree, xb: Tensor) => crossEntropy(model.forward(p as typeof model.params, xb), y);
-    const vg = valueAndGrad(loss);
-    let params: TensorTree = model.params;
-    let state: unknown = opt.init(params);
-    const steps: Record<string, number>[] = [], micros: number[] = [];
-    for (let s = 0; s < 3; s++) {
-      const count = gpu!.stats().dispatches;
-      const at = () => gpu!.stats().dispatches;
-      const perturbed: TensorTree = opt.perturb(params, state);
-      const forward = loss(perturbed, x); // the forward alone, counted apart, then released
-      const c0 = at();
-      dispose(forward);
-      const before = gpu!.stats();
-      const { value, grads } = vg(perturbed, x);
-      const c1 = at();
-      const r: UpdateResult<TensorTree, unknown> = opt.update(grads, state, params);
-      const c2 = at();
-      const next: TensorTree = applyUpdates(params, r.updates);
-      const after = gpu!.stats();
-      steps.push({
-        forward: c0 - count,
-        backward: c1 - before.dispatches - (c0 - count),
-        update: c2 - c1,
-        apply: after.dispatches - c2,
-      });
-      micros.push(after.encodeMicros - before.encodeMicros);
-      dispose([params === model.params ? null : params, state, grads, r.updates, value, perturbed], [
-        next,
-        r.state,
-        model.params,
-      ]);
-      params = next;
-      state = r.state;
-    }
-    await gpu!.sync();
-    dispose([params, state, model.params, x]);
-    assert.deepEqual(steps, [MLP_SGD_STEP, MLP_SGD_STEP, MLP_SGD_STEP]);
-    const total = Object.values(MLP_SGD_STEP).reduce((a, b) => a + b, 0);
-    assert.equal(total, MLP_SGD_STEP_DISPATCHES);
-    for (const us of micros) assert.ok(us > 0 && us < 5e6, `host µs encoding each step: ${micros}`);
-  },
-);
+for (const merged of [true, false]) {
+  Deno.test(
+    {
+      name: `webgpu dispatches: one MLP SGD training step takes exactly ${merged ? 11 : 16} dispatches ${
+        merged ? "with merged arrays" : "with one optimizer dispatch per array"
+      }`,
+      ignore,
+    },
+    () => withOptim(webgpuOptimKernels(gpu!, undefined, { coalesce: merged }), () => mlpStep(merged)),
+  );
+}
+
+/** Runs `fn` with the optimizer kernels `k` on the GPU backend. */
+async function withOptim(k: OptimKernels, fn: () => Promise<void>): Promise<void> {
+  const saved = gpu!.optim;
+  gpu!.optim = k;
+  try {
+    await fn();
+  } finally {
+    gpu!.optim = saved;
+  }
+}
+
+/** Three MLP SGD steps, counting the dispatches of each phase. */
+async function mlpStep(merged: boolean): Promise<void> {
+  const model = mlp([784, 256, 256, 10], { seed: 0, device: "webgpu" });
+  const x = randn([128, 784], { seed: 1, device: "webgpu" });
+  const y = Int32Array.from({ length: 128 }, (_, i) => i % 10);
+  const opt = sgd({ lr: 0.01 }) as Optimizer<unknown>;
+  const loss = (p: TensorTree, xb: Tensor) => crossEntropy(model.forward(p as typeof model.params, xb), y);
+  const vg = valueAndGrad(loss);
+  let params: TensorTree = model.params;
+  let state: unknown = opt.init(params);
+  const steps: Record<string, number>[] = [], micros: number[] = [];
+  for (let s = 0; s < 3; s++) {
+    const count = gpu!.stats().dispatches;
+    const at = () => gpu!.stats().dispatches;
+    const perturbed: TensorTree = opt.perturb(params, state);
+    const forward = loss(perturbed, x); // the forward alone, counted apart, then released
+    const c0 = at();
+    dispose(forward);
+    const before = gpu!.stats();
+    const { value, grads } = vg(perturbed, x);
+    const c1 = at();
+    const r: UpdateResult<TensorTree, unknown> = opt.update(grads, state, params);
+    const c2 = at();
+    const next: TensorTree = applyUpdates(params, r.updates);
+    const after = gpu!.stats();
+    steps.push({
+      forward: c0 - count,
+      backward: c1 - before.dispatches - (c0 - count),
+      update: c2 - c1,
+      apply: after.dispatches - c2,
+    });
+    micros.push(after.encodeMicros - before.encodeMicros);
+    dispose([params === model.params ? null : params, state, grads, r.updates, value, perturbed], [
+      next,
+      r.state,
+      model.params,
+    ]);
+    params = next;
+    state = r.state;
+  }
+  await gpu!.sync();
+  dispose([params, state, model.params, x]);
+  const expected = merged ? MLP_SGD_STEP : MLP_SGD_STEP_PER_ARRAY;
+  assert.deepEqual(steps, [expected, expected, expected]);
+  const total = Object.values(MLP_SGD_STEP).reduce((a, b) => a + b, 0);
+  assert.equal(total, MLP_SGD_STEP_DISPATCHES);
+  for (const us of micros) assert.ok(us > 0 && us < 5e6, `host µs encoding each step: ${micros}`);
+}
 
 Deno.test(
   { name: "webgpu dispatches: the seed 1 is shared without a dispatch and survives its releases", ignore },
@@ -229,32 +267,47 @@ Deno.test(
       w: randn([37, 13], { seed: 1, device: "webgpu" }),
       b: randn([13], { seed: 2, device: "webgpu" }),
     };
-    // Under WebGPU's default limit of 8 storage buffers per stage, and under the device's own.
+    // Under WebGPU's default limit of 8 storage buffers per stage, and under the device's own;
+    // merging the two arrays' steps into one dispatch, and not (one dispatch per array).
     const deviceMax = gpu!.ctx.limits.maxStorageBuffersPerShaderStage;
-    const cases: [string, Optimizer<unknown>, number, boolean][] = [];
+    // name, optimizer, bindings limit, applied in the step, storage bindings per array
+    const cases: [string, Optimizer<unknown>, number, boolean, number][] = [];
     for (const max of [8, deviceMax]) {
       cases.push(
-        ["sgd", sgd({ lr: 0.1 }) as Optimizer<unknown>, max, true],
+        ["sgd", sgd({ lr: 0.1 }) as Optimizer<unknown>, max, true, 4], // G, Pp; Uo, PNew
         [
           "sgd momentum, wd, nesterov",
           sgd({ lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 1e-2 }),
           max,
           true,
+          6, // G, Pp, Buf; Uo, BufO, PNew
         ],
-        ["vsgd", vsgd({ lr: 0.1, variability: 0.05, momentum: 0.9, weightDecay: 1e-3, seed: 3 }), max, true],
-        ["adam", adam({ lr: 1e-2 }) as Optimizer<unknown>, max, true],
+        [
+          "vsgd",
+          vsgd({ lr: 0.1, variability: 0.05, momentum: 0.9, weightDecay: 1e-3, seed: 3 }),
+          max,
+          true,
+          8, // G, Pp, Buf, NOld; Uo, BufO, NOut, PNew
+        ],
+        ["adam", adam({ lr: 1e-2 }) as Optimizer<unknown>, max, true, 8], // G, M, V, Pp; Uo, MO, VO, PNew
         // 8 bindings already (G, M, V, NOld; Uo, MO, VO, NOut): room for the parameter and its sum
         // only past the default limit.
-        ["vadam", vadam({ lr: 1e-2, variability: 0.02, seed: 4 }), max, max >= 10],
+        ["vadam", vadam({ lr: 1e-2, variability: 0.02, seed: 4 }), max, max >= 10, max >= 10 ? 10 : 8],
       );
     }
     const saved = gpu!.optim;
     try {
-      for (const [name, opt, max, fused] of cases) {
-        gpu!.optim = webgpuOptimKernels(gpu!, max);
+      for (const [name, opt, max, fused, perArray] of cases) {
+        gpu!.optim = webgpuOptimKernels(gpu!, max, { coalesce: false });
+        const single = stepOnce(opt, params, 10);
+        assert.equal(single.update, 2, `${name}, ${max} bindings, not merged: one dispatch per array`);
+        dispose([single.next, single.updates]);
+        gpu!.optim = webgpuOptimKernels(gpu!, max, { coalesce: true });
         const r = stepOnce(opt, params, 10);
-        assert.equal(r.update, 2, `${name}, ${max} bindings: one dispatch per parameter array`);
-        assert.equal(r.apply, fused ? 0 : 2, `${name}, ${max} bindings: dispatches of applyUpdates`);
+        const merged = 2 * perArray <= max ? 1 : 2;
+        assert.equal(r.update, merged, `${name}, ${max} bindings: both arrays in ${merged} dispatch(es)`);
+        // Otherwise applyUpdates adds both arrays in one dispatch (A, B; Uo: 3 bindings each).
+        assert.equal(r.apply, fused ? 0 : 1, `${name}, ${max} bindings: dispatches of applyUpdates`);
         // The same sum through addScaled's own dispatch: the entry was taken, so this one computes.
         const again = applyUpdates(params, r.updates) as Record<string, Tensor>;
         for (const k of ["w", "b"] as const) {

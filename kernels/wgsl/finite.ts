@@ -12,7 +12,7 @@
  */
 import { main1d, storage, uniformBlock } from "./common.ts";
 
-/** Uniform words of {@linkcode markNonFiniteKernel}: n, code. */
+/** Uniform words of {@linkcode markNonFiniteKernel} per array: n, code, first thread, pad. */
 export const MARK_WORDS = 4;
 /** Uniform words of {@linkcode guardSelectKernel}: n. */
 export const SELECT_WORDS = 4;
@@ -25,13 +25,32 @@ const NON_FINITE =
 /**
  * Bindings X (read, f32) and G (read_write, atomic u32). When any of X[0..n) is non-finite:
  * `G[0] ← max(G[0], 0xffffffff − code)` (uniform 0: n, 1: code).
+ *
+ * Over several arrays at once (`arrays` > 1: one dispatch for the updates of a whole step), the
+ * bindings are X_0 … X_{arrays−1}, then G, and each array has {@linkcode MARK_WORDS} uniform words
+ * (n, code, its first thread, pad; thread t belongs to the last array whose first thread is ≤ t).
  */
-export function markNonFiniteKernel(): string {
-  return `${uniformBlock(MARK_WORDS)}${storage(1, "X", "f32")}` +
-    `@group(0) @binding(2) var<storage, read_write> G: array<atomic<u32>>;\n${NON_FINITE}` +
+export function markNonFiniteKernel(arrays = 1): string {
+  if (!Number.isInteger(arrays) || arrays < 1) {
+    throw new RangeError(`markNonFiniteKernel: arrays must be an integer >= 1, got ${arrays}`);
+  }
+  const x = (l: number) => (arrays === 1 ? "X" : `X_${l}`);
+  let decl = "";
+  for (let l = 0; l < arrays; l++) decl += storage(1 + l, x(l), "f32");
+  const check = (l: number) => {
+    const w = MARK_WORDS * l;
+    return `{ let j = i - U(${w + 2}u);
+    if (j >= U(${w}u)) { return; }
+    if (nonFinite(${x(l)}[j])) { atomicMax(&G[0], 0xffffffffu - U(${w + 1}u)); } }`;
+  };
+  let body = "";
+  for (let l = arrays - 1; l >= 0; l--) {
+    body += l === 0 ? check(0) : `if (i >= U(${MARK_WORDS * l + 2}u)) ${check(l)} else `;
+  }
+  return `${uniformBlock(MARK_WORDS * arrays)}${decl}` +
+    `@group(0) @binding(${1 + arrays}) var<storage, read_write> G: array<atomic<u32>>;\n${NON_FINITE}` +
     `${main1d()}
-  if (i >= U(0u)) { return; }
-  if (nonFinite(X[i])) { atomicMax(&G[0], 0xffffffffu - U(1u)); }
+  ${body}
 }
 `;
 }

@@ -1,5 +1,5 @@
 /**
- * Fused optimizer kernels: one dispatch per parameter array computes the base update (SGD with
+ * Fused optimizer kernels: one dispatch per parameter array (or per group of arrays) computes the base update (SGD with
  * momentum/Nesterov/L2, or Adam/AdamW/AMSGrad), the new buffers, and the weight-noise step
  * (`u' = u + (n_new − n_old)`, or `u − n_old` on a reset) with the noise drawn in-kernel from the
  * WGSL Philox twin, bit-identical to `fillNoise`, and, where the parameter is at hand and the
@@ -8,9 +8,10 @@
  *
  * The semantics are those of `src/optim/fused_ops.ts` (`OptimKernels`); arithmetic is float32.
  *
- * Uniforms: n, k0, k1, c1, c2, (unused), scale (f32), pad, then the optimizer's f32 constants from
+ * Uniforms: n, k0, k1, c1, c2, the array's first thread (a kernel over several arrays), scale (f32),
+ * pad, then the optimizer's f32 constants from
  * word 8: SGD lr, momentum, 1 − dampening, wd; Adam b1, 1 − b1, b2, 1 − b2, eps,
- * lr/(1 − b1^t), √(1 − b2^t), wd, lr·wd (decoupled); addScaled alpha; from word 20 the
+ * lr/(1 − b1^t), √(1 − b2^t), wd, lr·wd (decoupled); addScaled alpha; 20 words per array, then the
  * logarithm table of the gaussian and laplace laws (`withLogTable`). The law itself is compiled in.
  *
  * @module
@@ -21,7 +22,7 @@ import { lawIndex, loadLogTable, RANDOM_WGSL } from "./random.ts";
 
 /** Where the logarithm table of the noise laws starts in the optimizer kernels' uniforms. */
 export const OPTIM_TABLE_BASE = 20;
-/** Uniform words of the optimizer kernels (the table included). */
+/** Uniform words of the optimizer kernels over one parameter array (the table included). */
 export const OPTIM_WORDS = OPTIM_TABLE_BASE + 64;
 
 /** The weight-noise stage of a fused kernel. */
@@ -69,12 +70,51 @@ export function fusedBindings(k: FusedKernel): { reads: string[]; writes: string
   return { reads, writes };
 }
 
-/** WGSL of a fused kernel. */
-export function fusedKernel(k: FusedKernel): string {
+/** Uniform words of one parameter array in a fused kernel (the table follows the last array's). */
+export const OPTIM_LEAF_WORDS = OPTIM_TABLE_BASE;
+
+/**
+ * Uniform words of a fused kernel over `leaves` parameter arrays: {@linkcode OPTIM_LEAF_WORDS} per
+ * array, then the logarithm table.
+ */
+export function optimWords(leaves: number): number {
+  return OPTIM_LEAF_WORDS * leaves + 64;
+}
+
+/**
+ * The WGSL of `k` for array `l` of a kernel over several: its uniform words start at
+ * `OPTIM_LEAF_WORDS·l` (`U(8u)` becomes `U(${8 + base}u)`) and its bindings carry the suffix `_l`.
+ */
+function forLeaf(code: string, names: readonly string[], l: number, leaves: number): string {
+  if (leaves === 1) return code;
+  const base = OPTIM_LEAF_WORDS * l;
+  let out = code.replace(/\b(UF?)\((\d+)u\)/g, (_, f: string, w: string) => `${f}(${base + Number(w)}u)`);
+  for (const name of names) out = out.replace(new RegExp(`\\b${name}\\[`, "g"), `${name}_${l}[`);
+  return out;
+}
+
+/**
+ * WGSL of a fused kernel, over one parameter array or several at once (`leaves`, one dispatch for
+ * all of them: the optimizer step of a whole model where the storage bindings allow).
+ *
+ * With several arrays, thread t (one Philox block of 4 elements) belongs to the array whose block
+ * range holds it: word 5 of each array's uniforms is its first block (the arrays' ranges follow each
+ * other), and the array's own block index `t − first` is what a kernel over that array alone would
+ * see, so the noise and every result are those of one dispatch per array.
+ */
+export function fusedKernel(k: FusedKernel, leaves = 1): string {
+  if (!Number.isInteger(leaves) || leaves < 1) {
+    throw new RangeError(`fusedKernel: leaves must be an integer >= 1, got ${leaves}`);
+  }
   const { reads, writes } = fusedBindings(k);
+  const names = [...reads, ...writes];
+  const suffix = (name: string, l: number) => (leaves === 1 ? name : `${name}_${l}`);
   let decl = "";
-  reads.forEach((r, i) => (decl += storage(1 + i, r, "f32")));
-  writes.forEach((w, i) => (decl += storage(1 + reads.length + i, w, "f32", true)));
+  for (let l = 0; l < leaves; l++) {
+    const b0 = 1 + names.length * l;
+    reads.forEach((r, i) => (decl += storage(b0 + i, suffix(r, l), "f32")));
+    writes.forEach((w, i) => (decl += storage(b0 + reads.length + i, suffix(w, l), "f32", true)));
+  }
   if (k.noise.draw && !k.noise.law) throw new TypeError("fusedKernel: a drawing noise stage needs its law");
   const stage = k.noise.draw
     ? `let nn = z[l]; ${k.noise.store !== false ? "NOut[i] = nn; " : ""}u = u + (nn - ${
@@ -84,15 +124,14 @@ export function fusedKernel(k: FusedKernel): string {
     ? "u = u - NOld[i];"
     : "";
   const apply = k.apply ? " PNew[i] = Pp[i] + u;" : "";
-  return `${uniformBlock(OPTIM_WORDS)}${decl}${k.noise.draw ? RANDOM_WGSL : ""}
-${main1d()}
-  ${k.noise.draw ? loadLogTable(k.noise.law!, OPTIM_TABLE_BASE) : ""}
-  let n = U(0);
-  let base = 4u * i;
+  // One array's work for its block index `blk`.
+  const array = `{
+  let n = U(0u);
+  let base = 4u * blk;
   if (base >= n) { return; }
   ${
     k.noise.draw
-      ? `let z = noise_block(philox(U(1), U(2), vec4<u32>(i, U(3), U(4), 0u)), ${
+      ? `let z = noise_block(philox(U(1u), U(2u), vec4<u32>(blk, U(3u), U(4u), 0u)), ${
         lawIndex(k.noise.law!)
       }u, UF(6u));`
       : ""
@@ -118,6 +157,21 @@ ${main1d()}
     ${stage}
     Uo[i] = u;${apply}
   }
+  }`;
+  let dispatch = "";
+  for (let l = 0; l < leaves; l++) {
+    const code = forLeaf(array, names, l, leaves).replace(
+      /^\{/,
+      `{\n  let blk = i - U(${OPTIM_LEAF_WORDS * l + 5}u);`,
+    );
+    dispatch += l === leaves - 1
+      ? (l === 0 ? code : ` else ${code}`)
+      : `${l === 0 ? "" : " else "}if (i < U(${OPTIM_LEAF_WORDS * (l + 1) + 5}u)) ${code}`;
+  }
+  return `${uniformBlock(optimWords(leaves))}${decl}${k.noise.draw ? RANDOM_WGSL : ""}
+${main1d()}
+  ${k.noise.draw ? loadLogTable(k.noise.law!, OPTIM_LEAF_WORDS * leaves) : ""}
+  ${dispatch}
 }`;
 }
 

@@ -99,6 +99,8 @@ interface Token {
 export interface WebGPUStats extends PoolStats, EncoderStats {
   /** Compiled pipelines. */
   pipelines: number;
+  /** Whether per-array work is merged into one dispatch (`InitWebGPUOptions.mergeArrays`). */
+  mergeArrays: boolean;
 }
 
 /** The WebGPU backend of one device. Create it with `initWebGPU()`. */
@@ -117,6 +119,11 @@ export class WebGPUBackend implements Backend {
   readonly finite: FiniteKernels = webgpuFiniteKernels(this);
   /** The dispatch encoder. */
   readonly encoder: Encoder;
+  /**
+   * Merge the per-array work of a step (optimizer steps, non-finite marks) into one dispatch over
+   * several arrays (`InitWebGPUOptions.mergeArrays`).
+   */
+  readonly mergeArrays: boolean;
   readonly #tokens = new WeakMap<Tensor, Token>();
   readonly #registry: FinalizationRegistry<Token>;
   readonly #labels = new Map<Int32Array, { copy: Int32Array; buf: GPUBuffer }>();
@@ -128,9 +135,10 @@ export class WebGPUBackend implements Backend {
    */
   readonly #one: GpuStorage;
 
-  /** A backend on the device of `ctx` (see `InitWebGPUOptions.cacheBindGroups`). */
-  constructor(ctx: GpuContext, options: { cacheBindGroups?: boolean } = {}) {
+  /** A backend on the device of `ctx` (see `InitWebGPUOptions.cacheBindGroups` and `.mergeArrays`). */
+  constructor(ctx: GpuContext, options: { cacheBindGroups?: boolean; mergeArrays?: boolean } = {}) {
     this.ctx = ctx;
+    this.mergeArrays = options.mergeArrays ?? false;
     this.pool = new BufferPool(ctx);
     const cache = options.cacheBindGroups ?? false;
     this.pipelines = new PipelineCache(ctx, cache);
@@ -225,7 +233,12 @@ export class WebGPUBackend implements Backend {
 
   /** Memory and dispatch statistics. */
   stats(): WebGPUStats {
-    return { ...this.pool.stats(), pipelines: this.pipelines.size, ...this.encoder.stats() };
+    return {
+      ...this.pool.stats(),
+      pipelines: this.pipelines.size,
+      mergeArrays: this.mergeArrays,
+      ...this.encoder.stats(),
+    };
   }
 
   /** Submits all encoded work to the GPU (does not wait). */

@@ -1,8 +1,9 @@
 /**
- * The WebGPU non-finite guard kernels (`FiniteKernels` of `src/backend.ts`): one dispatch per
- * checked array (`mark`), per selected array (`select`) and per step (`fold`), WGSL in
- * `kernels/wgsl/finite.ts`. Nothing here waits on the GPU: `fit` reads the epoch's guard back with
- * the epoch's loss.
+ * The WebGPU non-finite guard kernels (`FiniteKernels` of `src/backend.ts`): `mark` (with the
+ * backend's `mergeArrays`, the marks of one guard wait and go out as one dispatch over up to {@linkcode MARKS_PER_DISPATCH} arrays: a
+ * step's updates and loss in one), one dispatch per selected array (`select`) and per step
+ * (`fold`), WGSL in `kernels/wgsl/finite.ts`. Nothing here waits on the GPU: `fit` reads the epoch's
+ * guard back with the epoch's loss.
  *
  * @module
  */
@@ -20,9 +21,52 @@ import {
 import type { GpuStorage, WebGPUBackend } from "./backend.ts";
 import { kernelSpec } from "./pipelines.ts";
 
-/** The guard kernels of `b`. */
-export function webgpuFiniteKernels(b: WebGPUBackend): FiniteKernels {
-  const mark = kernelSpec("finite/mark", MARK_WORDS, ["read", "write"], markNonFiniteKernel);
+/** Arrays marked in one dispatch at most. */
+export const MARKS_PER_DISPATCH = 16;
+
+/** Marks of one guard waiting to be encoded as one dispatch. */
+interface PendingMarks {
+  guard: GPUBuffer;
+  arrays: { x: GPUBuffer; n: number; code: number }[];
+}
+
+/**
+ * The guard kernels of `b`; the marks of one guard are merged into one dispatch when `merge`
+ * (default: the backend's `mergeArrays`).
+ */
+export function webgpuFiniteKernels(
+  b: WebGPUBackend,
+  options: { merge?: boolean } = {},
+): FiniteKernels {
+  let pending: PendingMarks | null = null;
+  /** Encodes the waiting marks (run by the encoder before any other command: `Encoder.defer`). */
+  const encodeMarks = (): void => {
+    const g = pending;
+    if (g === null) return;
+    pending = null;
+    const L = g.arrays.length;
+    const words: number[] = [];
+    let threads = 0;
+    for (const a of g.arrays) {
+      words.push(a.n, a.code, threads, 0);
+      threads += a.n;
+    }
+    b.run(
+      {
+        key: `finite/mark${L > 1 ? `/x${L}` : ""}`,
+        code: () => markNonFiniteKernel(L),
+        bindings: [...g.arrays.map(() => "read" as const), "write"],
+        uniformWords: MARK_WORDS * L,
+      },
+      words,
+      [...g.arrays.map((a) => a.x), g.guard],
+      b.grid(Math.ceil(threads / WG1D)),
+    );
+  };
+  const maxMarks = () =>
+    options.merge ?? b.mergeArrays
+      ? Math.max(1, Math.min(MARKS_PER_DISPATCH, b.ctx.limits.maxStorageBuffersPerShaderStage - 1))
+      : 1;
   const sel = kernelSpec("finite/select", SELECT_WORDS, ["read", "read", "read", "write"], guardSelectKernel);
   const fold = kernelSpec("finite/fold", FOLD_WORDS, ["read", "write"], foldGuardKernel);
   const codeOf = (code: number, who: string) => {
@@ -35,8 +79,13 @@ export function webgpuFiniteKernels(b: WebGPUBackend): FiniteKernels {
     mark(x: Tensor, guard: Tensor, code: number): void {
       const xb = b.buffer(x, "finite.mark", "x");
       const gb = b.buffer(guard, "finite.mark", "guard");
+      const c = codeOf(code, "finite.mark");
       if (x.size === 0) return;
-      b.run(mark, [x.size, codeOf(code, "finite.mark")], [xb, gb], b.grid(Math.ceil(x.size / WG1D)));
+      if (pending !== null && (pending.guard !== gb || pending.arrays.length >= maxMarks())) encodeMarks();
+      pending ??= { guard: gb, arrays: [] };
+      pending.arrays.push({ x: xb, n: x.size, code: c });
+      if (pending.arrays.length >= maxMarks()) encodeMarks();
+      else b.encoder.defer(encodeMarks);
     },
     select(guard: Tensor, prev: Tensor, next: Tensor): Tensor {
       if (prev.size !== next.size) {

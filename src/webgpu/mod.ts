@@ -21,6 +21,7 @@ import type { TensorTree } from "../tree.ts";
 import {
   adapterInfo,
   chooseBindGroupCache,
+  chooseMergeArrays,
   createGpuContext,
   type GpuLimits,
   NoWebGPUError,
@@ -52,6 +53,16 @@ export interface InitWebGPUOptions {
    * .bindGroupCache` says which was chosen.
    */
   cacheBindGroups?: boolean;
+  /**
+   * Merge the per-array work of a training step into one dispatch over several arrays: the
+   * optimizer's step of each parameter array (an MLP's SGD step: 1 dispatch instead of 6; up to 8
+   * arrays per dispatch, as the device's storage bindings allow) and `fit`'s non-finite marks. The
+   * results are the same bits either way. The default depends on the adapter like
+   * `cacheBindGroups`: on for a hardware GPU, where each dispatch costs the host tens of
+   * microseconds, off for a software adapter, where the merged kernel measured slower. An explicit
+   * `true` or `false` wins; `webgpuStats().mergeArrays` says which was chosen.
+   */
+  mergeArrays?: boolean;
 }
 
 /** What {@linkcode initWebGPU} found: the adapter and the limits the device was created with. */
@@ -86,7 +97,8 @@ export async function initWebGPUBackend(options: InitWebGPUOptions = {}): Promis
   pending = (async () => {
     const ctx = await createGpuContext(options);
     const cacheBindGroups = chooseBindGroupCache(adapterInfo(ctx.adapter), options.cacheBindGroups);
-    const b = new WebGPUBackend(ctx, { cacheBindGroups });
+    const mergeArrays = chooseMergeArrays(adapterInfo(ctx.adapter), options.mergeArrays);
+    const b = new WebGPUBackend(ctx, { cacheBindGroups, mergeArrays });
     b.optim = webgpuOptimKernels(b);
     registerBackend(b);
     current = b;

@@ -1,15 +1,23 @@
 /**
  * The WebGPU optimizer kernels (`OptimKernels` of `src/optim/fused_ops.ts`): fused SGD/VSGD and
- * Adam/VAdam steps, the weight-noise step, perturb and addScaled, one dispatch each per parameter
- * array, with the noise drawn in the kernel (bit-identical to `fillNoise`). Registered for the
- * device "webgpu" by `initWebGPU()`.
+ * Adam/VAdam steps, the weight-noise step, perturb and addScaled, with the noise drawn in the kernel
+ * (bit-identical to `fillNoise`). Registered for the device "webgpu" by `initWebGPU()`.
+ *
+ * The optimizers call these kernels array by array; with `mergeArrays` (the default on hardware
+ * adapters: `InitWebGPUOptions.mergeArrays`) consecutive calls of the same kernel wait and become
+ * one dispatch over all their arrays (as many as the device's storage bindings allow, at most
+ * {@linkcode MAX_ARRAYS_PER_DISPATCH}), with the same results as one dispatch per array: a whole
+ * model's SGD step is then one dispatch instead of one per parameter array, which matters where the
+ * host's cost per dispatch, not the GPU, bounds a small model's step. A waiting group is encoded
+ * before any other GPU command, submit, read-back or counter read (`Encoder.defer`), and earlier
+ * when the next call would write a buffer the group binds.
  *
  * A fused SGD or Adam step given the parameter (`update(grads, state, params)` passes it) also
  * writes the parameter plus its update, when the device's storage bindings allow (SGD always under
  * the default 8, Adam without AMSGrad and noise); `applyUpdates` on that same parameter and update
- * then returns it instead of dispatching `addScaled`, so a step costs one dispatch per parameter
- * array rather than two. Used any other way (a chain that transforms the update further, params
- * other than those the update saw) the extra sum is released with the step's other tensors.
+ * then returns it instead of dispatching `addScaled`, so applying the update costs no dispatch. Used
+ * any other way (a chain that transforms the update further, params other than those the update
+ * saw) the extra sum is released with the step's other tensors.
  *
  * @module
  */
@@ -31,8 +39,8 @@ import {
   fusedKernel,
   noiseStepKernel,
   type NoiseVariant,
-  OPTIM_TABLE_BASE,
-  OPTIM_WORDS,
+  OPTIM_LEAF_WORDS,
+  optimWords,
   perturbKernel,
   sgdKernel,
 } from "../../kernels/wgsl/optim.ts";
@@ -49,14 +57,41 @@ function keyWords(key: StreamKey): number[] {
   return [key.k0 >>> 0, key.k1 >>> 0, key.c1 >>> 0, key.c2 >>> 0];
 }
 
+/** Parameter arrays in one dispatch at most (the kernel's WGSL grows with each). */
+export const MAX_ARRAYS_PER_DISPATCH = 8;
+
+/** One parameter array's call of a fused kernel, waiting to be encoded. */
+interface PendingArray {
+  /** Its uniform words (n, the noise stage, the optimizer's constants). */
+  words: number[];
+  /** Its storage buffers, in binding order. */
+  buffers: GPUBuffer[];
+}
+
+/** Calls of one fused kernel, to be encoded as one dispatch. */
+interface PendingGroup {
+  key: string;
+  k: FusedKernel;
+  /** Arrays the dispatch may hold (storage bindings per array against the device's limit). */
+  capacity: number;
+  arrays: PendingArray[];
+  /** Every buffer the group binds, and those it writes. */
+  touched: Set<GPUBuffer>;
+  written: Set<GPUBuffer>;
+}
+
 /**
  * Creates the WebGPU optimizer kernels of `b`. A fused step that would bind more storage buffers
  * than `maxBindings` (the device limit unless given) runs its noise stage as a second dispatch.
+ * Consecutive calls of one kernel (the parameter arrays of an update) are merged into one dispatch
+ * where `maxBindings` allows when `coalesce` (default: the backend's `mergeArrays`).
  */
 export function webgpuOptimKernels(
   b: WebGPUBackend,
   maxBindings: number = b.ctx.limits.maxStorageBuffersPerShaderStage,
+  options: { coalesce?: boolean } = {},
 ): OptimKernels {
+  const coalesce = options.coalesce ?? b.mergeArrays;
   const buf = (t: Tensor, who: string, arg: string) => b.buffer(t, who, arg);
   const out = (like: Tensor, who: string) => b.alloc(like.shape, who);
   const ob = (t: Tensor) => (t.storage as GpuStorage).buffer;
@@ -71,7 +106,51 @@ export function webgpuOptimKernels(
     };
   }
 
-  /** Dispatches a fused kernel over n elements; `inputs`/`outputs` by binding name. */
+  /**
+   * The fused steps waiting to be encoded: consecutive calls of the same kernel (the arrays of one
+   * optimizer update, leaf after leaf) become one dispatch over all of them, as many as the storage
+   * bindings allow (at most {@linkcode MAX_ARRAYS_PER_DISPATCH}). The group is encoded when a call of
+   * another kernel comes, when it is full, when a call would write a buffer the group touches (or
+   * read one it writes), and before any other GPU command, submit or counter read (`Encoder.defer`).
+   */
+  let pending: PendingGroup | null = null;
+
+  function encodePending(): void {
+    const g = pending;
+    if (g === null) return;
+    pending = null;
+    const L = g.arrays.length;
+    const words: number[] = [];
+    const bufs: GPUBuffer[] = [];
+    let blocks = 0;
+    for (const a of g.arrays) {
+      const w = a.words.slice();
+      while (w.length < OPTIM_LEAF_WORDS) w.push(0);
+      w[5] = blocks; // the array's first thread
+      blocks += Math.ceil(w[0] / 4);
+      words.push(...w);
+      bufs.push(...a.buffers);
+    }
+    const { reads, writes } = fusedBindings(g.k);
+    const kinds = [...reads.map(() => "read" as const), ...writes.map(() => "write" as const)];
+    const u = g.k.noise.draw ? withLogTable(words, g.k.noise.law!, OPTIM_LEAF_WORDS * L) : words;
+    b.run(
+      {
+        key: `optim/${g.key}${L > 1 ? `/x${L}` : ""}`,
+        code: () => fusedKernel(g.k, L),
+        bindings: Array.from({ length: L }, () => kinds).flat(),
+        uniformWords: optimWords(L),
+      },
+      u,
+      bufs,
+      b.grid(Math.ceil(blocks / WG1D)),
+    );
+  }
+
+  /**
+   * Runs a fused kernel over n elements (`inputs`/`outputs` by binding name): queued with the
+   * pending group when it is the same kernel and fits, else after encoding that group.
+   */
   function run(
     key: string,
     k: FusedKernel,
@@ -83,20 +162,29 @@ export function webgpuOptimKernels(
   ): void {
     if (n === 0) return;
     const { reads, writes } = fusedBindings(k);
-    const bufs = [...reads.map((r) => inputs[r]), ...writes.map((w) => outputs[w])];
-    const words = [n, ...stageWords, ...consts.map(f32bits)];
-    const u = k.noise.draw ? withLogTable(words, k.noise.law!, OPTIM_TABLE_BASE) : words;
-    b.run(
-      {
-        key: `optim/${key}`,
-        code: () => fusedKernel(k),
-        bindings: [...reads.map(() => "read" as const), ...writes.map(() => "write" as const)],
-        uniformWords: OPTIM_WORDS,
-      },
-      u,
-      bufs,
-      b.grid(Math.ceil(n / 4 / WG1D)),
-    );
+    const readBufs = reads.map((r) => inputs[r]), writeBufs = writes.map((w) => outputs[w]);
+    const array: PendingArray = {
+      words: [n, ...stageWords, ...consts.map(f32bits)],
+      buffers: [...readBufs, ...writeBufs],
+    };
+    const g = pending;
+    if (
+      g !== null &&
+      (g.key !== key || g.arrays.length >= g.capacity || writeBufs.some((x) => g.touched.has(x)) ||
+        readBufs.some((x) => g.written.has(x)))
+    ) encodePending();
+    if (pending === null) {
+      const perArray = reads.length + writes.length;
+      const capacity = coalesce
+        ? Math.max(1, Math.min(MAX_ARRAYS_PER_DISPATCH, Math.floor(maxBindings / perArray)))
+        : 1;
+      pending = { key, k, capacity, arrays: [], touched: new Set(), written: new Set() };
+    }
+    pending.arrays.push(array);
+    for (const x of array.buffers) pending.touched.add(x);
+    for (const x of writeBufs) pending.written.add(x);
+    if (pending.arrays.length >= pending.capacity) encodePending();
+    else b.encoder.defer(encodePending);
   }
 
   const vkey = (v: NoiseVariant) => `${v.draw ? `D${v.law}` : "d"}${v.nOld ? "O" : "o"}`;

