@@ -1,6 +1,7 @@
 /**
- * WebGPU throughput of conv2d (forward and both gradients, GFLOP/s), elementwise ops and
- * reductions (GB/s of compulsory traffic): `deno bench -A bench/webgpu_ops_bench.ts`.
+ * WebGPU throughput of conv2d (forward and both gradients, GFLOP/s; a CIFAR-like layer and ResNet-18's
+ * late-stage shapes: 4×4 images, stride-2 3×3 and 1×1), elementwise ops and reductions (GB/s of
+ * compulsory traffic): `deno bench -A bench/webgpu_ops_bench.ts`.
  */
 import type { Tensor } from "../src/tensor.ts";
 import { benchGpu, gpuBench } from "./webgpu_util.ts";
@@ -34,6 +35,33 @@ if (b) {
     "GFLOP/s",
     () => b.release(b.conv2dGradWeight(x, gy, w.shape, geo)),
   );
+
+  // ResNet-18 (CIFAR) at batch 128 (8 on software): its last stage's 3×3 on 4×4 images, the stride-2 3×3
+  // that enters it and the 1×1 stride-2 shortcut (FLOPs of the dense product; the stride-2 input
+  // gradient skips the taps off the stride grid)
+  const RB = software ? 8 : 128;
+  for (const [C, H, O, k, s, p] of [[512, 4, 512, 3, 1, 1], [256, 8, 512, 3, 2, 1], [256, 8, 512, 1, 2, 0]]) {
+    const OH = Math.floor((H + 2 * p - k) / s) + 1;
+    const rx = t([RB, C, H, H]), rw = t([O, C, k, k]), rgy = t([RB, O, OH, OH]);
+    const rgeo = { stride: [s, s] as [number, number], padding: [p, p] as [number, number] };
+    const rflops = 2 * RB * O * OH * OH * C * k * k;
+    const what = `resnet18 ${RB}x${C}x${H}² → ${O}, ${k}x${k} s${s}`;
+    gpuBench(b, `${what} fwd`, rflops, "GFLOP/s", () => b.release(b.conv2d(rx, rw, rgeo)));
+    gpuBench(
+      b,
+      `${what} grad input`,
+      rflops,
+      "GFLOP/s",
+      () => b.release(b.conv2dGradInput(rgy, rw, rx.shape, rgeo)),
+    );
+    gpuBench(
+      b,
+      `${what} grad weight`,
+      rflops,
+      "GFLOP/s",
+      () => b.release(b.conv2dGradWeight(rx, rgy, rw.shape, rgeo)),
+    );
+  }
 
   // elementwise: 16M elements (1M on software)
   const n = software ? 1 << 20 : 1 << 24;

@@ -7,7 +7,8 @@
  * convolution) does not pay for a 64-wide tile: {@linkcode chooseTile}.
  *
  * Operands can also come from loader functions (`fn loadA(off, m, k) -> f32`,
- * `fn loadB(off, k, n) -> f32`): the convolutions use them for implicit-GEMM im2col.
+ * `fn loadB(off, k, n) -> f32`): the convolutions use them for implicit-GEMM im2col, with a
+ * per-column gather for B (`col-n`) and their own store addressing ({@linkcode MatmulGather}).
  *
  * A variant can fuse the work around a fully connected layer ({@linkcode MatmulFusion}): a bias and
  * a ReLU in the epilogue (forward), an operand multiplied by the ReLU's step mask as it is loaded,
@@ -20,9 +21,12 @@ import { storage, uniformBlock } from "./common.ts";
 /**
  * How an operand is loaded: `vec-x` reads vec4s along logical dim x (A: k = row-major, m = stored
  * transposed; B: n = row-major, k = stored transposed); `fn-x` calls the loader function, with
- * consecutive threads walking dim x.
+ * consecutive threads walking dim x. `col-n` (B only) is a gather by column: consecutive threads walk
+ * n, the loaders define `struct Col`, `fn colB(n: u32) -> Col` (what a column's loads share) and
+ * `fn loadCol(col: Col, k: u32) -> f32`; with tiles of 16 rows or more each thread loads one column
+ * only, so `colB` runs once per thread, before the K loop.
  */
-export type OperandMode = "vec-k" | "vec-m" | "vec-n" | "fn-k" | "fn-m" | "fn-n";
+export type OperandMode = "vec-k" | "vec-m" | "vec-n" | "fn-k" | "fn-m" | "fn-n" | "col-n";
 
 /** A matmul kernel variant (its "shape class"). */
 export interface MatmulVariant {
@@ -30,7 +34,7 @@ export interface MatmulVariant {
   tile: MatmulTile;
   /** How A (logical M×K) is loaded: "vec-k" | "vec-m" | "fn-k" | "fn-m". */
   a: OperandMode;
-  /** How B (logical K×N) is loaded: "vec-n" | "vec-k" | "fn-n" | "fn-k". */
+  /** How B (logical K×N) is loaded: "vec-n" | "vec-k" | "fn-n" | "fn-k" | "col-n". */
   b: OperandMode;
   /** vec4 stores of C (N % 4 == 0). */
   cVec: boolean;
@@ -40,6 +44,20 @@ export interface MatmulVariant {
   loaders: string;
   /** Work fused around the product (none when absent). */
   fusion?: MatmulFusion;
+  /** Implicit-GEMM addressing (the convolutions; none when absent). */
+  gather?: MatmulGather;
+}
+
+/**
+ * The addressing of an implicit GEMM: z indexes products that `setup` tells apart (no batch
+ * offsets), and C is stored through the loaders' `fn cStore(m: u32, n: u32, v: f32)` (and
+ * `fn cStore4(m, n, v: vec4<f32>)` for `cVec`, columns n…n+3), which may skip a position.
+ */
+export interface MatmulGather {
+  /** WGSL run once per workgroup, after `let z = wid.z;` (may set private variables and define lets). */
+  setup: string;
+  /** WGSL expression of this workgroup's K (default `U(2)`); it may name a let of `setup`. */
+  k?: string;
 }
 
 /**
@@ -203,6 +221,21 @@ export function matmulKernel(v: MatmulVariant): string {
       if (gn < N && gk < kEnd) { x = ${vecRead("B", "(bOff + gn * K + gk) / 4u", f.maskB)}; }
       ${scatter("Bs", TN4, "kq", "n", "x")}
     }`;
+  } else if (v.b === "col-n" && NT % TN === 0) {
+    // each thread loads column tid % TN only: its gather state comes from before the K loop
+    loadB = `for (var i = 0u; i < ${(TN * TK) / NT}u; i++) {
+      let k = tid / ${TN}u + i * ${NT / TN}u; let gk = k0 + k;
+      var x = 0.0;
+      if (bColOk && gk < kEnd) { x = loadCol(bCol, gk); }
+      Bs[k * ${TN4}u + bn / 4u][bn % 4u] = x;
+    }`;
+  } else if (v.b === "col-n") {
+    loadB = `for (var e = tid; e < ${TN * TK}u; e += ${NT}u) {
+      let n = e % ${TN}u; let k = e / ${TN}u; let gn = n0 + n; let gk = k0 + k;
+      var x = 0.0;
+      if (gn < N && gk < kEnd) { x = loadCol(colB(gn), gk); }
+      Bs[k * ${TN4}u + n / 4u][n % 4u] = x;
+    }`;
   } else {
     const [n, k] = v.b === "fn-n" ? [`e % ${TN}u`, `e / ${TN}u`] : [`e / ${TK}u`, `e % ${TK}u`];
     loadB = `for (var e = tid; e < ${TN * TK}u; e += ${NT}u) {
@@ -223,7 +256,18 @@ export function matmulKernel(v: MatmulVariant): string {
     if (f.relu) e = vec ? `max4relu(${e})` : `relu1(${e})`;
     return e;
   };
-  const store = v.cVec
+  const g = v.gather;
+  const store = g
+    ? [0, 1, 2, 3].map((i) =>
+      v.cVec
+        ? `if (gm + ${i}u < M && gn < N) { cStore4(gm + ${i}u, gn, ${fin(`acc${i}`, "gn", true)}); }`
+        : [0, 1, 2, 3].map((c) =>
+          `if (gm + ${i}u < M && gn + ${c}u < N) { cStore(gm + ${i}u, gn + ${c}u, ${
+            fin(`acc${i}.${"xyzw"[c]}`, `gn + ${c}u`, false)
+          }); }`
+        ).join("\n  ")
+    ).join("\n  ")
+    : v.cVec
     ? [0, 1, 2, 3].map((i) =>
       `if (gm + ${i}u < M && gn < N) { C[(cOff + (gm + ${i}u) * N + gn) / 4u] = ${
         fin(`acc${i}`, "gn", true)
@@ -244,7 +288,7 @@ export function matmulKernel(v: MatmulVariant): string {
         [0, 1, 2, 3].map((c) => `if (gn + ${c}u < N) { CRow[gn + ${c}u] = acc${i}.${"xyzw"[c]}; }`).join(" ")
       }\n  }`
     ).join("\n  ");
-  const offsets = v.splitK ? `kBeg = z * U(5); kEnd = min(K, kBeg + U(5));` : `var rem = z;
+  const offsets = g ? "" : v.splitK ? `kBeg = z * U(5); kEnd = min(K, kBeg + U(5));` : `var rem = z;
   for (var d = i32(U(4)) - 1; d >= 0; d--) {
     let s = U(8u + u32(d));
     let c = rem % s;
@@ -270,12 +314,20 @@ var<workgroup> Bs: array<vec4<f32>, ${(TK * TN) / 4}>;
 
 @compute @workgroup_size(${TN4}, ${TM4}, 1)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  let M = U(0); let N = U(1); let K = U(2);
-  let z = wid.z;
+  ${
+    g
+      ? `let M = U(0); let N = U(1);\n  let z = wid.z;\n  ${g.setup}\n  let K = ${g.k ?? "U(2)"};`
+      : `let M = U(0); let N = U(1); let K = U(2);
+  let z = wid.z;`
+  }
   var aOff = 0u; var bOff = 0u; var kBeg = 0u; var kEnd = K;
   ${offsets}
   let tid = lid.y * ${TN4}u + lid.x;
-  let m0 = wid.y * ${TM}u; let n0 = wid.x * ${TN}u;
+  let m0 = wid.y * ${TM}u; let n0 = wid.x * ${TN}u;${
+    v.b === "col-n" && NT % TN === 0
+      ? `\n  let bn = tid % ${TN}u; let bCol = colB(n0 + bn); let bColOk = n0 + bn < N;`
+      : ""
+  }
   var acc0 = vec4<f32>(0.0); var acc1 = vec4<f32>(0.0); var acc2 = vec4<f32>(0.0); var acc3 = vec4<f32>(0.0);
   for (var k0 = kBeg; k0 < kEnd; k0 += ${TK}u) {
     ${loadA}

@@ -3,6 +3,13 @@
  * grad weight with a split K), all one tiled kernel family (`kernels/wgsl/matmul.ts`) with loaders
  * that gather the convolution's operands in place. Methods of {@linkcode WebGPUBackend} delegate here.
  *
+ * Each convolution shape gets its own pipelines (the geometry is compiled in, `kernels/wgsl/conv.ts`;
+ * ResNet-18 has about ten shapes, so about thirty pipelines), the GEMM columns span the batch, and the
+ * tiles follow one rule for every product, {@linkcode chooseTile}: forward M = O, N = batch·OH·OW;
+ * input gradient M = C, N = batch × the stride grid, one product per stride phase; weight gradient
+ * M = O, N = C·kh·kw, K = batch·OH·OW split when fewer than 256 workgroups would run, into about 1,024
+ * workgroups.
+ *
  * @module
  */
 import type { Conv2dGeometry } from "../backend.ts";
@@ -19,20 +26,32 @@ import {
   plainLoaders,
 } from "../../kernels/wgsl/matmul.ts";
 import {
-  CONV_DW_LOAD_A,
-  CONV_DW_LOAD_B,
-  CONV_DX_LOAD_A,
-  CONV_DX_LOAD_B,
-  CONV_FWD_LOAD_B,
-  CONV_GEO,
+  convForwardLoaders,
+  convForwardVecStore,
+  convGradInputColumns,
+  convGradInputLoaders,
+  convGradInputMaxK,
+  convGradInputPhases,
+  convGradInputVecStore,
+  convGradWeightLoaders,
+  type ConvShape,
+  convShapeKey,
 } from "../../kernels/wgsl/conv.ts";
 import type { GpuStorage, WebGPUBackend } from "./backend.ts";
 import { broadcastStrides, coalesce } from "./layout.ts";
 import { kernelSpec } from "./pipelines.ts";
 import { pooledSize } from "./pool_ops.ts";
 
-/** Workgroups the split-K weight gradient aims for. */
-const MATMUL_SPLIT_TARGET = 256;
+/**
+ * The split K of the weight gradient: K is split when its tiles alone give fewer than
+ * `SPLIT_BELOW_GROUPS` workgroups, and then into enough parts for `SPLIT_TARGET_GROUPS` (a big GPU
+ * holds about four 256-thread groups on each of its ~130 cores; the sum of the parts is one dispatch
+ * whatever their number), each part at least 256 long.
+ */
+const SPLIT_BELOW_GROUPS = 256, SPLIT_TARGET_GROUPS = 1024;
+
+/** The first uniform word of `MatmulDispatch.extra` (after the matmul's own words). */
+const EXTRA_WORDS_AT = 20;
 
 /** One tiled-matmul dispatch (built once per op). */
 export interface MatmulDispatch {
@@ -50,7 +69,7 @@ export interface MatmulDispatch {
   readonly z: number;
   /** Broadcast batch strides of A and B, or the K chunk of a split-K product. */
   readonly batch: { shape: number[]; a: number[]; b: number[] } | { kChunk: number };
-  /** Extra uniform words from `CONV_GEO` on (the convolution geometry). */
+  /** Extra uniform words from word 20 on (for loaders; none is used today). */
   readonly extra: number[];
   /** A, B and C, then the buffers of the variant's fusion in `fusionBindings` order. */
   readonly bufs: readonly GPUBuffer[];
@@ -81,7 +100,7 @@ export function matmulRun(be: WebGPUBackend, d: MatmulDispatch): void {
       u[16 + i] = batch.b[i];
     }
   }
-  extra.forEach((x, i) => (u[CONV_GEO + i] = x));
+  extra.forEach((x, i) => (u[EXTRA_WORDS_AT + i] = x));
   const bindings = ["read", "read", "write", ...fusionBindings(v.fusion).map((b) => b.kind)] as const;
   const spec = kernelSpec(key, MATMUL_WORDS, bindings, () => matmulKernel(variant));
   be.run(spec, u, bufs, [Math.ceil(N / tile.n), Math.ceil(rows / tile.m), z]);
@@ -133,7 +152,7 @@ export function matmul(
   return y;
 }
 
-/** conv2d forward, NCHW/OIHW, as an implicit GEMM `W · cols` per image. */
+/** conv2d forward, NCHW/OIHW, as an implicit GEMM `W · cols` whose columns span the batch. */
 export function conv2d(be: WebGPUBackend, x: Tensor, w: Tensor, geo: Conv2dGeometry): Tensor {
   const xb = be.buffer(x, "conv2d", "x"), wb = be.buffer(w, "conv2d", "w");
   const d = convDims(x.shape, w.shape, geo);
@@ -146,26 +165,30 @@ export function conv2d(be: WebGPUBackend, x: Tensor, w: Tensor, geo: Conv2dGeome
   }
   const aMode: OperandMode = d.ckk % 4 === 0 ? "vec-k" : "fn-k";
   matmulRun(be, {
-    name: "conv2d",
+    name: `conv2d/${convShapeKey(d.shape)}`,
     variant: {
       a: aMode,
-      b: "fn-n",
-      cVec: d.hw % 4 === 0,
+      b: "col-n",
+      cVec: convForwardVecStore(d.shape),
       splitK: false,
-      loaders: plainLoaders(false, false, aMode === "fn-k", false) + CONV_FWD_LOAD_B,
+      loaders: plainLoaders(false, false, aMode === "fn-k", false) + convForwardLoaders(d.shape),
+      gather: { setup: "" },
     },
     M: d.o,
-    N: d.hw,
+    N: d.n * d.hw,
     K: d.ckk,
-    z: d.n,
-    batch: { shape: [d.n], a: [0], b: [d.c * d.h * d.w] },
-    extra: d.geo,
+    z: 1,
+    batch: { shape: [], a: [], b: [] },
+    extra: [],
     bufs: [wb, xb, yb],
   });
   return y;
 }
 
-/** The gradient of conv2d with respect to its input (implicit `Wᵀ · gy`, col2im as a gather). */
+/**
+ * The gradient of conv2d with respect to its input (implicit `Wᵀ · gy`, col2im as a gather): one
+ * product per stride phase, each over the taps that reach it, in one dispatch.
+ */
 export function conv2dGradInput(
   be: WebGPUBackend,
   gy: Tensor,
@@ -178,26 +201,28 @@ export function conv2dGradInput(
   const gx = be.alloc(xShape, "conv2dGradInput");
   if (gx.size === 0) return gx;
   const gxb = (gx.storage as GpuStorage).buffer;
-  const K = d.o * d.kh * d.kw;
+  const K = convGradInputMaxK(d.shape);
   if (K === 0 || gy.size === 0) {
     be.encoder.clear(gxb, gx.size * 4);
     return gx;
   }
+  const { loaders, setup } = convGradInputLoaders(d.shape);
   matmulRun(be, {
-    name: "conv2dGradInput",
+    name: `conv2dGradInput/${convShapeKey(d.shape)}`,
     variant: {
-      a: "fn-k",
-      b: "fn-n",
-      cVec: (d.h * d.w) % 4 === 0,
+      a: "fn-m",
+      b: "col-n",
+      cVec: convGradInputVecStore(d.shape),
       splitK: false,
-      loaders: CONV_DX_LOAD_A + CONV_DX_LOAD_B,
+      loaders,
+      gather: { setup, k: "phaseK" },
     },
     M: d.c,
-    N: d.h * d.w,
+    N: d.n * convGradInputColumns(d.shape),
     K,
-    z: d.n,
-    batch: { shape: [d.n], a: [0], b: [d.o * d.hw] },
-    extra: d.geo,
+    z: convGradInputPhases(d.shape),
+    batch: { shape: [], a: [], b: [] },
+    extra: [],
     bufs: [wb, gb, gxb],
   });
   return gx;
@@ -226,7 +251,8 @@ export function conv2dGradWeight(
   // The tile as for a large batch (the splits supply the workgroups), and the splits from it.
   const tile = chooseTile(M, N, Infinity);
   const tiles = Math.ceil(M / tile.m) * Math.ceil(N / tile.n);
-  let splits = Math.max(1, Math.min(Math.ceil(MATMUL_SPLIT_TARGET / tiles), Math.floor(K / 256), 1024));
+  const split = tiles < SPLIT_BELOW_GROUPS && K >= 512;
+  let splits = split ? Math.min(Math.ceil(SPLIT_TARGET_GROUPS / tiles), Math.floor(K / 256), 1024) : 1;
   const kChunk = Math.ceil(K / splits / 16) * 16;
   splits = Math.ceil(K / kChunk);
   const variant = {
@@ -234,9 +260,10 @@ export function conv2dGradWeight(
     b: "fn-k" as const,
     cVec: N % 4 === 0,
     splitK: true,
-    loaders: CONV_DW_LOAD_A + CONV_DW_LOAD_B,
+    loaders: convGradWeightLoaders(d.shape),
   };
-  const run = { name: "conv2dGradWeight", variant, M, N, K, batch: { kChunk }, extra: d.geo, tile };
+  const name = `conv2dGradWeight/${convShapeKey(d.shape)}`;
+  const run = { name, variant, M, N, K, batch: { kChunk }, extra: [], tile };
   if (splits === 1) {
     matmulRun(be, { ...run, z: 1, bufs: [gb, xb, gwb] });
     return gw;
@@ -248,7 +275,7 @@ export function conv2dGradWeight(
   return gw;
 }
 
-/** The sizes of a convolution and its geometry uniform words (`CONV_GEO` layout). */
+/** The sizes of a convolution and its shape as the kernels compile it in. */
 function convDims(xShape: readonly number[], wShape: readonly number[], geo: Conv2dGeometry) {
   const [n, c, h, w] = xShape;
   const [o, , kh, kw] = wShape;
@@ -266,6 +293,6 @@ function convDims(xShape: readonly number[], wShape: readonly number[], geo: Con
     wo,
     ckk: c * kh * kw,
     hw: ho * wo,
-    geo: [c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, o],
+    shape: { c, h, w, o, kh, kw, sh, sw, ph, pw, oh: ho, ow: wo } satisfies ConvShape,
   };
 }
