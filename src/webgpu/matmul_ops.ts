@@ -10,6 +10,9 @@
  * M = O, N = C·kh·kw, K = batch·OH·OW split when fewer than 256 workgroups would run, into about 1,024
  * workgroups.
  *
+ * A second kernel, with 8×8 outputs per thread (`kernels/wgsl/matmul_wide.ts`), can take the products
+ * it supports (all but the convolutions'): {@linkcode setMatmulKernel}.
+ *
  * @module
  */
 import type { Conv2dGeometry } from "../backend.ts";
@@ -25,6 +28,7 @@ import {
   type OperandMode,
   plainLoaders,
 } from "../../kernels/wgsl/matmul.ts";
+import { chooseWideTile, matmulWideKernel, wideSupports } from "../../kernels/wgsl/matmul_wide.ts";
 import {
   convForwardLoaders,
   convForwardVecStore,
@@ -77,13 +81,58 @@ export interface MatmulDispatch {
   readonly tile?: MatmulTile;
 }
 
+/**
+ * Which matmul kernel takes a product: `"4x4"` the tiled kernel of `kernels/wgsl/matmul.ts` (4×4
+ * outputs per thread, tiles up to 64×64), `"8x8"` the register-blocked one of
+ * `kernels/wgsl/matmul_wide.ts` (8×8 per thread, tiles 64 or 128 a side) wherever it supports the
+ * product, `"auto"` the rule of {@linkcode wideKernelFor}.
+ */
+export type MatmulKernelChoice = "auto" | "4x4" | "8x8";
+
+const MATMUL_KERNELS: readonly MatmulKernelChoice[] = ["auto", "4x4", "8x8"];
+let matmulKernelChoice: MatmulKernelChoice = "auto";
+
+/**
+ * Selects the kernel of the products encoded from now on (internal: for tests and benches, not
+ * exported from mod.ts; the pipelines of both stay cached); returns the previous choice. Affects
+ * `matmul` and the fused linear layer; the convolutions always use the 4×4 kernel.
+ */
+export function setMatmulKernel(choice: MatmulKernelChoice): MatmulKernelChoice {
+  if (!MATMUL_KERNELS.includes(choice)) {
+    throw new RangeError(
+      `setMatmulKernel: choice ${JSON.stringify(choice)}; expected one of ${MATMUL_KERNELS.join(", ")}`,
+    );
+  }
+  const previous = matmulKernelChoice;
+  matmulKernelChoice = choice;
+  return previous;
+}
+
+/**
+ * Whether the 8×8 kernel takes a dispatch: never with an explicit tile (the split-K weight gradient)
+ * or a variant it does not support ({@linkcode wideSupports}); under `"8x8"` otherwise always; under
+ * `"auto"` never yet: the 4×4 kernel until the device kit's A/B (`bench/webgpu_matmul_bench.ts`)
+ * shows on a GPU where the 8×8 one wins (a CPU adapter's timings say nothing about it).
+ */
+export function wideKernelFor(d: MatmulDispatch, choice: MatmulKernelChoice = matmulKernelChoice): boolean {
+  if (d.tile || !wideSupports(d.variant)) return false;
+  return choice === "8x8";
+}
+
 /** Encodes one tiled-matmul dispatch (see kernels/wgsl/matmul.ts for the uniform layout). */
 export function matmulRun(be: WebGPUBackend, d: MatmulDispatch): void {
   const { name, variant: v, M, N, K, z, batch, extra, bufs } = d;
   const rows = M + (v.fusion?.onesRowA ? 1 : 0);
-  const tile = d.tile ?? chooseTile(rows, N, z);
-  const variant: MatmulVariant = { ...v, tile };
-  const key = `${name}/${tile.m}x${tile.n}/${v.a}/${v.b}/${v.cVec ? "cv" : "cs"}/${
+  const wide = wideKernelFor(d);
+  let tile: { m: number; n: number }, code: () => string;
+  if (wide) {
+    const t = chooseWideTile(rows, N, z);
+    [tile, code] = [t, () => matmulWideKernel({ ...v, tile: t })];
+  } else {
+    const t = d.tile ?? chooseTile(rows, N, z);
+    [tile, code] = [t, () => matmulKernel({ ...v, tile: t })];
+  }
+  const key = `${name}/${wide ? "w" : ""}${tile.m}x${tile.n}/${v.a}/${v.b}/${v.cVec ? "cv" : "cs"}/${
     v.splitK ? "split" : "batch"
   }${fusionKey(v.fusion)}`;
   const u = new Array<number>(MATMUL_WORDS).fill(0);
@@ -102,7 +151,7 @@ export function matmulRun(be: WebGPUBackend, d: MatmulDispatch): void {
   }
   extra.forEach((x, i) => (u[EXTRA_WORDS_AT + i] = x));
   const bindings = ["read", "read", "write", ...fusionBindings(v.fusion).map((b) => b.kind)] as const;
-  const spec = kernelSpec(key, MATMUL_WORDS, bindings, () => matmulKernel(variant));
+  const spec = kernelSpec(key, MATMUL_WORDS, bindings, code);
   be.run(spec, u, bufs, [Math.ceil(N / tile.n), Math.ceil(rows / tile.m), z]);
 }
 
