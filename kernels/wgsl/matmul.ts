@@ -161,6 +161,41 @@ export function chooseTile(M: number, N: number, batches: number): MatmulTile {
   return { m: m as MatmulTile["m"], n: n as MatmulTile["n"] };
 }
 
+/**
+ * The epilogue of a fused product (`f`) applied to one value, or to the four consecutive columns
+ * `col`…`col + 3` of a vec4 (`vec`): the bias, then the ReLU (WGSL expression).
+ */
+export function fusedEpilogue(f: MatmulFusion, val: string, col: string, vec: boolean): string {
+  let e = val;
+  if (f.bias) {
+    e = vec
+      ? `(${e} + vec4<f32>(Bias[${col}], Bias[${col} + 1u], Bias[${col} + 2u], Bias[${col} + 3u]))`
+      : `(${e} + Bias[${col}])`;
+  }
+  if (f.relu) e = vec ? `max4relu(${e})` : `relu1(${e})`;
+  return e;
+}
+
+/**
+ * The storage declarations of a fusion's bindings (from binding 4, in {@linkcode fusionBindings}
+ * order; a mask is read as vec4s when its operand is).
+ */
+export function fusionStorage(f: MatmulFusion, aVec: boolean, bVec: boolean): string {
+  return fusionBindings(f).map((b, i) => {
+    const vec = (b.name === "MaskA" && aVec) || (b.name === "MaskB" && bVec);
+    return storage(4 + i, b.name, vec ? "vec4<f32>" : "f32", b.kind === "write");
+  }).join("");
+}
+
+/** The WGSL functions a fusion's epilogue calls (the ReLU's), or nothing. */
+export function fusionFunctions(f: MatmulFusion): string {
+  return f.relu
+    ? `fn relu1(x: f32) -> f32 { return select(0.0, x, x > 0.0); }
+fn max4relu(x: vec4<f32>) -> vec4<f32> { return select(vec4<f32>(0.0), x, x > vec4<f32>(0.0)); }
+`
+    : "";
+}
+
 /** WGSL of a matmul variant. Bindings: A (read), B (read), C (write), then the fusion's ({@linkcode fusionBindings}). */
 export function matmulKernel(v: MatmulVariant): string {
   const TM = v.tile.m, TN = v.tile.n, TM4 = TM / 4, TN4 = TN / 4, NT = TM4 * TN4, TK = 16;
@@ -245,17 +280,7 @@ export function matmulKernel(v: MatmulVariant): string {
       Bs[k * ${TN4}u + n / 4u][n % 4u] = x;
     }`;
   }
-  // The epilogue of one value (scalar) or of four consecutive columns (vec4): bias, then ReLU.
-  const fin = (val: string, col: string, vec: boolean) => {
-    let e = val;
-    if (f.bias) {
-      e = vec
-        ? `(${e} + vec4<f32>(Bias[${col}], Bias[${col} + 1u], Bias[${col} + 2u], Bias[${col} + 3u]))`
-        : `(${e} + Bias[${col}])`;
-    }
-    if (f.relu) e = vec ? `max4relu(${e})` : `relu1(${e})`;
-    return e;
-  };
+  const fin = (val: string, col: string, vec: boolean) => fusedEpilogue(f, val, col, vec);
   const g = v.gather;
   const store = g
     ? [0, 1, 2, 3].map((i) =>
@@ -296,15 +321,8 @@ export function matmulKernel(v: MatmulVariant): string {
     aOff += c * U(12u + u32(d));
     bOff += c * U(16u + u32(d));
   }`;
-  const extra = fusionBindings(f).map((b, i) => {
-    const vec = (b.name === "MaskA" && aVec) || (b.name === "MaskB" && bVec);
-    return storage(4 + i, b.name, vec ? "vec4<f32>" : "f32", b.kind === "write");
-  }).join("");
-  const reluFns = f.relu
-    ? `fn relu1(x: f32) -> f32 { return select(0.0, x, x > 0.0); }
-fn max4relu(x: vec4<f32>) -> vec4<f32> { return select(vec4<f32>(0.0), x, x > vec4<f32>(0.0)); }
-`
-    : "";
+  const extra = fusionStorage(f, aVec, bVec);
+  const reluFns = fusionFunctions(f);
   return `${uniformBlock(MATMUL_WORDS)}${storage(1, "A", aVec ? "vec4<f32>" : "f32")}${
     storage(2, "B", bVec ? "vec4<f32>" : "f32")
   }${storage(3, "C", v.cVec ? "vec4<f32>" : "f32", true)}${extra}

@@ -24,7 +24,7 @@
  * @module
  */
 import { storage, uniformBlock } from "./common.ts";
-import { fusionBindings, MATMUL_WORDS, type MatmulVariant } from "./matmul.ts";
+import { fusedEpilogue, fusionFunctions, fusionStorage, MATMUL_WORDS, type MatmulVariant } from "./matmul.ts";
 
 /** A tile of C for the 8×8 kernel: `m` rows × `n` columns, each 64 or 128. */
 export interface WideTile {
@@ -72,7 +72,7 @@ const LANES = "xyzw";
 
 /**
  * WGSL of a variant of the 8×8 kernel. Bindings and uniform words as {@linkcode matmulKernel}'s:
- * A (read), B (read), C (write), then the fusion's ({@linkcode fusionBindings}); dispatch
+ * A (read), B (read), C (write), then the fusion's (`fusionBindings` of `matmul.ts`); dispatch
  * ⌈N/TN⌉ × ⌈rows/TM⌉ × batches workgroups.
  */
 export function matmulWideKernel(v: WideVariant): string {
@@ -169,17 +169,7 @@ export function matmulWideKernel(v: WideVariant): string {
     halves.map((h) => `acc${r}_${h} += a${r >> 2}.${LANES[r & 3]} * b${h};`).join(" ")
   ).join("\n      ");
 
-  // The epilogue of one value (scalar) or of four consecutive columns (vec4): bias, then ReLU.
-  const fin = (val: string, col: string, vec: boolean) => {
-    let e = val;
-    if (f.bias) {
-      e = vec
-        ? `(${e} + vec4<f32>(Bias[${col}], Bias[${col} + 1u], Bias[${col} + 2u], Bias[${col} + 3u]))`
-        : `(${e} + Bias[${col}])`;
-    }
-    if (f.relu) e = vec ? `max4relu(${e})` : `relu1(${e})`;
-    return e;
-  };
+  const fin = (val: string, col: string, vec: boolean) => fusedEpilogue(f, val, col, vec);
   const rowOf = (r: number) => (r < 4 ? `m0 + ty * 4u + ${r}u` : `m0 + ${TM / 2 + r - 4}u + ty * 4u`);
   const colOf = (h: number) => (h === 0 ? `n0 + tx * 4u` : `n0 + ${TN / 2}u + tx * 4u`);
   const storeOne = (r: number, h: number) => {
@@ -200,15 +190,8 @@ export function matmulWideKernel(v: WideVariant): string {
   };
   const store = rows.flatMap((r) => halves.map((h) => storeOne(r, h))).join("\n  ");
 
-  const extra = fusionBindings(f).map((b, i) => {
-    const vec = (b.name === "MaskA" && aVec) || (b.name === "MaskB" && bVec);
-    return storage(4 + i, b.name, vec ? "vec4<f32>" : "f32", b.kind === "write");
-  }).join("");
-  const reluFns = f.relu
-    ? `fn relu1(x: f32) -> f32 { return select(0.0, x, x > 0.0); }
-fn max4relu(x: vec4<f32>) -> vec4<f32> { return select(vec4<f32>(0.0), x, x > vec4<f32>(0.0)); }
-`
-    : "";
+  const extra = fusionStorage(f, aVec, bVec);
+  const reluFns = fusionFunctions(f);
   const regs = [
     ...range(aChunks).map((i) => `var pa${i}: vec4<f32>;`),
     ...range(bChunks).map((i) => `var pb${i}: vec4<f32>;`),
