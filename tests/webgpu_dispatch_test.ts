@@ -377,3 +377,46 @@ Deno.test(
     dispose([params, other, grads, kept, later, plain]);
   },
 );
+
+Deno.test(
+  { name: "webgpu dispatches: a number operand travels in the uniforms, not as a filled tensor", ignore },
+  async () => {
+    const G = gpu as Backend, cpu = getBackend("cpu");
+    const d = Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i) * 3);
+    const x = G.fromArray(d, [10, 100], "float32"), xc = cpu.fromArray(d, [10, 100], "float32");
+    // Every op with a number on either side: one dispatch each, the CPU's values bit for bit.
+    for (const op of ["add", "sub", "mul", "div", "maximum", "minimum", "pow"] as const) {
+      for (
+        const [v, left] of [[0.1, false], [-2.5, true], [0, false], [NaN, true], [1e-30, false]] as const
+      ) {
+        const c0 = gpu!.stats().dispatches;
+        const s = G.fill(left ? [] : [1, 1], v, "float32");
+        const y = left ? G.binary(op, s, x, [10, 100]) : G.binary(op, x, s, [10, 100]);
+        assert.equal(gpu!.stats().dispatches - c0, 1, `${op} with ${v}: dispatches`);
+        const sc = cpu.fill(left ? [] : [1, 1], v, "float32");
+        const e = (left ? cpu.binary(op, sc, xc, [10, 100]) : cpu.binary(op, xc, sc, [10, 100])).dataSync();
+        const a = await y.data();
+        for (let i = 0; i < e.length; i++) {
+          assert.ok(
+            Object.is(a[i], e[i]) || Math.abs(a[i] - e[i]) <= 1e-6 * Math.abs(e[i]),
+            `${op}(${left ? `${v}, x` : `x, ${v}`})[${i}]: ${a[i]} vs ${e[i]}`,
+          );
+        }
+        // The constant itself, read or used by another kernel afterwards, is filled then.
+        assert.deepEqual(Array.from(await s.data()), [Math.fround(v)]);
+        G.release(y);
+      }
+    }
+    // Used first by another kernel (here exp, then a product with a number on both sides): filled.
+    const s = G.fill([], 2, "float32");
+    const [e2] = await G.unary("exp", s).data();
+    assert.ok(Math.abs(e2 - Math.exp(2)) <= 1e-6 * Math.exp(2), `exp(2) on the GPU: ${e2}`);
+    const both = G.binary("mul", G.fill([], 3, "float32"), G.fill([1], 4, "float32"), [1]);
+    assert.deepEqual(Array.from(await both.data()), [12]);
+    // Released before any use: back to the pool unfilled, no dispatch, no error.
+    const c0 = gpu!.stats().dispatches;
+    G.release(G.fill([], 7, "float32"));
+    assert.equal(gpu!.stats().dispatches - c0, 0);
+    await gpu!.sync();
+  },
+);

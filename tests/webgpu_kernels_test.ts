@@ -373,3 +373,62 @@ Deno.test({ name: "webgpu kernels: max and average pooling and their gradients",
     );
   }
 });
+
+Deno.test(
+  {
+    name: "webgpu kernels: NaN, ±Infinity and −0 through relu, step, maximum, minimum and the fused ReLU",
+    ignore,
+  },
+  async () => {
+    // A NaN must reach the loss (and the non-finite guard) as on the CPU, not vanish in a ReLU.
+    const specials = [NaN, Infinity, -Infinity, -0, 0, 1, -1, 3.5];
+    const bits = async (t: Tensor) =>
+      Array.from(await t.data(), (v) => (Number.isNaN(v) ? "NaN" : Object.is(v, -0) ? "-0" : v));
+    const x = Float32Array.from(specials);
+    for (const op of ["relu", "step"] as const) {
+      assert.deepEqual(
+        await bits(G.unary(op, G.fromArray(x, [8], "float32"))),
+        await bits(cpu.unary(op, cpu.fromArray(x, [8], "float32"))),
+        op,
+      );
+    }
+    const a = Float32Array.from(specials.flatMap((p) => specials.map(() => p)));
+    const b = Float32Array.from(specials.flatMap(() => specials));
+    for (const op of ["maximum", "minimum"] as const) {
+      assert.deepEqual(
+        await bits(G.binary(op, G.fromArray(a, [64], "float32"), G.fromArray(b, [64], "float32"), [64])),
+        await bits(
+          cpu.binary(op, cpu.fromArray(a, [64], "float32"), cpu.fromArray(b, [64], "float32"), [64]),
+        ),
+        op,
+      );
+    }
+    // The fused linear layer's ReLU epilogue (scalar and vec4 stores): a NaN input row stays NaN.
+    for (const out of [3, 8]) {
+      const xs = Float32Array.from({ length: 4 * 5 }, (_, i) => (i === 7 ? NaN : Math.sin(i)));
+      const ws = Float32Array.from({ length: 5 * out }, (_, i) => Math.cos(i));
+      const bs = Float32Array.from({ length: out }, (_, i) => i - 1);
+      const g = G.linear(
+        G.fromArray(xs, [4, 5], "float32"),
+        G.fromArray(ws, [5, out], "float32"),
+        G.fromArray(bs, [out], "float32"),
+        "relu",
+      );
+      const c = cpu.linear(
+        cpu.fromArray(xs, [4, 5], "float32"),
+        cpu.fromArray(ws, [5, out], "float32"),
+        cpu.fromArray(bs, [out], "float32"),
+        "relu",
+      );
+      const [gv, cv] = [await g.data(), c.dataSync()];
+      for (let i = 0; i < cv.length; i++) {
+        assert.equal(
+          Number.isNaN(gv[i]),
+          Number.isNaN(cv[i]),
+          `linear relu, ${out} outputs [${i}]: gpu ${gv[i]}, cpu ${cv[i]}`,
+        );
+      }
+      assert.ok(cv.some(Number.isNaN), "the NaN row is NaN on the CPU");
+    }
+  },
+);

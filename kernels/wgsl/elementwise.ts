@@ -17,7 +17,8 @@ export const UNARY_WGSL: Readonly<Record<UnaryOp, string>> = {
   exp: "exp(x)",
   log: "log(x)",
   sqrt: "sqrt(x)",
-  relu: "select(0.0, x, x > 0.0)",
+  // NaN propagates, as on the CPU (tested on the bits: a compiler may assume comparisons see no NaN).
+  relu: "select(0.0, x, x > 0.0 || isnan_(x))",
   // exp-based: some drivers' tanh overflows to NaN for large |x|.
   tanh: "tanh_(x)",
   sigmoid: "sigmoid_(x)",
@@ -35,14 +36,17 @@ export const BINARY_WGSL: Readonly<Record<BinaryOp, string>> = {
   mul: "a * b",
   div: "a / b",
   pow: "pow_(a, b)",
-  maximum: "max(a, b)",
-  minimum: "min(a, b)",
+  // The CPU's rule (a ≥ b or a is NaN: a; else b), NaN in either side propagating; not WGSL's max/min,
+  // whose NaN result is unspecified.
+  maximum: "select(select(select(b, a, a >= b), b, isnan_(b)), a, isnan_(a))",
+  minimum: "select(select(select(b, a, a <= b), b, isnan_(b)), a, isnan_(a))",
   gt: "select(0.0, 1.0, a > b)",
   ge: "select(0.0, 1.0, a >= b)",
   eq: "select(0.0, 1.0, a == b)",
 };
 
 const HELPERS = `
+fn isnan_(v: f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }
 fn tanh_(x: f32) -> f32 {
   let t = exp(-2.0 * abs(x));
   return sign(x) * (1.0 - t) / (1.0 + t);
@@ -77,8 +81,11 @@ ${main1d()}
 }`;
 }
 
-/** Broadcast modes of the binary kernel. */
-export type BinaryMode = "same" | "scalarA" | "scalarB" | "general";
+/**
+ * Broadcast modes of the binary kernel; `constA`/`constB`: that operand is one value, read from
+ * uniform word 2 (f32 bits) instead of its (bound, unread) buffer.
+ */
+export type BinaryMode = "same" | "scalarA" | "scalarB" | "constA" | "constB" | "general";
 
 /** Uniform words of the binary kernel: n, rank, pad, pad, shape[8], aStrides[8], bStrides[8]. */
 export const BINARY_WORDS = 4 + 3 * MAX_RANK;
@@ -89,6 +96,7 @@ export function binaryKernel(op: BinaryOp, mode: BinaryMode): string {
   if (mode === "same") index = "let ia = i; let ib = i;";
   else if (mode === "scalarA") index = "let ia = 0u; let ib = i;";
   else if (mode === "scalarB") index = "let ia = i; let ib = 0u;";
+  else if (mode === "constA" || mode === "constB") index = "let ia = i; let ib = i;";
   else {
     index = `var rem = i; var ia = 0u; var ib = 0u;
   for (var d = i32(U(1)) - 1; d >= 0; d--) {
@@ -105,8 +113,8 @@ export function binaryKernel(op: BinaryOp, mode: BinaryMode): string {
 ${main1d()}
   if (i >= U(0)) { return; }
   ${index}
-  let a = A[ia];
-  let b = B[ib];
+  let a = ${mode === "constA" ? "UF(2u)" : "A[ia]"};
+  let b = ${mode === "constB" ? "UF(2u)" : "B[ib]"};
   Y[i] = ${BINARY_WGSL[op]};
 }`;
 }

@@ -73,17 +73,36 @@ export { f32bits } from "./pipelines.ts";
 
 /** GPU storage of one or more tensors (reshape views share it): a pooled buffer and a count. */
 export class GpuStorage {
-  /** The buffer (from the pool; at least 4·size bytes). */
-  readonly buffer: GPUBuffer;
+  readonly #buffer: GPUBuffer;
   /** The backend that owns the buffer. */
   readonly owner: WebGPUBackend;
   /** Number of live tensors using this storage; the buffer returns to the pool at 0. */
   refs = 1;
+  /**
+   * The value of a one-element fill not encoded yet (`fill` of a scalar): a binary op reads it from
+   * its uniforms instead, and any other use of {@linkcode GpuStorage.buffer} encodes the fill first.
+   */
+  pendingValue: number | null = null;
 
   /** Wraps a pooled buffer. Internal. */
   constructor(buffer: GPUBuffer, owner: WebGPUBackend) {
-    this.buffer = buffer;
+    this.#buffer = buffer;
     this.owner = owner;
+  }
+
+  /** The buffer (from the pool; at least 4·size bytes), after encoding a pending fill. */
+  get buffer(): GPUBuffer {
+    if (this.pendingValue !== null) {
+      const v = this.pendingValue;
+      this.pendingValue = null;
+      this.owner.fillBuffer(this.#buffer, 1, v);
+    }
+    return this.#buffer;
+  }
+
+  /** The buffer as it is, a pending fill left pending (binding it unread, or returning it to the pool). */
+  get rawBuffer(): GPUBuffer {
+    return this.#buffer;
   }
 }
 
@@ -175,7 +194,7 @@ export class WebGPUBackend implements Backend {
   }
 
   #unref(s: GpuStorage): void {
-    if (--s.refs === 0 && s.owner === this) this.pool.release(s.buffer);
+    if (--s.refs === 0 && s.owner === this) this.pool.release(s.rawBuffer);
   }
 
   /** A raw pooled buffer for a temporary (return it with `pool.release`). */
@@ -322,7 +341,10 @@ export class WebGPUBackend implements Backend {
       return this.#wrap(this.#one, shape);
     }
     const t = this.alloc(shape, "fill");
-    this.fillBuffer((t.storage as GpuStorage).buffer, t.size, value);
+    // One element (a number operand made a tensor): no dispatch unless something else than a binary
+    // op reads it (GpuStorage.pendingValue).
+    if (t.size === 1) (t.storage as GpuStorage).pendingValue = value;
+    else this.fillBuffer((t.storage as GpuStorage).buffer, t.size, value);
     return t;
   }
 
@@ -390,12 +412,48 @@ export class WebGPUBackend implements Backend {
   }
 
   binary(op: BinaryOp, a: Tensor, b: Tensor, outShape: readonly number[]): Tensor {
-    const ab = this.buffer(a, op, "a"), bb = this.buffer(b, op, "b");
+    // A one-element constant not yet filled (a number operand) travels in the uniforms instead.
+    const constOf = (t: Tensor, other: Tensor) => {
+      const s = t.storage;
+      return s instanceof GpuStorage && s.pendingValue !== null && !this.isReleased(t) &&
+          shapeSize(outShape) === other.size && other.size > 0 &&
+          !(other.storage instanceof GpuStorage && other.storage.pendingValue !== null)
+        ? s.pendingValue
+        : null;
+    };
+    const ca = constOf(a, b), cb = ca === null ? constOf(b, a) : null;
+    const ab = ca === null ? this.buffer(a, op, "a") : this.#constBuffer(a, op, "a");
+    const bb = cb === null ? this.buffer(b, op, "b") : this.#constBuffer(b, op, "b");
     const y = this.alloc(outShape, op);
     const n = y.size;
     if (n === 0) return y;
-    this.binaryBuffers(op, ab, a.shape, bb, b.shape, (y.storage as GpuStorage).buffer, outShape);
+    const out = (y.storage as GpuStorage).buffer;
+    if (ca !== null || cb !== null) {
+      const mode: BinaryMode = ca !== null ? "constA" : "constB";
+      const spec = kernelSpec(
+        `binary/${op}/${mode}`,
+        BINARY_WORDS,
+        ["read", "read", "write"],
+        () => binaryKernel(op, mode),
+      );
+      this.run(spec, [n, 1, f32bits((ca ?? cb)!), 0], [ab, bb, out], this.grid(Math.ceil(n / WG1D)));
+      return y;
+    }
+    this.binaryBuffers(op, ab, a.shape, bb, b.shape, out, outShape);
     return y;
+  }
+
+  /** The unfilled buffer of a pending one-element constant (checked like {@linkcode buffer}). */
+  #constBuffer(t: Tensor, who: string, arg: string): GPUBuffer {
+    const s = t.storage as GpuStorage;
+    const v = s.pendingValue;
+    s.pendingValue = null; // buffer() would encode the fill
+    try {
+      this.buffer(t, who, arg);
+    } finally {
+      s.pendingValue = v;
+    }
+    return s.rawBuffer;
   }
 
   /** Encodes out = op(a, b) with broadcasting on raw buffers. */
