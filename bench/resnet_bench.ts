@@ -10,6 +10,7 @@
  *   deno run -A bench/resnet_bench.ts [--models resnet20,resnet18] [--batches 32,128]
  *     [--rounds 5] [--steps 3] [--device cpu|webgpu] [--python PATH] [--no-torch]
  *     [--conv-threads auto|single|threads|ab] [--winograd on|off|ab] [--interleave N]
+ *     [--relu-grad fused|composed|ab] [--pool large|all|adaptive|ab]
  *
  * `--conv-threads` sets how the CPU's direct convolution kernels use the worker threads
  * (`setConvThreads`; default auto). `ab` is a same-process A/B that a busy machine disturbs less than
@@ -21,6 +22,15 @@
  * `--winograd` turns the Winograd F(2×2, 3×3) path of the 3×3 convolutions' forward pass and input
  * gradient on (default) or off (`setWinogradEnabled`); `ab` is the same-process A/B of the two,
  * rounds alternating (medians), printing both and their ratio.
+ *
+ * `--relu-grad` sets how the CPU computes ReLU's gradient: in one pass (`fused`, default) or as the
+ * step mask then the product (`composed`, `setFusedReluGrad`); `ab` is the same-process A/B of the
+ * two, rounds alternating (medians; the same bits either way).
+ *
+ * `--pool` sets which released arrays the CPU storage pool keeps: those of 16 MiB or more
+ * (`large`), all those of 256 KiB or more (`all`), or all of them until a 16 MiB one finds no room,
+ * then the large ones only (`adaptive`, `setCpuStoragePoolAdaptive`); `ab` is the same-process A/B
+ * of the three, the pool emptied and one untimed step made at each switch.
  *
  * `--interleave N` (CPU, with PyTorch) alternates the two N times per model and batch — one PyTorch
  * process timing one round, then one round of ours — and prints the median of the per-pair ratios
@@ -48,6 +58,13 @@ import { initWebGPU } from "../src/webgpu/mod.ts";
 import { median } from "./_timing.ts";
 import { type ConvThreads, setConvThreads } from "../kernels/wasm/conv_wasm.ts";
 import { setWinogradEnabled } from "../kernels/wasm/winograd.ts";
+import { setFusedReluGrad } from "../src/cpu/backend.ts";
+import {
+  POOL_MIN_ELEMENTS,
+  resetCpuStoragePool,
+  setCpuStoragePoolAdaptive,
+  setCpuStoragePoolMinElements,
+} from "../src/cpu/storage_pool.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -62,6 +79,8 @@ const args = parseArgs({
     "conv-threads": { type: "string", default: "auto" },
     winograd: { type: "string", default: "on" },
     interleave: { type: "string" },
+    "relu-grad": { type: "string", default: "fused" },
+    pool: { type: "string" },
   },
 }).values;
 const CONV_THREADS = args["conv-threads"]!;
@@ -76,6 +95,31 @@ if (!["on", "off", "ab"].includes(WINOGRAD)) {
   Deno.exit(2);
 }
 setWinogradEnabled(WINOGRAD !== "off");
+const RELU_GRAD = args["relu-grad"]!;
+if (!["fused", "composed", "ab"].includes(RELU_GRAD)) {
+  console.error(`--relu-grad must be fused, composed or ab, got ${RELU_GRAD}`);
+  Deno.exit(2);
+}
+setFusedReluGrad(RELU_GRAD !== "composed");
+const POOL_RULES = {
+  large: () => usePoolRule(4 * 1024 * 1024, false),
+  all: () => usePoolRule(POOL_MIN_ELEMENTS, false),
+  adaptive: () => usePoolRule(4 * 1024 * 1024, true),
+};
+/** Empties the CPU storage pool and sets its shortest kept array and its adaptive rule. */
+function usePoolRule(minElements: number, adaptive: boolean): void {
+  resetCpuStoragePool();
+  setCpuStoragePoolMinElements(minElements);
+  setCpuStoragePoolAdaptive(adaptive);
+}
+const POOL = args.pool;
+if (POOL !== undefined) {
+  if (POOL !== "ab" && !(POOL in POOL_RULES)) {
+    console.error(`--pool must be large, all, adaptive or ab, got ${POOL}`);
+    Deno.exit(2);
+  }
+  if (POOL !== "ab") POOL_RULES[POOL as keyof typeof POOL_RULES]();
+}
 const MODELS = args.models!.split(",");
 const BATCHES = args.batches!.split(",").map(Number);
 const ROUNDS = Number(args.rounds), STEPS = Number(args.steps);
@@ -182,6 +226,46 @@ async function winogradAB(name: string, batch: number): Promise<{ off: number; o
 }
 
 /**
+ * A same-process A/B of CPU settings (each a function that applies it): after a warm-up step under
+ * each, rounds rotate through them (medians of `ROUNDS` rounds of `STEPS` steps each, after
+ * `untimed` steps at each switch); images/s by setting. The first setting is applied again at the
+ * end.
+ */
+async function settingsAB<K extends string>(
+  name: string,
+  batch: number,
+  settings: Record<K, () => void>,
+  untimed = 0,
+): Promise<Record<K, number>> {
+  const { step } = await stepper(name, batch, "cpu");
+  const keys = Object.keys(settings) as K[];
+  const ms = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
+  for (const k of keys) {
+    settings[k]();
+    dispose(step()); // warm-up
+  }
+  for (let r = 0; r < ROUNDS; r++) {
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[(i + r) % keys.length];
+      settings[k]();
+      for (let s = 0; s < untimed; s++) dispose(step());
+      const t0 = performance.now();
+      for (let s = 0; s < STEPS; s++) dispose(step());
+      ms[k].push((performance.now() - t0) / STEPS);
+    }
+  }
+  settings[keys[0]]();
+  return Object.fromEntries(keys.map((k) => [k, batch * 1000 / median(ms[k])])) as Record<K, number>;
+}
+
+/** Prints the result of {@linkcode settingsAB}: each setting's images/s and its ratio to the first. */
+function printAB(what: string, name: string, batch: number, r: Record<string, number>): void {
+  const keys = Object.keys(r), base = r[keys[0]];
+  const parts = keys.map((k) => `${k} ${r[k].toFixed(1)} images/s (${(r[k] / base).toFixed(3)}×)`);
+  console.log(`${name} batch ${batch}, ${what}: ${parts.join(", ")}`);
+}
+
+/**
  * PyTorch's figures by `model/batch` (for `models` and `batches`, `rounds` rounds each), or null (with
  * the reason printed) when torch is not there.
  */
@@ -261,6 +345,34 @@ if (WINOGRAD === "ab") {
         `${name} batch ${batch}: Winograd off ${r.off.toFixed(1)} images/s, on ${r.on.toFixed(1)} images/s ` +
           `(${(r.on / r.off).toFixed(2)}×)`,
       );
+    }
+  }
+  Deno.exit(0);
+}
+if (RELU_GRAD === "ab") {
+  if (DEVICE !== "cpu") {
+    console.error("--relu-grad ab needs --device cpu");
+    Deno.exit(2);
+  }
+  for (const name of MODELS) {
+    for (const batch of BATCHES) {
+      const r = await settingsAB(name, batch, {
+        composed: () => setFusedReluGrad(false),
+        fused: () => setFusedReluGrad(true),
+      });
+      printAB("ReLU gradient", name, batch, r);
+    }
+  }
+  Deno.exit(0);
+}
+if (POOL === "ab") {
+  if (DEVICE !== "cpu") {
+    console.error("--pool ab needs --device cpu");
+    Deno.exit(2);
+  }
+  for (const name of MODELS) {
+    for (const batch of BATCHES) {
+      printAB("storage pool", name, batch, await settingsAB(name, batch, POOL_RULES, 1));
     }
   }
   Deno.exit(0);

@@ -52,6 +52,12 @@ export interface Backend {
   unary(op: UnaryOp, x: Tensor): Tensor;
   /** Elementwise binary op; `outShape` is the broadcast shape (computed by the caller). */
   binary(op: BinaryOp, a: Tensor, b: Tensor, outShape: readonly number[]): Tensor;
+  /**
+   * The gradient of ReLU at `x` given `g` (same shape): g where x > 0, else g·0 (±0, or NaN where g
+   * is not finite), in one pass. The same values, bit for bit, as
+   * `binary("mul", g, unary("step", x))`.
+   */
+  reluGrad(x: Tensor, g: Tensor): Tensor;
   /** Reduction over the sorted, unique `axes`; the result keeps size-1 dims when `keepDims`. */
   reduce(op: ReduceOp, x: Tensor, axes: readonly number[], keepDims: boolean): Tensor;
 

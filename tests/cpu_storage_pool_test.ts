@@ -27,6 +27,7 @@ import {
   DEFAULT_POOLED_MIN_ELEMENTS,
   POOL_MIN_ELEMENTS,
   resetCpuStoragePool,
+  setCpuStoragePoolAdaptive,
   setCpuStoragePoolBytes,
   setCpuStoragePoolMinElements,
 } from "../src/cpu/storage_pool.ts";
@@ -37,7 +38,8 @@ const BIG = [N / 256, 256];
 
 /**
  * Runs `fn` with an empty pool of `bytes` (default bound) that keeps arrays from
- * {@linkcode POOL_MIN_ELEMENTS} up (the default keeps only far larger ones), restoring both after.
+ * {@linkcode POOL_MIN_ELEMENTS} up whatever happens (the default narrows to far larger ones once
+ * full), restoring both after.
  */
 function withPool<T>(fn: () => T, bytes = DEFAULT_POOL_BYTES): T {
   resetCpuStoragePool();
@@ -239,18 +241,64 @@ Deno.test("storage pool: when full, arrays of a size no longer asked for make ro
   }, bytes);
 });
 
-Deno.test("storage pool: by default only arrays of DEFAULT_POOLED_MIN_ELEMENTS or more are kept", () => {
+Deno.test("storage pool: by default every registered array is kept; without the adaptive rule only long ones", () => {
   resetCpuStoragePool();
   const x = randn([N], { seed: 18 });
-  const y = relu(x);
-  dispose(y);
-  assert.equal(cpuStoragePoolStats().returned, 0, "registered (and marked) but not kept");
-  assert.throws(() => y.dataSync(), /was released/);
-  const big = relu(zeros([DEFAULT_POOLED_MIN_ELEMENTS]));
-  dispose(big);
-  assert.equal(cpuStoragePoolStats().returned, 1);
+  dispose(relu(x));
+  assert.equal(cpuStoragePoolStats().returned, 1, "adaptive (the default): kept");
+  assert.equal(cpuStoragePoolStats().minElements, N);
+  resetCpuStoragePool();
+  const prev = setCpuStoragePoolAdaptive(false);
+  try {
+    assert.equal(cpuStoragePoolStats().minElements, DEFAULT_POOLED_MIN_ELEMENTS);
+    const y = relu(x);
+    dispose(y);
+    assert.equal(cpuStoragePoolStats().returned, 0, "registered (and marked) but not kept");
+    assert.throws(() => y.dataSync(), /was released/);
+    const big = relu(zeros([DEFAULT_POOLED_MIN_ELEMENTS]));
+    dispose(big);
+    assert.equal(cpuStoragePoolStats().returned, 1);
+  } finally {
+    setCpuStoragePoolAdaptive(prev);
+  }
   resetCpuStoragePool();
   assert.throws(() => setCpuStoragePoolMinElements(N - 1), /n must be an integer >= 65536, got 65535/);
+});
+
+Deno.test("storage pool (adaptive): short arrays are kept until a long one finds no room, then long ones only", () => {
+  resetCpuStoragePool();
+  const prevBytes = setCpuStoragePoolBytes(4 * N * 4); // room for four arrays of N float32, two of 2N
+  const prevMin = setCpuStoragePoolMinElements(2 * N), prevAdaptive = setCpuStoragePoolAdaptive(true);
+  try {
+    assert.equal(cpuStoragePoolStats().minElements, N, "adaptive: every registered array is kept at first");
+    const x = randn([N], { seed: 19 }), xl = randn([2 * N], { seed: 20 });
+    const long = [relu(xl), relu(xl)];
+    const short = [relu(x), relu(x), relu(x)];
+    const shortArrays = short.map(storageOf);
+    dispose(short); // asked for after the long ones: not stale
+    let s = cpuStoragePoolStats();
+    assert.equal(s.returned, 3);
+    assert.equal(s.freeArrays, 3);
+    dispose(long[0]); // 3N + 2N > 4N: the short ones leave, the long one is kept
+    s = cpuStoragePoolStats();
+    assert.deepEqual([s.returned, s.evicted, s.dropped, s.freeArrays], [4, 3, 0, 1]);
+    assert.equal(s.minElements, 2 * N, "narrowed to the long arrays");
+    const again = relu(x);
+    assert.ok(!shortArrays.includes(storageOf(again)), "the short arrays left the free lists");
+    dispose(again);
+    assert.equal(cpuStoragePoolStats().returned, 4, "short arrays are not kept any more");
+    dispose(long[1]);
+    assert.equal(cpuStoragePoolStats().freeArrays, 2);
+    resetCpuStoragePool();
+    assert.equal(cpuStoragePoolStats().minElements, N, "a reset starts over with every array");
+    setCpuStoragePoolAdaptive(false);
+    assert.equal(cpuStoragePoolStats().minElements, 2 * N, "not adaptive: the shortest kept length");
+  } finally {
+    setCpuStoragePoolBytes(prevBytes);
+    setCpuStoragePoolMinElements(prevMin);
+    setCpuStoragePoolAdaptive(prevAdaptive);
+    resetCpuStoragePool();
+  }
 });
 
 Deno.test("storage pool: a training step gives the same bits with recycling on and off", () => {

@@ -119,6 +119,21 @@ ${main1d()}
 }`;
 }
 
+/**
+ * ReLU's gradient: `Y[i] = G[i] · step(X[i])`, the product of the binary mul with the unary step, so
+ * the same values (a NaN or infinite gradient times a zero step is NaN). Bindings: x, g (read), y
+ * (write). Uniforms: [n].
+ */
+export function reluGradKernel(): string {
+  return `${uniformBlock(BINARY_WORDS)}${storage(1, "X", "f32")}${storage(2, "G", "f32")}${
+    storage(3, "Y", "f32", true)
+  }
+${main1d()}
+  if (i >= U(0)) { return; }
+  Y[i] = G[i] * select(0.0, 1.0, X[i] > 0.0);
+}`;
+}
+
 /** Uniform words of the fill kernel: n, value (f32 bits). */
 export const FILL_WORDS = 4;
 

@@ -11,7 +11,7 @@ import { cpuOptimKernels } from "./optim.ts";
 import { type DType, releaseCpuTensor, shapeSize, Tensor, type TypedArray } from "../tensor.ts";
 import { allocOutputArray as allocOut, allocTensorArray as alloc, guardAllocation } from "../alloc.ts";
 import { adoptStorage, takeStorage } from "./storage_pool.ts";
-import { biasReluRows, binaryLoop, unaryLoop } from "./elementwise.ts";
+import { biasReluRows, binaryLoop, reluGradLoop, unaryLoop } from "./elementwise.ts";
 import { concatLoop, forEachSliceIndex, reduceLoop, transposeLoop } from "./layout.ts";
 import { gemm } from "../../kernels/wasm/gemm.ts";
 import { conv2dForward, conv2dGradInput, conv2dGradWeight, type ConvDims } from "../../kernels/wasm/conv.ts";
@@ -76,6 +76,19 @@ function normDims(shape: readonly number[]): NormDims {
   return { N: shape[0], C: shape[1], S: shapeSize(shape.slice(2)) };
 }
 
+let fusedReluGrad = true;
+
+/**
+ * Turns the one-pass ReLU gradient of {@linkcode cpuBackend}.reluGrad on (default) or off (then it
+ * runs the two primitives it fuses, step and mul, with the mask array between them; the same bits).
+ * Returns the previous setting. Internal: for the benchmarks' same-process A/B.
+ */
+export function setFusedReluGrad(on: boolean): boolean {
+  const prev = fusedReluGrad;
+  fusedReluGrad = on;
+  return prev;
+}
+
 /** The CPU implementation of {@linkcode Backend}. */
 export const cpuBackend: Backend = {
   device: "cpu",
@@ -120,6 +133,12 @@ export const cpuBackend: Backend = {
     binaryLoop(op, arr(a), a.shape, arr(b), b.shape, out, outShape);
     return make(out, outShape, a.dtype);
   },
+  reluGrad(x, g) {
+    if (!fusedReluGrad) return this.binary("mul", g, this.unary("step", x), g.shape);
+    const out = allocOut(g.dtype, g.shape, "relu (gradient)");
+    reluGradLoop(arr(x), arr(g), out);
+    return make(out, g.shape, g.dtype);
+  },
   reduce(op, x, axes, keepDims) {
     const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
     const out = alloc(x.dtype, kept, op);
@@ -149,9 +168,9 @@ export const cpuBackend: Backend = {
     return z;
   },
   linearGrad(x, w, y, g, needs) {
-    // The separate ops' gradients, primitive by primitive: relu's mask and product, add's row sum,
-    // matmul's two products.
-    const gz = y ? this.binary("mul", g, this.unary("step", y), g.shape) : g;
+    // The separate ops' gradients, primitive by primitive: relu's (step(y) = step(x) for y = relu(x)),
+    // add's row sum, matmul's two products.
+    const gz = y ? this.reluGrad(y, g) : g;
     return {
       gx: needs.x ? this.matmul(gz, w, false, true, x.shape) : null,
       gw: needs.w ? this.matmul(x, gz, true, false, w.shape) : null,

@@ -74,6 +74,18 @@ function reluF32(x: Float32Array, out: Float32Array): void {
   }
 }
 
+/**
+ * The gradient of ReLU in one pass: out[i] = g[i] · step(x[i]) (step = 1 where x > 0, else 0, NaN
+ * included), the values of `unaryLoop("step")` followed by `binaryLoop("mul")` without the mask
+ * array: g where x > 0, else g·0 (−0 for a negative g, NaN for a non-finite one), rounded to out's
+ * dtype. All three arrays have the same length.
+ */
+export function reluGradLoop(x: TypedArray, g: TypedArray, out: TypedArray): void {
+  const n = out.length;
+  // `+(x > 0)` compiles without a branch (see unaryLoop's step)
+  for (let i = 0; i < n; i++) out[i] = g[i] * +(x[i] > 0);
+}
+
 type Fn2 = (a: number, b: number) => number;
 const BINARY: Record<BinaryOp, Fn2> = {
   add: (a, b) => a + b,

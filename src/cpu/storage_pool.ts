@@ -20,8 +20,10 @@
  *
  * Arrays of at least {@linkcode POOL_MIN_ELEMENTS} elements are registered (smaller ones are left
  * to the garbage collector, and their tensors stay usable after release, as before); the free lists
- * keep those of at least {@linkcode DEFAULT_POOLED_MIN_ELEMENTS} elements, up to
- * {@linkcode DEFAULT_POOL_BYTES} bytes (both adjustable). When an array does not fit, free arrays
+ * keep all of them, up to {@linkcode DEFAULT_POOL_BYTES} bytes, until the first time an array of at
+ * least {@linkcode DEFAULT_POOLED_MIN_ELEMENTS} elements finds no room: then the shorter ones leave
+ * and only the long ones are kept from then on (see {@linkcode setCpuStoragePoolAdaptive}; the bound,
+ * the long length and the rule are adjustable). When an array does not fit, free arrays
  * that are stale — large allocations were made since they were returned, none of their dtype and
  * length — are dropped, oldest first, and if that leaves no room the incoming array is dropped
  * instead. A training loop allocates the same sizes in the same order every step and releases them
@@ -42,12 +44,13 @@ export const POOL_MIN_ELEMENTS = 65536;
 export const DEFAULT_POOL_BYTES = 2 * 1024 * 1024 * 1024;
 
 /**
- * Default shortest array the free lists keep: 4 Mi elements (16 MiB of float32). Smaller arrays
- * are recycled well by the C allocator (glibc reuses freed heap memory, still hot); larger ones are
- * mapped fresh from the kernel for every allocation (glibc's mmap threshold stops at 32 MiB), and
- * on the 2-core VM this was measured on, every first touch of a fresh 4 KiB page costs ~11 µs.
- * Pooling from 64 Ki elements up measured no faster at batch 32 (arrays that sit in the pool for a
- * step are slower to write than memory freed a moment ago).
+ * Default shortest array the free lists keep once they have narrowed (and always, with the adaptive
+ * rule off): 4 Mi elements (16 MiB of float32). Larger arrays are mapped fresh from the kernel for
+ * every allocation (glibc's mmap threshold stops at 32 MiB), and on the 2-core VM this was measured
+ * on, every first touch of a fresh 4 KiB page costs ~11 µs; smaller ones are often recycled by the
+ * C allocator, but keeping them too still made a ResNet step 1.09–1.13× faster at batch 32
+ * (ResNet-20) when everything fits in the bound, and 0.77× at ResNet-18 batch 128 when it does not
+ * (the kept short arrays crowd out long ones): hence the adaptive rule.
  */
 export const DEFAULT_POOLED_MIN_ELEMENTS = 4 * 1024 * 1024;
 
@@ -69,6 +72,8 @@ export interface CpuStoragePoolStats {
   freeBytes: number;
   /** The bound on `freeBytes` (0: recycling is off). */
   maxBytes: number;
+  /** The shortest array the free lists keep now (an adaptive pool's narrows once; see `setCpuStoragePoolAdaptive`). */
+  minElements: number;
 }
 
 /** Tensors wrapping each registered array (0: none, the array is idle or in a free list). */
@@ -85,6 +90,10 @@ let freeBytes = 0;
 let maxBytes = DEFAULT_POOL_BYTES;
 /** Registered arrays shorter than this are not kept in the free lists ({@linkcode setCpuStoragePoolMinElements}). */
 let minPooled = DEFAULT_POOLED_MIN_ELEMENTS;
+/** Whether the free lists start out keeping every registered array ({@linkcode setCpuStoragePoolAdaptive}). */
+let adaptive = true;
+/** Whether an adaptive pool has given up its smaller arrays (it dropped a large one for lack of room). */
+let narrowed = false;
 const counts = { reused: 0, fresh: 0, returned: 0, evicted: 0, dropped: 0 };
 
 /** One number per (dtype, length): lengths are below 2^53 / 8, so the doubling is exact. */
@@ -125,9 +134,11 @@ export function takeStorage(dtype: DType, n: number, zeroed: boolean): TypedArra
   try {
     a = f64 ? new Float64Array(n) : new Float32Array(n);
   } catch (e) {
-    // the host is short of memory: give back what the free lists hold and try once more
+    // the host is short of memory: give back what the free lists hold and try once more (and keep
+    // long arrays only from now on)
     if (freeBytes === 0) throw e;
     clearFree();
+    narrowed = true;
     a = f64 ? new Float64Array(n) : new Float32Array(n);
   }
   counts.fresh++;
@@ -169,9 +180,10 @@ export function releaseStorage(a: TypedArray): boolean {
     return true;
   }
   refs.set(a, 0);
-  if (r === 1 && maxBytes > 0 && a.length >= minPooled) {
+  if (r === 1 && maxBytes > 0 && a.length >= (adaptive && !narrowed ? POOL_MIN_ELEMENTS : minPooled)) {
     if (freeBytes + a.byteLength > maxBytes && a.byteLength <= maxBytes) {
       evictStale(freeBytes + a.byteLength - maxBytes);
+      if (adaptive && !narrowed && freeBytes + a.byteLength > maxBytes && a.length >= minPooled) narrow();
     }
     if (freeBytes + a.byteLength > maxBytes) {
       counts.dropped++;
@@ -202,6 +214,16 @@ function evictStale(bytes: number): void {
   }
 }
 
+/** An adaptive pool's switch to keeping large arrays only: its free arrays shorter than `minPooled` leave. */
+function narrow(): void {
+  narrowed = true;
+  for (const a of order.keys()) {
+    if (a.length >= minPooled) continue;
+    unlinkFree(a);
+    counts.evicted++;
+  }
+}
+
 function clearFree(): void {
   free.clear();
   order.clear();
@@ -227,9 +249,9 @@ export function setCpuStoragePoolBytes(bytes: number): number {
 
 /**
  * Sets the shortest array the free lists keep (default {@linkcode DEFAULT_POOLED_MIN_ELEMENTS},
- * at least {@linkcode POOL_MIN_ELEMENTS});
- * shorter registered arrays are still counted and their released tensors still marked. Returns the
- * previous value. Internal: for benchmarks (which sizes pay off depends on the host's allocator).
+ * at least {@linkcode POOL_MIN_ELEMENTS}) when the adaptive rule is off or has narrowed (it starts
+ * over); shorter registered arrays are still counted and their released tensors still marked.
+ * Returns the previous value. Internal: for benchmarks (which sizes pay off depends on the host's allocator).
  */
 export function setCpuStoragePoolMinElements(n: number): number {
   if (!(Number.isSafeInteger(n) && n >= POOL_MIN_ELEMENTS)) {
@@ -239,12 +261,34 @@ export function setCpuStoragePoolMinElements(n: number): number {
   }
   const prev = minPooled;
   minPooled = n;
+  narrowed = false;
   return prev;
 }
 
-/** Empties the free lists and zeroes the counters. Internal: for tests and benchmarks. */
+/**
+ * Turns the adaptive rule on (default) or off. When on, the free lists keep every registered
+ * array ({@linkcode POOL_MIN_ELEMENTS} elements and more), which spares the smaller arrays' fresh
+ * allocations too while a training step's arrays fit in the bound; the first time an array of at
+ * least the {@linkcode setCpuStoragePoolMinElements | shortest kept length} is dropped for lack of
+ * room, the free arrays shorter than that leave and the pool keeps only the long ones from then on
+ * (a long array made fresh costs more per byte: the C allocator maps it anew, a page fault per
+ * 4 KiB, where it reuses its heap for short ones), until {@linkcode resetCpuStoragePool}. Returns
+ * the previous setting. Internal: for tests and benchmarks.
+ */
+export function setCpuStoragePoolAdaptive(on: boolean): boolean {
+  const prev = adaptive;
+  adaptive = on;
+  narrowed = false;
+  return prev;
+}
+
+/**
+ * Empties the free lists, zeroes the counters and lets an adaptive pool keep short arrays again.
+ * Internal: for tests and benchmarks.
+ */
 export function resetCpuStoragePool(): void {
   clearFree();
+  narrowed = false;
   counts.reused =
     counts.fresh =
     counts.returned =
@@ -255,5 +299,6 @@ export function resetCpuStoragePool(): void {
 
 /** The pool's counters and size. Internal: for tests and benchmarks. */
 export function cpuStoragePoolStats(): CpuStoragePoolStats {
-  return { ...counts, freeArrays: order.size, freeBytes, maxBytes };
+  const minElements = adaptive && !narrowed ? POOL_MIN_ELEMENTS : minPooled;
+  return { ...counts, freeArrays: order.size, freeBytes, maxBytes, minElements };
 }

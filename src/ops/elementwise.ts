@@ -160,10 +160,20 @@ export function sign(x: Tensor): Tensor {
   return unaryRaw("sign", x);
 }
 
-/** max(x, 0). d/dx = 1 where x > 0 else 0. */
+/**
+ * max(x, 0). d/dx = 1 where x > 0 else 0: the gradient is g·step(x), one backend pass
+ * (`reluGrad`) instead of the mask and the product.
+ */
 export function relu(x: Tensor): Tensor {
   const y = unaryRaw("relu", x);
-  return record(y, [x], (g) => [mul(g, unaryRaw("step", x, "relu"))]);
+  return record(y, [x], (g) => [reluGradRaw(x, g)]);
+}
+
+/** g · step(x) (g of x's shape): the values of `mul(g, step(x))`, in one backend call. */
+function reluGradRaw(x: Tensor, g: Tensor): Tensor {
+  const same = g.rank === x.rank && g.shape.every((d, i) => d === x.shape[i]);
+  if (!same) return mul(g, unaryRaw("step", x, "relu"));
+  return backendFor("relu (gradient)", { x, g }).reluGrad(x, g);
 }
 
 /** tanh x. d/dx = 1 − y². */

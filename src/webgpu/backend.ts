@@ -39,6 +39,7 @@ import {
   FILL_WORDS,
   fillKernel,
   MAX_RANK,
+  reluGradKernel,
   UNARY_WORDS,
   unaryKernel,
 } from "../../kernels/wgsl/elementwise.ts";
@@ -408,6 +409,21 @@ export class WebGPUBackend implements Backend {
       const spec = kernelSpec(`unary/${op}`, UNARY_WORDS, ["read", "write"], () => unaryKernel(op));
       this.run(spec, [x.size], [xb, (y.storage as GpuStorage).buffer], this.grid(Math.ceil(x.size / WG1D)));
     }
+    return y;
+  }
+
+  /** ReLU's gradient `g · step(x)` in one kernel (the same values as `mul(g, step(x))`). */
+  reluGrad(x: Tensor, g: Tensor): Tensor {
+    const xb = this.buffer(x, "reluGrad", "x"), gb = this.buffer(g, "reluGrad", "g");
+    if (x.size !== g.size) {
+      throw new RangeError(
+        `reluGrad: x ${fmtShape(x.shape)} and g ${fmtShape(g.shape)} must have the same number of elements`,
+      );
+    }
+    const y = this.alloc(g.shape, "reluGrad");
+    if (y.size === 0) return y;
+    const spec = kernelSpec("reluGrad", BINARY_WORDS, ["read", "read", "write"], reluGradKernel);
+    this.run(spec, [y.size], [xb, gb, (y.storage as GpuStorage).buffer], this.grid(Math.ceil(y.size / WG1D)));
     return y;
   }
 
