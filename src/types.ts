@@ -12,7 +12,10 @@ export type Device = "cpu" | "webgpu";
 /** The typed array behind a CPU tensor of each dtype. */
 export type TypedArray = Float32Array | Float64Array;
 
-/** Elementwise unary kernels. `step` is 1 where x > 0 else 0 (the ReLU derivative). */
+/**
+ * Elementwise unary kernels. `step` is 1 where x > 0 else 0 (the ReLU derivative);
+ * `zeroNonFinite` is x where x is finite, else +0 (`zeroNans` on a device).
+ */
 export type UnaryOp =
   | "neg"
   | "exp"
@@ -25,7 +28,8 @@ export type UnaryOp =
   | "sign"
   | "step"
   | "square"
-  | "reciprocal";
+  | "reciprocal"
+  | "zeroNonFinite";
 
 /**
  * Elementwise binary kernels with NumPy broadcasting. Comparisons (`gt`, `ge`, `eq`) return 1 or 0

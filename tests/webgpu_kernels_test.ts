@@ -376,7 +376,8 @@ Deno.test({ name: "webgpu kernels: max and average pooling and their gradients",
 
 Deno.test(
   {
-    name: "webgpu kernels: NaN, ±Infinity and −0 through relu, step, maximum, minimum and the fused ReLU",
+    name:
+      "webgpu kernels: NaN, ±Infinity and −0 through relu, step, zeroNonFinite, maximum, minimum and the fused ReLU",
     ignore,
   },
   async () => {
@@ -385,7 +386,7 @@ Deno.test(
     const bits = async (t: Tensor) =>
       Array.from(await t.data(), (v) => (Number.isNaN(v) ? "NaN" : Object.is(v, -0) ? "-0" : v));
     const x = Float32Array.from(specials);
-    for (const op of ["relu", "step"] as const) {
+    for (const op of ["relu", "step", "zeroNonFinite"] as const) {
       assert.deepEqual(
         await bits(G.unary(op, G.fromArray(x, [8], "float32"))),
         await bits(cpu.unary(op, cpu.fromArray(x, [8], "float32"))),

@@ -27,6 +27,8 @@ export const UNARY_WGSL: Readonly<Record<UnaryOp, string>> = {
   step: "select(0.0, 1.0, x > 0.0)",
   square: "x * x",
   reciprocal: "1.0 / x",
+  // On the exponent bits: a compiler may assume no NaN or infinity reaches a comparison.
+  zeroNonFinite: "select(0.0, x, (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u)",
 };
 
 /** WGSL expression of each binary op, in terms of `a` and `b`. */

@@ -54,6 +54,9 @@ export function unaryLoop(op: UnaryOp, x: TypedArray, out: TypedArray): void {
     case "reciprocal":
       for (let i = 0; i < n; i++) out[i] = 1 / x[i];
       return;
+    case "zeroNonFinite":
+      for (let i = 0; i < n; i++) out[i] = x[i] - x[i] === 0 ? x[i] : 0; // x − x is NaN unless x is finite
+      return;
   }
 }
 

@@ -2,16 +2,15 @@
  * `zeroNans`: replace the non-finite entries of the gradients by 0 and count them in the state;
  * `nonFiniteCounts` reads the counts back.
  *
- * On the CPU one pass over the typed array counts and replaces. On other devices the step is
- * composed from ops that need no read-back: the finite mask `m = (|g| ≤ F32_MAX)` (0 for NaN and
- * ±Infinity), `c = min(max(g, −F32_MAX), F32_MAX)`, `u = relu(c)·m − relu(−c)·m` (the ReLUs are
- * never NaN — a NaN that survives the clamp fails `x > 0` — so no product meets NaN · 0; their
- * difference is `c` itself for a finite c, and +0, as on the CPU, for a non-finite entry), and
- * `count = Σ(1 − m)`.
+ * On the CPU one pass over the typed array counts and replaces. On other devices the step needs no
+ * read-back: `u` is the backend's unary `zeroNonFinite` (x where finite, else +0, as on the CPU; no
+ * arithmetic can do it, since every op on a NaN gives NaN), and `count = Σ(1 − m)` with the finite
+ * mask `m = (|g| ≤ F32_MAX)` (0 for NaN and ±Infinity).
  *
  * @module
  */
-import { abs, add, ge, maximum, minimum, mul, neg, relu, sub, sum } from "../ops/mod.ts";
+import { abs, add, ge, sub, sum } from "../ops/mod.ts";
+import { getBackend } from "../backend.ts";
 import { Tensor } from "../tensor.ts";
 import type { TypedArray } from "../types.ts";
 import { makeLeafwise } from "./leafwise.ts";
@@ -57,8 +56,7 @@ function zeroCpu(g: Tensor): { u: Tensor; count: number } {
 /** Any device, from ops (see the module comment). */
 function zeroOps(g: Tensor): { u: Tensor; count: Tensor } {
   const m = ge(F32_MAX, abs(g));
-  const c = minimum(maximum(g, -F32_MAX), F32_MAX);
-  return { u: sub(mul(relu(c), m), mul(relu(neg(c)), m)), count: sum(sub(1, m)) };
+  return { u: getBackend(g.device).unary("zeroNonFinite", g), count: sum(sub(1, m)) };
 }
 
 /**
