@@ -58,6 +58,12 @@ export interface Backend {
    * `binary("mul", g, unary("step", x))`.
    */
   reluGrad(x: Tensor, g: Tensor): Tensor;
+  /**
+   * `a·x + b·y` elementwise (`x` and `y` of one shape and dtype), each product rounded to the dtype
+   * before the sum: the values of `add(mul(x, a), mul(y, b))` in one pass (batch norm's running
+   * statistics).
+   */
+  axpby(a: number, x: Tensor, b: number, y: Tensor): Tensor;
   /** Reduction over the sorted, unique `axes`; the result keeps size-1 dims when `keepDims`. */
   reduce(op: ReduceOp, x: Tensor, axes: readonly number[], keepDims: boolean): Tensor;
 

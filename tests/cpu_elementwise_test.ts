@@ -131,3 +131,60 @@ Deno.test({
     }
   },
 });
+
+for (const dtype of ["float32", "float64"] as DType[]) {
+  Deno.test(`cpu axpby (${dtype}): the bits of add(mul(x, a), mul(y, b)), special values included`, async () => {
+    const { x, g: y } = operands(500, 11);
+    const [xt, yt] = [
+      cpu.fromArray(Float64Array.from(x), [x.length], dtype),
+      cpu.fromArray(Float64Array.from(y), [y.length], dtype),
+    ];
+    for (const [a, b] of [[0.9, 0.1], [1 - 0.1, (0.1 * 256) / 255], [0, 1], [-2.5, 1e-30]]) {
+      const fused = cpu.axpby(a, xt, b, yt);
+      const sa = cpu.fill([], a, dtype), sb = cpu.fill([], b, dtype);
+      const composed = cpu.binary(
+        "add",
+        cpu.binary("mul", xt, sa, xt.shape),
+        cpu.binary("mul", yt, sb, yt.shape),
+        xt.shape,
+      );
+      // The same bits, except a NaN's sign and payload (JavaScript does not fix them for float64).
+      const [f, c] = [await fused.data(), await composed.data()];
+      for (let i = 0; i < c.length; i++) if (Number.isNaN(c[i]) && Number.isNaN(f[i])) f[i] = c[i];
+      assertSameBits(`axpby(${a}, x, ${b}, y)`, f, c);
+    }
+  });
+}
+
+Deno.test({
+  name: "webgpu reluGrad and axpby: the CPU's values, NaN, ±Infinity and ±0 included",
+  ignore,
+  fn: async () => {
+    const G = gpu as Backend;
+    const { x, g } = operands(300, 12);
+    const n = x.length;
+    const [xc, gc] = [
+      cpu.fromArray(Float32Array.from(x), [n], "float32"),
+      cpu.fromArray(Float32Array.from(g), [n], "float32"),
+    ];
+    const [xg, gg] = [
+      G.fromArray(Float32Array.from(x), [n], "float32"),
+      G.fromArray(Float32Array.from(g), [n], "float32"),
+    ];
+    const same = (who: string, got: ArrayLike<number>, want: ArrayLike<number>, rel: number) => {
+      for (let i = 0; i < n; i++) {
+        const ok = Object.is(got[i], want[i]) || (Number.isNaN(got[i]) && Number.isNaN(want[i])) ||
+          Math.abs(got[i] - want[i]) <= rel * Math.abs(want[i]);
+        if (!ok) assert.fail(`${who} element ${i} (x ${x[i]}, g ${g[i]}): gpu ${got[i]}, cpu ${want[i]}`);
+      }
+    };
+    same("reluGrad", await G.read(G.reluGrad(xg, gg)), await cpu.reluGrad(xc, gc).data() as Float32Array, 0);
+    // A driver may contract a·x + b·y into one fma: an ulp or so apart (relative 2^-23).
+    same(
+      "axpby",
+      await G.read(G.axpby(0.9, xg, 0.1, gg)),
+      await cpu.axpby(0.9, xc, 0.1, gc).data() as Float32Array,
+      2.4e-7,
+    );
+  },
+});

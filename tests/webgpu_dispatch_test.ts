@@ -420,3 +420,58 @@ Deno.test(
     await gpu!.sync();
   },
 );
+
+/**
+ * Dispatches of one SGD-momentum training step of ResNet-18 (the original CIFAR model; narrow
+ * widths here, the same dispatches as the full one): 20 convolutions forward, 20 weight and 19 input
+ * gradients; 20 batch norms at 2 dispatches forward and 2 backward, and 2 `axpby` for their running
+ * statistics; 17 ReLUs and their 17 one-kernel gradients; the optimizer's 62 arrays (13 dispatches
+ * merged 5 by 5 under lavapipe's 32 storage bindings) and the rest. 485 before the number operands
+ * moved into the uniforms, ReLU's gradient became one kernel and the running statistics one axpby.
+ */
+const RESNET18_STEP_DISPATCHES = { perArray: 308, merged: 259 };
+
+Deno.test({ name: "webgpu dispatches: one ResNet-18 SGD-momentum step", ignore }, async () => {
+  const { resnet18 } = await import("../src/nn/resnet.ts");
+  const { valueAndGradWithAux } = await import("../src/autodiff.ts");
+  const model = resnet18({ widths: [4, 8, 8, 8], seed: 0, device: "webgpu" });
+  const x = randn([2, 3, 32, 32], { seed: 1, device: "webgpu" });
+  const y = Int32Array.from([3, 7]);
+  const vg = valueAndGradWithAux((p: typeof model.params, s: typeof model.state, xb: Tensor, k: number) => {
+    const r = model.apply(p, s, xb, { training: true, step: k });
+    return { value: crossEntropy(r.y, y), aux: r.state };
+  });
+  for (const merged of [false, true]) {
+    if (gpu!.ctx.limits.maxStorageBuffersPerShaderStage !== 32 && merged) continue; // 13 merged dispatches need 32
+    await withOptim(webgpuOptimKernels(gpu!, undefined, { coalesce: merged }), async () => {
+      const opt = sgd({ lr: 0.01, momentum: 0.9 }) as Optimizer<unknown>;
+      let params: TensorTree = model.params, state: unknown = opt.init(params), ms: TensorTree = model.state;
+      const used: number[] = [];
+      for (let k = 0; k < 2; k++) { // the second step: the momentum buffers exist
+        const c0 = gpu!.stats().dispatches;
+        const next = tidy(() => {
+          const { value, grads, aux } = vg(params as typeof model.params, ms as typeof model.state, x, k);
+          const r = opt.update(grads, state, params);
+          return { params: applyUpdates(params, r.updates), state: r.state, ms: aux, value };
+        });
+        used.push(gpu!.stats().dispatches - c0);
+        dispose(
+          [params === model.params ? null : params, state, ms === model.state ? null : ms, next.value],
+          [
+            model.params,
+            model.state,
+          ],
+        );
+        ({ params, state, ms } = next);
+      }
+      assert.equal(
+        used[1],
+        merged ? RESNET18_STEP_DISPATCHES.merged : RESNET18_STEP_DISPATCHES.perArray,
+        `merged ${merged}: ${used}`,
+      );
+      dispose([params, state, ms]);
+    });
+  }
+  await gpu!.sync();
+  dispose([model.params, model.state, x]);
+});

@@ -136,6 +136,22 @@ ${main1d()}
 }`;
 }
 
+/**
+ * `Y[i] = a·X[i] + b·Z[i]` (uniforms: n, a and b as f32 bits): the binary mul twice and an add in
+ * one pass. Bindings: x, z (read), y (write).
+ */
+export function axpbyKernel(): string {
+  return `${uniformBlock(BINARY_WORDS)}${storage(1, "X", "f32")}${storage(2, "Z", "f32")}${
+    storage(3, "Y", "f32", true)
+  }
+${main1d()}
+  if (i >= U(0)) { return; }
+  let ax = UF(1u) * X[i];
+  let bz = UF(2u) * Z[i];
+  Y[i] = ax + bz;
+}`;
+}
+
 /** Uniform words of the fill kernel: n, value (f32 bits). */
 export const FILL_WORDS = 4;
 

@@ -139,6 +139,15 @@ export const cpuBackend: Backend = {
     reluGradLoop(arr(x), arr(g), out);
     return make(out, g.shape, g.dtype);
   },
+  axpby(a, x, b, y) {
+    const out = allocOut(x.dtype, x.shape, "axpby");
+    const xs = arr(x), ys = arr(y);
+    if (out instanceof Float32Array) {
+      const fa = Math.fround(a), fb = Math.fround(b); // the float32 scalars mul(x, a) would make
+      for (let i = 0; i < out.length; i++) out[i] = Math.fround(fa * xs[i]) + Math.fround(fb * ys[i]);
+    } else for (let i = 0; i < out.length; i++) out[i] = a * xs[i] + b * ys[i];
+    return make(out, x.shape, x.dtype);
+  },
   reduce(op, x, axes, keepDims) {
     const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
     const out = alloc(x.dtype, kept, op);

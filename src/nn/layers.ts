@@ -8,7 +8,8 @@
  * @module
  */
 import { type CreateOptions, ones, zeros } from "../creation.ts";
-import { add, mul, relu as reluOp } from "../ops/elementwise.ts";
+import { relu as reluOp } from "../ops/elementwise.ts";
+import { backendFor } from "../ops/dispatch.ts";
 import { fusedLinear } from "../ops/linear.ts";
 import { avgPool2d, conv2d as conv2dOp, maxPool2d, type Size2 } from "../ops/conv.ts";
 import { mean } from "../ops/reduce.ts";
@@ -308,9 +309,12 @@ export function batchNorm(
       }
       const r = atLayer(path, kind, () => batchNormTrain(x, w, b, { eps }));
       // The running statistics are not differentiated: update them off the tape.
+      // (1 − momentum)·r + momentum·s in one pass each: the values of add(mul(r, 1 − momentum), …)
+      const ema = (run: Tensor, s: Tensor, w: number) =>
+        backendFor(`${kind} at "${path}": running statistics`, { run, s }).axpby(1 - momentum, run, w, s);
       const next = withTape(null, () => ({
-        runningMean: add(mul(rm, 1 - momentum), mul(r.mean, momentum)),
-        runningVar: add(mul(rv, 1 - momentum), mul(r.var, (momentum * m) / (m - 1))),
+        runningMean: ema(rm, r.mean, momentum),
+        runningVar: ema(rv, r.var, (momentum * m) / (m - 1)),
       }));
       return { y: r.y, state: next };
     },

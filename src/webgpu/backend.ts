@@ -31,6 +31,7 @@ import type { OptimKernels } from "../optim/fused_ops.ts";
 import { type DType, fmtShape, shapeSize, stridesOf, Tensor, type TypedArray } from "../tensor.ts";
 import { WG1D } from "../../kernels/wgsl/common.ts";
 import {
+  axpbyKernel,
   BINARY_WORDS,
   binaryKernel,
   type BinaryMode,
@@ -425,6 +426,20 @@ export class WebGPUBackend implements Backend {
     const spec = kernelSpec("reluGrad", BINARY_WORDS, ["read", "read", "write"], reluGradKernel);
     this.run(spec, [y.size], [xb, gb, (y.storage as GpuStorage).buffer], this.grid(Math.ceil(y.size / WG1D)));
     return y;
+  }
+
+  axpby(a: number, x: Tensor, b: number, y: Tensor): Tensor {
+    const xb = this.buffer(x, "axpby", "x"), yb = this.buffer(y, "axpby", "y");
+    const out = this.alloc(x.shape, "axpby");
+    if (out.size === 0) return out;
+    const spec = kernelSpec("axpby", BINARY_WORDS, ["read", "read", "write"], axpbyKernel);
+    this.run(
+      spec,
+      [out.size, f32bits(a), f32bits(b)],
+      [xb, yb, (out.storage as GpuStorage).buffer],
+      this.grid(Math.ceil(out.size / WG1D)),
+    );
+    return out;
   }
 
   binary(op: BinaryOp, a: Tensor, b: Tensor, outShape: readonly number[]): Tensor {
