@@ -10,7 +10,7 @@
  *   deno run -A bench/resnet_bench.ts [--models resnet20,resnet18] [--batches 32,128]
  *     [--rounds 5] [--steps 3] [--device cpu|webgpu] [--python PATH] [--no-torch]
  *     [--conv-threads auto|single|threads|ab] [--winograd on|off|ab] [--interleave N]
- *     [--relu-grad fused|composed|ab] [--pool large|all|adaptive|ab]
+ *     [--relu-grad fused|composed|ab] [--pool large|all|adaptive|ab] [--merge-arrays on|off|ab]
  *
  * `--conv-threads` sets how the CPU's direct convolution kernels use the worker threads
  * (`setConvThreads`; default auto). `ab` is a same-process A/B that a busy machine disturbs less than
@@ -26,6 +26,10 @@
  * `--relu-grad` sets how the CPU computes ReLU's gradient: in one pass (`fused`, default) or as the
  * step mask then the product (`composed`, `setFusedReluGrad`); `ab` is the same-process A/B of the
  * two, rounds alternating (medians; the same bits either way).
+ *
+ * `--merge-arrays` (WebGPU) sets whether the optimizer's step of several parameter arrays goes out as
+ * one dispatch (`InitWebGPUOptions.mergeArrays`; default: the adapter's choice, on for a GPU); `ab` is
+ * the same-process A/B of the two (rounds alternating, the GPU waited for around each; the same bits).
  *
  * `--pool` sets which released arrays the CPU storage pool keeps: those of 16 MiB or more
  * (`large`), all those of 256 KiB or more (`all`), or all of them until a 16 MiB one finds no room,
@@ -54,7 +58,8 @@ import {
 } from "../mod.ts";
 import { applyUpdates, sgd } from "../src/optim/mod.ts";
 import { valueAndGradWithAux } from "../src/autodiff.ts";
-import { initWebGPU } from "../src/webgpu/mod.ts";
+import { initWebGPU, initWebGPUBackend } from "../src/webgpu/mod.ts";
+import { webgpuOptimKernels } from "../src/webgpu/optim.ts";
 import { median } from "./_timing.ts";
 import { type ConvThreads, setConvThreads } from "../kernels/wasm/conv_wasm.ts";
 import { setWinogradEnabled } from "../kernels/wasm/winograd.ts";
@@ -81,6 +86,7 @@ const args = parseArgs({
     interleave: { type: "string" },
     "relu-grad": { type: "string", default: "fused" },
     pool: { type: "string" },
+    "merge-arrays": { type: "string" },
   },
 }).values;
 const CONV_THREADS = args["conv-threads"]!;
@@ -112,6 +118,11 @@ function usePoolRule(minElements: number, adaptive: boolean): void {
   setCpuStoragePoolMinElements(minElements);
   setCpuStoragePoolAdaptive(adaptive);
 }
+const MERGE = args["merge-arrays"];
+if (MERGE !== undefined && !["on", "off", "ab"].includes(MERGE)) {
+  console.error(`--merge-arrays must be on, off or ab, got ${MERGE}`);
+  Deno.exit(2);
+}
 const POOL = args.pool;
 if (POOL !== undefined) {
   if (POOL !== "ab" && !(POOL in POOL_RULES)) {
@@ -125,7 +136,9 @@ const BATCHES = args.batches!.split(",").map(Number);
 const ROUNDS = Number(args.rounds), STEPS = Number(args.steps);
 const DEVICE = args.device as "cpu" | "webgpu";
 const THREADS = Math.max(1, navigator.hardwareConcurrency ?? 1);
-if (DEVICE === "webgpu") await initWebGPU();
+if (DEVICE === "webgpu") {
+  await initWebGPU({ mergeArrays: MERGE === "on" ? true : MERGE === "off" ? false : undefined });
+}
 
 const builders: Record<string, () => StatefulModel> = {
   resnet20: () => resnet20({ seed: 0 }),
@@ -226,7 +239,7 @@ async function winogradAB(name: string, batch: number): Promise<{ off: number; o
 }
 
 /**
- * A same-process A/B of CPU settings (each a function that applies it): after a warm-up step under
+ * A same-process A/B of settings (each a function that applies it) on `device`: after a warm-up step under
  * each, rounds rotate through them (medians of `ROUNDS` rounds of `STEPS` steps each, after
  * `untimed` steps at each switch); images/s by setting. The first setting is applied again at the
  * end.
@@ -236,8 +249,9 @@ async function settingsAB<K extends string>(
   batch: number,
   settings: Record<K, () => void>,
   untimed = 0,
+  device: "cpu" | "webgpu" = "cpu",
 ): Promise<Record<K, number>> {
-  const { step } = await stepper(name, batch, "cpu");
+  const { step, sync } = await stepper(name, batch, device);
   const keys = Object.keys(settings) as K[];
   const ms = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
   for (const k of keys) {
@@ -249,8 +263,10 @@ async function settingsAB<K extends string>(
       const k = keys[(i + r) % keys.length];
       settings[k]();
       for (let s = 0; s < untimed; s++) dispose(step());
+      await sync();
       const t0 = performance.now();
       for (let s = 0; s < STEPS; s++) dispose(step());
+      await sync();
       ms[k].push((performance.now() - t0) / STEPS);
     }
   }
@@ -361,6 +377,28 @@ if (RELU_GRAD === "ab") {
         fused: () => setFusedReluGrad(true),
       });
       printAB("ReLU gradient", name, batch, r);
+    }
+  }
+  Deno.exit(0);
+}
+if (MERGE === "ab") {
+  if (DEVICE !== "webgpu") {
+    console.error("--merge-arrays ab needs --device webgpu");
+    Deno.exit(2);
+  }
+  const b = await initWebGPUBackend();
+  const kernels = (coalesce: boolean) => () =>
+    void (b.optim = webgpuOptimKernels(b, undefined, { coalesce }));
+  for (const name of MODELS) {
+    for (const batch of BATCHES) {
+      const r = await settingsAB(
+        name,
+        batch,
+        { "per array": kernels(false), merged: kernels(true) },
+        0,
+        "webgpu",
+      );
+      printAB("optimizer dispatches", name, batch, r);
     }
   }
   Deno.exit(0);
