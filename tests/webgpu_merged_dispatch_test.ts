@@ -149,8 +149,6 @@ Deno.test(
         assert.equal(used, expected, `${n} arrays, ${limit} bindings, merged ${coalesce}`);
         dispose(r.updates);
       }
-      assert.equal(perDispatch(8), 2);
-      if (max >= 36) assert.equal(Math.ceil(n / perDispatch(max)), 2, "9 arrays: 8, then 1");
     } finally {
       gpu!.optim = saved;
     }
@@ -214,6 +212,8 @@ Deno.test(
   { name: "webgpu merged non-finite marks: one dispatch per guard, the smallest code marked wins", ignore },
   async () => {
     const k = webgpuFiniteKernels(gpu!, { merge: true });
+    // One dispatch for the 9 arrays where 10 storage bindings are allowed (the guard and the arrays).
+    const one = Math.ceil(9 / Math.min(16, gpu!.ctx.limits.maxStorageBuffersPerShaderStage - 1));
     const arrays = Object.values(SIZES).map((shape, i) => {
       const n = shape.reduce((a, b) => a * b, 1);
       const d = Float32Array.from({ length: n }, (_, j) => j - i);
@@ -234,13 +234,13 @@ Deno.test(
       dispose(guard);
       return { code: w === 0 ? null : 0xffffffff - w, used };
     };
-    // All nine: one dispatch; the marked arrays are 2, 4, 5, 8 with codes 12, 7, 3, 5 → 3.
-    assert.deepEqual(await guardWord(() => true), { code: 3, used: 1 });
+    // All nine (in one dispatch); the marked arrays are 2, 4, 5, 8 with codes 12, 7, 3, 5 → 3.
+    assert.deepEqual(await guardWord(() => true), { code: 3, used: one });
     // Without array 5: 5 (array 8, the last one of the dispatch); one array alone: its own code.
-    assert.deepEqual(await guardWord((i) => i !== 5), { code: 5, used: 1 });
+    assert.deepEqual(await guardWord((i) => i !== 5), { code: 5, used: one });
     for (const i of [2, 4, 8]) assert.deepEqual(await guardWord((j) => j === i), { code: codes[i], used: 1 });
     // Only finite arrays: the guard stays 0.
-    assert.deepEqual(await guardWord((i) => ![2, 4, 5, 8].includes(i)), { code: null, used: 1 });
+    assert.deepEqual(await guardWord((i) => ![2, 4, 5, 8].includes(i)), { code: null, used: one });
     // Two guards alternating: one dispatch each time the guard changes.
     const [g1, g2] = [tensor([0, 0], [2], { device: "webgpu" }), tensor([0, 0], [2], { device: "webgpu" })];
     const c0 = gpu!.stats().dispatches;

@@ -137,15 +137,17 @@ export function convGradInputLoaders(s: ConvShape): { loaders: string; setup: st
     q: `((${r} + ${u(st - (p % st))}) % ${u(st)} + ${u(p)} - ${r}) / ${u(st)}`,
   });
   const ah = axis("pRh", s.kh, s.sh, s.ph), aw = axis("pRw", s.kw, s.sw, s.pw);
+  // The phase's K from lets of wid.z alone: it bounds the loop that holds the workgroup barriers, and
+  // the uniformity analysis of WGSL (Tint's) does not take private variables as uniform.
+  const kh = axis("zRh", s.kh, s.sh, s.ph), kw = axis("zRw", s.kw, s.sw, s.pw);
   const [RH, RW, TW, H0, W0, QH, QW] = strided
     ? ["pRh", "pRw", "pTw", "pH0", "pW0", "pQh", "pQw"]
     : ["0u", "0u", u(s.kw), "0u", "0u", u(s.ph), u(s.pw)];
   const setup = strided
-    ? `pRh = z / ${u(s.sw)}; pRw = z % ${
-      u(s.sw)
-    }; pTw = ${aw.taps}; pDivTw = (65536u + pTw - 1u) / max(pTw, 1u);
+    ? `let zRh = z / ${u(s.sw)}; let zRw = z % ${u(s.sw)};
+  pRh = zRh; pRw = zRw; pTw = ${aw.taps}; pDivTw = (65536u + pTw - 1u) / max(pTw, 1u);
   pH0 = ${ah.first}; pW0 = ${aw.first}; pQh = ${ah.q}; pQw = ${aw.q};
-  let phaseK = ${u(s.o)} * ${ah.taps} * pTw;`
+  let phaseK = ${u(s.o)} * ${kh.taps} * ${kw.taps};`
     : `let phaseK = ${u(s.o * s.kh * s.kw)};`;
   const privates = strided
     ? `var<private> pRh: u32; var<private> pRw: u32; var<private> pTw: u32; var<private> pDivTw: u32;

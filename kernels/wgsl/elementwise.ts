@@ -132,7 +132,9 @@ export function reluGradKernel(): string {
   }
 ${main1d()}
   if (i >= U(0)) { return; }
-  Y[i] = G[i] * select(0.0, 1.0, X[i] > 0.0);
+  // x > 0 on the bits (a compiler may assume no NaN reaches a comparison): sign clear, not ±0, not NaN
+  let b = bitcast<u32>(X[i]);
+  Y[i] = G[i] * select(0.0, 1.0, b != 0u && b <= 0x7f800000u);
 }`;
 }
 

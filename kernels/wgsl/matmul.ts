@@ -67,7 +67,7 @@ export interface MatmulGather {
 export interface MatmulFusion {
   /** Epilogue: C[m, n] += Bias[n] (binding `Bias`, f32 `[N]`). */
   bias?: boolean;
-  /** Epilogue, after the bias: C = relu(C), as the unary relu (`select(0, c, c > 0)`). */
+  /** Epilogue, after the bias: C = relu(C), as the unary relu (NaN propagating: {@linkcode fusionFunctions}). */
   relu?: boolean;
   /**
    * A is read as A · step(MaskA) elementwise (`MaskA` laid out as A is stored; step(y) = 1 where

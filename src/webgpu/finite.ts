@@ -1,7 +1,8 @@
 /**
  * The WebGPU non-finite guard kernels (`FiniteKernels` of `src/backend.ts`): `mark` (with the
- * backend's `mergeArrays`, the marks of one guard wait and go out as one dispatch over up to {@linkcode MARKS_PER_DISPATCH} arrays: a
- * step's updates and loss in one), one dispatch per selected array (`select`) and per step
+ * backend's `mergeArrays`, the marks of one guard wait and go out as one dispatch over up to
+ * {@linkcode MARKS_PER_DISPATCH} arrays: an MLP step's updates and loss in one, ResNet-18's 62 and
+ * the loss in 4), one dispatch per selected array (`select`) and per step
  * (`fold`), WGSL in `kernels/wgsl/finite.ts`. Nothing here waits on the GPU: `fit` reads the epoch's
  * guard back with the epoch's loss.
  *
@@ -28,7 +29,12 @@ export const MARKS_PER_DISPATCH = 16;
 interface PendingMarks {
   guard: GPUBuffer;
   arrays: { x: GPUBuffer; n: number; code: number }[];
+  /** Elements of all the arrays: a thread each, indexed in u32. */
+  threads: number;
 }
+
+/** Threads of one merged marks dispatch at most (their index and the arrays' starts are u32). */
+const MAX_MARK_THREADS = 2 ** 31;
 
 /**
  * The guard kernels of `b`; the marks of one guard are merged into one dispatch when `merge`
@@ -81,9 +87,14 @@ export function webgpuFiniteKernels(
       const gb = b.buffer(guard, "finite.mark", "guard");
       const c = codeOf(code, "finite.mark");
       if (x.size === 0) return;
-      if (pending !== null && (pending.guard !== gb || pending.arrays.length >= maxMarks())) encodeMarks();
-      pending ??= { guard: gb, arrays: [] };
+      if (
+        pending !== null &&
+        (pending.guard !== gb || pending.arrays.length >= maxMarks() ||
+          pending.threads + x.size >= MAX_MARK_THREADS)
+      ) encodeMarks();
+      pending ??= { guard: gb, arrays: [], threads: 0 };
       pending.arrays.push({ x: xb, n: x.size, code: c });
+      pending.threads += x.size;
       if (pending.arrays.length >= maxMarks()) encodeMarks();
       else b.encoder.defer(encodeMarks);
     },

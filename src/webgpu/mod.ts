@@ -60,7 +60,8 @@ export interface InitWebGPUOptions {
    * results are the same bits either way. The default depends on the adapter like
    * `cacheBindGroups`: on for a hardware GPU, where each dispatch costs the host tens of
    * microseconds, off for a software adapter, where the merged kernel measured slower. An explicit
-   * `true` or `false` wins; `webgpuStats().mergeArrays` says which was chosen.
+   * `true` or `false` wins when the device is created (a call that finds the backend initialised
+   * keeps it unless `force`); `webgpuStats().mergeArrays` says which was chosen.
    */
   mergeArrays?: boolean;
 }

@@ -10,7 +10,7 @@
  * model's SGD step is then one dispatch instead of one per parameter array, which matters where the
  * host's cost per dispatch, not the GPU, bounds a small model's step. A waiting group is encoded
  * before any other GPU command, submit, read-back or counter read (`Encoder.defer`), and earlier
- * when the next call would write a buffer the group binds.
+ * when the next call would write a buffer the group binds or read one the group writes.
  *
  * A fused SGD or Adam step given the parameter (`update(grads, state, params)` passes it) also
  * writes the parameter plus its update, when the device's storage bindings allow (SGD always under
@@ -163,8 +163,14 @@ export function webgpuOptimKernels(
     if (n === 0) return;
     const { reads, writes } = fusedBindings(k);
     const readBufs = reads.map((r) => inputs[r]), writeBufs = writes.map((w) => outputs[w]);
+    const words = [n, ...stageWords, ...consts.map(f32bits)];
+    if (words.length > OPTIM_LEAF_WORDS) {
+      throw new RangeError(
+        `optim/${key}: ${words.length} uniform words, more than the ${OPTIM_LEAF_WORDS} of one array`,
+      );
+    }
     const array: PendingArray = {
-      words: [n, ...stageWords, ...consts.map(f32bits)],
+      words,
       buffers: [...readBufs, ...writeBufs],
     };
     const g = pending;
