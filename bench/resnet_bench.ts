@@ -332,88 +332,61 @@ console.log(
   `ResNet training step (forward + backward + SGD momentum), 3×32×32, device ${DEVICE}, ${THREADS} threads, ` +
     `median of ${ROUNDS} rounds × ${STEPS} steps`,
 );
-if (CONV_THREADS === "ab") {
-  if (DEVICE !== "cpu") {
-    console.error("--conv-threads ab needs --device cpu");
+/**
+ * Runs an A/B mode (`--<flag> ab`) on every model and batch, then exits: `device` is the device it
+ * needs, `each` measures and prints one model at one batch.
+ */
+async function abMode(
+  flag: string,
+  device: "cpu" | "webgpu",
+  each: (name: string, batch: number) => Promise<void>,
+): Promise<never> {
+  if (DEVICE !== device) {
+    console.error(`--${flag} ab needs --device ${device}`);
     Deno.exit(2);
   }
-  for (const name of MODELS) {
-    for (const batch of BATCHES) {
-      const r = await convThreadsAB(name, batch);
-      console.log(
-        `${name} batch ${batch}: direct convolutions on one thread ${r.single.toFixed(1)} images/s, ` +
-          `on the workers ${r.threads.toFixed(1)} images/s (${(r.threads / r.single).toFixed(2)}×), ` +
-          `auto ${r.auto.toFixed(1)} images/s (${(r.auto / r.single).toFixed(2)}×)`,
-      );
-    }
-  }
+  for (const name of MODELS) for (const batch of BATCHES) await each(name, batch);
   Deno.exit(0);
+}
+
+if (CONV_THREADS === "ab") {
+  await abMode("conv-threads", "cpu", async (name, batch) => {
+    const r = await convThreadsAB(name, batch);
+    console.log(
+      `${name} batch ${batch}: direct convolutions on one thread ${r.single.toFixed(1)} images/s, ` +
+        `on the workers ${r.threads.toFixed(1)} images/s (${(r.threads / r.single).toFixed(2)}×), ` +
+        `auto ${r.auto.toFixed(1)} images/s (${(r.auto / r.single).toFixed(2)}×)`,
+    );
+  });
 }
 if (WINOGRAD === "ab") {
-  if (DEVICE !== "cpu") {
-    console.error("--winograd ab needs --device cpu");
-    Deno.exit(2);
-  }
-  for (const name of MODELS) {
-    for (const batch of BATCHES) {
-      const r = await winogradAB(name, batch);
-      console.log(
-        `${name} batch ${batch}: Winograd off ${r.off.toFixed(1)} images/s, on ${r.on.toFixed(1)} images/s ` +
-          `(${(r.on / r.off).toFixed(2)}×)`,
-      );
-    }
-  }
-  Deno.exit(0);
+  await abMode("winograd", "cpu", async (name, batch) => {
+    const r = await winogradAB(name, batch);
+    console.log(
+      `${name} batch ${batch}: Winograd off ${r.off.toFixed(1)} images/s, on ${r.on.toFixed(1)} images/s ` +
+        `(${(r.on / r.off).toFixed(2)}×)`,
+    );
+  });
 }
 if (RELU_GRAD === "ab") {
-  if (DEVICE !== "cpu") {
-    console.error("--relu-grad ab needs --device cpu");
-    Deno.exit(2);
-  }
-  for (const name of MODELS) {
-    for (const batch of BATCHES) {
-      const r = await settingsAB(name, batch, {
-        composed: () => setFusedReluGrad(false),
-        fused: () => setFusedReluGrad(true),
-      });
-      printAB("ReLU gradient", name, batch, r);
-    }
-  }
-  Deno.exit(0);
+  await abMode("relu-grad", "cpu", async (name, batch) => {
+    const settings = { composed: () => setFusedReluGrad(false), fused: () => setFusedReluGrad(true) };
+    printAB("ReLU gradient", name, batch, await settingsAB(name, batch, settings));
+  });
 }
 if (MERGE === "ab") {
-  if (DEVICE !== "webgpu") {
-    console.error("--merge-arrays ab needs --device webgpu");
-    Deno.exit(2);
-  }
   const b = await initWebGPUBackend();
   const kernels = (coalesce: boolean) => () =>
     void (b.optim = webgpuOptimKernels(b, undefined, { coalesce }));
-  for (const name of MODELS) {
-    for (const batch of BATCHES) {
-      const r = await settingsAB(
-        name,
-        batch,
-        { "per array": kernels(false), merged: kernels(true) },
-        0,
-        "webgpu",
-      );
-      printAB("optimizer dispatches", name, batch, r);
-    }
-  }
-  Deno.exit(0);
+  await abMode("merge-arrays", "webgpu", async (name, batch) => {
+    const settings = { "per array": kernels(false), merged: kernels(true) };
+    printAB("optimizer dispatches", name, batch, await settingsAB(name, batch, settings, 0, "webgpu"));
+  });
 }
 if (POOL === "ab") {
-  if (DEVICE !== "cpu") {
-    console.error("--pool ab needs --device cpu");
-    Deno.exit(2);
-  }
-  for (const name of MODELS) {
-    for (const batch of BATCHES) {
-      printAB("storage pool", name, batch, await settingsAB(name, batch, POOL_RULES, 1));
-    }
-  }
-  Deno.exit(0);
+  await abMode("pool", "cpu", async (name, batch) => {
+    printAB("storage pool", name, batch, await settingsAB(name, batch, POOL_RULES, 1));
+  });
 }
 if (args.interleave !== undefined) {
   const pairs = Number(args.interleave);
