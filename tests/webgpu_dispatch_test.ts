@@ -484,6 +484,7 @@ Deno.test({ name: "webgpu dispatches: one ResNet-18 SGD-momentum step", ignore }
         merged ? mergedCount : RESNET18_STEP_DISPATCHES.perArray,
         `merged ${merged}: ${used}`,
       );
+      await gpu!.sync(); // the steps ran, not only encoded
       dispose([params, state, ms]);
     });
   }
