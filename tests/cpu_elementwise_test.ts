@@ -186,5 +186,18 @@ Deno.test({
       await cpu.axpby(0.9, xc, 0.1, gc).data() as Float32Array,
       2.4e-7,
     );
+    // Operands of different sizes: an error naming both (the kernel would read past the shorter one).
+    const short = G.fromArray(Float32Array.of(1, 2), [2], "float32");
+    assert.throws(() => G.axpby(1, xg, 1, short), /axpby: x \[\d+\] and y \[2\] must have the same number/);
+    assert.throws(() => G.reluGrad(short, gg), /reluGrad: x \[2\] and g \[\d+\] must have the same number/);
   },
+});
+
+Deno.test("cpu axpby: operands of different sizes are an error naming both", () => {
+  const x = cpu.fromArray(Float32Array.of(1, 2, 3), [3], "float32");
+  const y = cpu.fromArray(Float32Array.of(1, 2), [2], "float32");
+  assert.throws(
+    () => cpu.axpby(1, x, 1, y),
+    /axpby: x \[3\] float32 and y \[2\] float32 must have the same size/,
+  );
 });

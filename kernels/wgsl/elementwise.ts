@@ -121,21 +121,30 @@ ${main1d()}
 }`;
 }
 
+/** A kernel over n elements (uniform 0) reading the f32 arrays `x` and `z`, whose `body` sets Y[i]. */
+function pairKernel(x: string, z: string, body: string): string {
+  return `${uniformBlock(BINARY_WORDS)}${storage(1, x, "f32")}${storage(2, z, "f32")}${
+    storage(3, "Y", "f32", true)
+  }
+${main1d()}
+  if (i >= U(0)) { return; }
+  ${body}
+}`;
+}
+
 /**
  * ReLU's gradient: `Y[i] = G[i] · step(X[i])`, the product of the binary mul with the unary step, so
  * the same values (a NaN or infinite gradient times a zero step is NaN). Bindings: x, g (read), y
  * (write). Uniforms: [n].
  */
 export function reluGradKernel(): string {
-  return `${uniformBlock(BINARY_WORDS)}${storage(1, "X", "f32")}${storage(2, "G", "f32")}${
-    storage(3, "Y", "f32", true)
-  }
-${main1d()}
-  if (i >= U(0)) { return; }
   // x > 0 on the bits (a compiler may assume no NaN reaches a comparison): sign clear, not ±0, not NaN
-  let b = bitcast<u32>(X[i]);
-  Y[i] = G[i] * select(0.0, 1.0, b != 0u && b <= 0x7f800000u);
-}`;
+  return pairKernel(
+    "X",
+    "G",
+    `let b = bitcast<u32>(X[i]);
+  Y[i] = G[i] * select(0.0, 1.0, b != 0u && b <= 0x7f800000u);`,
+  );
 }
 
 /**
@@ -143,15 +152,7 @@ ${main1d()}
  * one pass. Bindings: x, z (read), y (write).
  */
 export function axpbyKernel(): string {
-  return `${uniformBlock(BINARY_WORDS)}${storage(1, "X", "f32")}${storage(2, "Z", "f32")}${
-    storage(3, "Y", "f32", true)
-  }
-${main1d()}
-  if (i >= U(0)) { return; }
-  let ax = UF(1u) * X[i];
-  let bz = UF(2u) * Z[i];
-  Y[i] = ax + bz;
-}`;
+  return pairKernel("X", "Z", "Y[i] = UF(1u) * X[i] + UF(2u) * Z[i];");
 }
 
 /** Uniform words of the fill kernel: n, value (f32 bits). */

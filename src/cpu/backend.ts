@@ -8,7 +8,7 @@
  */
 import type { Backend, Conv2dGeometry } from "../backend.ts";
 import { cpuOptimKernels } from "./optim.ts";
-import { type DType, releaseCpuTensor, shapeSize, Tensor, type TypedArray } from "../tensor.ts";
+import { type DType, fmtShape, releaseCpuTensor, shapeSize, Tensor, type TypedArray } from "../tensor.ts";
 import { allocOutputArray as allocOut, allocTensorArray as alloc, guardAllocation } from "../alloc.ts";
 import { adoptStorage, takeStorage } from "./storage_pool.ts";
 import { biasReluRows, binaryLoop, reluGradLoop, unaryLoop } from "./elementwise.ts";
@@ -140,6 +140,13 @@ export const cpuBackend: Backend = {
     return make(out, g.shape, g.dtype);
   },
   axpby(a, x, b, y) {
+    if (x.size !== y.size || x.dtype !== y.dtype) {
+      throw new RangeError(
+        `axpby: x ${fmtShape(x.shape)} ${x.dtype} and y ${
+          fmtShape(y.shape)
+        } ${y.dtype} must have the same size and dtype`,
+      );
+    }
     const out = allocOut(x.dtype, x.shape, "axpby");
     const xs = arr(x), ys = arr(y);
     if (out instanceof Float32Array) {

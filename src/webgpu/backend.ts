@@ -415,28 +415,39 @@ export class WebGPUBackend implements Backend {
 
   /** ReLU's gradient `g · step(x)` in one kernel (the same values as `mul(g, step(x))`). */
   reluGrad(x: Tensor, g: Tensor): Tensor {
-    const xb = this.buffer(x, "reluGrad", "x"), gb = this.buffer(g, "reluGrad", "g");
-    if (x.size !== g.size) {
-      throw new RangeError(
-        `reluGrad: x ${fmtShape(x.shape)} and g ${fmtShape(g.shape)} must have the same number of elements`,
-      );
-    }
-    const y = this.alloc(g.shape, "reluGrad");
-    if (y.size === 0) return y;
-    const spec = kernelSpec("reluGrad", BINARY_WORDS, ["read", "read", "write"], reluGradKernel);
-    this.run(spec, [y.size], [xb, gb, (y.storage as GpuStorage).buffer], this.grid(Math.ceil(y.size / WG1D)));
-    return y;
+    return this.#pairwise("reluGrad", reluGradKernel, ["x", x], ["g", g], []);
   }
 
   axpby(a: number, x: Tensor, b: number, y: Tensor): Tensor {
-    const xb = this.buffer(x, "axpby", "x"), yb = this.buffer(y, "axpby", "y");
-    const out = this.alloc(x.shape, "axpby");
+    return this.#pairwise("axpby", axpbyKernel, ["x", x], ["y", y], [f32bits(a), f32bits(b)]);
+  }
+
+  /**
+   * One elementwise kernel over two tensors of the same size (`reluGrad`, `axpby`): the result has
+   * the second one's shape; `words` follow n in the uniforms.
+   */
+  #pairwise(
+    who: string,
+    kernel: () => string,
+    [xName, x]: [string, Tensor],
+    [zName, z]: [string, Tensor],
+    words: number[],
+  ): Tensor {
+    const xb = this.buffer(x, who, xName), zb = this.buffer(z, who, zName);
+    if (x.size !== z.size) {
+      throw new RangeError(
+        `${who}: ${xName} ${fmtShape(x.shape)} and ${zName} ${
+          fmtShape(z.shape)
+        } must have the same number of elements`,
+      );
+    }
+    const out = this.alloc(z.shape, who);
     if (out.size === 0) return out;
-    const spec = kernelSpec("axpby", BINARY_WORDS, ["read", "read", "write"], axpbyKernel);
+    const spec = kernelSpec(who, BINARY_WORDS, ["read", "read", "write"], kernel);
     this.run(
       spec,
-      [out.size, f32bits(a), f32bits(b)],
-      [xb, yb, (out.storage as GpuStorage).buffer],
+      [out.size, ...words],
+      [xb, zb, (out.storage as GpuStorage).buffer],
       this.grid(Math.ceil(out.size / WG1D)),
     );
     return out;
