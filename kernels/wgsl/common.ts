@@ -44,5 +44,19 @@ export function storage(binding: number, name: string, type: string, write = fal
   }> ${name}: array<${type}>;\n`;
 }
 
+/**
+ * WGSL: `isnan_` / `isnan4_` test for NaN on the bits (WGSL lets a compiler assume comparisons never
+ * see one), and the ReLU of the CPU (`x > 0 || x is NaN ? x : +0`, NaN propagating) as `relu1` /
+ * `max4relu`, for the unary kernel and the matmul's fused epilogue alike.
+ */
+export const NAN_RELU_WGSL =
+  `fn isnan_(v: f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }
+fn isnan4_(v: vec4<f32>) -> vec4<bool> {
+  return (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u);
+}
+fn relu1(x: f32) -> f32 { return select(0.0, x, x > 0.0 || isnan_(x)); }
+fn max4relu(x: vec4<f32>) -> vec4<f32> { return select(vec4<f32>(0.0), x, x > vec4<f32>(0.0) | isnan4_(x)); }
+`;
+
 /** WGSL for −∞ as f32. */
 export const NEG_INF = "bitcast<f32>(0xff800000u)";

@@ -6,7 +6,7 @@
  * @module
  */
 import type { BinaryOp, UnaryOp } from "../../src/types.ts";
-import { main1d, storage, uniformBlock } from "./common.ts";
+import { main1d, NAN_RELU_WGSL, storage, uniformBlock } from "./common.ts";
 
 /** Largest rank of the strided kernels (after coalescing dims). */
 export const MAX_RANK = 8;
@@ -17,8 +17,8 @@ export const UNARY_WGSL: Readonly<Record<UnaryOp, string>> = {
   exp: "exp(x)",
   log: "log(x)",
   sqrt: "sqrt(x)",
-  // NaN propagates, as on the CPU (tested on the bits: a compiler may assume comparisons see no NaN).
-  relu: "select(0.0, x, x > 0.0 || isnan_(x))",
+  // NaN propagates, as on the CPU (`NAN_RELU_WGSL`).
+  relu: "relu1(x)",
   // exp-based: some drivers' tanh overflows to NaN for large |x|.
   tanh: "tanh_(x)",
   sigmoid: "sigmoid_(x)",
@@ -48,8 +48,7 @@ export const BINARY_WGSL: Readonly<Record<BinaryOp, string>> = {
 };
 
 const HELPERS = `
-fn isnan_(v: f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }
-fn tanh_(x: f32) -> f32 {
+${NAN_RELU_WGSL}fn tanh_(x: f32) -> f32 {
   let t = exp(-2.0 * abs(x));
   return sign(x) * (1.0 - t) / (1.0 + t);
 }

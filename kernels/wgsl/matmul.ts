@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { storage, uniformBlock } from "./common.ts";
+import { NAN_RELU_WGSL, storage, uniformBlock } from "./common.ts";
 
 /**
  * How an operand is loaded: `vec-x` reads vec4s along logical dim x (A: k = row-major, m = stored
@@ -187,18 +187,9 @@ export function fusionStorage(f: MatmulFusion, aVec: boolean, bVec: boolean): st
   }).join("");
 }
 
-/**
- * The WGSL functions a fusion's epilogue calls (the ReLU's, NaN propagating as the unary relu's: the
- * NaN test is on the bits, since a compiler may assume comparisons see no NaN), or nothing.
- */
+/** The WGSL functions a fusion's epilogue calls (the ReLU's, the unary relu's own: `NAN_RELU_WGSL`), or nothing. */
 export function fusionFunctions(f: MatmulFusion): string {
-  return f.relu
-    ? `fn relu1(x: f32) -> f32 { return select(0.0, x, x > 0.0 || (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u); }
-fn max4relu(x: vec4<f32>) -> vec4<f32> {
-  return select(vec4<f32>(0.0), x, x > vec4<f32>(0.0) | (bitcast<vec4<u32>>(x) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u));
-}
-`
-    : "";
+  return f.relu ? NAN_RELU_WGSL : "";
 }
 
 /** WGSL of a matmul variant. Bindings: A (read), B (read), C (write), then the fusion's ({@linkcode fusionBindings}). */
