@@ -8,14 +8,23 @@
  * ms/step, examples/s, vsgd/sgd and vadam/adam on each device, and webgpu/cpu speed-ups. GPU rows
  * also give the dispatches per step and the host microseconds per dispatch spent encoding and
  * submitting (`webgpuStats().encodeMicros`, `.submitMicros`), which bound small models on a fast
- * GPU (on lavapipe a submit runs the work itself, so only the encoding figure is overhead there).
+ * GPU (on lavapipe a submit runs the work itself, so only the encoding figure is overhead there),
+ * and the host milliseconds per step (the JavaScript of the step and its encoding, submits
+ * excluded): a GPU row whose ms/step is close to its host ms/step is bound by the host, not the GPU.
+ *
+ * Each GPU round ends with one wait for the GPU, and in Deno every wait or read-back takes at least
+ * ~10 ms (its WebGPU polls the device, then sleeps 10 ms, before a wait resolves): the table starts
+ * with that floor as measured, and a round's floor is spread over its steps, so `--steps` must be
+ * large enough for it to vanish (e.g. 50 steps: 0.2 ms per step; `fit` waits once per epoch).
  *
  *   deno run -A bench/webgpu_train_bench.ts [--models mlp,wide,lenet] [--devices cpu,webgpu]
- *     [--rounds 5] [--steps 10] [--cpu-rounds R] [--cpu-steps S]
+ *     [--rounds 5] [--steps 10] [--cpu-rounds R] [--cpu-steps S] [--json FILE]
  *     [--cache-bind-groups | --no-cache-bind-groups] [--merge-arrays | --no-merge-arrays]
  *
  * `--cpu-rounds`/`--cpu-steps` (default: `--rounds`/`--steps`) shorten the CPU rows, which take
- * most of the time on a GPU machine. The bind-group cache follows the adapter
+ * most of the time on a GPU machine. `--json FILE` also writes one JSON line per row (`{"model",
+ * "device", "optimizer", "batch", "ms_per_step", …}`, the device kit's input for its ratios against
+ * PyTorch's `tools/torch_train_bench.py`). The bind-group cache follows the adapter
  * (`InitWebGPUOptions.cacheBindGroups`: on for hardware, off for software adapters) unless one of
  * the two flags forces it; so do the merged per-array dispatches (`InitWebGPUOptions.mergeArrays`:
  * the optimizer's step over several parameter arrays in one dispatch).
@@ -52,6 +61,7 @@ const args = parseArgs({
     "no-cache-bind-groups": { type: "boolean", default: false },
     "merge-arrays": { type: "boolean", default: false },
     "no-merge-arrays": { type: "boolean", default: false },
+    json: { type: "string" },
   },
 });
 const ROUNDS = Number(args.values.rounds), STEPS = Number(args.values.steps);
@@ -163,6 +173,8 @@ interface Timing {
   encodeMicros: number;
   /** GPU rows: host microseconds per dispatch spent submitting. */
   submitMicros: number;
+  /** GPU rows: host milliseconds per step before the wait, submits excluded (JavaScript + encoding). */
+  hostMs: number;
 }
 
 /** Times `steps` steps (after 2 warm-up steps), waiting for the GPU at the end. */
@@ -196,21 +208,37 @@ async function timeSteps(
   const s0 = webgpuStats();
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) step();
+  const before = webgpuStats(), tHost = performance.now(); // the steps encoded, before the wait
   await sync();
   const ms = (performance.now() - t0) / steps;
   const s1 = webgpuStats(); // after the wait: it adds no dispatch, only the last submit's time
   dispose([params === model.params ? null : params, state], [model.params]);
-  if (x.device !== "webgpu" || !s0 || !s1) return { ms, dispatches: 0, encodeMicros: 0, submitMicros: 0 };
+  if (x.device !== "webgpu" || !s0 || !s1 || !before) {
+    return { ms, dispatches: 0, encodeMicros: 0, submitMicros: 0, hostMs: 0 };
+  }
   const dispatches = s1.dispatches - s0.dispatches, per = Math.max(1, dispatches);
+  const submitBefore = (before.submitMicros - s0.submitMicros) / 1000;
   return {
     ms,
     dispatches: dispatches / steps,
     encodeMicros: (s1.encodeMicros - s0.encodeMicros) / per,
     submitMicros: (s1.submitMicros - s0.submitMicros) / per,
+    hostMs: (tHost - t0 - submitBefore) / steps,
   };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+
+/** The median time of 5 waits for an idle GPU: what every round's one wait costs at least. */
+async function syncFloorMs(): Promise<number> {
+  const t: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    await syncWebGPU();
+    t.push(performance.now() - t0);
+  }
+  return median(t);
+}
 
 if (import.meta.main) await table();
 else registerBenches();
@@ -236,10 +264,20 @@ function registerBenches(): void {
 
 /** The whole comparison (`deno run`): every model on every device, the table and the ratios. */
 async function table(): Promise<void> {
+  const jsonLines: string[] = [];
   const cpu = CPU_ROUNDS !== ROUNDS || CPU_STEPS !== STEPS
     ? `; cpu: ${CPU_ROUNDS} rounds × ${CPU_STEPS} steps`
     : "";
   console.log(`${ROUNDS} rounds × ${STEPS} steps per optimizer (medians)${cpu}`);
+  if (devices.includes("webgpu")) {
+    const floor = await syncFloorMs();
+    console.log(
+      `an empty wait for the GPU: ${
+        floor.toFixed(1)
+      } ms (median of 5; Deno's floor for any wait or read-back),` +
+        ` i.e. ${(floor / STEPS).toFixed(2)} ms of each GPU row's ms/step at ${STEPS} steps per round`,
+    );
+  }
   for (const m of models) {
     const w = WORKLOADS[m];
     const y = Int32Array.from({ length: w.batch }, (_, i) => i % 10);
@@ -264,15 +302,38 @@ async function table(): Promise<void> {
     for (const [row, ms] of Object.entries(med)) {
       const h = host[row];
       const gpu = h.dispatches > 0
-        ? `  ${h.dispatches.toFixed(0).padStart(4)} dispatches/step, host µs/dispatch: encode ${
-          h.encodeMicros.toFixed(1).padStart(5)
-        }, submit ${h.submitMicros.toFixed(1).padStart(7)}`
+        ? `  host ${h.hostMs.toFixed(2).padStart(6)} ms/step, ${
+          h.dispatches.toFixed(0).padStart(4)
+        } dispatches/step, host µs/dispatch: encode ${h.encodeMicros.toFixed(1).padStart(5)}, submit ${
+          h.submitMicros.toFixed(1).padStart(7)
+        }`
         : "";
       console.log(
         `  ${row.padEnd(14)} ${ms.toFixed(2).padStart(9)} ms/step ${
           (w.batch / ms * 1000).toFixed(0).padStart(9)
         } ex/s${gpu}`,
       );
+      if (args.values.json !== undefined) {
+        const [device, optimizer] = row.split(" ");
+        const [rounds, steps] = device === "cpu" ? [CPU_ROUNDS, CPU_STEPS] : [ROUNDS, STEPS];
+        jsonLines.push(JSON.stringify({
+          model: m,
+          device,
+          optimizer,
+          batch: w.batch,
+          rounds,
+          steps,
+          ms_per_step: ms,
+          examples_per_s: w.batch / ms * 1000,
+          ...(h.dispatches > 0
+            ? {
+              host_ms_per_step: h.hostMs,
+              dispatches_per_step: h.dispatches,
+              encode_us_per_dispatch: h.encodeMicros,
+            }
+            : {}),
+        }));
+      }
     }
     for (const device of devices) {
       console.log(
@@ -285,5 +346,9 @@ async function table(): Promise<void> {
       const up = (o: string) => (med[`cpu ${o}`] / med[`webgpu ${o}`]).toFixed(2);
       console.log(`  webgpu speed-up over cpu: sgd ${up("sgd")}×, vsgd ${up("vsgd")}×, adam ${up("adam")}×`);
     }
+  }
+  if (args.values.json !== undefined) {
+    await Deno.writeTextFile(args.values.json, jsonLines.map((l) => l + "\n").join(""));
+    console.log(`\n${jsonLines.length} rows written to ${args.values.json}`);
   }
 }

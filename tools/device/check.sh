@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # The GPU check, in one call of the workplace's `device` tool (prepare the kit first with
 # tools/device/prepare.sh):   command "bash tools/device/check.sh", carry [".device"], timeout_s 600
-# (the steps' own limits add up to 585 s; on a GPU the whole check should take 4–6 minutes).
+# (the steps' own limits add up to 595 s; on a GPU the whole check should take 4–6 minutes).
 # Runs, each under its own time limit, logging to $OUT (the first steps carry the new figures):
 #   tests.log  CI=true deno test tests/webgpu_*_test.ts   (CPU parity, noise bit-identity, memory, errors)
-#   train.log  whole training steps, webgpu vs cpu, vsgd/sgd, dispatches/step and host µs/dispatch
-#              (bench/webgpu_train_bench.ts; the bind-group cache as the adapter decides: on for a GPU)
+#   train.log  whole training steps, webgpu vs cpu, vsgd/sgd, host ms/step, dispatches/step and host
+#              µs/dispatch (bench/webgpu_train_bench.ts; the bind-group cache as the adapter decides: on
+#              for a GPU; 50 steps per GPU round, so that Deno's ~10 ms floor of the round's one wait for
+#              the GPU, printed first, adds only ~0.2 ms per step); its rows also go to train_rows.jsonl
+#   torch_train.log  the same MLP and LeNet steps in the machine's PyTorch on CUDA (SGD, the original
+#              VSGD, Adam, the original VAdam; fp32, TF32 off; tools/torch_train_bench.py); summary.txt
+#              gets ours/PyTorch per model and optimizer (tools/device/train_ratios.ts)
 #   resnet_webgpu.log  ResNet-18 (the original CIFAR model), batch 128, one SGD-momentum training step
 #              on WebGPU (bench/resnet_bench.ts): ms/step, images/s, s per 50k-image epoch
 #   resnet_torch.log   the same step in the machine's PyTorch on CUDA, fp32, TF32 off
@@ -97,6 +102,7 @@ if [ "$SMOKE" = 1 ]; then
   say "smoke mode: tiny sizes, the figures mean nothing"
   TESTS=(tests/webgpu_dispatch_test.ts)
   TRAIN=(--models mlp --rounds 1 --steps 1 --cpu-rounds 1 --cpu-steps 1)
+  TORCHTRAIN=(--models mlp --rounds 1 --steps 1 --warmup 1)
   NOCACHE=(--models mlp --rounds 1 --steps 1)
   MERGEAB=(--batches 2 --rounds 1 --steps 1)
   RESNET=(--batches 2 --rounds 1 --steps 1)
@@ -106,11 +112,12 @@ if [ "$SMOKE" = 1 ]; then
   MNIST_N=1000
 else
   TESTS=(tests/webgpu_*_test.ts)
-  TRAIN=(--rounds 5 --steps 10 --cpu-rounds 2 --cpu-steps 3)
-  NOCACHE=(--models mlp,lenet --rounds 5 --steps 10)
-  MERGEAB=(--batches 128 --rounds 3 --steps 2)
-  RESNET=(--batches 128 --rounds 5 --steps 4)
-  TORCH=(--batches 128 --rounds 5 --steps 10)
+  TRAIN=(--rounds 5 --steps 50 --cpu-rounds 2 --cpu-steps 3)
+  TORCHTRAIN=(--models mlp,lenet --rounds 5 --steps 50)
+  NOCACHE=(--models mlp,lenet --rounds 5 --steps 50)
+  MERGEAB=(--batches 128 --rounds 3 --steps 4)
+  RESNET=(--batches 128 --rounds 5 --steps 8)
+  TORCH=(--batches 128 --rounds 5 --steps 8)
   BENCH=()
   TFJS=(--sizes 256,512,1024,2048,4096 --rounds 5)
   MNIST_N=60000
@@ -125,14 +132,22 @@ grep -E '^(ok|FAILED) \|' "$OUT/tests.log" | tail -1 | tee -a "$S"
 grep -E '\.\.\. FAILED' "$OUT/tests.log" | head -20 | tee -a "$S"
 
 # The CPU rows get fewer steps: on many cores they took most of the former 90 s.
-step train 110 deno run -A --no-check bench/webgpu_train_bench.ts "${TRAIN[@]}"
-grep -vE '^\s*$' "$OUT/train.log" | tail -40 | tee -a "$S"
+step train 110 deno run -A --no-check bench/webgpu_train_bench.ts "${TRAIN[@]}" --json "$OUT/train_rows.jsonl"
+grep -vE '^\s*$' "$OUT/train.log" | tail -42 | tee -a "$S"
+# The same MLP and LeNet steps in PyTorch, and ours/PyTorch per model and optimizer.
+step torch_train 25 "$PY" tools/torch_train_bench.py --device "$TORCH_DEVICE" "${TORCHTRAIN[@]}"
+if [ -e "$OUT/train_rows.jsonl" ]; then
+  deno run --no-check --allow-read tools/device/train_ratios.ts "$OUT/train_rows.jsonl" "$OUT/torch_train.log" \
+    2>&1 | tee -a "$S"
+else
+  say "train ratios: no train_rows.jsonl (the train step failed)"
+fi
 
 # ResNet-18 at batch 128, ours on WebGPU (the first loss checked against the CPU) and PyTorch CUDA.
 step resnet_webgpu 80 deno run -A --no-check bench/resnet_bench.ts --device webgpu --no-torch --models resnet18 \
   "${RESNET[@]}"
 grep -E '^resnet18' "$OUT/resnet_webgpu.log" | tee -a "$S"
-step resnet_torch 60 "$PY" tools/torch_resnet_bench.py --device "$TORCH_DEVICE" --models resnet18 "${TORCH[@]}"
+step resnet_torch 45 "$PY" tools/torch_resnet_bench.py --device "$TORCH_DEVICE" --models resnet18 "${TORCH[@]}"
 grep -E '^\{' "$OUT/resnet_torch.log" | tee -a "$S"
 ours=$(sed -nE 's/^resnet18 batch ([0-9]+): ours ([0-9.]+) images\/s.*/\1 \2/p' "$OUT/resnet_webgpu.log" | head -1)
 theirs=$(sed -nE 's/.*"images_per_s": ([0-9.eE+-]+).*/\1/p' "$OUT/resnet_torch.log" | head -1)
@@ -144,7 +159,7 @@ else
   say "resnet18: no ratio (ours: '${ours}', PyTorch: '${theirs}')"
 fi
 
-step bench 130 deno bench -A --no-check "${BENCH[@]}" bench/webgpu_matmul_bench.ts bench/webgpu_ops_bench.ts \
+step bench 125 deno bench -A --no-check "${BENCH[@]}" bench/webgpu_matmul_bench.ts bench/webgpu_ops_bench.ts \
   bench/webgpu_optim_bench.ts
 grep -E 'GFLOP/s|GB/s|×|ratio' "$OUT/bench.log" | grep -v '^|' | tee -a "$S"
 
@@ -154,7 +169,7 @@ grep -E '^(adapter|size|[0-9])' "$OUT/tfjs.log" | tee -a "$S"
 # The merged optimizer dispatches' effect: the same GPU rows with them forced off (train.log has them as
 # the adapter decides: on for a GPU), and a same-process A/B on ResNet-18 (62 arrays, 11M parameters).
 # (The bind-group cache's effect was measured by the first run: 1.5× on the MLP step; on by default.)
-step train_nomerge 25 deno run -A --no-check bench/webgpu_train_bench.ts --devices webgpu --no-merge-arrays \
+step train_nomerge 30 deno run -A --no-check bench/webgpu_train_bench.ts --devices webgpu --no-merge-arrays \
   "${NOCACHE[@]}"
 grep -vE '^\s*$' "$OUT/train_nomerge.log" | tail -24 | tee -a "$S"
 step resnet_merge 30 deno run -A --no-check bench/resnet_bench.ts --device webgpu --no-torch --models resnet18 \
