@@ -41,7 +41,10 @@ const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x04 /* COPY_SRC */ | 0x08; /* COPY_D
 /** Pools GPU storage buffers by bucket size. */
 export class BufferPool {
   readonly #ctx: GpuContext;
+  /** Free buffers by bucket, each list ordered from the newest buffer to the oldest (popped first). */
   readonly #free = new Map<number, GPUBuffer[]>();
+  /** Creation order of every buffer the pool made. */
+  readonly #order = new WeakMap<GPUBuffer, number>();
   #liveBuffers = 0;
   #liveBytes = 0;
   #freeBuffers = 0;
@@ -84,7 +87,7 @@ export class BufferPool {
       this.#reused++;
     } else {
       buf = this.#ctx.device.createBuffer({ size, usage: STORAGE_USAGE });
-      this.#created++;
+      this.#order.set(buf, this.#created++);
     }
     this.#liveBuffers++;
     this.#liveBytes += size;
@@ -98,7 +101,11 @@ export class BufferPool {
     this.#liveBytes -= size;
     let list = this.#free.get(size);
     if (!list) this.#free.set(size, list = []);
-    list.push(buf);
+    // Kept ordered so that the oldest free buffer goes out first (see acquire).
+    const order = this.#order.get(buf) ?? Infinity;
+    let at = list.length;
+    while (at > 0 && (this.#order.get(list[at - 1]) ?? Infinity) < order) at--;
+    list.splice(at, 0, buf);
     this.#freeBuffers++;
     this.#freeBytes += size;
   }
