@@ -127,6 +127,33 @@ export interface Backend {
   conv2dGradInput(gy: Tensor, w: Tensor, xShape: readonly number[], geo: Conv2dGeometry): Tensor;
   /** Gradient of conv2d w.r.t. its weight. */
   conv2dGradWeight(x: Tensor, gy: Tensor, wShape: readonly number[], geo: Conv2dGeometry): Tensor;
+  /**
+   * A convolution with its bias and activation in one primitive: y = act(conv2d(x, w) + b) with b
+   * `[O]` or none added per output channel, act the identity or ReLU (shapes checked by the caller).
+   * The values are those of `conv2d`, then `binary("add")` with b as `[1, O, 1, 1]`, then
+   * `unary("relu")`.
+   */
+  fusedConv2d(
+    x: Tensor,
+    w: Tensor,
+    b: Tensor | null,
+    geo: Conv2dGeometry,
+    activation: LinearActivation,
+  ): Tensor;
+  /**
+   * The gradients of {@linkcode Backend.fusedConv2d} given `g` = dL/dy, each only when `needs` asks
+   * for it (else null). With gz = g · step(y) after a ReLU (`y` is fusedConv2d's output) and gz = g
+   * otherwise (`y` null): gx and gw are conv2d's gradients at gz, gb = Σ over n, oh, ow of gz. The
+   * values are those of the separate relu, add and conv2d gradients.
+   */
+  fusedConv2dGrad(
+    x: Tensor,
+    w: Tensor,
+    y: Tensor | null,
+    g: Tensor,
+    geo: Conv2dGeometry,
+    needs: LinearNeeds,
+  ): { gx: Tensor | null; gw: Tensor | null; gb: Tensor | null };
 
   /** Max pooling; also returns each maximum's offset inside its window, ky·kw + kx (for the backward pass). */
   maxPool2d(x: Tensor, geo: Pool2dGeometry): { y: Tensor; argmax: Tensor };

@@ -1,7 +1,7 @@
 /**
  * Host overhead on WebGPU: the bind-group cache's default by adapter (a pure rule, checked on crafted
- * adapter infos, and on the adapter at hand), the exact number of dispatches of one MLP training step
- * by phase (so that a change that adds dispatches fails here), the host time the encoder reports,
+ * adapter infos, and on the adapter at hand), the exact number of dispatches of one MLP and one
+ * LeNet training step by phase (so that a change that adds dispatches fails here), the host time the encoder reports,
  * and the kernels that made the step shorter (the one-dispatch mean cross-entropy, the shared
  * constant 1 that seeds each backward pass, the optimizer step that applies its own update)
  * against the CPU or the unfused path.
@@ -12,7 +12,7 @@ import { type Backend, getBackend } from "../src/backend.ts";
 import "../src/cpu/backend.ts";
 import { randn, tensor } from "../src/creation.ts";
 import { dispose, tidy } from "../src/memory.ts";
-import { mlp } from "../src/nn/mod.ts";
+import { lenet, mlp } from "../src/nn/mod.ts";
 import { crossEntropy } from "../src/ops/mod.ts";
 import { adam, applyUpdates, type Optimizer, sgd, vadam, vsgd } from "../src/optim/mod.ts";
 import type { UpdateResult } from "../src/optim/types.ts";
@@ -150,9 +150,31 @@ async function withOptim(k: OptimKernels, fn: () => Promise<void>): Promise<void
 async function mlpStep(merged: boolean): Promise<void> {
   const model = mlp([784, 256, 256, 10], { seed: 0, device: "webgpu" });
   const x = randn([128, 784], { seed: 1, device: "webgpu" });
-  const y = Int32Array.from({ length: 128 }, (_, i) => i % 10);
+  const { steps, micros } = await sgdStepPhases(model, x);
+  // Merged: as many of the 6 arrays per dispatch as the device's storage bindings allow (4 each).
+  const perDispatch = Math.min(
+    MAX_ARRAYS_PER_DISPATCH,
+    Math.floor(gpu!.ctx.limits.maxStorageBuffersPerShaderStage / 4),
+  );
+  const expected = merged ? { ...MLP_SGD_STEP, update: Math.ceil(6 / perDispatch) } : MLP_SGD_STEP_PER_ARRAY;
+  assert.deepEqual(steps, [expected, expected, expected]);
+  const total = steps[0].forward + steps[0].backward + steps[0].update + steps[0].apply;
+  if (perDispatch >= 6) assert.equal(total, merged ? MLP_SGD_STEP_DISPATCHES : 16);
+  for (const us of micros) assert.ok(us > 0 && us < 5e6, `host µs encoding each step: ${micros}`);
+}
+
+/**
+ * Three SGD steps of `model` on the batch `x` (labels i mod 10), counting the dispatches of each
+ * phase (the forward alone, counted apart, then the rest of valueAndGrad, update, applyUpdates) and
+ * the host µs encoding each step; releases the model and `x`.
+ */
+async function sgdStepPhases<P extends TensorTree>(
+  model: { params: P; forward: (p: P, x: Tensor) => Tensor },
+  x: Tensor,
+): Promise<{ steps: Record<string, number>[]; micros: number[] }> {
+  const y = Int32Array.from({ length: x.shape[0] }, (_, i) => i % 10);
   const opt = sgd({ lr: 0.01 }) as Optimizer<unknown>;
-  const loss = (p: TensorTree, xb: Tensor) => crossEntropy(model.forward(p as typeof model.params, xb), y);
+  const loss = (p: TensorTree, xb: Tensor) => crossEntropy(model.forward(p as P, xb), y);
   const vg = valueAndGrad(loss);
   let params: TensorTree = model.params;
   let state: unknown = opt.init(params);
@@ -188,16 +210,52 @@ async function mlpStep(merged: boolean): Promise<void> {
   }
   await gpu!.sync();
   dispose([params, state, model.params, x]);
-  // Merged: as many of the 6 arrays per dispatch as the device's storage bindings allow (4 each).
-  const perDispatch = Math.min(
-    MAX_ARRAYS_PER_DISPATCH,
-    Math.floor(gpu!.ctx.limits.maxStorageBuffersPerShaderStage / 4),
+  return { steps, micros };
+}
+
+/**
+ * Dispatches of one SGD step of LeNet on 3×32×32 at batch 128 (the bench's `lenet` workload):
+ *
+ *   forward   2 convolutions with their bias and ReLU in the kernel (2), 2 max pools (2), 3 fused
+ *             linear layers (3), the cross-entropy (1)                                         = 8
+ *   backward  cross-entropy gradient 1; the linear layers' weight-and-bias gradients (3) and input
+ *             gradients (3); the pools' gradients (2); conv2: its input gradient (1) and its
+ *             weight gradient with the bias gradient as a column of ones, then its split parts
+ *             summed into both (2); conv1 the same but no input gradient (2); the ReLUs' masks
+ *             applied as the gradient products load gy (0)                                    = 14
+ *   update    10 parameter arrays: one dispatch each, or merged as the bindings allow (8 arrays
+ *             at 4 storage bindings each under lavapipe's 32: 2)                              = 10 / 2
+ *
+ * 32 per array, 24 merged (42 and 34 before the convolutions' bias and ReLU moved into their
+ * kernels: each layer had its bias add, ReLU, ReLU gradient and a two-pass bias-gradient sum).
+ */
+const LENET_SGD_STEP_PER_ARRAY = { forward: 8, backward: 14, update: 10, apply: 0 };
+
+for (const merged of [false, true]) {
+  Deno.test(
+    {
+      name: `webgpu dispatches: one LeNet SGD training step, ${
+        merged ? "merged arrays" : "one dispatch per array"
+      }`,
+      ignore,
+    },
+    () =>
+      withOptim(webgpuOptimKernels(gpu!, undefined, { coalesce: merged }), async () => {
+        const model = lenet({ inputShape: [3, 32, 32], seed: 0, device: "webgpu" });
+        const x = randn([128, 3, 32, 32], { seed: 1, device: "webgpu" });
+        const { steps } = await sgdStepPhases(model, x);
+        const perDispatch = Math.min(
+          MAX_ARRAYS_PER_DISPATCH,
+          Math.floor(gpu!.ctx.limits.maxStorageBuffersPerShaderStage / 4),
+        );
+        const expected = merged
+          ? { ...LENET_SGD_STEP_PER_ARRAY, update: Math.ceil(10 / perDispatch) }
+          : LENET_SGD_STEP_PER_ARRAY;
+        assert.deepEqual(steps, [expected, expected, expected]);
+        const total = Object.values(steps[0]).reduce((a, b) => a + b, 0);
+        if (perDispatch === 8) assert.equal(total, merged ? 24 : 32);
+      }),
   );
-  const expected = merged ? { ...MLP_SGD_STEP, update: Math.ceil(6 / perDispatch) } : MLP_SGD_STEP_PER_ARRAY;
-  assert.deepEqual(steps, [expected, expected, expected]);
-  const total = steps[0].forward + steps[0].backward + steps[0].update + steps[0].apply;
-  if (perDispatch >= 6) assert.equal(total, merged ? MLP_SGD_STEP_DISPATCHES : 16);
-  for (const us of micros) assert.ok(us > 0 && us < 5e6, `host µs encoding each step: ${micros}`);
 }
 
 Deno.test(

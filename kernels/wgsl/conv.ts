@@ -8,7 +8,13 @@
  *   in one dispatch (z = phase): gx[C, (n, hq, wq)] = w[C, (th, tw, o)] · gy[(th, tw, o), (n, hq, wq)]
  *   where h = h0 + hq·sh and the taps are only those that hit the stride grid, ki = rh + th·sh
  *   (a stride-2 3×3 layer does 9/4 taps per pixel on average instead of 9, a stride-2 1×1 one 1/4)
- * - weight gradient: gw[O, (c, ki, kj)] = gy[O, (n, p)] · cols[(n, p), (c, ki, kj)], split along K
+ * - weight gradient: gw[O, (c, ki, kj)] = gy[O, (n, p)] · cols[(n, p), (c, ki, kj)], split along K;
+ *   with a bias, cols gets one more column of ones, whose column of the product is the bias
+ *   gradient Σ over (n, p) of gy, and {@linkcode convGradWeightSumKernel} sums the split parts into
+ *   both gradients
+ *
+ * The forward's bias and ReLU run in the matmul's epilogue (`MatmulFusion.biasRows`, `relu`); the
+ * gradients through that ReLU multiply gy by step(y) as they load it (`ConvGradOptions.masked`).
  *
  * The geometry is compiled into the WGSL (the pipeline key names it): every division by a size is a
  * division by a constant, which the shader compiler turns into a multiply and a shift. Only the batch
@@ -16,6 +22,7 @@
  *
  * @module
  */
+import { NAN_RELU_WGSL, storage, uniformBlock } from "./common.ts";
 
 /** The shape of a convolution, compiled into its kernels. */
 export interface ConvShape {
@@ -118,11 +125,38 @@ export function convGradInputMaxK(s: ConvShape): number {
 }
 
 /**
- * Input gradient: the phase setup (per workgroup, from `wid.z`), A = the weights as [C, (th, tw, o)]
- * for the phase's taps, B = gy as [(th, tw, o), (n, hq, wq)] through a per-column gather, C stored
- * NCHW at (h0 + hq·sh, w0 + wq·sw) when inside the image. `setup` defines the phase's K (`phaseK`).
+ * How the gradient kernels read gy: `masked` multiplies each value by step(y) = 1 where y > 0, else
+ * 0 (NaN: 0), y being the forward's ReLU output, laid out as gy and bound as the matmul fusion's
+ * mask (`MaskA` for the weight gradient, `MaskB` for the input gradient): the gradient through the
+ * ReLU, the values of `reluGrad(y, gy)`.
  */
-export function convGradInputLoaders(s: ConvShape): { loaders: string; setup: string } {
+export interface ConvGradOptions {
+  /** Multiply gy by the step of the ReLU output it is masked with. */
+  masked?: boolean;
+}
+
+/** WGSL: gy at index `i` of array `arr`, times the step of `mask` at `i` when `masked`. */
+function readGy(arr: string, mask: string, i: string, masked: boolean | undefined): string {
+  return masked
+    ? `${arr}[${i}] * select(0.0, 1.0, ${mask}[${i}] > 0.0 && !isnan_(${mask}[${i}]))`
+    : `${arr}[${i}]`;
+}
+
+/** The WGSL helpers the masked loaders call (`isnan_`). */
+function maskHelpers(masked: boolean | undefined): string {
+  return masked ? NAN_RELU_WGSL : "";
+}
+
+/**
+ * Input gradient: the phase setup (per workgroup, from `wid.z`), A = the weights as [C, (th, tw, o)]
+ * for the phase's taps, B = gy as [(th, tw, o), (n, hq, wq)] through a per-column gather (masked:
+ * {@linkcode ConvGradOptions}), C stored NCHW at (h0 + hq·sh, w0 + wq·sw) when inside the image.
+ * `setup` defines the phase's K (`phaseK`).
+ */
+export function convGradInputLoaders(
+  s: ConvShape,
+  options: ConvGradOptions = {},
+): { loaders: string; setup: string } {
   const HC = Math.ceil(s.h / s.sh), WC = Math.ceil(s.w / s.sw), HWC = HC * WC;
   const strided = s.sh > 1 || s.sw > 1;
   if (strided && s.kh * s.kw * s.kw >= 1 << 16) {
@@ -158,7 +192,7 @@ var<private> pH0: u32; var<private> pW0: u32; var<private> pQh: u32; var<private
   C[((n / ${u(HWC)} * ${u(s.c)} + m) * ${u(HWC)} + n % ${u(HWC)}) / 4u] = v;
 }
 `;
-  const loaders = `${privates}fn tapOf(k: u32) -> vec3<u32> {
+  const loaders = `${privates}${maskHelpers(options.masked)}fn tapOf(k: u32) -> vec3<u32> {
   let t = k / ${u(s.o)}; let th = ${strided ? "(t * pDivTw) >> 16u" : `t / ${TW}`};
   return vec3<u32>(k % ${u(s.o)}, th, t - th * ${TW});
 }
@@ -177,7 +211,8 @@ fn loadCol(col: Col, k: u32) -> f32 {
   let t = tapOf(k);
   let oh = col.oh - i32(t.y); let ow = col.ow - i32(t.z);
   if (oh < 0 || ow < 0 || oh >= ${s.oh} || ow >= ${s.ow}) { return 0.0; }
-  return B[col.base + (t.x * ${u(s.oh)} + u32(oh)) * ${u(s.ow)} + u32(ow)];
+  let i = col.base + (t.x * ${u(s.oh)} + u32(oh)) * ${u(s.ow)} + u32(ow);
+  return ${readGy("B", "MaskB", "i", options.masked)};
 }
 ${
     cStore4 || `fn cStore(m: u32, n: u32, v: f32) {
@@ -190,14 +225,32 @@ ${
   return { loaders, setup };
 }
 
-/** Weight gradient: A = gy as [O, (n, p)], B = the im2col matrix as [(n, oh, ow), (c, ki, kj)]. */
-export function convGradWeightLoaders(s: ConvShape): string {
+/** Options of {@linkcode convGradWeightLoaders}. */
+export interface ConvGradWeightOptions extends ConvGradOptions {
+  /**
+   * B gets one more column, column c·kh·kw, of ones: that column of the product is Σ over (n, p)
+   * of gy, the bias gradient (the product's N is then c·kh·kw + 1).
+   */
+  onesColumn?: boolean;
+}
+
+/**
+ * Weight gradient: A = gy as [O, (n, p)] (masked: {@linkcode ConvGradOptions}), B = the im2col
+ * matrix as [(n, oh, ow), (c, ki, kj)], with a column of ones after it when `onesColumn`.
+ */
+export function convGradWeightLoaders(s: ConvShape, options: ConvGradWeightOptions = {}): string {
   const HW = s.oh * s.ow, KK = s.kh * s.kw;
-  return `fn loadA(off: u32, m: u32, k: u32) -> f32 {
-  return A[(k / ${u(HW)} * ${u(s.o)} + m) * ${u(HW)} + k % ${u(HW)}];
+  return `${maskHelpers(options.masked)}fn loadA(off: u32, m: u32, k: u32) -> f32 {
+  let i = (k / ${u(HW)} * ${u(s.o)} + m) * ${u(HW)} + k % ${u(HW)};
+  return ${readGy("A", "MaskA", "i", options.masked)};
 }
 fn loadB(off: u32, k: u32, j: u32) -> f32 {
-  let img = k / ${u(HW)}; let p = k % ${u(HW)};
+  ${
+    options.onesColumn
+      ? `if (j == ${u(s.c * KK)}) { return 1.0; }
+  `
+      : ""
+  }let img = k / ${u(HW)}; let p = k % ${u(HW)};
   let c = j / ${u(KK)}; let r = j % ${u(KK)};
   let ih = i32((p / ${u(s.ow)}) * ${u(s.sh)} + r / ${u(s.kw)}) - ${s.ph};
   let iw = i32((p % ${u(s.ow)}) * ${u(s.sw)} + r % ${u(s.kw)}) - ${s.pw};
@@ -205,4 +258,45 @@ fn loadB(off: u32, k: u32, j: u32) -> f32 {
   return B[((img * ${u(s.c)} + c) * ${u(s.h)} + u32(ih)) * ${u(s.w)} + u32(iw)];
 }
 `;
+}
+
+/** Uniform words of {@linkcode convGradWeightSumKernel}: the parts S, the rows M, the columns N. */
+export const CONV_GRAD_SUM_WORDS = 4;
+
+/** Outputs per workgroup of {@linkcode convGradWeightSumKernel} (each summed by 16 lanes). */
+export const CONV_GRAD_SUM_OUTPUTS = 16;
+
+/**
+ * The weight gradient's parts summed into the weight and bias gradients, one dispatch: `Part` holds
+ * S products [M, N + 1] (M = o, N = c·kh·kw, the last column the bias gradient's, as
+ * {@linkcode convGradWeightLoaders} with `onesColumn` gives them); column j < N of the sum goes to
+ * `GW` [M, N], column N to `GB` [M]. Each workgroup sums 16 consecutive outputs, 16 lanes each
+ * over every 16th part, then the lanes in order (a fixed order: the same bits every run). Bindings:
+ * Part (read), GW, GB (write); grid: ⌈M·(N + 1)/16⌉ workgroups, folded into y past the limit.
+ */
+export function convGradWeightSumKernel(): string {
+  const T = CONV_GRAD_SUM_OUTPUTS;
+  return `${uniformBlock(CONV_GRAD_SUM_WORDS)}${storage(1, "Part", "f32")}${storage(2, "GW", "f32", true)}${
+    storage(3, "GB", "f32", true)
+  }
+var<workgroup> lanes: array<f32, ${T * 16}>;
+
+@compute @workgroup_size(${T}, 16, 1)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let S = U(0); let N = U(2); let cols = N + 1u; let total = U(1) * cols;
+  let i = (wid.x + wid.y * nwg.x) * ${T}u + lid.x;
+  var acc = 0.0;
+  if (i < total) {
+    for (var s = lid.y; s < S; s += 16u) { acc += Part[s * total + i]; }
+  }
+  lanes[lid.y * ${T}u + lid.x] = acc;
+  workgroupBarrier();
+  if (lid.y == 0u && i < total) {
+    var sum = 0.0;
+    for (var l = 0u; l < 16u; l++) { sum += lanes[l * ${T}u + lid.x]; }
+    let m = i / cols; let j = i % cols;
+    if (j < N) { GW[m * N + j] = sum; } else { GB[m] = sum; }
+  }
+}`;
 }

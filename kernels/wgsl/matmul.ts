@@ -10,9 +10,11 @@
  * `fn loadB(off, k, n) -> f32`): the convolutions use them for implicit-GEMM im2col, with a
  * per-column gather for B (`col-n`) and their own store addressing ({@linkcode MatmulGather}).
  *
- * A variant can fuse the work around a fully connected layer ({@linkcode MatmulFusion}): a bias and
- * a ReLU in the epilogue (forward), an operand multiplied by the ReLU's step mask as it is loaded,
- * and a row of ones appended to A, whose row of C is the column sums of B (the bias gradient).
+ * A variant can fuse the work around a fully connected layer or a convolution
+ * ({@linkcode MatmulFusion}): a bias (per column, or per row for a convolution's output channels)
+ * and a ReLU in the epilogue (forward), an operand multiplied by the ReLU's step mask as it is
+ * loaded, and a row of ones appended to A, whose row of C is the column sums of B (the bias
+ * gradient).
  *
  * @module
  */
@@ -67,6 +69,11 @@ export interface MatmulGather {
 export interface MatmulFusion {
   /** Epilogue: C[m, n] += Bias[n] (binding `Bias`, f32 `[N]`). */
   bias?: boolean;
+  /**
+   * Epilogue: C[m, n] += Bias[m] (binding `Bias`, f32 `[M]`): a bias per row, a convolution's per
+   * output channel. Not together with `bias`; only where the epilogue knows its row (the 4×4 kernel).
+   */
+  biasRows?: boolean;
   /** Epilogue, after the bias: C = relu(C), as the unary relu (NaN propagating: {@linkcode fusionFunctions}). */
   relu?: boolean;
   /**
@@ -86,7 +93,7 @@ export interface MatmulFusion {
 /** The extra storage bindings of a fusion, in binding order after C (binding 3). */
 export function fusionBindings(f: MatmulFusion = {}): { name: string; kind: "read" | "write" }[] {
   const out: { name: string; kind: "read" | "write" }[] = [];
-  if (f.bias) out.push({ name: "Bias", kind: "read" });
+  if (f.bias || f.biasRows) out.push({ name: "Bias", kind: "read" });
   if (f.maskA) out.push({ name: "MaskA", kind: "read" });
   if (f.maskB) out.push({ name: "MaskB", kind: "read" });
   if (f.onesRowA) out.push({ name: "CRow", kind: "write" });
@@ -95,8 +102,8 @@ export function fusionBindings(f: MatmulFusion = {}): { name: string; kind: "rea
 
 /** A cache-key suffix naming the fused work of `f` ("" when none). */
 export function fusionKey(f: MatmulFusion = {}): string {
-  return (f.bias ? "+b" : "") + (f.relu ? "+relu" : "") + (f.maskA ? "+mA" : "") + (f.maskB ? "+mB" : "") +
-    (f.onesRowA ? "+1row" : "");
+  return (f.bias ? "+b" : "") + (f.biasRows ? "+bm" : "") + (f.relu ? "+relu" : "") +
+    (f.maskA ? "+mA" : "") + (f.maskB ? "+mB" : "") + (f.onesRowA ? "+1row" : "");
 }
 
 /**
@@ -163,10 +170,16 @@ export function chooseTile(M: number, N: number, batches: number): MatmulTile {
 
 /**
  * The epilogue of a fused product (`f`) applied to one value, or to the four consecutive columns
- * `col`…`col + 3` of a vec4 (`vec`): the bias, then the ReLU (WGSL expression).
+ * `col`…`col + 3` of a vec4 (`vec`), all in row `row` (needed by `biasRows` only): the bias, then
+ * the ReLU (WGSL expression).
  */
-export function fusedEpilogue(f: MatmulFusion, val: string, col: string, vec: boolean): string {
+export function fusedEpilogue(f: MatmulFusion, val: string, col: string, vec: boolean, row?: string): string {
   let e = val;
+  if (f.bias && f.biasRows) throw new Error("fusedEpilogue: a fusion has either bias or biasRows, not both");
+  if (f.biasRows) {
+    if (row === undefined) throw new Error("fusedEpilogue: biasRows needs the row of the value");
+    e = vec ? `(${e} + vec4<f32>(Bias[${row}]))` : `(${e} + Bias[${row}])`;
+  }
   if (f.bias) {
     e = vec
       ? `(${e} + vec4<f32>(Bias[${col}], Bias[${col} + 1u], Bias[${col} + 2u], Bias[${col} + 3u]))`
@@ -276,29 +289,31 @@ export function matmulKernel(v: MatmulVariant): string {
       Bs[k * ${TN4}u + n / 4u][n % 4u] = x;
     }`;
   }
-  const fin = (val: string, col: string, vec: boolean) => fusedEpilogue(f, val, col, vec);
+  const fin = (val: string, col: string, vec: boolean, row: string) => fusedEpilogue(f, val, col, vec, row);
   const g = v.gather;
   const store = g
     ? [0, 1, 2, 3].map((i) =>
       v.cVec
-        ? `if (gm + ${i}u < M && gn < N) { cStore4(gm + ${i}u, gn, ${fin(`acc${i}`, "gn", true)}); }`
+        ? `if (gm + ${i}u < M && gn < N) { cStore4(gm + ${i}u, gn, ${
+          fin(`acc${i}`, "gn", true, `gm + ${i}u`)
+        }); }`
         : [0, 1, 2, 3].map((c) =>
           `if (gm + ${i}u < M && gn + ${c}u < N) { cStore(gm + ${i}u, gn + ${c}u, ${
-            fin(`acc${i}.${"xyzw"[c]}`, `gn + ${c}u`, false)
+            fin(`acc${i}.${"xyzw"[c]}`, `gn + ${c}u`, false, `gm + ${i}u`)
           }); }`
         ).join("\n  ")
     ).join("\n  ")
     : v.cVec
     ? [0, 1, 2, 3].map((i) =>
       `if (gm + ${i}u < M && gn < N) { C[(cOff + (gm + ${i}u) * N + gn) / 4u] = ${
-        fin(`acc${i}`, "gn", true)
+        fin(`acc${i}`, "gn", true, `gm + ${i}u`)
       }; }`
     )
       .join("\n  ")
     : [0, 1, 2, 3].map((i) =>
       [0, 1, 2, 3].map((c) =>
         `if (gm + ${i}u < M && gn + ${c}u < N) { C[cOff + (gm + ${i}u) * N + gn + ${c}u] = ${
-          fin(`acc${i}.${"xyzw"[c]}`, `gn + ${c}u`, false)
+          fin(`acc${i}.${"xyzw"[c]}`, `gn + ${c}u`, false, `gm + ${i}u`)
         }; }`
       ).join("\n  ")
     ).join("\n  ");

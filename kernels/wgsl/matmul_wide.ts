@@ -58,9 +58,12 @@ export function chooseWideTile(M: number, N: number, batches: number): WideTile 
   return { m: m as WideTile["m"], n: n as WideTile["n"] };
 }
 
-/** Whether the 8×8 kernel supports a variant (no `col-n` B, no split K, no implicit-GEMM addressing). */
+/**
+ * Whether the 8×8 kernel supports a variant (no `col-n` B, no split K, no implicit-GEMM addressing,
+ * no per-row bias).
+ */
 export function wideSupports(v: Omit<MatmulVariant, "tile">): boolean {
-  return !v.gather && !v.splitK && v.a !== "col-n" && v.b !== "col-n";
+  return !v.gather && !v.splitK && v.a !== "col-n" && v.b !== "col-n" && !v.fusion?.biasRows;
 }
 
 /** The depth of the K slices of a tile: both double-buffered slices within 16 KiB. */

@@ -17,7 +17,15 @@ import { gemm } from "../../kernels/wasm/gemm.ts";
 import { conv2dForward, conv2dGradInput, conv2dGradWeight, type ConvDims } from "../../kernels/wasm/conv.ts";
 import { setOutputProvider } from "../../kernels/wasm/output.ts";
 import { batchNormBackwardLoop, batchNormForwardLoop, dropoutMaskLoop, type NormDims } from "./norm.ts";
-import { crossEntropyGradRows, crossEntropyRows, pool2d, pool2dGrad, pooledSize, softmaxRows } from "./nn.ts";
+import {
+  biasReluChannels,
+  crossEntropyGradRows,
+  crossEntropyRows,
+  pool2d,
+  pool2dGrad,
+  pooledSize,
+  softmaxRows,
+} from "./nn.ts";
 
 // The convolution kernels' results come from the storage pool too (they write every element).
 setOutputProvider((n, f64) => takeStorage(f64 ? "float64" : "float32", n, false));
@@ -274,6 +282,21 @@ export const cpuBackend: Backend = {
       () => conv2dGradWeight(arr(x), arr(gy), d),
     );
     return make(adoptStorage(gw), wShape, x.dtype);
+  },
+  fusedConv2d(x, w, b, geo, activation) {
+    const y = this.conv2d(x, w, geo);
+    biasReluChannels(arr(y), b ? arr(b) : null, y.shape[1], y.shape[2] * y.shape[3], activation === "relu");
+    return y;
+  },
+  fusedConv2dGrad(x, w, y, g, geo, needs) {
+    // The separate ops' gradients, primitive by primitive: relu's (step(y) = step(z) for y = relu(z)),
+    // add's sum over the broadcast axes, conv2d's two.
+    const gz = y ? this.reluGrad(y, g) : g;
+    return {
+      gx: needs.x ? this.conv2dGradInput(gz, w, x.shape, geo) : null,
+      gw: needs.w ? this.conv2dGradWeight(x, gz, w.shape, geo) : null,
+      gb: needs.b ? this.reduce("sum", gz, [0, 2, 3], false) : null,
+    };
   },
 
   batchNormForward(x, gamma, beta, eps) {

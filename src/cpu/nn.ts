@@ -241,3 +241,31 @@ export function pool2dGrad(
     }
   }
 }
+
+/**
+ * In place on a convolution's output `[N, O, HW]`: adds `bias[o]` to channel o (when given), then
+ * the ReLU (when `relu`). Each element is rounded as the separate ops round it (`add` with the bias
+ * as `[1, O, 1, 1]`, then `relu`: NaN propagates, −0 becomes +0), so the values are theirs bit for
+ * bit.
+ */
+export function biasReluChannels(
+  z: TypedArray,
+  bias: TypedArray | null,
+  channels: number,
+  hw: number,
+  relu: boolean,
+): void {
+  const len = z.length;
+  if (bias && hw > 0) {
+    for (let base = 0, c = 0; base < len; base += hw, c = (c + 1) % channels) {
+      const b = bias[c];
+      for (let i = base; i < base + hw; i++) z[i] += b;
+    }
+  }
+  if (relu) {
+    for (let i = 0; i < len; i++) {
+      const v = z[i];
+      z[i] = v > 0 || v !== v ? v : 0; // as unaryLoop's relu
+    }
+  }
+}

@@ -11,7 +11,7 @@ import { type CreateOptions, ones, zeros } from "../creation.ts";
 import { relu as reluOp } from "../ops/elementwise.ts";
 import { backendFor } from "../ops/dispatch.ts";
 import { fusedLinear } from "../ops/linear.ts";
-import { avgPool2d, conv2d as conv2dOp, maxPool2d, type Size2 } from "../ops/conv.ts";
+import { avgPool2d, fusedConv2d, maxPool2d, type Size2 } from "../ops/conv.ts";
 import { mean } from "../ops/reduce.ts";
 import { flatten as flattenOp } from "../ops/shape.ts";
 import { batchNormInference, batchNormTrain } from "../ops/norm.ts";
@@ -121,6 +121,12 @@ export interface Conv2dLayerOptions {
   padding?: Size2;
   /** Add a bias (default true). */
   bias?: boolean;
+  /**
+   * An activation after the bias (default "none"): "relu" gives relu(conv2d(x, w) + b), the values
+   * of a `conv2d` followed by a `relu` layer in one op (on WebGPU the bias and the ReLU run in the
+   * convolution's kernel, and the bias gradient comes from the weight gradient's).
+   */
+  activation?: "none" | "relu";
 }
 
 function pairOf(v: Size2): [number, number] {
@@ -129,7 +135,8 @@ function pairOf(v: Size2): [number, number] {
 
 /**
  * A 2-D convolution `[N, C, H, W] → [N, O, H', W']` (cross-correlation, as `torch.nn.Conv2d`), with
- * H' = ⌊(H + 2·padding − kh)/stride⌋ + 1. Init as PyTorch: w and b U(±1/√(C·kh·kw)).
+ * H' = ⌊(H + 2·padding − kh)/stride⌋ + 1, or its ReLU with `activation: "relu"`. Init as PyTorch:
+ * w and b U(±1/√(C·kh·kw)).
  *
  * @example
  * ```ts
@@ -161,10 +168,15 @@ export function conv2d(
     }
   });
   const bias = options.bias ?? true;
+  const activation = options.activation ?? "none";
+  if (activation !== "none" && activation !== "relu") {
+    throw new RangeError(`${who}: activation must be "none" or "relu", got ${JSON.stringify(activation)}`);
+  }
   const kind = `conv2d ${inChannels}→${outChannels}, ${kh}×${kw}` +
     (stride[0] !== 1 || stride[1] !== 1
       ? `, stride ${stride[0] === stride[1] ? stride[0] : fmtShape(stride)}`
-      : "");
+      : "") +
+    (activation === "relu" ? ", relu" : "");
   const wShape = [outChannels, inChannels, kh, kw];
   return {
     kind,
@@ -201,7 +213,7 @@ export function conv2d(
       checkLeafShape(w, wShape, ctx.path, kind, "w");
       const b = bias ? leaf(params, "b", ctx.path, kind, "params") : undefined;
       if (b) checkLeafShape(b, [outChannels], ctx.path, kind, "b");
-      const y = atLayer(ctx.path, kind, () => conv2dOp(x, w, { bias: b, stride, padding }));
+      const y = atLayer(ctx.path, kind, () => fusedConv2d(x, w, b, { stride, padding, activation }));
       return { y, state };
     },
   };

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { add, relu, tanh } from "../ops/elementwise.ts";
+import { add, tanh } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
 import { maxPool2d } from "../ops/conv.ts";
 import { flatten } from "../ops/shape.ts";
@@ -151,7 +151,9 @@ export function lenet(options: LeNetOptions = {}): Model<LeNetParams> {
   const h2 = Math.floor((Math.floor(h / 2) - 4) / 2), w2 = Math.floor((Math.floor(w / 2) - 4) / 2);
   if (h2 < 1 || w2 < 1) throw new RangeError(`lenet: input [${c}, ${h}, ${w}] is too small (needs ≥ 12×12)`);
   const seed = options.seed ?? 0, io = { dtype: options.dtype, device: options.device };
-  const conv1 = nn.conv2d(c, 6, 5, { padding: 2 }), conv2 = nn.conv2d(6, 16, 5);
+  // Each convolution's ReLU is fused into it (one op; on WebGPU bias and ReLU in its kernel).
+  const conv1 = nn.conv2d(c, 6, 5, { padding: 2, activation: "relu" });
+  const conv2 = nn.conv2d(6, 16, 5, { activation: "relu" });
   const fcs = [
     nn.linear(16 * h2 * w2, 120, { activation: "relu" }),
     nn.linear(120, 84, { activation: "relu" }),
@@ -164,8 +166,8 @@ export function lenet(options: LeNetOptions = {}): Model<LeNetParams> {
   };
   const chw: [number, number, number] = [c, h, w];
   const forward = (p: LeNetParams, x: Tensor): Tensor => {
-    let y = maxPool2d(relu(run(conv1, p.conv1, imageBatch("lenet", x, chw), "conv1")), { kernel: 2 });
-    y = maxPool2d(relu(run(conv2, p.conv2, y, "conv2")), { kernel: 2 });
+    let y = maxPool2d(run(conv1, p.conv1, imageBatch("lenet", x, chw), "conv1"), { kernel: 2 });
+    y = maxPool2d(run(conv2, p.conv2, y, "conv2"), { kernel: 2 });
     let z = flatten(y, 1);
     p.fc.forEach((l, i) => (z = run(fcs[i], l, z, `fc.${i}`))); // the ReLUs are fused into fc.0 and fc.1
     return z;

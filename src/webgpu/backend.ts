@@ -65,7 +65,14 @@ import {
   PipelineCache,
 } from "./pipelines.ts";
 import { broadcastStrides, coalesce } from "./layout.ts";
-import { conv2d, conv2dGradInput, conv2dGradWeight, matmul } from "./matmul_ops.ts";
+import {
+  conv2d,
+  conv2dGradInput,
+  conv2dGradWeight,
+  fusedConv2d,
+  fusedConv2dGrad,
+  matmul,
+} from "./matmul_ops.ts";
 import { linear, linearGrad } from "./linear_ops.ts";
 import { avgPool2d, avgPool2dGrad, maxPool2d, maxPool2dGrad } from "./pool_ops.ts";
 import { batchNormBackward, batchNormForward, dropoutMask } from "./norm_ops.ts";
@@ -640,6 +647,27 @@ export class WebGPUBackend implements Backend {
 
   conv2dGradWeight(x: Tensor, gy: Tensor, wShape: readonly number[], geo: Conv2dGeometry): Tensor {
     return conv2dGradWeight(this, x, gy, wShape, geo);
+  }
+
+  fusedConv2d(
+    x: Tensor,
+    w: Tensor,
+    b: Tensor | null,
+    geo: Conv2dGeometry,
+    activation: LinearActivation,
+  ): Tensor {
+    return fusedConv2d(this, x, w, b, geo, activation);
+  }
+
+  fusedConv2dGrad(
+    x: Tensor,
+    w: Tensor,
+    y: Tensor | null,
+    g: Tensor,
+    geo: Conv2dGeometry,
+    needs: LinearNeeds,
+  ): { gx: Tensor | null; gw: Tensor | null; gb: Tensor | null } {
+    return fusedConv2dGrad(this, x, w, y, g, geo, needs);
   }
 
   // ------------------------------------------------------------------------------------------

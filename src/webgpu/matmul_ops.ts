@@ -10,12 +10,18 @@
  * M = O, N = C·kh·kw, K = batch·OH·OW split when fewer than 256 workgroups would run, into about 1,024
  * workgroups.
  *
+ * The fused convolution (`Backend.fusedConv2d`/`fusedConv2dGrad`) adds the bias and the ReLU in the
+ * forward's epilogue, multiplies gy by the ReLU's step as the gradient products load it, and gets
+ * the bias gradient from the weight gradient's product, as one more column of ones: one dispatch
+ * forward, and backward one for the input gradient and two for the weight and bias gradients (the
+ * product, then its parts summed into both).
+ *
  * A second kernel, with 8×8 outputs per thread (`kernels/wgsl/matmul_wide.ts`), can take the products
  * it supports (all but the convolutions'): {@linkcode setMatmulKernel}.
  *
  * @module
  */
-import type { Conv2dGeometry } from "../backend.ts";
+import type { Conv2dGeometry, LinearActivation, LinearNeeds } from "../backend.ts";
 import { shapeSize, type Tensor } from "../tensor.ts";
 import {
   chooseTile,
@@ -30,6 +36,8 @@ import {
 } from "../../kernels/wgsl/matmul.ts";
 import { chooseWideTile, matmulWideKernel, wideSupports } from "../../kernels/wgsl/matmul_wide.ts";
 import {
+  CONV_GRAD_SUM_OUTPUTS,
+  CONV_GRAD_SUM_WORDS,
   convForwardLoaders,
   convForwardVecStore,
   convGradInputColumns,
@@ -38,6 +46,7 @@ import {
   convGradInputPhases,
   convGradInputVecStore,
   convGradWeightLoaders,
+  convGradWeightSumKernel,
   type ConvShape,
   convShapeKey,
 } from "../../kernels/wgsl/conv.ts";
@@ -203,16 +212,43 @@ export function matmul(
 
 /** conv2d forward, NCHW/OIHW, as an implicit GEMM `W · cols` whose columns span the batch. */
 export function conv2d(be: WebGPUBackend, x: Tensor, w: Tensor, geo: Conv2dGeometry): Tensor {
-  const xb = be.buffer(x, "conv2d", "x"), wb = be.buffer(w, "conv2d", "w");
+  return fusedConv2d(be, x, w, null, geo, "none", "conv2d");
+}
+
+/**
+ * act(conv2d(x, w) + b): conv2d's product with the bias (per output channel, a row of the product)
+ * and the ReLU in its epilogue, one dispatch.
+ */
+export function fusedConv2d(
+  be: WebGPUBackend,
+  x: Tensor,
+  w: Tensor,
+  b: Tensor | null,
+  geo: Conv2dGeometry,
+  activation: LinearActivation,
+  who = "fusedConv2d",
+): Tensor {
+  const xb = be.buffer(x, who, "x"), wb = be.buffer(w, who, "w");
+  const bb = b ? be.buffer(b, who, "b") : null;
   const d = convDims(x.shape, w.shape, geo);
-  const y = be.alloc([d.n, d.o, d.ho, d.wo], "conv2d");
+  const y = be.alloc([d.n, d.o, d.ho, d.wo], who);
   if (y.size === 0) return y;
-  const yb = (y.storage as GpuStorage).buffer;
+  const yb = bufOf(y);
+  const relu = activation === "relu";
   if (d.ckk === 0) {
+    // conv2d(x, w) = 0: y = act(b) broadcast over the batch and the pixels, as the separate ops give.
     be.encoder.clear(yb, y.size * 4);
-    return y;
+    if (!bb) return y;
+    const biased = be.alloc(y.shape, who);
+    be.binaryBuffers("add", yb, y.shape, bb, [1, d.o, 1, 1], bufOf(biased), y.shape);
+    be.release(y);
+    if (!relu) return biased;
+    const out = be.unary("relu", biased);
+    be.release(biased);
+    return out;
   }
   const aMode: OperandMode = d.ckk % 4 === 0 ? "vec-k" : "fn-k";
+  const fusion = bb || relu ? { biasRows: bb !== null, relu } : undefined;
   matmulRun(be, {
     name: `conv2d/${convShapeKey(d.shape)}`,
     variant: {
@@ -222,6 +258,7 @@ export function conv2d(be: WebGPUBackend, x: Tensor, w: Tensor, geo: Conv2dGeome
       splitK: false,
       loaders: plainLoaders(false, false, aMode === "fn-k", false) + convForwardLoaders(d.shape),
       gather: { setup: "" },
+      fusion,
     },
     M: d.o,
     N: d.n * d.hw,
@@ -229,9 +266,33 @@ export function conv2d(be: WebGPUBackend, x: Tensor, w: Tensor, geo: Conv2dGeome
     z: 1,
     batch: { shape: [], a: [], b: [] },
     extra: [],
-    bufs: [wb, xb, yb],
+    bufs: bb ? [wb, xb, yb, bb] : [wb, xb, yb],
   });
   return y;
+}
+
+/**
+ * The gradients of {@linkcode fusedConv2d} that `needs` asks for, gy masked by the step of `y` (the
+ * forward's ReLU output) when given: the input gradient one dispatch; the weight and bias gradients
+ * one product (the bias gradient as a column of ones appended to the im2col matrix) and one sum of
+ * its split parts. The bias gradient alone runs the same product (its weight gradient discarded).
+ */
+export function fusedConv2dGrad(
+  be: WebGPUBackend,
+  x: Tensor,
+  w: Tensor,
+  y: Tensor | null,
+  g: Tensor,
+  geo: Conv2dGeometry,
+  needs: LinearNeeds,
+): { gx: Tensor | null; gw: Tensor | null; gb: Tensor | null } {
+  const who = "fusedConv2d (backward)";
+  const mask = y ? be.buffer(y, who, "y") : null;
+  const gx = needs.x ? convGradInput(be, g, w, x.shape, geo, mask, who) : null;
+  if (!needs.w && !needs.b) return { gx, gw: null, gb: null };
+  const r = convGradWeight(be, x, g, w.shape, geo, mask, needs.b, who);
+  if (!needs.w) be.release(r.gw);
+  return { gx, gw: needs.w ? r.gw : null, gb: r.gb };
 }
 
 /**
@@ -245,17 +306,30 @@ export function conv2dGradInput(
   xShape: readonly number[],
   geo: Conv2dGeometry,
 ): Tensor {
-  const gb = be.buffer(gy, "conv2dGradInput", "gy"), wb = be.buffer(w, "conv2dGradInput", "w");
+  return convGradInput(be, gy, w, xShape, geo, null, "conv2dGradInput");
+}
+
+/** The input gradient, gy masked by the step of the buffer `mask` (laid out as gy) when given. */
+function convGradInput(
+  be: WebGPUBackend,
+  gy: Tensor,
+  w: Tensor,
+  xShape: readonly number[],
+  geo: Conv2dGeometry,
+  mask: GPUBuffer | null,
+  who: string,
+): Tensor {
+  const gb = be.buffer(gy, who, "gy"), wb = be.buffer(w, who, "w");
   const d = convDims(xShape, w.shape, geo);
-  const gx = be.alloc(xShape, "conv2dGradInput");
+  const gx = be.alloc(xShape, who);
   if (gx.size === 0) return gx;
-  const gxb = (gx.storage as GpuStorage).buffer;
+  const gxb = bufOf(gx);
   const K = convGradInputMaxK(d.shape);
   if (K === 0 || gy.size === 0) {
     be.encoder.clear(gxb, gx.size * 4);
     return gx;
   }
-  const { loaders, setup } = convGradInputLoaders(d.shape);
+  const { loaders, setup } = convGradInputLoaders(d.shape, { masked: mask !== null });
   matmulRun(be, {
     name: `conv2dGradInput/${convShapeKey(d.shape)}`,
     variant: {
@@ -265,6 +339,7 @@ export function conv2dGradInput(
       splitK: false,
       loaders,
       gather: { setup, k: "phaseK" },
+      fusion: mask ? { maskB: true } : undefined,
     },
     M: d.c,
     N: d.n * convGradInputColumns(d.shape),
@@ -272,7 +347,7 @@ export function conv2dGradInput(
     z: convGradInputPhases(d.shape),
     batch: { shape: [], a: [], b: [] },
     extra: [],
-    bufs: [wb, gb, gxb],
+    bufs: mask ? [wb, gb, gxb, mask] : [wb, gb, gxb],
   });
   return gx;
 }
@@ -285,21 +360,41 @@ export function conv2dGradWeight(
   wShape: readonly number[],
   geo: Conv2dGeometry,
 ): Tensor {
-  const xb = be.buffer(x, "conv2dGradWeight", "x"), gb = be.buffer(gy, "conv2dGradWeight", "gy");
+  return convGradWeight(be, x, gy, wShape, geo, null, false, "conv2dGradWeight").gw;
+}
+
+/**
+ * The weight gradient, gy masked by the step of `mask` when given, and with `withBias` the bias
+ * gradient from the same product (a column of ones after the im2col matrix). K (the batch × output
+ * pixels) is split so that enough workgroups run; the parts are summed by the reduction (weight
+ * gradient alone) or by the kernel that also takes the bias gradient's column out.
+ */
+function convGradWeight(
+  be: WebGPUBackend,
+  x: Tensor,
+  gy: Tensor,
+  wShape: readonly number[],
+  geo: Conv2dGeometry,
+  mask: GPUBuffer | null,
+  withBias: boolean,
+  who: string,
+): { gw: Tensor; gb: Tensor | null } {
+  const xb = be.buffer(x, who, "x"), gb = be.buffer(gy, who, "gy");
   const d = convDims(x.shape, wShape, geo);
-  const gw = be.alloc(wShape, "conv2dGradWeight");
-  if (gw.size === 0) return gw;
-  const gwb = (gw.storage as GpuStorage).buffer;
-  const K = d.n * d.hw;
+  const gw = be.alloc(wShape, who), gbias = withBias ? be.alloc([d.o], who) : null;
+  const M = d.o, N = d.ckk, K = d.n * d.hw;
+  // The product's columns: the weight gradient's, and the bias gradient's column of ones.
+  const cols = N + (withBias ? 1 : 0);
+  if (M === 0 || cols === 0) return { gw, gb: gbias };
+  const gwb = bufOf(gw);
   if (K === 0) {
-    be.encoder.clear(gwb, gw.size * 4);
-    return gw;
+    if (gw.size > 0) be.encoder.clear(gwb, gw.size * 4);
+    if (gbias) be.encoder.clear(bufOf(gbias), M * 4);
+    return { gw, gb: gbias };
   }
-  const M = d.o, N = d.ckk;
-  // Split K (the batch × output pixels) so that enough workgroups run, then sum the parts.
   // The tile as for a large batch (the splits supply the workgroups), and the splits from it.
-  const tile = chooseTile(M, N, Infinity);
-  const tiles = Math.ceil(M / tile.m) * Math.ceil(N / tile.n);
+  const tile = chooseTile(M, cols, Infinity);
+  const tiles = Math.ceil(M / tile.m) * Math.ceil(cols / tile.n);
   const split = tiles < SPLIT_BELOW_GROUPS && K >= 512;
   let splits = split ? Math.min(Math.ceil(SPLIT_TARGET_GROUPS / tiles), Math.floor(K / 256), 1024) : 1;
   const kChunk = Math.ceil(K / splits / 16) * 16;
@@ -307,22 +402,43 @@ export function conv2dGradWeight(
   const variant = {
     a: "fn-k" as const,
     b: "fn-k" as const,
-    cVec: N % 4 === 0,
+    cVec: cols % 4 === 0,
     splitK: true,
-    loaders: convGradWeightLoaders(d.shape),
+    loaders: convGradWeightLoaders(d.shape, { masked: mask !== null, onesColumn: withBias }),
+    fusion: mask ? { maskA: true } : undefined,
   };
-  const name = `conv2dGradWeight/${convShapeKey(d.shape)}`;
-  const run = { name, variant, M, N, K, batch: { kChunk }, extra: [], tile };
-  if (splits === 1) {
-    matmulRun(be, { ...run, z: 1, bufs: [gb, xb, gwb] });
-    return gw;
+  const name = `conv2dGradWeight/${convShapeKey(d.shape)}${withBias ? "+1col" : ""}`;
+  const run = { name, variant, M, N: cols, K, batch: { kChunk }, extra: [], tile };
+  const withMask = (bufs: GPUBuffer[]) => (mask ? [...bufs, mask] : bufs);
+  if (!withBias && splits === 1) {
+    matmulRun(be, { ...run, z: 1, bufs: withMask([gb, xb, gwb]) });
+    return { gw, gb: null };
   }
-  const part = be.temp(splits * M * N * 4, "conv2dGradWeight");
-  matmulRun(be, { ...run, z: splits, bufs: [gb, xb, part] });
-  be.reduceBuffers("sum", part, [splits, M * N], [0], 1, gwb);
+  const part = be.temp(splits * M * cols * 4, who);
+  matmulRun(be, { ...run, z: splits, bufs: withMask([gb, xb, part]) });
+  if (!gbias) be.reduceBuffers("sum", part, [splits, M * N], [0], 1, gwb);
+  else {
+    // gw has no element when c = 0: a 16-byte stand-in takes the kernel's writes (there are none).
+    const gwOut = gw.size > 0 ? gwb : be.temp(16, who);
+    const spec = kernelSpec(
+      "conv2dGradWeightSum",
+      CONV_GRAD_SUM_WORDS,
+      ["read", "write", "write"],
+      () => convGradWeightSumKernel(),
+    );
+    be.run(
+      spec,
+      [splits, M, N, 0],
+      [part, gwOut, bufOf(gbias)],
+      be.grid(Math.ceil((M * cols) / CONV_GRAD_SUM_OUTPUTS)),
+    );
+    if (gwOut !== gwb) be.pool.release(gwOut);
+  }
   be.pool.release(part);
-  return gw;
+  return { gw, gb: gbias };
 }
+
+const bufOf = (t: Tensor) => (t.storage as GpuStorage).buffer;
 
 /** The sizes of a convolution and its shape as the kernels compile it in. */
 function convDims(xShape: readonly number[], wShape: readonly number[], geo: Conv2dGeometry) {
