@@ -59,6 +59,11 @@ export interface Backend {
    */
   reluGrad(x: Tensor, g: Tensor): Tensor;
   /**
+   * relu(a + b) elementwise for `a` and `b` of one shape and dtype, in one pass: the values of
+   * `binary("add")` followed by `unary("relu")` (a residual block's output).
+   */
+  addRelu(a: Tensor, b: Tensor): Tensor;
+  /**
    * `a·x + b·y` elementwise (`x` and `y` of one shape and dtype), each product rounded to the dtype
    * before the sum: the values of `add(mul(x, a), mul(y, b))` in one pass (batch norm's running
    * statistics).
@@ -171,13 +176,22 @@ export interface Backend {
    * Batch normalization in training mode, fused per channel: `x` is `[N, C, …]` (channel axis 1,
    * the trailing dims flattened to S, m = N·S values per channel), `gamma` and `beta` are `[C]`.
    * Returns the per-channel mean, the biased variance var = (1/m) Σ (x − mean)² and
-   * y = (x − mean) / √(var + eps) · γ + β.
+   * y = (x − mean) / √(var + eps) · γ + β; with `activation` "relu", y = relu(that) written by the
+   * same pass (the values of `unary("relu")` applied to the plain y).
    */
-  batchNormForward(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): BatchNormStats & { y: Tensor };
+  batchNormForward(
+    x: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    eps: number,
+    activation?: BatchNormActivation,
+  ): BatchNormStats & { y: Tensor };
   /**
    * The gradients of {@linkcode Backend.batchNormForward} at `x` with its `mean` and `var`, given
    * `gy`: with x̂ = (x − mean)/√(var + eps), gγ = Σ gy·x̂, gβ = Σ gy (per channel) and
-   * gx = γ/(m·√(var + eps)) · (m·gy − gβ − x̂·gγ).
+   * gx = γ/(m·√(var + eps)) · (m·gy − gβ − x̂·gγ). With `y`, the output of a forward pass with a
+   * ReLU, gy is first masked by ReLU's gradient rule inline, with no buffer between: the values of
+   * this call without `y` given `reluGrad(y, gy)` (step(y) = step(x̂·γ + β) for y = relu(x̂·γ + β)).
    */
   batchNormBackward(
     x: Tensor,
@@ -185,6 +199,7 @@ export interface Backend {
     stats: BatchNormStats,
     gy: Tensor,
     eps: number,
+    y?: Tensor | null,
   ): { gx: Tensor; gGamma: Tensor; gBeta: Tensor };
   /**
    * An inverted-dropout mask of `shape`: element i is `spec.scale` when it is kept, else 0. Element
@@ -208,6 +223,9 @@ export interface Backend {
 
 /** The activation fused into {@linkcode Backend.linear}: none or ReLU. */
 export type LinearActivation = "none" | "relu";
+
+/** The activation fused into {@linkcode Backend.batchNormForward}: none (default) or ReLU. */
+export type BatchNormActivation = "none" | "relu";
 
 /** Which gradients {@linkcode Backend.linearGrad} computes. */
 export interface LinearNeeds {

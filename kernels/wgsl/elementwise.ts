@@ -120,11 +120,14 @@ ${main1d()}
 }`;
 }
 
-/** A kernel over n elements (uniform 0) reading the f32 arrays `x` and `z`, whose `body` sets Y[i]. */
-function pairKernel(x: string, z: string, body: string): string {
+/**
+ * A kernel over n elements (uniform 0) reading the f32 arrays `x` and `z`, whose `body` sets Y[i]
+ * (with the WGSL functions `helpers`).
+ */
+function pairKernel(x: string, z: string, body: string, helpers = ""): string {
   return `${uniformBlock(BINARY_WORDS)}${storage(1, x, "f32")}${storage(2, z, "f32")}${
     storage(3, "Y", "f32", true)
-  }
+  }${helpers}
 ${main1d()}
   if (i >= U(0)) { return; }
   ${body}
@@ -132,18 +135,32 @@ ${main1d()}
 }
 
 /**
- * ReLU's gradient: `Y[i] = G[i] · step(X[i])`, the product of the binary mul with the unary step, so
- * the same values (a NaN or infinite gradient times a zero step is NaN). Bindings: x, g (read), y
- * (write). Uniforms: [n].
+ * WGSL: `reluGrad1(x, g)` = g · step(x), ReLU's gradient rule (the binary mul with the unary step: a
+ * NaN or infinite g times a zero step is NaN), with x > 0 tested on the bits (a compiler may assume
+ * no NaN reaches a comparison): sign clear, not ±0, not NaN. Since step(relu(x)) = step(x) (NaN and
+ * −0 included), the mask may be read from ReLU's output; the batch-norm kernels with a fused ReLU
+ * use it so.
+ */
+export const RELU_GRAD_WGSL = `fn reluGrad1(x: f32, g: f32) -> f32 {
+  let b = bitcast<u32>(x);
+  return g * select(0.0, 1.0, b != 0u && b <= 0x7f800000u);
+}
+`;
+
+/**
+ * ReLU's gradient: `Y[i] = G[i] · step(X[i])` ({@linkcode RELU_GRAD_WGSL}), the product of the
+ * binary mul with the unary step, so the same values. Bindings: x, g (read), y (write). Uniforms: [n].
  */
 export function reluGradKernel(): string {
-  // x > 0 on the bits (a compiler may assume no NaN reaches a comparison): sign clear, not ±0, not NaN
-  return pairKernel(
-    "X",
-    "G",
-    `let b = bitcast<u32>(X[i]);
-  Y[i] = G[i] * select(0.0, 1.0, b != 0u && b <= 0x7f800000u);`,
-  );
+  return pairKernel("X", "G", "Y[i] = reluGrad1(X[i], G[i]);", RELU_GRAD_WGSL);
+}
+
+/**
+ * `Y[i] = relu(X[i] + Z[i])`: the binary add, then the unary relu (`relu1`, NaN propagating), in one
+ * pass (a residual block's output). Bindings: x, z (read), y (write). Uniforms: [n].
+ */
+export function addReluKernel(): string {
+  return pairKernel("X", "Z", "Y[i] = relu1(X[i] + Z[i]);", NAN_RELU_WGSL);
 }
 
 /**

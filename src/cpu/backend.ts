@@ -147,6 +147,12 @@ export const cpuBackend: Backend = {
     reluGradLoop(arr(x), arr(g), out);
     return make(out, g.shape, g.dtype);
   },
+  addRelu(a, b) {
+    const out = this.binary("add", a, b, a.shape);
+    const o = arr(out);
+    unaryLoop("relu", o, o); // in place: the bits of a separate relu
+    return out;
+  },
   axpby(a, x, b, y) {
     if (x.size !== y.size || x.dtype !== y.dtype) {
       throw new RangeError(
@@ -299,18 +305,20 @@ export const cpuBackend: Backend = {
     };
   },
 
-  batchNormForward(x, gamma, beta, eps) {
+  batchNormForward(x, gamma, beta, eps, activation = "none") {
     const d = normDims(x.shape), c = [d.C];
     const y = allocOut(x.dtype, x.shape, "batchNorm"), mean = alloc(x.dtype, c, "batchNorm");
     const v = alloc(x.dtype, c, "batchNorm");
     batchNormForwardLoop(arr(x), arr(gamma), arr(beta), d, eps, y, mean, v);
+    if (activation === "relu") unaryLoop("relu", y, y); // in place: the bits of a separate relu
     return { y: make(y, x.shape, x.dtype), mean: make(mean, c, x.dtype), var: make(v, c, x.dtype) };
   },
-  batchNormBackward(x, gamma, stats, gy, eps) {
+  batchNormBackward(x, gamma, stats, gy, eps, y = null) {
     const d = normDims(x.shape), c = [d.C];
     const gx = allocOut(x.dtype, x.shape, "batchNorm (gradient)");
     const gg = alloc(x.dtype, c, "batchNorm (gradient)"), gb = alloc(x.dtype, c, "batchNorm (gradient)");
-    batchNormBackwardLoop(arr(x), arr(gamma), arr(stats.mean), arr(stats.var), arr(gy), d, eps, gx, gg, gb);
+    const [xs, ms, vs] = [arr(x), arr(stats.mean), arr(stats.var)];
+    batchNormBackwardLoop(xs, arr(gamma), ms, vs, arr(gy), d, eps, gx, gg, gb, y ? arr(y) : null);
     return { gx: make(gx, x.shape, x.dtype), gGamma: make(gg, c, x.dtype), gBeta: make(gb, c, x.dtype) };
   },
   dropoutMask(shape, dtype, spec) {

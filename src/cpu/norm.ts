@@ -62,7 +62,9 @@ export function batchNormForwardLoop(
 /**
  * The backward pass of {@linkcode batchNormForwardLoop}: per channel, one pass for gβ = Σ gy and
  * gγ = Σ gy·x̂ (x̂ = (x − mean)·invStd, invStd = 1/√(var + eps)), then
- * gx = γ·invStd/m · (m·gy − gβ − x̂·gγ).
+ * gx = γ·invStd/m · (m·gy − gβ − x̂·gγ). With `reluY` (the output of a forward pass followed by a
+ * ReLU), gy is read as gy·step(reluY), ReLU's gradient exactly as `reluGradLoop` stores it (g·1 and
+ * g·0 are exact), so the same values as masking into a buffer first.
  */
 export function batchNormBackwardLoop(
   x: TypedArray,
@@ -75,6 +77,7 @@ export function batchNormBackwardLoop(
   gx: TypedArray,
   gGamma: TypedArray,
   gBeta: TypedArray,
+  reluY: TypedArray | null = null,
 ): void {
   const m = N * S, cs = C * S;
   for (let c = 0; c < C; c++) {
@@ -83,7 +86,8 @@ export function batchNormBackwardLoop(
     for (let n = 0; n < N; n++) {
       const o = n * cs + c * S;
       for (let s = 0; s < S; s++) {
-        const g = gy[o + s];
+        // `+(y > 0)` compiles without a branch (see unaryLoop's step)
+        const g = reluY ? gy[o + s] * +(reluY[o + s] > 0) : gy[o + s];
         sg += g;
         sgx += g * (x[o + s] - mu);
       }
@@ -96,7 +100,8 @@ export function batchNormBackwardLoop(
       const o = n * cs + c * S;
       for (let s = 0; s < S; s++) {
         const xh = (x[o + s] - mu) * inv;
-        gx[o + s] = a * (m * gy[o + s] - sg - xh * sgx);
+        const g = reluY ? gy[o + s] * +(reluY[o + s] > 0) : gy[o + s];
+        gx[o + s] = a * (m * g - sg - xh * sgx);
       }
     }
   }

@@ -7,7 +7,7 @@
  * @module
  */
 import type { CreateOptions } from "../creation.ts";
-import { add, relu as reluOp } from "../ops/elementwise.ts";
+import { add, addRelu, relu } from "../ops/elementwise.ts";
 import { fmtShape, Tensor } from "../tensor.ts";
 import type { TensorTree } from "../tree.ts";
 import {
@@ -19,6 +19,7 @@ import {
   type Layer,
   layerError,
 } from "./layer.ts";
+import { fusedActivations, withFusedRelu } from "./layers.ts";
 
 /** Params or state of a container: one entry per child that has any, keyed by the child's name. */
 export type LayerTree = { [key: string]: TensorTree };
@@ -92,7 +93,9 @@ function checkRecord(tree: unknown, keys: readonly string[], path: string, kind:
 /**
  * Layers applied one after the other. Given an array, children are named by their index (`"0"`,
  * `"1"`, … as `torch.nn.Sequential`); given a record, by its keys, in insertion order. The params
- * (state) tree is a record with an entry per child that has params (state).
+ * (state) tree is a record with an entry per child that has params (state). A `batchNorm` directly
+ * followed by a `relu` runs as one batch norm with the ReLU fused in (the same values, params, state
+ * and paths; on WebGPU no ReLU dispatch in training).
  *
  * @example
  * ```ts
@@ -121,6 +124,11 @@ export function sequential(
       throw new TypeError(`${who}: layer "${k}" is not a layer (needs init and apply), got ${typeof l}`);
     }
   }
+  // fused[i]: layer i's forward with layer i + 1 (a relu) folded in, which is then skipped
+  const fused = entries.map(([, l], i) => {
+    const next = entries[i + 1]?.[1];
+    return next ? withFusedRelu(l, next) : undefined;
+  });
   const paramKeys = entries.filter(([, l]) => l.hasParams).map(([k]) => k);
   const stateKeys = entries.filter(([, l]) => l.hasState).map(([k]) => k);
   const kind = `sequential of ${entries.length}`;
@@ -143,12 +151,16 @@ export function sequential(
       checkRecord(state, stateKeys, ctx.path, kind, "state");
       const next: LayerTree = {};
       let h = x;
-      for (const [k, l] of entries) {
+      const fuse = fusedActivations();
+      for (let i = 0; i < entries.length; i++) {
+        const [k, l] = entries[i];
         const p = l.hasParams ? childTree(params, k, ctx.path, l.kind, "params") : EMPTY;
         const s = l.hasState ? childTree(state, k, ctx.path, l.kind, "state") : EMPTY;
-        const r = l.apply(p, s, h, { ...ctx, path: childPath(ctx.path, k) });
+        const withRelu = fuse ? fused[i] : undefined;
+        const r = (withRelu ?? l.apply)(p, s, h, { ...ctx, path: childPath(ctx.path, k) });
         if (l.hasState) next[k] = r.state;
         h = r.y;
+        if (withRelu) i++; // the relu ran inside
       }
       return { y: h, state: next };
     },
@@ -163,9 +175,10 @@ export interface ResidualOptions {
 
 /**
  * A residual connection: y = act(body(x) + shortcut(x)), with the identity as the shortcut when none
- * is given. The body's children sit at the residual's own level and the shortcut under `shortcut`,
- * as in PyTorch's ResNet `BasicBlock` (`conv1`, `bn1`, …, `shortcut.0`, `shortcut.1`): the params
- * (state) tree is the body's record plus a `shortcut` entry when the shortcut has params (state).
+ * is given (with `activation: "relu"`, the sum and the ReLU in one pass). The body's children sit at
+ * the residual's own level and the shortcut under `shortcut`, as in PyTorch's ResNet `BasicBlock`
+ * (`conv1`, `bn1`, …, `shortcut.0`, `shortcut.1`): the params (state) tree is the body's record plus
+ * a `shortcut` entry when the shortcut has params (state).
  *
  * @example
  * ```ts
@@ -254,10 +267,10 @@ export function residual(
           } needs a projection shortcut when the stride or channels change)`,
         );
       }
-      const sum = add(a, c);
       const next: LayerTree = { ...rb.state };
       if (shortcut?.hasState) next[SC] = rs.state;
-      return { y: act === "relu" ? reluOp(sum) : sum, state: next };
+      const y = act === "none" ? add(a, c) : fusedActivations() ? addRelu(a, c) : relu(add(a, c));
+      return { y, state: next };
     },
   };
 }

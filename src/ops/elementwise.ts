@@ -4,7 +4,7 @@
  * @module
  */
 import type { BinaryOp, UnaryOp } from "../backend.ts";
-import type { Tensor } from "../tensor.ts";
+import { fmtShape, type Tensor } from "../tensor.ts";
 import { record } from "../tape.ts";
 import { sumTo } from "./broadcast.ts";
 import { backendFor, broadcastShapes, checkTensor, scalarLike, type TensorLike } from "./dispatch.ts";
@@ -167,6 +167,26 @@ export function sign(x: Tensor): Tensor {
 export function relu(x: Tensor): Tensor {
   const y = unaryRaw("relu", x);
   return record(y, [x], (g) => [reluGradRaw(x, g)]);
+}
+
+/**
+ * relu(a + b) for `a` and `b` of one shape, in one backend pass (`addRelu`): the values of
+ * `relu(add(a, b))` (a residual block's output). The gradient of both is g·step(y), one pass.
+ * Internal: used by `nn.residual`.
+ */
+export function addRelu(a: Tensor, b: Tensor): Tensor {
+  const op = "addRelu";
+  checkTensor(op, "a", a);
+  checkTensor(op, "b", b);
+  const be = backendFor(op, { a, b });
+  if (a.rank !== b.rank || a.shape.some((d, i) => d !== b.shape[i])) {
+    throw new RangeError(`${op}: a ${fmtShape(a.shape)} and b ${fmtShape(b.shape)} must have the same shape`);
+  }
+  const y = be.addRelu(a, b);
+  return record(y, [a, b], (g) => {
+    const gs = reluGradRaw(y, g);
+    return [gs, gs];
+  });
 }
 
 /** g · step(x) (g of x's shape): the values of `mul(g, step(x))`, in one backend call. */

@@ -8,13 +8,19 @@
 import { fmtShape, shapeSize, type Tensor } from "../tensor.ts";
 import { record } from "../tape.ts";
 import { backendFor } from "./dispatch.ts";
-import { add, mul, reciprocal, sqrt, sub } from "./elementwise.ts";
+import { add, mul, reciprocal, relu, sqrt, sub } from "./elementwise.ts";
 import { reshape } from "./shape.ts";
 
 /** Options of {@linkcode batchNormTrain} and {@linkcode batchNormInference}. */
 export interface BatchNormOptions {
   /** Added to the variance before the square root (default 1e-5, as PyTorch). */
   eps?: number;
+  /**
+   * An activation applied to the normalized output (default "none"): "relu" gives relu(y), the
+   * values of {@linkcode relu} after the op. In training mode the ReLU is fused into the batch-norm
+   * kernels (on WebGPU no ReLU dispatch forward or backward); in inference mode it is composed.
+   */
+  activation?: "none" | "relu";
 }
 
 /** What {@linkcode batchNormTrain} returns. */
@@ -29,6 +35,14 @@ export interface BatchNormTrainResult {
    * var · m/(m − 1).
    */
   var: Tensor;
+}
+
+function checkActivation(op: string, options: BatchNormOptions | undefined): "none" | "relu" {
+  const activation = options?.activation ?? "none";
+  if (activation !== "none" && activation !== "relu") {
+    throw new RangeError(`${op}: activation must be "none" or "relu", got ${JSON.stringify(activation)}`);
+  }
+  return activation;
 }
 
 function checkEps(op: string, options: BatchNormOptions | undefined): number {
@@ -63,11 +77,12 @@ function checkShapes(op: string, x: Tensor, vectors: Record<string, Tensor>): nu
  * Batch normalization with batch statistics (training mode, as PyTorch's `BatchNorm1d/2d` in
  * `train()`): per channel c of `x` `[N, C, …]`, over its m = N·H·W values,
  * mean_c = (1/m) Σ x, var_c = (1/m) Σ (x − mean_c)² (biased) and
- * y = (x − mean_c)/√(var_c + eps) · γ_c + β_c.
+ * y = (x − mean_c)/√(var_c + eps) · γ_c + β_c, or relu(y) with `activation: "relu"`.
  *
  * VJP (fused per channel), with x̂ = (x − mean)/√(var + eps): dβ = Σ g, dγ = Σ g·x̂,
- * dx = γ/(m·√(var + eps)) · (m·g − Σ g − x̂·Σ g·x̂). `mean` and `var` are returned for the running
- * statistics and carry no gradient. Needs m > 1 (as PyTorch).
+ * dx = γ/(m·√(var + eps)) · (m·g − Σ g − x̂·Σ g·x̂), where after a ReLU g is the upstream gradient
+ * times step(y), as {@linkcode relu}'s gradient, applied inside the same kernels. `mean` and `var`
+ * are returned for the running statistics and carry no gradient. Needs m > 1 (as PyTorch).
  *
  * @example
  * ```ts
@@ -78,6 +93,9 @@ function checkShapes(op: string, x: Tensor, vectors: Record<string, Tensor>): nu
  * assert.deepEqual([...mean.dataSync()], [2, 15]);
  * assert.deepEqual([...v.dataSync()], [1, 25]);
  * assert.ok(Math.abs(y.dataSync()[0] + 1) < 1e-4); // (1 − 2)/√(1 + 1e-5)
+ * // relu(y) in the same pass: the values of relu(batchNormTrain(x, …).y)
+ * const r = batchNormTrain(x, ones([2]), zeros([2]), { activation: "relu" });
+ * assert.deepEqual([...r.y.dataSync()].map((v) => v > 0), [false, false, true, true]);
  * ```
  */
 export function batchNormTrain(
@@ -88,6 +106,7 @@ export function batchNormTrain(
 ): BatchNormTrainResult {
   const b = backendFor("batchNormTrain", { x, gamma, beta });
   const eps = checkEps("batchNormTrain", options);
+  const activation = checkActivation("batchNormTrain", options);
   checkShapes("batchNormTrain", x, { gamma, beta });
   const m = x.shape[0] * shapeSize(x.shape.slice(2));
   if (m <= 1) {
@@ -95,10 +114,10 @@ export function batchNormTrain(
       `batchNormTrain: expected more than 1 value per channel in training mode, got x ${fmtShape(x.shape)}`,
     );
   }
-  const { y, mean, var: v } = b.batchNormForward(x, gamma, beta, eps);
+  const { y, mean, var: v } = b.batchNormForward(x, gamma, beta, eps, activation);
   const stats = { mean, var: v };
   const out = record(y, [x, gamma, beta], (g, needs) => {
-    const r = b.batchNormBackward(x, gamma, stats, g, eps);
+    const r = b.batchNormBackward(x, gamma, stats, g, eps, activation === "relu" ? y : null);
     return [needs[0] ? r.gx : null, needs[1] ? r.gGamma : null, needs[2] ? r.gBeta : null];
   });
   return { y: out, mean, var: v };
@@ -107,8 +126,9 @@ export function batchNormTrain(
 /**
  * Batch normalization with given running statistics (inference mode, as PyTorch's `eval()`):
  * y = (x − μ_c)/√(σ²_c + eps) · γ_c + β_c per channel c of `x` `[N, C, …]`, with `runningMean` μ
- * and `runningVar` σ² of shape `[C]`. Composed from elementwise ops (scale = γ/√(σ² + eps),
- * y = x·scale + (β − μ·scale)), so it is differentiable w.r.t. every argument.
+ * and `runningVar` σ² of shape `[C]`, or relu(y) with `activation: "relu"`. Composed from
+ * elementwise ops (scale = γ/√(σ² + eps), y = x·scale + (β − μ·scale)), so it is differentiable
+ * w.r.t. every argument.
  *
  * @example
  * ```ts
@@ -129,9 +149,11 @@ export function batchNormInference(
 ): Tensor {
   backendFor("batchNormInference", { x, gamma, beta, runningMean, runningVar });
   const eps = checkEps("batchNormInference", options);
+  const activation = checkActivation("batchNormInference", options);
   const c = checkShapes("batchNormInference", x, { gamma, beta, runningMean, runningVar });
   const scale = mul(gamma, reciprocal(sqrt(add(runningVar, eps))));
   const shift = sub(beta, mul(runningMean, scale));
   const bshape = x.shape.map((_, i) => (i === 1 ? c : 1));
-  return add(mul(x, reshape(scale, bshape)), reshape(shift, bshape));
+  const y = add(mul(x, reshape(scale, bshape)), reshape(shift, bshape));
+  return activation === "relu" ? relu(y) : y;
 }

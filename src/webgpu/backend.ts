@@ -16,6 +16,7 @@
  */
 import type {
   Backend,
+  BatchNormActivation,
   BatchNormStats,
   BinaryOp,
   Conv2dGeometry,
@@ -31,6 +32,7 @@ import type { OptimKernels } from "../optim/fused_ops.ts";
 import { type DType, fmtShape, shapeSize, stridesOf, Tensor, type TypedArray } from "../tensor.ts";
 import { WG1D } from "../../kernels/wgsl/common.ts";
 import {
+  addReluKernel,
   axpbyKernel,
   BINARY_WORDS,
   binaryKernel,
@@ -425,12 +427,17 @@ export class WebGPUBackend implements Backend {
     return this.#pairwise("reluGrad", reluGradKernel, ["x", x], ["g", g], []);
   }
 
+  /** relu(a + b) in one kernel (the same values as `relu(add(a, b))`). */
+  addRelu(a: Tensor, b: Tensor): Tensor {
+    return this.#pairwise("addRelu", addReluKernel, ["a", a], ["b", b], []);
+  }
+
   axpby(a: number, x: Tensor, b: number, y: Tensor): Tensor {
     return this.#pairwise("axpby", axpbyKernel, ["x", x], ["y", y], [f32bits(a), f32bits(b)]);
   }
 
   /**
-   * One elementwise kernel over two tensors of the same size (`reluGrad`, `axpby`): the result has
+   * One elementwise kernel over two tensors of the same size (`reluGrad`, `addRelu`, `axpby`): the result has
    * the second one's shape; `words` follow n in the uniforms.
    */
   #pairwise(
@@ -915,8 +922,14 @@ export class WebGPUBackend implements Backend {
   // ------------------------------------------------------------------------------------------
   // Batch normalization and the dropout mask: see norm_ops.ts
 
-  batchNormForward(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): BatchNormStats & { y: Tensor } {
-    return batchNormForward(this, x, gamma, beta, eps);
+  batchNormForward(
+    x: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    eps: number,
+    activation: BatchNormActivation = "none",
+  ): BatchNormStats & { y: Tensor } {
+    return batchNormForward(this, x, gamma, beta, eps, activation);
   }
 
   batchNormBackward(
@@ -925,8 +938,9 @@ export class WebGPUBackend implements Backend {
     stats: BatchNormStats,
     gy: Tensor,
     eps: number,
+    y: Tensor | null = null,
   ): { gx: Tensor; gGamma: Tensor; gBeta: Tensor } {
-    return batchNormBackward(this, x, gamma, stats, gy, eps);
+    return batchNormBackward(this, x, gamma, stats, gy, eps, y);
   }
 
   dropoutMask(shape: readonly number[], dtype: DType, spec: DropoutMaskSpec): Tensor {

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { BatchNormStats, DropoutMaskSpec } from "../backend.ts";
+import type { BatchNormActivation, BatchNormStats, DropoutMaskSpec } from "../backend.ts";
 import { shapeSize, type Tensor } from "../tensor.ts";
 import { WG1D } from "../../kernels/wgsl/common.ts";
 import {
@@ -19,7 +19,7 @@ import {
 } from "../../kernels/wgsl/norm.ts";
 import { DROPOUT_WORDS, dropoutMaskKernel } from "../../kernels/wgsl/dropout.ts";
 import type { GpuStorage, WebGPUBackend } from "./backend.ts";
-import { f32bits, kernelSpec } from "./pipelines.ts";
+import { type BindingKind, f32bits, kernelSpec } from "./pipelines.ts";
 
 const buf = (t: Tensor): GPUBuffer => (t.storage as GpuStorage).buffer;
 
@@ -57,7 +57,8 @@ function normUniforms(shape: readonly number[], eps: number): { u: number[]; P: 
 
 /**
  * Training-mode batch normalization: partial statistics per (channel, part), then y (whose threads
- * combine the parts; the first value's thread of each channel writes mean and var). Two dispatches.
+ * combine the parts; the first value's thread of each channel writes mean and var), with the ReLU
+ * applied there when `activation` is "relu". Two dispatches.
  */
 export function batchNormForward(
   be: WebGPUBackend,
@@ -65,6 +66,7 @@ export function batchNormForward(
   gamma: Tensor,
   beta: Tensor,
   eps: number,
+  activation: BatchNormActivation = "none",
 ): BatchNormStats & { y: Tensor } {
   const who = "batchNormTrain";
   const xb = be.buffer(x, who, "x"), gb = be.buffer(gamma, who, "gamma"), bb = be.buffer(beta, who, "beta");
@@ -75,11 +77,12 @@ export function batchNormForward(
   const part = be.temp(2 * C * P * 4, who);
   const stats = kernelSpec("batchNorm/stats", NORM_WORDS, ["read", "write"], batchNormPartialStatsKernel);
   be.run(stats, u, [xb, part], be.grid(C * P));
+  const relu = activation === "relu";
   const apply = kernelSpec(
-    "batchNorm/apply",
+    relu ? "batchNorm/apply/relu" : "batchNorm/apply",
     NORM_WORDS,
     ["read", "read", "read", "read", "write", "write", "write"],
-    batchNormApplyKernel,
+    () => batchNormApplyKernel(relu),
   );
   be.run(apply, u, [xb, part, gb, bb, buf(y), buf(mean), buf(v)], be.grid(Math.ceil(x.size / WG1D)));
   be.pool.release(part);
@@ -88,7 +91,10 @@ export function batchNormForward(
 
 /**
  * The batch-norm gradients: per-channel sums (gγ, gβ) — one dispatch for whole channels, a partial
- * sums dispatch and a combine for split ones — then gx.
+ * sums dispatch and a combine for split ones — then gx. Given `y`, the output of a forward pass with
+ * a ReLU, every kernel reads gy·step(y) for gy (ReLU's gradient inline: no dispatch, no buffer), and
+ * the sums also go to a packed temporary [gβ_c, gγ_c] from which gx reads them (the eight storage
+ * buffers of the plain gx kernel are the WebGPU minimum, and y is a ninth).
  */
 export function batchNormBackward(
   be: WebGPUBackend,
@@ -97,52 +103,57 @@ export function batchNormBackward(
   stats: BatchNormStats,
   gy: Tensor,
   eps: number,
+  y: Tensor | null = null,
 ): { gx: Tensor; gGamma: Tensor; gBeta: Tensor } {
   const who = "batchNormTrain (gradient)";
   const xb = be.buffer(x, who, "x"), gb = be.buffer(gamma, who, "gamma"), gyb = be.buffer(gy, who, "gy");
   const mb = be.buffer(stats.mean, who, "mean"), vb = be.buffer(stats.var, who, "var");
+  const yb = y ? be.buffer(y, who, "y") : null;
   const C = x.shape[1];
   const gx = be.alloc(x.shape, who), gg = be.alloc([C], who), gbeta = be.alloc([C], who);
   if (x.size === 0) return { gx, gGamma: gg, gBeta: gbeta };
   const { u, P } = normUniforms(x.shape, eps);
+  const relu = yb !== null;
+  const tag = relu ? "/relu" : "";
+  const inputs = yb ? [xb, gyb, yb] : [xb, gyb]; // x, gy and, with a ReLU, y
+  const reads = (n: number): BindingKind[] => Array(n).fill("read");
+  const packed = relu ? be.temp(2 * C * 4, who) : null;
+  const sumsOut = packed ? [buf(gg), buf(gbeta), packed] : [buf(gg), buf(gbeta)];
   if (P === 1) {
     const sums = kernelSpec(
-      "batchNorm/sums",
+      `batchNorm/sums${tag}`,
       NORM_WORDS,
-      ["read", "read", "read", "read", "write", "write"],
-      () => batchNormSumsKernel(false),
+      [...reads(inputs.length + 2), ...sumsOut.map(() => "write" as const)],
+      () => batchNormSumsKernel(false, relu),
     );
-    be.run(sums, u, [xb, gyb, mb, vb, buf(gg), buf(gbeta)], be.grid(C));
+    be.run(sums, u, [...inputs, mb, vb, ...sumsOut], be.grid(C));
   } else {
     const part = be.temp(2 * C * P * 4, who);
     const sums = kernelSpec(
-      "batchNorm/sums/parts",
+      `batchNorm/sums/parts${tag}`,
       NORM_WORDS,
-      ["read", "read", "read", "write"],
-      () => batchNormSumsKernel(true),
+      [...reads(inputs.length + 1), "write"],
+      () => batchNormSumsKernel(true, relu),
     );
-    be.run(sums, u, [xb, gyb, mb, part], be.grid(C * P));
+    be.run(sums, u, [...inputs, mb, part], be.grid(C * P));
     const combine = kernelSpec(
-      "batchNorm/combine",
+      `batchNorm/combine${tag}`,
       NORM_WORDS,
-      ["read", "read", "write", "write"],
-      batchNormCombineKernel,
+      ["read", "read", ...sumsOut.map(() => "write" as const)],
+      () => batchNormCombineKernel(relu),
     );
-    be.run(combine, u, [part, vb, buf(gg), buf(gbeta)], be.grid(Math.ceil(C / WG1D)));
+    be.run(combine, u, [part, vb, ...sumsOut], be.grid(Math.ceil(C / WG1D)));
     be.pool.release(part);
   }
   const grad = kernelSpec(
-    "batchNorm/grad",
+    `batchNorm/grad${tag}`,
     NORM_WORDS,
-    ["read", "read", "read", "read", "read", "read", "read", "write"],
-    batchNormGradKernel,
+    [...reads(7), "write"],
+    () => batchNormGradKernel(relu),
   );
-  be.run(
-    grad,
-    u,
-    [xb, gyb, mb, vb, gb, buf(gg), buf(gbeta), buf(gx)],
-    be.grid(Math.ceil(x.size / WG1D)),
-  );
+  const sums = packed ? [packed] : [buf(gg), buf(gbeta)];
+  be.run(grad, u, [...inputs, mb, vb, gb, ...sums, buf(gx)], be.grid(Math.ceil(x.size / WG1D)));
+  if (packed) be.pool.release(packed);
   return { gx, gGamma: gg, gBeta: gbeta };
 }
 
