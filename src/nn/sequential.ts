@@ -19,7 +19,7 @@ import {
   type Layer,
   layerError,
 } from "./layer.ts";
-import { fusedActivations, withFusedRelu } from "./layers.ts";
+import { fusedActivations, withFusedRelu } from "./batch_norm.ts";
 
 /** Params or state of a container: one entry per child that has any, keyed by the child's name. */
 export type LayerTree = { [key: string]: TensorTree };
