@@ -11,6 +11,7 @@
  *     [--rounds 5] [--steps 3] [--device cpu|webgpu] [--python PATH] [--no-torch]
  *     [--conv-threads auto|single|threads|ab] [--winograd on|off|ab] [--interleave N]
  *     [--relu-grad fused|composed|ab] [--pool large|all|adaptive|ab] [--merge-arrays on|off|ab]
+ *     [--matmul-kernel 4x4|8x8|ab]
  *
  * `--conv-threads` sets how the CPU's direct convolution kernels use the worker threads
  * (`setConvThreads`; default auto). `ab` is a same-process A/B that a busy machine disturbs less than
@@ -30,6 +31,10 @@
  * `--merge-arrays` (WebGPU) sets whether the optimizer's step of several parameter arrays goes out as
  * one dispatch (`InitWebGPUOptions.mergeArrays`; default: the adapter's choice, on for a GPU); `ab` is
  * the same-process A/B of the two (rounds alternating, the GPU waited for around each; the same bits).
+ *
+ * `--matmul-kernel` (WebGPU) sets the kernel of the matrix products, the convolutions' included
+ * (`setMatmulKernel`: `4x4`, or the register-blocked `8x8`; default the backend's `auto`); `ab` is the
+ * same-process A/B of the two on the whole training step (rounds alternating; the same bits).
  *
  * `--pool` sets which released arrays the CPU storage pool keeps: those of 16 MiB or more
  * (`large`), all those of 256 KiB or more (`all`), or all of them until a 16 MiB one finds no room,
@@ -60,6 +65,7 @@ import { applyUpdates, sgd } from "../src/optim/mod.ts";
 import { valueAndGradWithAux } from "../src/autodiff.ts";
 import { initWebGPU, initWebGPUBackend } from "../src/webgpu/mod.ts";
 import { webgpuOptimKernels } from "../src/webgpu/optim.ts";
+import { setMatmulKernel } from "../src/webgpu/matmul_ops.ts";
 import { median } from "./_timing.ts";
 import { type ConvThreads, setConvThreads } from "../kernels/wasm/conv_wasm.ts";
 import { setWinogradEnabled } from "../kernels/wasm/winograd.ts";
@@ -87,6 +93,7 @@ const args = parseArgs({
     "relu-grad": { type: "string", default: "fused" },
     pool: { type: "string" },
     "merge-arrays": { type: "string" },
+    "matmul-kernel": { type: "string" },
   },
 }).values;
 const CONV_THREADS = args["conv-threads"]!;
@@ -122,6 +129,14 @@ const MERGE = args["merge-arrays"];
 if (MERGE !== undefined && !["on", "off", "ab"].includes(MERGE)) {
   console.error(`--merge-arrays must be on, off or ab, got ${MERGE}`);
   Deno.exit(2);
+}
+const MATMUL_KERNEL = args["matmul-kernel"];
+if (MATMUL_KERNEL !== undefined) {
+  if (!["4x4", "8x8", "ab"].includes(MATMUL_KERNEL)) {
+    console.error(`--matmul-kernel must be 4x4, 8x8 or ab, got ${MATMUL_KERNEL}`);
+    Deno.exit(2);
+  }
+  if (MATMUL_KERNEL !== "ab") setMatmulKernel(MATMUL_KERNEL as "4x4" | "8x8");
 }
 const POOL = args.pool;
 if (POOL !== undefined) {
@@ -381,6 +396,12 @@ if (MERGE === "ab") {
   await abMode("merge-arrays", "webgpu", async (name, batch) => {
     const settings = { "per array": kernels(false), merged: kernels(true) };
     printAB("optimizer dispatches", name, batch, await settingsAB(name, batch, settings, 0, "webgpu"));
+  });
+}
+if (MATMUL_KERNEL === "ab") {
+  await abMode("matmul-kernel", "webgpu", async (name, batch) => {
+    const settings = { "4x4": () => void setMatmulKernel("4x4"), "8x8": () => void setMatmulKernel("8x8") };
+    printAB("matmul kernel", name, batch, await settingsAB(name, batch, settings, 0, "webgpu"));
   });
 }
 if (POOL === "ab") {

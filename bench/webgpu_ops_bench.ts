@@ -1,13 +1,34 @@
 /**
  * WebGPU throughput of conv2d (forward and both gradients, GFLOP/s; a CIFAR-like layer and ResNet-18's
  * late-stage shapes: 4×4 images, stride-2 3×3 and 1×1), elementwise ops and reductions (GB/s of
- * compulsory traffic): `deno bench -A bench/webgpu_ops_bench.ts`.
+ * compulsory traffic): `deno bench -A bench/webgpu_ops_bench.ts`. The ResNet-18 rows are timed with
+ * both matmul kernels (`setMatmulKernel`: `4x4`, what "auto" uses today, and the register-blocked
+ * `8x8`), and each shape's 8x8/4x4 time ratio is printed at the end (below 1: the 8×8 kernel is faster).
  */
 import type { Tensor } from "../src/tensor.ts";
-import { benchGpu, gpuBench } from "./webgpu_util.ts";
+import { type MatmulKernelChoice, setMatmulKernel } from "../src/webgpu/matmul_ops.ts";
+import { benchGpu, gpuBench, perRepMs, throughput } from "./webgpu_util.ts";
 
 const b = await benchGpu("webgpu_ops_bench");
 const software = b?.ctx.description.includes("llvmpipe") ?? false;
+
+const KERNELS = ["4x4", "8x8"] as const satisfies readonly MatmulKernelChoice[];
+const pairs: { name: string; rows: ReturnType<typeof gpuBench>[] }[] = [];
+
+/** One bench row of `encode` per matmul kernel (`name 4x4`, `name 8x8`), paired for the ratio table. */
+function kernelRows(name: string, flops: number, encode: () => void): void {
+  const rows = KERNELS.map((kernel) =>
+    gpuBench(b, `${name} ${kernel}`, flops, "GFLOP/s", () => {
+      const previous = setMatmulKernel(kernel);
+      try {
+        encode();
+      } finally {
+        setMatmulKernel(previous);
+      }
+    })
+  );
+  pairs.push({ name, rows });
+}
 
 function t(shape: number[]): Tensor {
   const n = shape.reduce((a, c) => a * c, 1);
@@ -46,22 +67,21 @@ if (b) {
     const rgeo = { stride: [s, s] as [number, number], padding: [p, p] as [number, number] };
     const rflops = 2 * RB * O * OH * OH * C * k * k;
     const what = `resnet18 ${RB}x${C}x${H}² → ${O}, ${k}x${k} s${s}`;
-    gpuBench(b, `${what} fwd`, rflops, "GFLOP/s", () => b.release(b.conv2d(rx, rw, rgeo)));
-    gpuBench(
-      b,
-      `${what} grad input`,
-      rflops,
-      "GFLOP/s",
-      () => b.release(b.conv2dGradInput(rgy, rw, rx.shape, rgeo)),
-    );
-    gpuBench(
-      b,
-      `${what} grad weight`,
-      rflops,
-      "GFLOP/s",
-      () => b.release(b.conv2dGradWeight(rx, rgy, rw.shape, rgeo)),
-    );
+    kernelRows(`${what} fwd`, rflops, () => b.release(b.conv2d(rx, rw, rgeo)));
+    kernelRows(`${what} grad input`, rflops, () => b.release(b.conv2dGradInput(rgy, rw, rx.shape, rgeo)));
+    kernelRows(`${what} grad weight`, rflops, () => b.release(b.conv2dGradWeight(rx, rgy, rw.shape, rgeo)));
   }
+  globalThis.addEventListener("unload", () => {
+    console.log("\nConvolution matmul kernel A/B, time ratio 8x8/4x4 (below 1: the 8x8 kernel is faster):");
+    for (const { name, rows: [narrow, wide] } of pairs) {
+      if (narrow?.ms.length && wide?.ms.length) {
+        console.log(
+          `  ${name.padEnd(46)} 8x8/4x4 ${(perRepMs(wide) / perRepMs(narrow)).toFixed(2)}×  ` +
+            `(4x4 ${throughput(narrow).toFixed(1)}, 8x8 ${throughput(wide).toFixed(1)} GFLOP/s)`,
+        );
+      }
+    }
+  });
 
   // elementwise: 16M elements (1M on software)
   const n = software ? 1 << 20 : 1 << 24;

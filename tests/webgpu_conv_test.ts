@@ -4,12 +4,16 @@
  * of ResNet-18's late stages (4×4, 2×2, 1×1 images with batch > 1), stride 2 with 3×3 and 1×1
  * kernels, padding 0 and 1, odd sizes and channel counts, tiles that cross image boundaries, tiles
  * of 8 rows (each element gathers its column) and of 16+ rows (each thread gathers its column once);
- * plus the dispatch count of each op and run-to-run bit identity.
+ * plus the dispatch count of each op and run-to-run bit identity. Every case again under both matmul
+ * kernels (`setMatmulKernel`: the 4×4 and the 8×8 one): the same bits and the same dispatches, the
+ * fused forward (bias + ReLU) and its masked gradients included, and shapes that take each of the
+ * 8×8 kernel's tiles.
  */
 import assert from "node:assert/strict";
 import { type Backend, getBackend } from "../src/backend.ts";
 import "../src/cpu/backend.ts";
 import type { Tensor } from "../src/tensor.ts";
+import { type MatmulKernelChoice, setMatmulKernel } from "../src/webgpu/matmul_ops.ts";
 import { testRng } from "../src/webgpu/testing.ts";
 import { webgpuSuite } from "./_webgpu.ts";
 
@@ -123,5 +127,121 @@ Deno.test(
         );
       }
     }
+  },
+);
+
+/** `f` run with the matmul kernel `choice`, the previous choice restored after. */
+function withKernel<T>(choice: MatmulKernelChoice, f: () => T): T {
+  const previous = setMatmulKernel(choice);
+  try {
+    return f();
+  } finally {
+    setMatmulKernel(previous);
+  }
+}
+
+/** The first index where two arrays differ in bits, or -1. */
+function firstBitDifference(a: Float32Array, b: Float32Array): number {
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length),
+    y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  if (x.length !== y.length) return 0;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return i;
+  return -1;
+}
+
+/** GPU inputs of one case: x, w, a bias, and gy. */
+interface ConvInputs {
+  x: Tensor;
+  w: Tensor;
+  b: Tensor;
+  g: Tensor;
+}
+
+/**
+ * Every convolution product of a case with the current matmul kernel: conv2d and its two gradients
+ * (the weight gradient alone: split K or not), the fused forward with bias and ReLU and its masked
+ * gradients (weight and bias gradients from one product), and the bias without the ReLU (unmasked);
+ * with each op's dispatches and the pipeline keys of the products.
+ */
+function convProducts(cse: Case, t: ConvInputs, gradInput: boolean) {
+  const geo = { stride: cse.s, padding: cse.p };
+  const out: Record<string, Tensor> = {}, dispatches: Record<string, number> = {};
+  const cache = gpu!.pipelines, get = cache.get;
+  const keys: string[] = [];
+  cache.get = (spec) => (keys.push(spec.key), get.call(cache, spec));
+  const op = (name: string, f: () => Record<string, Tensor | null>) => {
+    const d0 = gpu!.stats().dispatches;
+    const r = f();
+    dispatches[name] = gpu!.stats().dispatches - d0;
+    for (const [k, v] of Object.entries(r)) if (v) out[`${name} ${k}`] = v;
+  };
+  try {
+    op("conv2d", () => ({ y: G.conv2d(t.x, t.w, geo) }));
+    if (gradInput) op("conv2dGradInput", () => ({ gx: G.conv2dGradInput(t.g, t.w, cse.x, geo) }));
+    op("conv2dGradWeight", () => ({ gw: G.conv2dGradWeight(t.x, t.g, cse.w, geo) }));
+    op("fused relu", () => ({ y: G.fusedConv2d(t.x, t.w, t.b, geo, "relu") }));
+    const all = { x: gradInput, w: true, b: true };
+    op("fused relu grad", () => G.fusedConv2dGrad(t.x, t.w, out["fused relu y"], t.g, geo, all));
+    op("fused bias", () => ({ y: G.fusedConv2d(t.x, t.w, t.b, geo, "none") }));
+    op("fused bias grad", () => G.fusedConv2dGrad(t.x, t.w, null, t.g, geo, { x: false, w: true, b: true }));
+  } finally {
+    cache.get = get;
+  }
+  return { out, dispatches, keys: keys.filter((k) => /^conv2d(GradInput|GradWeight)?\//.test(k)) };
+}
+
+/**
+ * `cse` under both matmul kernels (the input gradient unless `gradInput` is false): the same bits
+ * and dispatches; returns the 8×8 kernel's tiles and whether the weight gradient was split.
+ */
+async function checkKernels(cse: Case, gradInput = true): Promise<{ tiles: string[]; split: boolean }> {
+  const name = `conv x${fmt(cse.x)} w${fmt(cse.w)} s${fmt(cse.s)} p${fmt(cse.p)}`;
+  const oh = Math.floor((cse.x[2] + 2 * cse.p[0] - cse.w[2]) / cse.s[0]) + 1;
+  const ow = Math.floor((cse.x[3] + 2 * cse.p[1] - cse.w[3]) / cse.s[1]) + 1;
+  const t: ConvInputs = {
+    x: pair(cse.x)[1],
+    w: pair(cse.w)[1],
+    b: pair([cse.w[0]])[1],
+    g: pair([cse.x[0], cse.w[0], oh, ow])[1],
+  };
+  const narrow = withKernel("4x4", () => convProducts(cse, t, gradInput));
+  const wide = withKernel("8x8", () => convProducts(cse, t, gradInput));
+  assert.deepEqual(wide.dispatches, narrow.dispatches, `${name}: dispatches of 8×8 vs 4×4`);
+  assert.ok(narrow.keys.every((k) => !/\/w\d/.test(k)), `${name}: 4×4 keys ${narrow.keys}`);
+  assert.equal(wide.keys.length, narrow.keys.length, `${name}: products`);
+  const tiles = wide.keys.map((k) => /\/w(\d+x\d+)\//.exec(k)?.[1]);
+  assert.ok(tiles.every((x) => x !== undefined), `${name}: a product not on the 8×8 kernel: ${wide.keys}`);
+  assert.deepEqual(Object.keys(wide.out), Object.keys(narrow.out));
+  for (const k of Object.keys(narrow.out)) {
+    const a = await wide.out[k].data() as Float32Array, b = await narrow.out[k].data() as Float32Array;
+    const i = firstBitDifference(a, b);
+    assert.equal(i, -1, `${name} ${k}: 8×8 and 4×4 differ at element ${i}: ${a[i]} vs ${b[i]}`);
+  }
+  for (const x of [...Object.values(t), ...Object.values(wide.out), ...Object.values(narrow.out)]) {
+    G.release(x);
+  }
+  return { tiles: tiles as string[], split: narrow.dispatches.conv2dGradWeight === 2 };
+}
+
+Deno.test(
+  { name: "webgpu conv: the 8×8 matmul kernel gives the 4×4 kernel's bits and dispatches", ignore },
+  async () => {
+    const splits = new Set<boolean>();
+    for (const cse of cases) splits.add((await checkKernels(cse)).split);
+    assert.deepEqual([...splits].sort(), [false, true], "weight gradients split and unsplit");
+  },
+);
+
+Deno.test(
+  { name: "webgpu conv: every tile of the 8×8 kernel (gathered columns, 1 or 2 threads each)", ignore },
+  async () => {
+    const tiles = new Set<string>();
+    // 72 output channels × 32,768 columns: the forward 128×128, the input gradient 64×128
+    for (const t of (await checkKernels(c([8, 3, 64, 64], [72, 3, 3, 3], 1, 1))).tiles) tiles.add(t);
+    // 32,768 output channels × 64 columns: the forward and the weight gradient 128×64; not the input
+    // gradient, whose K of 32,768·9 lavapipe cuts short (its shaders' loops stop early: a 4×4 matmul
+    // [1, K]·[K, 1] of ones gives 17,473 for any K from 32,768 up, the 8×8 one 58,253 from 65,536)
+    for (const t of (await checkKernels(c([4, 3, 4, 4], [32768, 3, 3, 3], 1, 1), false)).tiles) tiles.add(t);
+    assert.deepEqual([...tiles].sort(), ["128x128", "128x64", "64x128", "64x64"]);
   },
 );

@@ -3,7 +3,8 @@
  * `setMatmulKernel("8x8")`: against the CPU matmul on square and ragged sizes (1 … 200), all four
  * transposition combinations, batches and broadcast batches, each of its four tiles (64/128 a side);
  * bit for bit against the 4×4 kernel (the same K order); the fused linear layer (bias + ReLU
- * epilogue, masked operands, the bias gradient's row of ones) through it; the selection rule.
+ * epilogue, masked operands, the bias gradient's row of ones) through it; the selection rule (the
+ * convolutions through it: tests/webgpu_conv_test.ts).
  */
 import assert from "node:assert/strict";
 import { type Backend, getBackend } from "../src/backend.ts";
@@ -202,12 +203,18 @@ Deno.test("webgpu matmul tiles: the selection and the tile rule", () => {
   assert.equal(wideKernelFor(plain, "auto"), false, "auto: the 4×4 kernel (nothing measured on a GPU yet)");
   assert.equal(wideKernelFor(plain, "4x4"), false);
   assert.equal(wideKernelFor(plain, "8x8"), true);
-  const conv = { ...plain, variant: { ...plain.variant, b: "col-n" as const, gather: { setup: "" } } };
-  assert.equal(wideKernelFor(conv, "8x8"), false, "convolutions stay on the 4×4 kernel");
+  const conv = {
+    ...plain,
+    variant: { ...plain.variant, b: "col-n" as const, gather: { setup: "" }, fusion: { biasRows: true } },
+  };
+  assert.equal(wideKernelFor(conv, "8x8"), true, "the convolutions (gathered columns, per-row bias) too");
+  assert.equal(wideKernelFor(conv, "auto"), false);
   const split = { ...plain, variant: { ...plain.variant, splitK: true }, tile: { m: 64, n: 64 } as const };
-  assert.equal(wideKernelFor(split, "8x8"), false, "split K stays on the 4×4 kernel");
-  assert.equal(wideSupports(conv.variant), false);
-  assert.throws(() => matmulWideKernel({ ...conv.variant, tile: { m: 64, n: 64 } }), /col-n/);
+  assert.equal(wideKernelFor(split, "8x8"), true, "split K (the 4×4 tile is the 4×4 kernel's only)");
+  assert.equal(wideSupports(conv.variant), true);
+  const colA = { ...plain.variant, a: "col-n" as const };
+  assert.equal(wideSupports(colA), false, "col-n is B's only");
+  assert.throws(() => matmulWideKernel({ ...colA, tile: { m: 64, n: 64 } }), /with a col-n is not supported/);
   assert.throws(() => setMatmulKernel("16x16" as MatmulKernelChoice), /setMatmulKernel: choice "16x16"/);
   assert.deepEqual(chooseWideTile(4096, 4096, 1), { m: 128, n: 128 });
   assert.deepEqual(chooseWideTile(2048, 2048, 1), { m: 128, n: 128 });

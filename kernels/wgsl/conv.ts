@@ -1,6 +1,7 @@
 /**
- * 2-D convolution (NCHW, OIHW weights) as implicit GEMM on the tiled matmul of `matmul.ts`: the
- * loaders below compute im2col addresses on the fly, so no column matrix is materialized. The GEMM
+ * 2-D convolution (NCHW, OIHW weights) as implicit GEMM on the tiled matmul of `matmul.ts` (or the
+ * 8×8 one of `matmul_wide.ts`, the same loaders): the loaders below compute im2col addresses on the
+ * fly, so no column matrix is materialized. The GEMM
  * columns span the whole batch, so that a late layer's small images (4×4: 16 pixels) fill the tiles:
  *
  * - forward: y[O, (n, oh, ow)] = w[O, (c, ki, kj)] · cols[(c, ki, kj), (n, oh, ow)], stored NCHW

@@ -71,7 +71,7 @@ export interface MatmulFusion {
   bias?: boolean;
   /**
    * Epilogue: C[m, n] += Bias[m] (binding `Bias`, f32 `[M]`): a bias per row, a convolution's per
-   * output channel. Not together with `bias`; only where the epilogue knows its row (the 4×4 kernel).
+   * output channel. Not together with `bias`.
    */
   biasRows?: boolean;
   /** Epilogue, after the bias: C = relu(C), as the unary relu (NaN propagating: {@linkcode fusionFunctions}). */
@@ -205,6 +205,88 @@ export function fusionFunctions(f: MatmulFusion): string {
   return f.relu ? NAN_RELU_WGSL : "";
 }
 
+/**
+ * WGSL: a vec4 load `arr[idx]` of operand A or B, times the step of its mask (`MaskA`/`MaskB`, same
+ * index) when `masked` (the `fn-*` loaders mask themselves).
+ */
+export function maskedVecRead(arr: "A" | "B", idx: string, masked: boolean | undefined): string {
+  return masked
+    ? `${arr}[${idx}] * select(vec4<f32>(0.0), vec4<f32>(1.0), Mask${arr}[${idx}] > vec4<f32>(0.0))`
+    : `${arr}[${idx}]`;
+}
+
+/**
+ * WGSL of the start of `main` shared by the matmul kernels: the lets `M`, `N`, `K`, `z` (= wid.z)
+ * and the vars `aOff`, `bOff` (batch offsets), `kBeg`, `kEnd` (this workgroup's range of K), from
+ * the batch strides, the split K (z = the K chunk) or the implicit-GEMM `setup`. Every value that
+ * bounds the K loop (and so the barriers in it) derives from uniforms and `wid` only.
+ */
+export function matmulPrologue(v: Omit<MatmulVariant, "tile">): string {
+  const g = v.gather;
+  const head = g
+    ? `let M = U(0); let N = U(1);\n  let z = wid.z;\n  ${g.setup}\n  let K = ${g.k ?? "U(2)"};`
+    : `let M = U(0); let N = U(1); let K = U(2);
+  let z = wid.z;`;
+  const offsets = g ? "" : v.splitK ? `kBeg = z * U(5); kEnd = min(K, kBeg + U(5));` : `var rem = z;
+  for (var d = i32(U(4)) - 1; d >= 0; d--) {
+    let s = U(8u + u32(d));
+    let c = rem % s;
+    rem = rem / s;
+    aOff += c * U(12u + u32(d));
+    bOff += c * U(16u + u32(d));
+  }`;
+  return `${head}
+  var aOff = 0u; var bOff = 0u; var kBeg = 0u; var kEnd = K;
+  ${offsets}`;
+}
+
+/**
+ * WGSL for a `col-n` B whose tile of `tn` columns each thread gathers one column of (the thread
+ * count a multiple of `tn`): the thread's column `bn`, its first row of a slice `bk`, its `Col`
+ * (`colB` run once, before the K loop) and whether the column is inside N. Needs `tid`, `n0`, `N`.
+ */
+export function gatherColumn(tn: number): string {
+  return `let bn = tid % ${tn}u; let bk = tid / ${tn}u; let bCol = colB(n0 + bn); let bColOk = n0 + bn < N;`;
+}
+
+/**
+ * WGSL storing one vec4 accumulator `acc`: row `row` (expression), columns `col` … `col + 3` of C,
+ * through the fusion's epilogue; with a gather through the loaders' `cStore4`/`cStore`, else into C
+ * at `cOff` (vec4 when `cVec`); with `onesRowA`, row M (the row of ones) goes to `CRow` unfused.
+ */
+export function storeAccumulator(
+  v: Omit<MatmulVariant, "tile">,
+  acc: string,
+  row: string,
+  col: string,
+): string {
+  const f = v.fusion ?? {};
+  const fin = (val: string, c: string, vec: boolean) => fusedEpilogue(f, val, c, vec, row);
+  const lane = (c: number) => `${acc}.${"xyzw"[c]}`;
+  const at = (c: number) => (c === 0 ? col : `${col} + ${c}u`);
+  let body: string;
+  if (v.cVec) {
+    const put = v.gather
+      ? `cStore4(${row}, ${col}, ${fin(acc, col, true)});`
+      : `C[(cOff + (${row}) * N + ${col}) / 4u] = ${fin(acc, col, true)};`;
+    body = `if (${row} < M && ${col} < N) { ${put} }`;
+  } else {
+    body = [0, 1, 2, 3].map((c) => {
+      const val = fin(lane(c), at(c), false);
+      const put = v.gather
+        ? `cStore(${row}, ${at(c)}, ${val});`
+        : `C[cOff + (${row}) * N + ${at(c)}] = ${val};`;
+      return `if (${row} < M && ${at(c)} < N) { ${put} }`;
+    }).join("\n  ");
+  }
+  if (f.onesRowA) {
+    body += `\n  if (${row} == M) { ${
+      [0, 1, 2, 3].map((c) => `if (${at(c)} < N) { CRow[${at(c)}] = ${lane(c)}; }`).join(" ")
+    } }`;
+  }
+  return body;
+}
+
 /** WGSL of a matmul variant. Bindings: A (read), B (read), C (write), then the fusion's ({@linkcode fusionBindings}). */
 export function matmulKernel(v: MatmulVariant): string {
   const TM = v.tile.m, TN = v.tile.n, TM4 = TM / 4, TN4 = TN / 4, NT = TM4 * TN4, TK = 16;
@@ -215,11 +297,7 @@ export function matmulKernel(v: MatmulVariant): string {
       `${arr}[(${kExpr} + ${c}u) * ${T4}u + ${rowExpr} / 4u][${rowExpr} % 4u] = ${val}.${"xyzw"[c]};`
     )
       .join("\n      ");
-  // A vec4 load of an operand, times the step of its mask when it has one (the fn-* loaders mask themselves).
-  const vecRead = (arr: "A" | "B", idx: string, masked: boolean | undefined) =>
-    masked
-      ? `${arr}[${idx}] * select(vec4<f32>(0.0), vec4<f32>(1.0), Mask${arr}[${idx}] > vec4<f32>(0.0))`
-      : `${arr}[${idx}]`;
+  const vecRead = maskedVecRead;
   // With a row of ones appended to A: row M of A reads 1 (only vec-k needs all four lanes: K % 4 == 0).
   const ones = (one: string) => f.onesRowA ? ` else if (gm == M && gk < kEnd) { x = ${one}; }` : "";
   let loadA: string;
@@ -268,7 +346,7 @@ export function matmulKernel(v: MatmulVariant): string {
   } else if (v.b === "col-n" && NT % TN === 0) {
     // each thread loads column tid % TN only: its gather state comes from before the K loop
     loadB = `for (var i = 0u; i < ${(TN * TK) / NT}u; i++) {
-      let k = tid / ${TN}u + i * ${NT / TN}u; let gk = k0 + k;
+      let k = bk + i * ${NT / TN}u; let gk = k0 + k;
       var x = 0.0;
       if (bColOk && gk < kEnd) { x = loadCol(bCol, gk); }
       Bs[k * ${TN4}u + bn / 4u][bn % 4u] = x;
@@ -289,49 +367,7 @@ export function matmulKernel(v: MatmulVariant): string {
       Bs[k * ${TN4}u + n / 4u][n % 4u] = x;
     }`;
   }
-  const fin = (val: string, col: string, vec: boolean, row: string) => fusedEpilogue(f, val, col, vec, row);
-  const g = v.gather;
-  const store = g
-    ? [0, 1, 2, 3].map((i) =>
-      v.cVec
-        ? `if (gm + ${i}u < M && gn < N) { cStore4(gm + ${i}u, gn, ${
-          fin(`acc${i}`, "gn", true, `gm + ${i}u`)
-        }); }`
-        : [0, 1, 2, 3].map((c) =>
-          `if (gm + ${i}u < M && gn + ${c}u < N) { cStore(gm + ${i}u, gn + ${c}u, ${
-            fin(`acc${i}.${"xyzw"[c]}`, `gn + ${c}u`, false, `gm + ${i}u`)
-          }); }`
-        ).join("\n  ")
-    ).join("\n  ")
-    : v.cVec
-    ? [0, 1, 2, 3].map((i) =>
-      `if (gm + ${i}u < M && gn < N) { C[(cOff + (gm + ${i}u) * N + gn) / 4u] = ${
-        fin(`acc${i}`, "gn", true, `gm + ${i}u`)
-      }; }`
-    )
-      .join("\n  ")
-    : [0, 1, 2, 3].map((i) =>
-      [0, 1, 2, 3].map((c) =>
-        `if (gm + ${i}u < M && gn + ${c}u < N) { C[cOff + (gm + ${i}u) * N + gn + ${c}u] = ${
-          fin(`acc${i}.${"xyzw"[c]}`, `gn + ${c}u`, false, `gm + ${i}u`)
-        }; }`
-      ).join("\n  ")
-    ).join("\n  ");
-  const storeRow = !f.onesRowA
-    ? ""
-    : [0, 1, 2, 3].map((i) =>
-      `if (gm + ${i}u == M) {\n    ${
-        [0, 1, 2, 3].map((c) => `if (gn + ${c}u < N) { CRow[gn + ${c}u] = acc${i}.${"xyzw"[c]}; }`).join(" ")
-      }\n  }`
-    ).join("\n  ");
-  const offsets = g ? "" : v.splitK ? `kBeg = z * U(5); kEnd = min(K, kBeg + U(5));` : `var rem = z;
-  for (var d = i32(U(4)) - 1; d >= 0; d--) {
-    let s = U(8u + u32(d));
-    let c = rem % s;
-    rem = rem / s;
-    aOff += c * U(12u + u32(d));
-    bOff += c * U(16u + u32(d));
-  }`;
+  const store = [0, 1, 2, 3].map((i) => storeAccumulator(v, `acc${i}`, `gm + ${i}u`, "gn")).join("\n  ");
   const extra = fusionStorage(f, aVec, bVec);
   const reluFns = fusionFunctions(f);
   return `${uniformBlock(MATMUL_WORDS)}${storage(1, "A", aVec ? "vec4<f32>" : "f32")}${
@@ -343,19 +379,10 @@ var<workgroup> Bs: array<vec4<f32>, ${(TK * TN) / 4}>;
 
 @compute @workgroup_size(${TN4}, ${TM4}, 1)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  ${
-    g
-      ? `let M = U(0); let N = U(1);\n  let z = wid.z;\n  ${g.setup}\n  let K = ${g.k ?? "U(2)"};`
-      : `let M = U(0); let N = U(1); let K = U(2);
-  let z = wid.z;`
-  }
-  var aOff = 0u; var bOff = 0u; var kBeg = 0u; var kEnd = K;
-  ${offsets}
+  ${matmulPrologue(v)}
   let tid = lid.y * ${TN4}u + lid.x;
   let m0 = wid.y * ${TM}u; let n0 = wid.x * ${TN}u;${
-    v.b === "col-n" && NT % TN === 0
-      ? `\n  let bn = tid % ${TN}u; let bCol = colB(n0 + bn); let bColOk = n0 + bn < N;`
-      : ""
+    v.b === "col-n" && NT % TN === 0 ? `\n  ${gatherColumn(TN)}` : ""
   }
   var acc0 = vec4<f32>(0.0); var acc1 = vec4<f32>(0.0); var acc2 = vec4<f32>(0.0); var acc3 = vec4<f32>(0.0);
   for (var k0 = kBeg; k0 < kEnd; k0 += ${TK}u) {
@@ -372,6 +399,5 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let cOff = z * M * N;
   let gm = m0 + lid.y * 4u; let gn = n0 + lid.x * 4u;
   ${store}
-  ${storeRow}
 }`;
 }

@@ -17,14 +17,27 @@
  * - Each output is summed as in the 4×4 kernel, `acc += a·b` for k = 0, 1, … K−1 in order, so both
  *   kernels give the same bits wherever the shader compiler treats `acc += a * b` alike in both.
  *
- * Supports the operand modes `vec-k`/`vec-m`/`vec-n` and `fn-k`/`fn-m`/`fn-n`, batches (broadcast
- * strides) and every {@linkcode MatmulFusion}; not `col-n`, split K or implicit-GEMM addressing
- * (the convolutions), for which {@linkcode wideSupports} is false and the 4×4 kernel stays.
+ * Supports every variant of the 4×4 kernel, sharing its prologue, store and epilogue
+ * (`matmulPrologue`, `storeAccumulator` of `matmul.ts`) and the loaders: the operand modes
+ * `vec-k`/`vec-m`/`vec-n` and `fn-k`/`fn-m`/`fn-n`, batches (broadcast strides), split K, every
+ * {@linkcode MatmulFusion}, and the convolutions' implicit GEMM (`MatmulGather`: the setup per
+ * `wid.z`, the stores through the loaders' `cStore`) with B gathered by column (`col-n`): each
+ * thread gathers one column (`colB` once, before the K loop), rows `bk + j·R` of each slice, R = the
+ * threads per column (TM/64).
  *
  * @module
  */
 import { storage, uniformBlock } from "./common.ts";
-import { fusedEpilogue, fusionFunctions, fusionStorage, MATMUL_WORDS, type MatmulVariant } from "./matmul.ts";
+import {
+  fusionFunctions,
+  fusionStorage,
+  gatherColumn,
+  maskedVecRead,
+  MATMUL_WORDS,
+  matmulPrologue,
+  type MatmulVariant,
+  storeAccumulator,
+} from "./matmul.ts";
 
 /** A tile of C for the 8×8 kernel: `m` rows × `n` columns, each 64 or 128. */
 export interface WideTile {
@@ -59,11 +72,12 @@ export function chooseWideTile(M: number, N: number, batches: number): WideTile 
 }
 
 /**
- * Whether the 8×8 kernel supports a variant (no `col-n` B, no split K, no implicit-GEMM addressing,
- * no per-row bias).
+ * Whether the 8×8 kernel supports a variant: every variant of {@linkcode matmulKernel}'s (a `col-n`
+ * gather is B's only; each thread then gathers one column, a wide tile having a multiple of its
+ * columns in threads).
  */
 export function wideSupports(v: Omit<MatmulVariant, "tile">): boolean {
-  return !v.gather && !v.splitK && v.a !== "col-n" && v.b !== "col-n" && !v.fusion?.biasRows;
+  return v.a !== "col-n";
 }
 
 /** The depth of the K slices of a tile: both double-buffered slices within 16 KiB. */
@@ -81,8 +95,7 @@ const LANES = "xyzw";
 export function matmulWideKernel(v: WideVariant): string {
   if (!wideSupports(v)) {
     throw new RangeError(
-      `matmulWideKernel: variant (a ${v.a}, b ${v.b}, splitK ${v.splitK}, gather ${!!v.gather}) ` +
-        `is not supported; expected no col-n, split K or gather (use matmulKernel)`,
+      `matmulWideKernel: variant with a ${v.a} is not supported; expected A loaded by vec-k, vec-m, fn-k or fn-m`,
     );
   }
   const TM = v.tile.m, TN = v.tile.n, TK = wideSliceDepth(v.tile);
@@ -94,10 +107,7 @@ export function matmulWideKernel(v: WideVariant): string {
   const aChunks = aSlice / NT, bChunks = bSlice / NT; // vec4 chunks each thread stages per slice
   const f = v.fusion ?? {};
   const aVec = v.a.startsWith("vec"), bVec = v.b.startsWith("vec");
-  const vecRead = (arr: "A" | "B", idx: string, masked: boolean | undefined) =>
-    masked
-      ? `${arr}[${idx}] * select(vec4<f32>(0.0), vec4<f32>(1.0), Mask${arr}[${idx}] > vec4<f32>(0.0))`
-      : `${arr}[${idx}]`;
+  const vecRead = maskedVecRead;
   // A chunk is 4 consecutive elements along k ("k") or along m/n ("mn") of operand element s.
   const aAlongK = v.a.endsWith("-k"), bAlongK = v.b.endsWith("-k");
 
@@ -133,7 +143,20 @@ export function matmulWideKernel(v: WideVariant): string {
           .join("\n      ")
       } }`
       : `{ let s = tid + ${i * NT}u; As[${base} + s] = pa${i}; }`;
+  // col-n: the thread's column bn, rows bk + j·R of the slice (R = NT/TN threads per column), four
+  // of them per chunk: lanes c of chunk i hold row bk + (4i + c)·R.
+  const R = NT / TN;
+  const colRow = (i: number, c: number) => `bk + ${(4 * i + c) * R}u`;
   const readB = (i: number, kk: string) => {
+    if (v.b === "col-n") {
+      return `{ var x = vec4<f32>(0.0);\n      ${
+        [0, 1, 2, 3].map((c) =>
+          `{ let gk = ${kk} + ${colRow(i, c)}; if (bColOk && gk < kEnd) { x.${
+            LANES[c]
+          } = loadCol(bCol, gk); } }`
+        ).join("\n      ")
+      }\n      pb${i} = x; }`;
+    }
     const head = bAlongK
       ? `let s = tid + ${i * NT}u; let gn = n0 + s / ${TK4}u; let gk = ${kk} + (s % ${TK4}u) * 4u;`
       : `let s = tid + ${i * NT}u; let gk = ${kk} + s / ${TN4}u; let gn = n0 + (s % ${TN4}u) * 4u;`;
@@ -151,7 +174,14 @@ export function matmulWideKernel(v: WideVariant): string {
     return `{ ${head}\n      var x = vec4<f32>(0.0);\n      ${body}\n      pb${i} = x; }`;
   };
   const stageB = (i: number, base: string) =>
-    bAlongK
+    v.b === "col-n"
+      ? `{ ${
+        [0, 1, 2, 3].map((c) =>
+          `Bs[${base} + (${colRow(i, c)}) * ${TN4}u + bn / 4u][bn % 4u] = pb${i}.${LANES[c]};`
+        )
+          .join("\n      ")
+      } }`
+      : bAlongK
       ? `{ let s = tid + ${i * NT}u; let n = s / ${TK4}u; let kq = (s % ${TK4}u) * 4u;\n      ${
         [0, 1, 2, 3].map((c) => `Bs[${base} + (kq + ${c}u) * ${TN4}u + n / 4u][n % 4u] = pb${i}.${LANES[c]};`)
           .join("\n      ")
@@ -172,25 +202,10 @@ export function matmulWideKernel(v: WideVariant): string {
     halves.map((h) => `acc${r}_${h} += a${r >> 2}.${LANES[r & 3]} * b${h};`).join(" ")
   ).join("\n      ");
 
-  const fin = (val: string, col: string, vec: boolean) => fusedEpilogue(f, val, col, vec);
   const rowOf = (r: number) => (r < 4 ? `m0 + ty * 4u + ${r}u` : `m0 + ${TM / 2 + r - 4}u + ty * 4u`);
   const colOf = (h: number) => (h === 0 ? `n0 + tx * 4u` : `n0 + ${TN / 2}u + tx * 4u`);
-  const storeOne = (r: number, h: number) => {
-    const acc = `acc${r}_${h}`;
-    const body = v.cVec
-      ? `if (gm < M && gn < N) { C[(cOff + gm * N + gn) / 4u] = ${fin(acc, "gn", true)}; }`
-      : [0, 1, 2, 3].map((c) =>
-        `if (gm < M && gn + ${c}u < N) { C[cOff + gm * N + gn + ${c}u] = ${
-          fin(`${acc}.${LANES[c]}`, `gn + ${c}u`, false)
-        }; }`
-      ).join("\n    ");
-    const row = f.onesRowA
-      ? `\n    if (gm == M) { ${
-        [0, 1, 2, 3].map((c) => `if (gn + ${c}u < N) { CRow[gn + ${c}u] = ${acc}.${LANES[c]}; }`).join(" ")
-      } }`
-      : "";
-    return `{ let gm = ${rowOf(r)}; let gn = ${colOf(h)};\n    ${body}${row} }`;
-  };
+  const storeOne = (r: number, h: number) =>
+    `{ let gm = ${rowOf(r)}; let gn = ${colOf(h)};\n  ${storeAccumulator(v, `acc${r}_${h}`, "gm", "gn")} }`;
   const store = rows.flatMap((r) => halves.map((h) => storeOne(r, h))).join("\n  ");
 
   const extra = fusionStorage(f, aVec, bVec);
@@ -209,28 +224,18 @@ var<workgroup> Bs: array<vec4<f32>, ${2 * bSlice}>;
 
 @compute @workgroup_size(${TN / 8}, ${TM / 8}, 1)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  let M = U(0); let N = U(1); let K = U(2);
-  let z = wid.z;
-  var aOff = 0u; var bOff = 0u; let kEnd = K;
-  var rem = z;
-  for (var d = i32(U(4)) - 1; d >= 0; d--) {
-    let s = U(8u + u32(d));
-    let c = rem % s;
-    rem = rem / s;
-    aOff += c * U(12u + u32(d));
-    bOff += c * U(16u + u32(d));
-  }
+  ${matmulPrologue(v)}
   let tx = lid.x; let ty = lid.y;
   let tid = ty * ${TN / 8}u + tx;
-  let m0 = wid.y * ${TM}u; let n0 = wid.x * ${TN}u;
+  let m0 = wid.y * ${TM}u; let n0 = wid.x * ${TN}u;${v.b === "col-n" ? `\n  ${gatherColumn(TN)}` : ""}
   ${accDecl}
   ${regs}
   // the first slice, staged in buffer 0
-  ${read("0u")}
+  ${read("kBeg")}
   ${stage("0u", "0u")}
   workgroupBarrier();
   var cur = 0u;
-  for (var k0 = 0u; k0 < kEnd; k0 += ${TK}u) {
+  for (var k0 = kBeg; k0 < kEnd; k0 += ${TK}u) {
     let kn = k0 + ${TK}u;
     // the next slice into registers, before the arithmetic on this one
     if (kn < kEnd) {

@@ -16,8 +16,9 @@
  * forward, and backward one for the input gradient and two for the weight and bias gradients (the
  * product, then its parts summed into both).
  *
- * A second kernel, with 8×8 outputs per thread (`kernels/wgsl/matmul_wide.ts`), can take the products
- * it supports (all but the convolutions'): {@linkcode setMatmulKernel}.
+ * A second kernel, with 8×8 outputs per thread (`kernels/wgsl/matmul_wide.ts`), can take every one of
+ * these products, the convolutions' included, with the same bits (the same sum order, the same
+ * split of K): {@linkcode setMatmulKernel}.
  *
  * @module
  */
@@ -86,7 +87,10 @@ export interface MatmulDispatch {
   readonly extra: number[];
   /** A, B and C, then the buffers of the variant's fusion in `fusionBindings` order. */
   readonly bufs: readonly GPUBuffer[];
-  /** The tile (default: `chooseTile(M, N, z)`). */
+  /**
+   * The 4×4 kernel's tile (default: `chooseTile(M, N, z)`); the 8×8 kernel takes
+   * `chooseWideTile(M, N, z)` whatever this is.
+   */
   readonly tile?: MatmulTile;
 }
 
@@ -104,7 +108,7 @@ let matmulKernelChoice: MatmulKernelChoice = "auto";
 /**
  * Selects the kernel of the products encoded from now on (internal: for tests and benches, not
  * exported from mod.ts; the pipelines of both stay cached); returns the previous choice. Affects
- * `matmul` and the fused linear layer; the convolutions always use the 4×4 kernel.
+ * `matmul`, the fused linear layer and the convolutions (forward, both gradients, fused or not).
  */
 export function setMatmulKernel(choice: MatmulKernelChoice): MatmulKernelChoice {
   if (!MATMUL_KERNELS.includes(choice)) {
@@ -118,13 +122,14 @@ export function setMatmulKernel(choice: MatmulKernelChoice): MatmulKernelChoice 
 }
 
 /**
- * Whether the 8×8 kernel takes a dispatch: never with an explicit tile (the split-K weight gradient)
- * or a variant it does not support ({@linkcode wideSupports}); under `"8x8"` otherwise always; under
- * `"auto"` never yet: the 4×4 kernel until the device kit's A/B (`bench/webgpu_matmul_bench.ts`)
- * shows on a GPU where the 8×8 one wins (a CPU adapter's timings say nothing about it).
+ * Whether the 8×8 kernel takes a dispatch: never a variant it does not support
+ * ({@linkcode wideSupports}); under `"8x8"` otherwise always; under `"auto"` never yet: the 4×4
+ * kernel until the device kit's A/B (`bench/webgpu_matmul_bench.ts`, the convolutions' rows of
+ * `bench/webgpu_ops_bench.ts`) shows on a GPU where the 8×8 one wins (a CPU adapter's timings say
+ * nothing about it).
  */
 export function wideKernelFor(d: MatmulDispatch, choice: MatmulKernelChoice = matmulKernelChoice): boolean {
-  if (d.tile || !wideSupports(d.variant)) return false;
+  if (!wideSupports(d.variant)) return false;
   return choice === "8x8";
 }
 
@@ -392,7 +397,8 @@ function convGradWeight(
     if (gbias) be.encoder.clear(bufOf(gbias), M * 4);
     return { gw, gb: gbias };
   }
-  // The tile as for a large batch (the splits supply the workgroups), and the splits from it.
+  // The tile as for a large batch (the splits supply the workgroups), and the splits from it. The
+  // split is part of the sum order: the 8×8 kernel (its own tile) takes the same one, for the same bits.
   const tile = chooseTile(M, cols, Infinity);
   const tiles = Math.ceil(M / tile.m) * Math.ceil(cols / tile.n);
   const split = tiles < SPLIT_BELOW_GROUPS && K >= 512;

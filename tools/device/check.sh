@@ -15,8 +15,13 @@
 #              on WebGPU (bench/resnet_bench.ts): ms/step, images/s, s per 50k-image epoch
 #   resnet_torch.log   the same step in the machine's PyTorch on CUDA, fp32, TF32 off
 #              (tools/torch_resnet_bench.py --device cuda); summary.txt gets ours/PyTorch
-#   bench.log  deno bench bench/webgpu_{matmul,ops,optim}_bench.ts   (GFLOP/s, GB/s, vsgd/sgd)
-#   tfjs.log   our matmul vs @tensorflow/tfjs-backend-webgpu, 256…4096, same run, ratio
+#   resnet_kernel.log  the ResNet-18 step with every product (convolutions included) on the 4×4 and on
+#              the 8×8 matmul kernel, same process (--matmul-kernel ab): which one "auto" should pick
+#   bench.log  deno bench bench/webgpu_{matmul,ops,optim}_bench.ts   (GFLOP/s, GB/s, vsgd/sgd, and the
+#              8x8/4x4 time ratio of every matmul size and ResNet-18 convolution)
+#   tfjs.log   only with NVRM_DEVICE_TFJS=1: our matmul vs @tensorflow/tfjs-backend-webgpu, 256…4096,
+#              same run, ratio (the first GPU run measured it: 3.3× tfjs at 2048²; its 40 s went to
+#              resnet_kernel)
 #   train_nomerge.log  the MLP and LeNet GPU rows with the merged optimizer dispatches forced off (their
 #              effect; the bind-group cache's was measured by the first run and is no longer a step)
 #   resnet_merge.log   ResNet-18 at batch 128, merged vs one optimizer dispatch per array, same process
@@ -105,6 +110,7 @@ if [ "$SMOKE" = 1 ]; then
   TORCHTRAIN=(--models mlp --rounds 1 --steps 1 --warmup 1)
   NOCACHE=(--models mlp --rounds 1 --steps 1)
   MERGEAB=(--batches 2 --rounds 1 --steps 1)
+  KERNELAB=(--batches 2 --rounds 1 --steps 1)
   RESNET=(--batches 2 --rounds 1 --steps 1)
   TORCH=(--batches 2 --rounds 1 --steps 1 --warmup 1)
   BENCH=(--filter "256")
@@ -116,6 +122,7 @@ else
   TORCHTRAIN=(--models mlp,lenet --rounds 5 --steps 50)
   NOCACHE=(--models mlp,lenet --rounds 5 --steps 50)
   MERGEAB=(--batches 128 --rounds 3 --steps 4)
+  KERNELAB=(--batches 128 --rounds 3 --steps 4)
   RESNET=(--batches 128 --rounds 5 --steps 8)
   TORCH=(--batches 128 --rounds 5 --steps 8)
   BENCH=()
@@ -159,20 +166,29 @@ else
   say "resnet18: no ratio (ours: '${ours}', PyTorch: '${theirs}')"
 fi
 
-step bench 125 deno bench -A --no-check "${BENCH[@]}" bench/webgpu_matmul_bench.ts bench/webgpu_ops_bench.ts \
+# The same ResNet-18 step with every product on the 4×4 and on the 8×8 matmul kernel, same process.
+step resnet_kernel 40 deno run -A --no-check bench/resnet_bench.ts --device webgpu --no-torch --models resnet18 \
+  --matmul-kernel ab "${KERNELAB[@]}"
+grep -E '^resnet18' "$OUT/resnet_kernel.log" | tee -a "$S"
+
+step bench 135 deno bench -A --no-check "${BENCH[@]}" bench/webgpu_matmul_bench.ts bench/webgpu_ops_bench.ts \
   bench/webgpu_optim_bench.ts
 grep -E 'GFLOP/s|GB/s|×|ratio' "$OUT/bench.log" | grep -v '^|' | tee -a "$S"
 
-step tfjs 40 deno run -A --no-config "$K/tfjs_matmul.js" "${TFJS[@]}"
-grep -E '^(adapter|size|[0-9])' "$OUT/tfjs.log" | tee -a "$S"
+if [ "${NVRM_DEVICE_TFJS:-}" = 1 ]; then
+  step tfjs 40 deno run -A --no-config "$K/tfjs_matmul.js" "${TFJS[@]}"
+  grep -E '^(adapter|size|[0-9])' "$OUT/tfjs.log" | tee -a "$S"
+else
+  say "tfjs: skipped (NVRM_DEVICE_TFJS=1 runs it; the first GPU run measured ours 3.3x tfjs-webgpu at 2048^2)"
+fi
 
 # The merged optimizer dispatches' effect: the same GPU rows with them forced off (train.log has them as
 # the adapter decides: on for a GPU), and a same-process A/B on ResNet-18 (62 arrays, 11M parameters).
 # (The bind-group cache's effect was measured by the first run: 1.5× on the MLP step; on by default.)
-step train_nomerge 30 deno run -A --no-check bench/webgpu_train_bench.ts --devices webgpu --no-merge-arrays \
+step train_nomerge 25 deno run -A --no-check bench/webgpu_train_bench.ts --devices webgpu --no-merge-arrays \
   "${NOCACHE[@]}"
 grep -vE '^\s*$' "$OUT/train_nomerge.log" | tail -24 | tee -a "$S"
-step resnet_merge 30 deno run -A --no-check bench/resnet_bench.ts --device webgpu --no-torch --models resnet18 \
+step resnet_merge 25 deno run -A --no-check bench/resnet_bench.ts --device webgpu --no-torch --models resnet18 \
   --merge-arrays ab "${MERGEAB[@]}"
 grep -E '^resnet18' "$OUT/resnet_merge.log" | tee -a "$S"
 
