@@ -129,6 +129,9 @@ export {
   webgpuStats,
 } from "./src/webgpu/mod.ts";
 
+// CPU threads.
+export { getThreadLimit, setThreadLimit } from "./kernels/wasm/workers.ts";
+
 // Layers and models.
 export {
   type ConvParams,

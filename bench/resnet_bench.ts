@@ -12,6 +12,18 @@
  *     [--conv-threads auto|single|threads|ab] [--winograd on|off|ab] [--interleave N]
  *     [--relu-grad fused|composed|ab] [--pool large|all|adaptive|ab] [--merge-arrays on|off|ab]
  *     [--matmul-kernel 4x4|8x8|ab]
+ *     [--max-threads 2,16,1] [--warmup 6] [--settle 300]
+ *
+ * `--max-threads L1,L2,…` (CPU) is a same-process A/B of the thread limit (`setThreadLimit`: the most
+ * participants every CPU worker pool — GEMM, convolution, noise — may use, even past the hardware
+ * threads): rounds rotate through the limits; at each switch the pools restart (their self-tuning
+ * starts again) and `--warmup` untimed steps (with a `--settle` ms pause after the first, for the
+ * new workers to start) let it settle before the timed steps. Prints each limit's images/s, its speed
+ * ratio to the first limit (the median of the rounds' ratios, with their range), and how many of
+ * the jobs the GEMM and convolution worker pools ran in the timed steps had more than 2
+ * participants, of those with 2 or more. `--max-threads 2,16` on a 2-core machine is the harsh test
+ * of the self-tuning: 16 must not be more than a few % slower than 2; on a 16-core machine, 16
+ * should be the faster.
  *
  * `--conv-threads` sets how the CPU's direct convolution kernels use the worker threads
  * (`setConvThreads`; default auto). `ab` is a same-process A/B that a busy machine disturbs less than
@@ -67,7 +79,9 @@ import { initWebGPU, initWebGPUBackend } from "../src/webgpu/mod.ts";
 import { webgpuOptimKernels } from "../src/webgpu/optim.ts";
 import { setMatmulKernel } from "../src/webgpu/matmul_ops.ts";
 import { median } from "./_timing.ts";
-import { type ConvThreads, setConvThreads } from "../kernels/wasm/conv_wasm.ts";
+import { type ConvThreads, convThreadStats, setConvThreads } from "../kernels/wasm/conv_wasm.ts";
+import { gemmThreadStats } from "../kernels/wasm/gemm.ts";
+import { setThreadLimit } from "../kernels/wasm/workers.ts";
 import { setWinogradEnabled } from "../kernels/wasm/winograd.ts";
 import { setFusedReluGrad } from "../src/cpu/backend.ts";
 import {
@@ -94,6 +108,9 @@ const args = parseArgs({
     pool: { type: "string" },
     "merge-arrays": { type: "string" },
     "matmul-kernel": { type: "string" },
+    "max-threads": { type: "string" },
+    warmup: { type: "string", default: "6" },
+    settle: { type: "string", default: "300" },
   },
 }).values;
 const CONV_THREADS = args["conv-threads"]!;
@@ -228,6 +245,51 @@ async function convThreadsAB(name: string, batch: number): Promise<Record<ConvTh
   setConvThreads("auto");
   const ips = (m: ConvThreads) => batch * 1000 / median(ms[m]);
   return { single: ips("single"), threads: ips("threads"), auto: ips("auto") };
+}
+
+/**
+ * Jobs of the GEMM and convolution worker pools (those that exist now) so far: `[more than 2
+ * participants, 2 or more]`.
+ */
+function poolJobs(): [number, number] {
+  let past = 0, all = 0;
+  for (const jobs of [gemmThreadStats().jobsByParticipants, convThreadStats().jobsByParticipants]) {
+    jobs.forEach((n, k) => [past, all] = [past + (k > 2 ? n : 0), all + (k > 1 ? n : 0)]);
+  }
+  return [past, all];
+}
+
+/**
+ * The same-process A/B of `--max-threads`: images/s under each thread limit, rounds rotating (medians
+ * of `ROUNDS`, each after `warmup` untimed steps), and the pool jobs of the timed steps
+ * ({@linkcode poolJobs}) per limit.
+ */
+async function maxThreadsAB(
+  name: string,
+  batch: number,
+  limits: number[],
+  warmup: number,
+): Promise<{ ips: number[]; ratios: number[][]; jobs: [number, number][] }> {
+  const { step } = await stepper(name, batch, "cpu");
+  const ms = limits.map(() => [] as number[]), jobs = limits.map((): [number, number] => [0, 0]);
+  for (let r = 0; r < ROUNDS; r++) {
+    for (let i = 0; i < limits.length; i++) {
+      const j = (i + r) % limits.length;
+      setThreadLimit(limits[j]);
+      for (let s = 0; s < warmup; s++) {
+        if (s === 1) await new Promise((res) => setTimeout(res, Number(args.settle)));
+        dispose(step());
+      }
+      const jobs0 = poolJobs(), t0 = performance.now();
+      for (let s = 0; s < STEPS; s++) dispose(step());
+      ms[j].push((performance.now() - t0) / STEPS);
+      const jobs1 = poolJobs();
+      jobs[j] = [jobs[j][0] + jobs1[0] - jobs0[0], jobs[j][1] + jobs1[1] - jobs0[1]];
+    }
+  }
+  setThreadLimit("auto");
+  const ratios = ms.map((m) => m.map((t, r) => ms[0][r] / t));
+  return { ips: ms.map((m) => batch * 1000 / median(m)), ratios, jobs };
 }
 
 /**
@@ -372,6 +434,26 @@ if (CONV_THREADS === "ab") {
         `on the workers ${r.threads.toFixed(1)} images/s (${(r.threads / r.single).toFixed(2)}×), ` +
         `auto ${r.auto.toFixed(1)} images/s (${(r.auto / r.single).toFixed(2)}×)`,
     );
+  });
+}
+if (args["max-threads"] !== undefined) {
+  const limits = args["max-threads"].split(",").map(Number), warmup = Number(args.warmup);
+  try {
+    for (const l of limits) setThreadLimit(l);
+    setThreadLimit("auto");
+  } catch (e) {
+    console.error(`--max-threads: ${(e as Error).message}`);
+    Deno.exit(2);
+  }
+  await abMode("max-threads", "cpu", async (name, batch) => {
+    const r = await maxThreadsAB(name, batch, limits, warmup);
+    const parts = limits.map((l, j) => {
+      const q = r.ratios[j];
+      return `@${l} ${r.ips[j].toFixed(1)} images/s (${median(q).toFixed(3)}× ` +
+        `[${Math.min(...q).toFixed(2)}–${Math.max(...q).toFixed(2)}], ` +
+        `${r.jobs[j].join(" of ")} pool jobs past 2 participants)`;
+    });
+    console.log(`${name} batch ${batch}, thread limits (${warmup} untimed steps each): ${parts.join(", ")}`);
   });
 }
 if (WINOGRAD === "ab") {

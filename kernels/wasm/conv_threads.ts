@@ -289,6 +289,8 @@ export class ConvWorkerPool {
   private readonly ctl: Int32Array;
   private readonly job: Int32Array;
   private readonly epoch = ++epochs;
+  /** Jobs run so far, by participant count (index k). */
+  private readonly jobs: number[] = new Array(17).fill(0);
 
   /**
    * Starts `participants − 1` workers (they join jobs as soon as they are up); the engine's memory
@@ -337,6 +339,7 @@ export class ConvWorkerPool {
    */
   run(words: ArrayLike<number>, chunks: number, participants: number = this.participants): void {
     const k = Math.max(1, Math.min(this.participants, Math.floor(participants)));
+    this.jobs[k]++;
     this.job.set(words);
     if (k === 1) {
       for (let c = 0; c < chunks; c++) runConvChunk(this.engine.ex, this.job, c, 0);
@@ -374,6 +377,11 @@ export class ConvWorkerPool {
     }
     if (error !== undefined) throw error;
     if (Atomics.load(ctl, C.ERR) !== 0) throw new Error("conv: a worker failed while computing its chunk");
+  }
+
+  /** Jobs run so far by participant count: `[k]` is the number of jobs run with k participants. */
+  jobsByParticipants(): number[] {
+    return this.jobs.slice(0, this.participants + 1);
   }
 
   /** Stops the workers. */

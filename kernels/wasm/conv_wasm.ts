@@ -31,7 +31,7 @@ import { hasSharedMemory, hasWasmSimd } from "./gemm_wasm.ts";
 import { type ConvExports, convFunctions, GW_TAPS, MR, NR } from "./conv_wasm_module.ts";
 import { WasmArena } from "./wasm_arena.ts";
 import { CONV_CTL_BYTES, CONV_JOB_WORDS, ConvJob, ConvWorkerPool, runConvChunk } from "./conv_threads.ts";
-import { threadSupport } from "./workers.ts";
+import { onThreadLimitChange, threadSupport } from "./workers.ts";
 import { ThreadChoice } from "./thread_choice.ts";
 import type { ConvDims } from "./conv.ts";
 
@@ -173,7 +173,17 @@ export function getConvThreads(): ConvThreads {
   return threadMode;
 }
 
-const support = threadSupport();
+let support = threadSupport();
+
+// A new thread limit: new workers, choices measured again; a new engine only where workers now
+// need shared memory (a call's buffers are sized for its own participants; nothing outlives a call).
+onThreadLimitChange(() => {
+  shutdownConvWorkers();
+  support = threadSupport(support.kind);
+  choice = undefined;
+  if (engine && !engine.shared && convThreadParticipants() > 1) engine = undefined;
+  if (typeof threadMode === "number" && threadMode > convThreadParticipants()) threadMode = "auto";
+});
 
 /** Participants (calling thread plus workers) the direct kernels can use here; 1 without workers. */
 export function convThreadParticipants(): number {
@@ -193,12 +203,19 @@ export function getEngine(): ConvEngine {
 
 /**
  * Worker statistics: workers started, chunks they computed, and those per worker (`byWorker[id − 1]`
- * for worker `id`; all 0 or empty before any start).
+ * for worker `id`), and the pool's jobs by participant count (`jobsByParticipants[k]`; the calling
+ * thread alone runs others outside the pool); all 0 or empty before any start.
  */
-export function convThreadStats(): { workers: number; workerChunks: number; byWorker: number[] } {
+export function convThreadStats(): {
+  workers: number;
+  workerChunks: number;
+  byWorker: number[];
+  jobsByParticipants: number[];
+} {
   const p = pool;
   const byWorker = p ? Array.from({ length: p.size }, (_, i) => p.chunksOf(i + 1)) : [];
-  return { workers: p?.size ?? 0, workerChunks: p?.workerChunks ?? 0, byWorker };
+  const jobsByParticipants = p ? p.jobsByParticipants() : [];
+  return { workers: p?.size ?? 0, workerChunks: p?.workerChunks ?? 0, byWorker, jobsByParticipants };
 }
 
 /** Stops the convolution workers (they restart on the next threaded call). */

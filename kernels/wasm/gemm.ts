@@ -21,7 +21,7 @@ import { type GemmArgs, type GemmArray, type GemmCall, resolveGemm } from "./gem
 import { gemmJs } from "./gemm_js.ts";
 import { DEFAULT_TILING, hasRelaxedSimd, hasSharedMemory, hasWasmSimd, WasmGemmEngine } from "./gemm_wasm.ts";
 import { GemmWorkerPool } from "./gemm_threads.ts";
-import { threadSupport, type WorkerKind } from "./workers.ts";
+import { onThreadLimitChange, threadSupport, type WorkerKind } from "./workers.ts";
 import { ThreadChoice } from "./thread_choice.ts";
 
 export type { GemmArgs, GemmArray, GemmCall } from "./gemm_call.ts";
@@ -61,6 +61,18 @@ export interface GemmCapabilities {
 
 let support = threadSupport();
 let caps = computeCapabilities();
+
+// A new thread limit: new workers, workspaces for the new count, choices measured again (settings
+// the new count cannot honour fall back to "auto").
+onThreadLimitChange(() => {
+  shutdownGemmWorkers();
+  support = threadSupport(support.kind);
+  caps = computeCapabilities();
+  engine = undefined;
+  choice = undefined;
+  if (fixedThreads !== "auto" && fixedThreads > caps.threads) fixedThreads = "auto";
+  if (impl === "wasm-threads" && caps.threads <= 1) impl = "auto";
+});
 
 function computeCapabilities(): GemmCapabilities {
   const threads = hasWasmSimd && hasSharedMemory && support.ok ? support.participants : 1;
@@ -177,12 +189,20 @@ export function getGemmThreads(): number | "auto" {
 
 /**
  * Worker statistics: workers started, chunks of products they computed, and those per worker
- * (`byWorker[id − 1]` for worker `id`; all 0 or empty before any start).
+ * (`byWorker[id − 1]` for worker `id`), and the pool's products by participant count
+ * (`jobsByParticipants[k]`; the calling thread alone runs others outside the pool); all 0 or empty
+ * before any start.
  */
-export function gemmThreadStats(): { workers: number; workerChunks: number; byWorker: number[] } {
+export function gemmThreadStats(): {
+  workers: number;
+  workerChunks: number;
+  byWorker: number[];
+  jobsByParticipants: number[];
+} {
   const p = pool;
   const byWorker = p ? Array.from({ length: p.size }, (_, i) => p.chunksOf(i + 1)) : [];
-  return { workers: p?.size ?? 0, workerChunks: p?.workerChunks ?? 0, byWorker };
+  const jobsByParticipants = p ? p.jobsByParticipants() : [];
+  return { workers: p?.size ?? 0, workerChunks: p?.workerChunks ?? 0, byWorker, jobsByParticipants };
 }
 
 function check(name: string, v: number): void {

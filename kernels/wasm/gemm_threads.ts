@@ -72,6 +72,8 @@ export class GemmWorkerPool {
   private readonly workers: PoolWorker[];
   private readonly ctl: Int32Array;
   private readonly epoch = ++epochs;
+  /** Jobs run so far, by participant count (index k). */
+  private readonly jobs: number[] = new Array(17).fill(0);
 
   /** Starts `support.participants - 1` workers (they join products as soon as they are up). */
   constructor(private readonly engine: WasmGemmEngine, support: ThreadSupport) {
@@ -117,6 +119,7 @@ export class GemmWorkerPool {
    */
   run(job: GemmJob, participants: number = this.participants): void {
     const k = Math.max(1, Math.min(this.participants, Math.floor(participants)));
+    this.jobs[k]++;
     if (k === 1) {
       for (let i = 0; i < job.chunks; i++) this.engine.runChunk(job, i, 0);
       return;
@@ -165,6 +168,11 @@ export class GemmWorkerPool {
     const { job, cPtr } = e.prepare(g, k);
     this.run(job, k);
     e.copyOut(cPtr, g);
+  }
+
+  /** Jobs run so far by participant count: `[k]` is the number of jobs run with k participants. */
+  jobsByParticipants(): number[] {
+    return this.jobs.slice(0, this.participants + 1);
   }
 
   /** Stops the workers. */

