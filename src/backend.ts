@@ -83,7 +83,7 @@ export interface Backend {
    * `[out]` or none (shapes checked by the caller), act the identity or ReLU. The values are those
    * of `matmul`, then `binary("add")` with the bias broadcast over the rows, then `unary("relu")`.
    */
-  linear(x: Tensor, w: Tensor, b: Tensor | null, activation: LinearActivation): Tensor;
+  linear(x: Tensor, w: Tensor, b: Tensor | null, activation: Activation): Tensor;
   /**
    * The gradients of {@linkcode Backend.linear} given `g` = dL/dy, each only when `needs` asks for it
    * (else null). With gz = g · step(y) after a ReLU (`y` is linear's output; step(y) = 1 where
@@ -143,7 +143,7 @@ export interface Backend {
     w: Tensor,
     b: Tensor | null,
     geo: Conv2dGeometry,
-    activation: LinearActivation,
+    activation: Activation,
   ): Tensor;
   /**
    * The gradients of {@linkcode Backend.fusedConv2d} given `g` = dL/dy, each only when `needs` asks
@@ -184,7 +184,7 @@ export interface Backend {
     gamma: Tensor,
     beta: Tensor,
     eps: number,
-    activation?: BatchNormActivation,
+    activation?: Activation,
   ): BatchNormStats & { y: Tensor };
   /**
    * The gradients of {@linkcode Backend.batchNormForward} at `x` with its `mean` and `var`, given
@@ -221,11 +221,12 @@ export interface Backend {
   readonly finite?: FiniteKernels;
 }
 
-/** The activation fused into {@linkcode Backend.linear}: none or ReLU. */
-export type LinearActivation = "none" | "relu";
-
-/** The activation fused into {@linkcode Backend.batchNormForward}: none (default) or ReLU. */
-export type BatchNormActivation = "none" | "relu";
+/**
+ * The activation fused into a primitive after its product or normalization ({@linkcode
+ * Backend.linear}, {@linkcode Backend.fusedConv2d}, {@linkcode Backend.batchNormForward}): none or
+ * ReLU.
+ */
+export type Activation = "none" | "relu";
 
 /** Which gradients {@linkcode Backend.linearGrad} computes. */
 export interface LinearNeeds {

@@ -327,3 +327,31 @@ Deno.test(
     }
   },
 );
+
+Deno.test("sequential fuses a batchNorm and a relu only while both keep the forward they were made with", () => {
+  const x = tensor(Float32Array.from({ length: 4 * 2 * 3 * 3 }, () => rng() - 0.5), [4, 2, 3, 3]);
+  const ctx = { training: true, step: 0, seed: 0, path: "" };
+  const run = (bn: ReturnType<typeof batchNorm>, r: ReturnType<typeof reluLayer>) => {
+    const net = sequential({ bn, relu: r });
+    const { params, state } = net.init(0, "");
+    return net.apply(params, state, x, ctx).y.dataSync();
+  };
+  // A relu layer whose apply was replaced (a wrapper that counts, then halves) runs as given.
+  const plain = run(batchNorm(2), reluLayer());
+  let calls = 0;
+  const r = reluLayer(), own = r.apply;
+  r.apply = (p, s, h, c) => {
+    calls++;
+    const out = own(p, s, h, c);
+    return { y: mul(out.y, 0.5), state: out.state };
+  };
+  const wrapped = run(batchNorm(2), r);
+  assert.equal(calls, 1, "the replaced relu apply ran");
+  assert.deepEqual([...wrapped], [...plain].map((v) => v * 0.5));
+  // The same for a batchNorm whose apply was replaced.
+  const bn = batchNorm(2), bnOwn = bn.apply;
+  let bnCalls = 0;
+  bn.apply = (p, s, h, c) => (bnCalls++, bnOwn(p, s, h, c));
+  assert.deepEqual([...run(bn, reluLayer())], [...plain]);
+  assert.equal(bnCalls, 1, "the replaced batchNorm apply ran");
+});

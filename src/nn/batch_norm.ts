@@ -21,6 +21,7 @@ import {
   leaf,
   positiveInt,
 } from "./layer.ts";
+import { checkActivation } from "../ops/activation.ts";
 
 /** Parameters of {@linkcode batchNorm}: `w` = γ and `b` = β, each `[C]` (PyTorch's `weight` and `bias`). */
 export type BatchNormParams = { w: Tensor; b: Tensor };
@@ -45,23 +46,30 @@ export interface BatchNormOptions {
 
 type BatchNormApply = Layer<BatchNormParams, BatchNormState>["apply"];
 
-/** The batchNorm layers' forward with a ReLU after it, by layer (see {@linkcode withFusedRelu}). */
-const fusedReluApply = new WeakMap<Layer, Layer["apply"]>();
-/** The layers made by `nn.relu` ({@linkcode markReluLayer}). */
-const reluLayers = new WeakSet<Layer>();
+/**
+ * Per batchNorm layer without an activation: its own forward (to tell that it was not replaced) and
+ * its forward with a ReLU after it (see {@linkcode withFusedRelu}).
+ */
+const fusedReluApply = new WeakMap<Layer, { own: Layer["apply"]; fused: Layer["apply"] }>();
+/** The layers made by `nn.relu`, with their own forward ({@linkcode markReluLayer}). */
+const reluLayers = new WeakMap<Layer, Layer["apply"]>();
 
 /** Internal, for `nn.relu`: records `layer` as a ReLU layer that a batch norm before it may fuse. */
 export function markReluLayer(layer: Layer): void {
-  reluLayers.add(layer);
+  reluLayers.set(layer, layer.apply);
 }
 
 /**
  * Internal, for `sequential`: when `layer` is a {@linkcode batchNorm} without an activation and
- * `next` a {@linkcode relu} layer, the batch norm's forward with the ReLU fused in (same params,
- * state, errors and values as the two layers in turn); otherwise undefined.
+ * `next` a relu layer ({@linkcode markReluLayer}), both with the forward they were made with (a
+ * replaced `apply`, e.g. a wrapper that logs, is run as given, not fused), the batch norm's forward
+ * with the ReLU fused in (same params, state, errors and values as the two layers in turn);
+ * otherwise undefined.
  */
 export function withFusedRelu(layer: Layer, next: Layer): Layer["apply"] | undefined {
-  return reluLayers.has(next) ? fusedReluApply.get(layer) : undefined;
+  const bn = fusedReluApply.get(layer);
+  if (bn === undefined || bn.own !== layer.apply || reluLayers.get(next) !== next.apply) return undefined;
+  return bn.fused;
 }
 
 let fuseActivations = true;
@@ -118,10 +126,7 @@ export function batchNorm(
   if (!(Number.isFinite(momentum) && momentum >= 0 && momentum <= 1)) {
     throw new RangeError(`${who}: momentum must be a number in [0, 1], got ${momentum}`);
   }
-  const activation = options.activation ?? "none";
-  if (activation !== "none" && activation !== "relu") {
-    throw new RangeError(`${who}: activation must be "none" or "relu", got ${JSON.stringify(activation)}`);
-  }
+  const activation = checkActivation(who, options.activation);
   const kind = `batchNorm ${channels}${activation === "relu" ? ", relu" : ""}`;
   // The forward with activation `act` (the layer's own, or "relu" when fused by `sequential`).
   const applyWith = (act: "none" | "relu"): BatchNormApply => (params, state, x, ctx) => {
@@ -192,6 +197,11 @@ export function batchNorm(
     },
     apply: applyWith(activation),
   };
-  if (activation === "none") fusedReluApply.set(layer as Layer, applyWith("relu") as Layer["apply"]);
+  if (activation === "none") {
+    fusedReluApply.set(layer as Layer, {
+      own: layer.apply as Layer["apply"],
+      fused: applyWith("relu") as Layer["apply"],
+    });
+  }
   return layer;
 }

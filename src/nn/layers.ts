@@ -29,6 +29,7 @@ import {
   positiveInt,
 } from "./layer.ts";
 import { markReluLayer } from "./batch_norm.ts";
+import { checkActivation } from "../ops/activation.ts";
 
 export { batchNorm, type BatchNormOptions, type BatchNormParams, type BatchNormState } from "./batch_norm.ts";
 
@@ -74,10 +75,7 @@ export function linear(
   positiveInt(who, "inFeatures", inFeatures);
   positiveInt(who, "outFeatures", outFeatures);
   const bias = options.bias ?? true;
-  const activation = options.activation ?? "none";
-  if (activation !== "none" && activation !== "relu") {
-    throw new RangeError(`${who}: activation must be "none" or "relu", got ${JSON.stringify(activation)}`);
-  }
+  const activation = checkActivation(who, options.activation);
   const kind = `linear ${inFeatures}→${outFeatures}${activation === "relu" ? ", relu" : ""}`;
   return {
     kind,
@@ -169,10 +167,7 @@ export function conv2d(
     }
   });
   const bias = options.bias ?? true;
-  const activation = options.activation ?? "none";
-  if (activation !== "none" && activation !== "relu") {
-    throw new RangeError(`${who}: activation must be "none" or "relu", got ${JSON.stringify(activation)}`);
-  }
+  const activation = checkActivation(who, options.activation);
   const kind = `conv2d ${inChannels}→${outChannels}, ${kh}×${kw}` +
     (stride[0] !== 1 || stride[1] !== 1
       ? `, stride ${stride[0] === stride[1] ? stride[0] : fmtShape(stride)}`

@@ -124,11 +124,6 @@ export function sequential(
       throw new TypeError(`${who}: layer "${k}" is not a layer (needs init and apply), got ${typeof l}`);
     }
   }
-  // fused[i]: layer i's forward with layer i + 1 (a relu) folded in, which is then skipped
-  const fused = entries.map(([, l], i) => {
-    const next = entries[i + 1]?.[1];
-    return next ? withFusedRelu(l, next) : undefined;
-  });
   const paramKeys = entries.filter(([, l]) => l.hasParams).map(([k]) => k);
   const stateKeys = entries.filter(([, l]) => l.hasState).map(([k]) => k);
   const kind = `sequential of ${entries.length}`;
@@ -156,7 +151,8 @@ export function sequential(
         const [k, l] = entries[i];
         const p = l.hasParams ? childTree(params, k, ctx.path, l.kind, "params") : EMPTY;
         const s = l.hasState ? childTree(state, k, ctx.path, l.kind, "state") : EMPTY;
-        const withRelu = fuse ? fused[i] : undefined;
+        // layer i's forward with layer i + 1 (a relu) folded in, which is then skipped
+        const withRelu = fuse && i + 1 < entries.length ? withFusedRelu(l, entries[i + 1][1]) : undefined;
         const r = (withRelu ?? l.apply)(p, s, h, { ...ctx, path: childPath(ctx.path, k) });
         if (l.hasState) next[k] = r.state;
         h = r.y;

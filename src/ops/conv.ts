@@ -3,10 +3,11 @@
  *
  * @module
  */
-import type { Conv2dGeometry, LinearActivation, Pool2dGeometry } from "../backend.ts";
+import type { Activation, Conv2dGeometry, Pool2dGeometry } from "../backend.ts";
 import { fmtShape, type Tensor } from "../tensor.ts";
 import { isTracked, record } from "../tape.ts";
 import { backendFor } from "./dispatch.ts";
+import { checkActivation } from "./activation.ts";
 
 /** A size given as one number (both axes) or a [height, width] pair. */
 export type Size2 = number | readonly [number, number];
@@ -63,7 +64,7 @@ export interface FusedConv2dOptions {
   /** Zero padding on each side (default 0). */
   padding?: Size2;
   /** The activation applied after the bias: "none" (default) or "relu". */
-  activation?: LinearActivation;
+  activation?: Activation;
 }
 
 /**
@@ -82,12 +83,7 @@ export function fusedConv2d(
   b?: Tensor | null,
   options: FusedConv2dOptions = {},
 ): Tensor {
-  const activation = options.activation ?? "none";
-  if (activation !== "none" && activation !== "relu") {
-    throw new RangeError(
-      `fusedConv2d: activation must be "none" or "relu", got ${JSON.stringify(activation)}`,
-    );
-  }
+  const activation = checkActivation("fusedConv2d", options.activation);
   return biasedConv2d("fusedConv2d", x, w, b ?? null, "b", options, activation);
 }
 
@@ -99,7 +95,7 @@ function biasedConv2d(
   b: Tensor | null,
   bName: string,
   options: { stride?: Size2; padding?: Size2 },
-  activation: LinearActivation,
+  activation: Activation,
 ): Tensor {
   const be = backendFor(op, b ? { x, w, [bName]: b } : { x, w });
   const geo = convGeometry(op, x, w, options);

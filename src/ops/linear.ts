@@ -6,15 +6,16 @@
  *
  * @module
  */
-import type { LinearActivation } from "../backend.ts";
+import type { Activation } from "../backend.ts";
 import { fmtShape, type Tensor } from "../tensor.ts";
 import { record } from "../tape.ts";
 import { backendFor } from "./dispatch.ts";
+import { checkActivation } from "./activation.ts";
 
 /** Options of {@linkcode fusedLinear}. */
 export interface FusedLinearOptions {
   /** The activation applied after the bias: "none" (default) or "relu". */
-  activation?: LinearActivation;
+  activation?: Activation;
 }
 
 /**
@@ -33,10 +34,7 @@ export function fusedLinear(
   options: FusedLinearOptions = {},
 ): Tensor {
   const op = "fusedLinear";
-  const activation = options.activation ?? "none";
-  if (activation !== "none" && activation !== "relu") {
-    throw new RangeError(`${op}: activation must be "none" or "relu", got ${JSON.stringify(activation)}`);
-  }
+  const activation = checkActivation(op, options.activation);
   const be = backendFor(op, b ? { x, w, b } : { x, w });
   if (x.rank !== 2 || w.rank !== 2) {
     throw new RangeError(

@@ -10,6 +10,7 @@ import { record } from "../tape.ts";
 import { backendFor } from "./dispatch.ts";
 import { add, mul, reciprocal, relu, sqrt, sub } from "./elementwise.ts";
 import { reshape } from "./shape.ts";
+import { checkActivation } from "./activation.ts";
 
 /** Options of {@linkcode batchNormTrain} and {@linkcode batchNormInference}. */
 export interface BatchNormOptions {
@@ -35,14 +36,6 @@ export interface BatchNormTrainResult {
    * var · m/(m − 1).
    */
   var: Tensor;
-}
-
-function checkActivation(op: string, options: BatchNormOptions | undefined): "none" | "relu" {
-  const activation = options?.activation ?? "none";
-  if (activation !== "none" && activation !== "relu") {
-    throw new RangeError(`${op}: activation must be "none" or "relu", got ${JSON.stringify(activation)}`);
-  }
-  return activation;
 }
 
 function checkEps(op: string, options: BatchNormOptions | undefined): number {
@@ -106,7 +99,7 @@ export function batchNormTrain(
 ): BatchNormTrainResult {
   const b = backendFor("batchNormTrain", { x, gamma, beta });
   const eps = checkEps("batchNormTrain", options);
-  const activation = checkActivation("batchNormTrain", options);
+  const activation = checkActivation("batchNormTrain", options?.activation);
   checkShapes("batchNormTrain", x, { gamma, beta });
   const m = x.shape[0] * shapeSize(x.shape.slice(2));
   if (m <= 1) {
@@ -149,7 +142,7 @@ export function batchNormInference(
 ): Tensor {
   backendFor("batchNormInference", { x, gamma, beta, runningMean, runningVar });
   const eps = checkEps("batchNormInference", options);
-  const activation = checkActivation("batchNormInference", options);
+  const activation = checkActivation("batchNormInference", options?.activation);
   const c = checkShapes("batchNormInference", x, { gamma, beta, runningMean, runningVar });
   const scale = mul(gamma, reciprocal(sqrt(add(runningVar, eps))));
   const shift = sub(beta, mul(runningMean, scale));

@@ -15,14 +15,13 @@
  * @module
  */
 import type {
+  Activation,
   Backend,
-  BatchNormActivation,
   BatchNormStats,
   BinaryOp,
   Conv2dGeometry,
   DropoutMaskSpec,
   FiniteKernels,
-  LinearActivation,
   LinearNeeds,
   Pool2dGeometry,
   ReduceOp,
@@ -630,7 +629,7 @@ export class WebGPUBackend implements Backend {
     return matmul(this, a, b, transA, transB, outShape);
   }
 
-  linear(x: Tensor, w: Tensor, b: Tensor | null, activation: LinearActivation): Tensor {
+  linear(x: Tensor, w: Tensor, b: Tensor | null, activation: Activation): Tensor {
     return linear(this, x, w, b, activation);
   }
 
@@ -661,7 +660,7 @@ export class WebGPUBackend implements Backend {
     w: Tensor,
     b: Tensor | null,
     geo: Conv2dGeometry,
-    activation: LinearActivation,
+    activation: Activation,
   ): Tensor {
     return fusedConv2d(this, x, w, b, geo, activation);
   }
@@ -927,7 +926,7 @@ export class WebGPUBackend implements Backend {
     gamma: Tensor,
     beta: Tensor,
     eps: number,
-    activation: BatchNormActivation = "none",
+    activation: Activation = "none",
   ): BatchNormStats & { y: Tensor } {
     return batchNormForward(this, x, gamma, beta, eps, activation);
   }

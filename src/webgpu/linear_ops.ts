@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { LinearActivation, LinearNeeds } from "../backend.ts";
+import type { Activation, LinearNeeds } from "../backend.ts";
 import type { Tensor } from "../tensor.ts";
 import { type OperandMode, plainLoaders } from "../../kernels/wgsl/matmul.ts";
 import type { GpuStorage, WebGPUBackend } from "./backend.ts";
@@ -21,7 +21,7 @@ export function linear(
   x: Tensor,
   w: Tensor,
   b: Tensor | null,
-  activation: LinearActivation,
+  activation: Activation,
 ): Tensor {
   const who = "fusedLinear";
   const xb = be.buffer(x, who, "x"), wb = be.buffer(w, who, "w");

@@ -22,7 +22,7 @@
  *
  * @module
  */
-import type { Conv2dGeometry, LinearActivation, LinearNeeds } from "../backend.ts";
+import type { Activation, Conv2dGeometry, LinearNeeds } from "../backend.ts";
 import { shapeSize, type Tensor } from "../tensor.ts";
 import {
   chooseTile,
@@ -230,7 +230,7 @@ export function fusedConv2d(
   w: Tensor,
   b: Tensor | null,
   geo: Conv2dGeometry,
-  activation: LinearActivation,
+  activation: Activation,
   who = "fusedConv2d",
 ): Tensor {
   const xb = be.buffer(x, who, "x"), wb = be.buffer(w, who, "w");

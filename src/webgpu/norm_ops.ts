@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { BatchNormActivation, BatchNormStats, DropoutMaskSpec } from "../backend.ts";
+import type { Activation, BatchNormStats, DropoutMaskSpec } from "../backend.ts";
 import { shapeSize, type Tensor } from "../tensor.ts";
 import { WG1D } from "../../kernels/wgsl/common.ts";
 import {
@@ -66,7 +66,7 @@ export function batchNormForward(
   gamma: Tensor,
   beta: Tensor,
   eps: number,
-  activation: BatchNormActivation = "none",
+  activation: Activation = "none",
 ): BatchNormStats & { y: Tensor } {
   const who = "batchNormTrain";
   const xb = be.buffer(x, who, "x"), gb = be.buffer(gamma, who, "gamma"), bb = be.buffer(beta, who, "beta");
