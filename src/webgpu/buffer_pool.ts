@@ -35,14 +35,73 @@ export function bucketSize(bytes: number): number {
   return Math.ceil(bytes / q) * q;
 }
 
+/**
+ * The free buffers of one bucket as a binary min-heap on their creation order: `pop` gives the
+ * oldest, and both operations take O(log n) whatever the order of releases (a sorted list cost
+ * O(n) per release when buffers came back in creation order, as `tidy` returns them).
+ */
+class OldestFirst {
+  readonly #bufs: GPUBuffer[] = [];
+  readonly #keys: number[] = [];
+
+  get size(): number {
+    return this.#bufs.length;
+  }
+
+  push(buf: GPUBuffer, key: number): void {
+    const b = this.#bufs, k = this.#keys;
+    let i = b.length;
+    b.push(buf);
+    k.push(key);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (k[parent] <= key) break;
+      b[i] = b[parent];
+      k[i] = k[parent];
+      i = parent;
+    }
+    b[i] = buf;
+    k[i] = key;
+  }
+
+  pop(): GPUBuffer | undefined {
+    const b = this.#bufs, k = this.#keys;
+    if (b.length === 0) return undefined;
+    const top = b[0];
+    const lastBuf = b.pop()!, lastKey = k.pop()!;
+    const n = b.length;
+    if (n > 0) {
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1, r = l + 1;
+        let m = i, mk = lastKey;
+        if (l < n && k[l] < mk) [m, mk] = [l, k[l]];
+        if (r < n && k[r] < mk) [m, mk] = [r, k[r]];
+        if (m === i) break;
+        b[i] = b[m];
+        k[i] = k[m];
+        i = m;
+      }
+      b[i] = lastBuf;
+      k[i] = lastKey;
+    }
+    return top;
+  }
+
+  /** Every buffer held, in no particular order. */
+  values(): readonly GPUBuffer[] {
+    return this.#bufs;
+  }
+}
+
 /** Buffer usage of every pooled storage buffer. */
 const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x04 /* COPY_SRC */ | 0x08; /* COPY_DST */
 
 /** Pools GPU storage buffers by bucket size. */
 export class BufferPool {
   readonly #ctx: GpuContext;
-  /** Free buffers by bucket, each list ordered from the newest buffer to the oldest (popped first). */
-  readonly #free = new Map<number, GPUBuffer[]>();
+  /** Free buffers by bucket, the oldest handed out first (see {@linkcode BufferPool.acquire}). */
+  readonly #free = new Map<number, OldestFirst>();
   /** Creation order of every buffer the pool made. */
   readonly #order = new WeakMap<GPUBuffer, number>();
   #liveBuffers = 0;
@@ -100,19 +159,15 @@ export class BufferPool {
     this.#liveBuffers--;
     this.#liveBytes -= size;
     let list = this.#free.get(size);
-    if (!list) this.#free.set(size, list = []);
-    // Kept ordered so that the oldest free buffer goes out first (see acquire).
-    const order = this.#order.get(buf) ?? Infinity;
-    let at = list.length;
-    while (at > 0 && (this.#order.get(list[at - 1]) ?? Infinity) < order) at--;
-    list.splice(at, 0, buf);
+    if (!list) this.#free.set(size, list = new OldestFirst());
+    list.push(buf, this.#order.get(buf) ?? Infinity);
     this.#freeBuffers++;
     this.#freeBytes += size;
   }
 
   /** Destroys every free buffer (live ones are untouched). */
   trim(): void {
-    for (const list of this.#free.values()) for (const b of list) b.destroy();
+    for (const list of this.#free.values()) for (const b of list.values()) b.destroy();
     this.#free.clear();
     this.#freeBuffers = 0;
     this.#freeBytes = 0;
