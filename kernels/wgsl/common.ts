@@ -46,8 +46,11 @@ export function storage(binding: number, name: string, type: string, write = fal
 
 /**
  * WGSL: `isnan_` / `isnan4_` test for NaN on the bits (WGSL lets a compiler assume comparisons never
- * see one), and the ReLU of the CPU (`x > 0 || x is NaN ? x : +0`, NaN propagating) as `relu1` /
- * `max4relu`, for the unary kernel and the matmul's fused epilogue alike.
+ * see one), the ReLU of the CPU (`x > 0 || x is NaN ? x : +0`, NaN propagating) as `relu1` /
+ * `max4relu`, for the unary kernel and the matmul's fused epilogue alike, and ReLU's step, the CPU's
+ * `+(x > 0)` (1 for x > 0 up to +Inf, 0 for ±0, negatives and NaN) on the bits, as `step1` / `step4`:
+ * the mask of every gradient through a ReLU (the gradient kernel, the products' masked loads, the
+ * batch-norm kernels).
  */
 export const NAN_RELU_WGSL =
   `fn isnan_(v: f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }
@@ -56,6 +59,20 @@ fn isnan4_(v: vec4<f32>) -> vec4<bool> {
 }
 fn relu1(x: f32) -> f32 { return select(0.0, x, x > 0.0 || isnan_(x)); }
 fn max4relu(x: vec4<f32>) -> vec4<f32> { return select(vec4<f32>(0.0), x, x > vec4<f32>(0.0) | isnan4_(x)); }
+fn step1(x: f32) -> f32 { let b = bitcast<u32>(x); return select(0.0, 1.0, b != 0u && b <= 0x7f800000u); }
+fn step4(x: vec4<f32>) -> vec4<f32> {
+  let b = bitcast<vec4<u32>>(x);
+  return select(vec4<f32>(0.0), vec4<f32>(1.0), (b != vec4<u32>(0u)) & (b <= vec4<u32>(0x7f800000u)));
+}
+`;
+
+/**
+ * WGSL: `reluGrad1(x, g)` = g · step(x), ReLU's gradient rule (the binary mul with the unary step: a
+ * NaN or infinite g times a zero step is NaN), with the step on the bits (`step1` of
+ * {@linkcode NAN_RELU_WGSL}, included). Since step(relu(x)) = step(x) (NaN and −0 included), the
+ * mask may be read from ReLU's output; the batch-norm kernels with a fused ReLU use it so.
+ */
+export const RELU_GRAD_WGSL = `${NAN_RELU_WGSL}fn reluGrad1(x: f32, g: f32) -> f32 { return g * step1(x); }
 `;
 
 /** WGSL for −∞ as f32. */

@@ -23,7 +23,7 @@
  *
  * @module
  */
-import { NAN_RELU_WGSL, storage, uniformBlock } from "./common.ts";
+import { storage, uniformBlock } from "./common.ts";
 
 /** The shape of a convolution, compiled into its kernels. */
 export interface ConvShape {
@@ -136,16 +136,12 @@ export interface ConvGradOptions {
   masked?: boolean;
 }
 
-/** WGSL: gy at index `i` of array `arr`, times the step of `mask` at `i` when `masked`. */
+/**
+ * WGSL: gy at index `i` of array `arr`, times the step of `mask` at `i` when `masked` (`step1`: the
+ * matmul kernel includes it with the fusion's `maskA`/`maskB`, which the masked products set).
+ */
 function readGy(arr: string, mask: string, i: string, masked: boolean | undefined): string {
-  return masked
-    ? `${arr}[${i}] * select(0.0, 1.0, ${mask}[${i}] > 0.0 && !isnan_(${mask}[${i}]))`
-    : `${arr}[${i}]`;
-}
-
-/** The WGSL helpers the masked loaders call (`isnan_`). */
-function maskHelpers(masked: boolean | undefined): string {
-  return masked ? NAN_RELU_WGSL : "";
+  return masked ? `${arr}[${i}] * step1(${mask}[${i}])` : `${arr}[${i}]`;
 }
 
 /**
@@ -193,7 +189,7 @@ var<private> pH0: u32; var<private> pW0: u32; var<private> pQh: u32; var<private
   C[((n / ${u(HWC)} * ${u(s.c)} + m) * ${u(HWC)} + n % ${u(HWC)}) / 4u] = v;
 }
 `;
-  const loaders = `${privates}${maskHelpers(options.masked)}fn tapOf(k: u32) -> vec3<u32> {
+  const loaders = `${privates}fn tapOf(k: u32) -> vec3<u32> {
   let t = k / ${u(s.o)}; let th = ${strided ? "(t * pDivTw) >> 16u" : `t / ${TW}`};
   return vec3<u32>(k % ${u(s.o)}, th, t - th * ${TW});
 }
@@ -241,7 +237,7 @@ export interface ConvGradWeightOptions extends ConvGradOptions {
  */
 export function convGradWeightLoaders(s: ConvShape, options: ConvGradWeightOptions = {}): string {
   const HW = s.oh * s.ow, KK = s.kh * s.kw;
-  return `${maskHelpers(options.masked)}fn loadA(off: u32, m: u32, k: u32) -> f32 {
+  return `fn loadA(off: u32, m: u32, k: u32) -> f32 {
   let i = (k / ${u(HW)} * ${u(s.o)} + m) * ${u(HW)} + k % ${u(HW)};
   return ${readGy("A", "MaskA", "i", options.masked)};
 }

@@ -6,7 +6,7 @@
  * @module
  */
 import type { BinaryOp, UnaryOp } from "../../src/types.ts";
-import { main1d, NAN_RELU_WGSL, storage, uniformBlock } from "./common.ts";
+import { main1d, NAN_RELU_WGSL, RELU_GRAD_WGSL, storage, uniformBlock } from "./common.ts";
 
 /** Largest rank of the strided kernels (after coalescing dims). */
 export const MAX_RANK = 8;
@@ -133,19 +133,6 @@ ${main1d()}
   ${body}
 }`;
 }
-
-/**
- * WGSL: `reluGrad1(x, g)` = g · step(x), ReLU's gradient rule (the binary mul with the unary step: a
- * NaN or infinite g times a zero step is NaN), with x > 0 tested on the bits (a compiler may assume
- * no NaN reaches a comparison): sign clear, not ±0, not NaN. Since step(relu(x)) = step(x) (NaN and
- * −0 included), the mask may be read from ReLU's output; the batch-norm kernels with a fused ReLU
- * use it so.
- */
-export const RELU_GRAD_WGSL = `fn reluGrad1(x: f32, g: f32) -> f32 {
-  let b = bitcast<u32>(x);
-  return g * select(0.0, 1.0, b != 0u && b <= 0x7f800000u);
-}
-`;
 
 /**
  * ReLU's gradient: `Y[i] = G[i] · step(X[i])` ({@linkcode RELU_GRAD_WGSL}), the product of the

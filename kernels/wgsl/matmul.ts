@@ -125,7 +125,7 @@ export function plainLoaders(
 ): string {
   const read = (arr: string, masked: boolean | undefined, idx: string) =>
     masked
-      ? `let i = off + ${idx}; return ${arr}[i] * select(0.0, 1.0, Mask${arr}[i] > 0.0);`
+      ? `let i = off + ${idx}; return ${arr}[i] * step1(Mask${arr}[i]);`
       : `return ${arr}[off + ${idx}];`;
   return (needA
     ? `fn loadA(off: u32, m: u32, k: u32) -> f32 { ${
@@ -200,9 +200,12 @@ export function fusionStorage(f: MatmulFusion, aVec: boolean, bVec: boolean): st
   }).join("");
 }
 
-/** The WGSL functions a fusion's epilogue calls (the ReLU's, the unary relu's own: `NAN_RELU_WGSL`), or nothing. */
+/**
+ * The WGSL functions a fusion calls (`NAN_RELU_WGSL`: the epilogue's ReLU, the unary relu's own, and
+ * the masks' step, `step1`/`step4`, also for the loaders of the convolutions), or nothing.
+ */
 export function fusionFunctions(f: MatmulFusion): string {
-  return f.relu ? NAN_RELU_WGSL : "";
+  return f.relu || f.maskA || f.maskB ? NAN_RELU_WGSL : "";
 }
 
 /**
@@ -210,9 +213,7 @@ export function fusionFunctions(f: MatmulFusion): string {
  * index) when `masked` (the `fn-*` loaders mask themselves).
  */
 export function maskedVecRead(arr: "A" | "B", idx: string, masked: boolean | undefined): string {
-  return masked
-    ? `${arr}[${idx}] * select(vec4<f32>(0.0), vec4<f32>(1.0), Mask${arr}[${idx}] > vec4<f32>(0.0))`
-    : `${arr}[${idx}]`;
+  return masked ? `${arr}[${idx}] * step4(Mask${arr}[${idx}])` : `${arr}[${idx}]`;
 }
 
 /**

@@ -28,8 +28,7 @@
  *
  * @module
  */
-import { main1d, NAN_RELU_WGSL, storage, uniformBlock } from "./common.ts";
-import { RELU_GRAD_WGSL } from "./elementwise.ts";
+import { main1d, NAN_RELU_WGSL, RELU_GRAD_WGSL, storage, uniformBlock } from "./common.ts";
 
 /** Uniform words of the batch-norm kernels. */
 export const NORM_WORDS = 8;
