@@ -10,7 +10,8 @@
  * submitting (`webgpuStats().encodeMicros`, `.submitMicros`), which bound small models on a fast
  * GPU (on lavapipe a submit runs the work itself, so only the encoding figure is overhead there),
  * and the host milliseconds per step (the JavaScript of the step and its encoding, submits
- * excluded): a GPU row whose ms/step is close to its host ms/step is bound by the host, not the GPU.
+ * excluded; on a GPU a submit is host work too, its µs per dispatch are printed beside): a GPU row
+ * whose ms/step is close to its host plus submit time is bound by the host, not the GPU.
  *
  * Each GPU round ends with one wait for the GPU, and in Deno every wait or read-back takes at least
  * ~10 ms (its WebGPU polls the device, then sleeps 10 ms, before a wait resolves): the table starts
@@ -328,6 +329,7 @@ async function table(): Promise<void> {
           ...(h.dispatches > 0
             ? {
               host_ms_per_step: h.hostMs,
+              submit_ms_per_step: h.submitMicros * h.dispatches / 1000,
               dispatches_per_step: h.dispatches,
               encode_us_per_dispatch: h.encodeMicros,
             }

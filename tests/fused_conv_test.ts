@@ -244,6 +244,7 @@ Deno.test({ name: "fusedConv2d on WebGPU: gradients asked for one at a time", ig
     const [xg, wg, yg, gg] = await toDevice([x, w, y, g], "webgpu");
     for (const key of ["x", "w", "b"] as const) {
       const needs = { x: key === "x", w: key === "w", b: key === "b" };
+      const live = G.pool.stats().liveBuffers;
       const r = G.fusedConv2dGrad(xg, wg, yg, gg, geo, needs);
       for (const k of ["x", "w", "b"] as const) {
         const got = r[`g${k}`];
@@ -258,6 +259,8 @@ Deno.test({ name: "fusedConv2d on WebGPU: gradients asked for one at a time", ig
         });
         G.release(got!);
       }
+      // What was not asked for (e.g. the weight gradient under the bias gradient) was released too.
+      assert.equal(G.pool.stats().liveBuffers, live, `x[${xs}] ${JSON.stringify(needs)}: live buffers`);
     }
     dispose([xg, wg, yg, gg]);
   }

@@ -12,8 +12,8 @@ their per-step cost is the original's.
 Timing as ours: 2 warm-up steps, then rounds of --steps steps, each round ending with one wait for
 the device (torch.cuda.synchronize()); the loss is not read back inside a round. On --device cuda
 the step is float32 with TF32 off. Prints one JSON line per model and optimizer:
-{"model", "optimizer", "batch", "device", "torch", "rounds", "steps", "ms": [per round],
-"ms_per_step": median, "examples_per_s": median}.
+{"model", "optimizer", "batch", "device", "threads", "torch", "rounds", "steps", "ms": [ms per step of
+each round], "ms_per_step": their median, "examples_per_s": at that median}.
 
   python tools/torch_train_bench.py --device cuda --models mlp,lenet --rounds 5 --steps 50
   python tools/torch_train_bench.py --device cpu --threads 2 --models mlp --rounds 3 --steps 5

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, in one call of the workplace's `device` tool (prepare the kit first with
 # tools/device/prepare.sh):   command "bash tools/device/check.sh", carry [".device"], timeout_s 600
-# (the steps' own limits add up to 595 s; on a GPU the whole check should take 4–6 minutes).
+# (the steps' own limits add up to 595 s, 635 s with NVRM_DEVICE_TFJS=1, which then needs a second call
+# or a shorter list; on a GPU the whole check should take 4–6 minutes).
 # Runs, each under its own time limit, logging to $OUT (the first steps carry the new figures):
 #   tests.log  CI=true deno test tests/webgpu_*_test.ts   (CPU parity, noise bit-identity, memory, errors)
 #   train.log  whole training steps, webgpu vs cpu, vsgd/sgd, host ms/step, dispatches/step and host

@@ -3,8 +3,9 @@
  * `bench/webgpu_train_bench.ts --json FILE`) and PyTorch's (the JSON lines of
  * `tools/torch_train_bench.py`, other lines ignored), and prints one line per model and optimizer
  * that both timed: ms/step of each, and ours/PyTorch as a speed ratio (PyTorch's time over ours:
- * above 1, ours is faster), with the WebGPU row's host ms/step (above ~0.8 of its ms/step the
- * step is bound by the host, not the GPU).
+ * above 1, ours is faster), with the WebGPU row's host ms/step (its JavaScript and encoding) and
+ * submit ms/step (`queue.submit`, host work too on a GPU): where their sum nears the ms/step, the step
+ * is bound by the host, not the GPU.
  *
  *   deno run --allow-read tools/device/train_ratios.ts OURS.jsonl TORCH.log
  *
@@ -19,6 +20,7 @@ interface Row {
   device?: string;
   steps?: number;
   host_ms_per_step?: number;
+  submit_ms_per_step?: number;
 }
 
 /** The JSON object lines of `text` that carry a training-step row. */
@@ -47,7 +49,11 @@ export function ratioLines(ours: Row[], torch: Row[]): string[] {
     if (o.device !== "webgpu") continue;
     const t = torch.find((r) => r.model === o.model && r.optimizer === o.optimizer && r.batch === o.batch);
     if (!t) continue;
-    const host = o.host_ms_per_step === undefined ? "" : ` (host ${o.host_ms_per_step.toFixed(2)} ms)`;
+    const host = o.host_ms_per_step === undefined
+      ? ""
+      : ` (host ${o.host_ms_per_step.toFixed(2)} ms${
+        o.submit_ms_per_step === undefined ? "" : ` + submit ${o.submit_ms_per_step.toFixed(2)} ms`
+      })`;
     lines.push(
       `${o.model} ${o.optimizer} batch ${o.batch} step: ours (WebGPU) ${
         o.ms_per_step.toFixed(3)
