@@ -20,12 +20,11 @@ steps, wait once" timing as ours on WebGPU. Needs torch (the CPU wheel is enough
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch_timing import device_name, setup_device, time_rounds
 
 
 class BasicBlock(nn.Module):
@@ -97,14 +96,7 @@ def main():
     for name in ("rounds", "steps", "threads"):
         if getattr(a, name) < 1:
             ap.error(f"--{name} must be a positive integer, got {getattr(a, name)}")
-    if a.device == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit("--device cuda: torch.cuda.is_available() is False (no CUDA GPU or a CPU-only torch)")
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    dev = torch.device(a.device)
-    sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
-    torch.set_num_threads(a.threads)
+    dev, sync = setup_device(a.device, a.threads)
     torch.manual_seed(0)
     for name in a.models.split(","):
         for batch in [int(b) for b in a.batches.split(",")]:
@@ -121,23 +113,13 @@ def main():
                 opt.step()
                 return loss
 
-            for _ in range(a.warmup):
-                step()
-            sync()
-            ms = []
-            for _ in range(a.rounds):
-                t0 = time.perf_counter()
-                for _ in range(a.steps):
-                    loss = step()
-                    if a.device == "cpu":
-                        loss.item()
-                sync()
-                ms.append((time.perf_counter() - t0) * 1000 / a.steps)
-            med = statistics.median(ms)
+            # on the CPU the loss is read back each step, as our CPU bench does
+            read = (lambda loss: loss.item()) if a.device == "cpu" else None
+            ms, med = time_rounds(step, sync, a.warmup, a.rounds, a.steps, read)
             print(json.dumps({
                 "model": name,
                 "batch": batch,
-                "device": torch.cuda.get_device_name() if a.device == "cuda" else "cpu",
+                "device": device_name(a.device),
                 "threads": torch.get_num_threads(),
                 "torch": torch.__version__,
                 "ms": ms,

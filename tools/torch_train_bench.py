@@ -22,13 +22,25 @@ each round], "ms_per_step": their median, "examples_per_s": at that median}.
 import argparse
 import json
 import math
-import statistics
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.optim import Optimizer
+from torch_timing import device_name, setup_device, time_rounds
+
+
+def variability_step(p, state, group):
+    """The original optimizers' last stage (Gaussian): at a step that is not a multiple of num_iters,
+    draw new noise, add it and remove the last one; at a multiple, remove the last noise."""
+    noise1, noise2 = state["noise1"], state["noise2"]
+    if state["step"] % group["num_iters"] != 0:
+        noise2.mul_(0.0).add_(torch.normal(torch.zeros_like(p.grad), group["variability"]))
+        p.add_(noise2 - noise1)
+        noise1.mul_(0.0).add_(noise2)
+    else:
+        p.add_(-noise1)
+        noise1.mul_(0.0)
 
 
 class VSGD(Optimizer):
@@ -52,14 +64,7 @@ class VSGD(Optimizer):
                     state["noise2"] = torch.zeros_like(d_p)
                 state["step"] += 1
                 p.add_(d_p, alpha=-group["lr"])
-                noise1, noise2 = state["noise1"], state["noise2"]
-                if state["step"] % group["num_iters"] != 0:
-                    noise2.mul_(0.0).add_(torch.normal(torch.zeros_like(d_p), group["variability"]))
-                    p.add_(noise2 - noise1)
-                    noise1.mul_(0.0).add_(noise2)
-                else:
-                    p.add_(-noise1)
-                    noise1.mul_(0.0)
+                variability_step(p, state, group)
 
 
 class VAdam(Optimizer):
@@ -92,14 +97,7 @@ class VAdam(Optimizer):
                 exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                 denom = (exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(group["eps"])
                 p.addcdiv_(exp_avg, denom, value=-group["lr"] / bias_correction1)
-                noise1, noise2 = state["noise1"], state["noise2"]
-                if state["step"] % group["num_iters"] != 0:
-                    noise2.mul_(0.0).add_(torch.normal(torch.zeros_like(grad), group["variability"]))
-                    p.add_(noise2 - noise1)
-                    noise1.mul_(0.0).add_(noise2)
-                else:
-                    p.add_(-noise1)
-                    noise1.mul_(0.0)
+                variability_step(p, state, group)
 
 
 class LeNet(nn.Module):
@@ -151,14 +149,7 @@ def main():
     for o in opts:
         if o not in OPTIMIZERS:
             ap.error(f"--optimizers: unknown optimizer {o!r}, expected some of {','.join(OPTIMIZERS)}")
-    if a.device == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit("--device cuda: torch.cuda.is_available() is False (no CUDA GPU or a CPU-only torch)")
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    dev = torch.device(a.device)
-    sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
-    torch.set_num_threads(a.threads)
+    dev, sync = setup_device(a.device, a.threads)
     for m in models:
         make, shape = MODELS[m]
         torch.manual_seed(0)
@@ -175,22 +166,12 @@ def main():
                 F.cross_entropy(model(x), y).backward()
                 opt.step()
 
-            for _ in range(a.warmup):
-                step()
-            sync()
-            ms = []
-            for _ in range(a.rounds):
-                t0 = time.perf_counter()
-                for _ in range(a.steps):
-                    step()
-                sync()
-                ms.append((time.perf_counter() - t0) * 1000 / a.steps)
-            med = statistics.median(ms)
+            ms, med = time_rounds(step, sync, a.warmup, a.rounds, a.steps)
             print(json.dumps({
                 "model": m,
                 "optimizer": o,
                 "batch": a.batch,
-                "device": torch.cuda.get_device_name() if a.device == "cuda" else "cpu",
+                "device": device_name(a.device),
                 "threads": torch.get_num_threads(),
                 "torch": torch.__version__,
                 "rounds": a.rounds,

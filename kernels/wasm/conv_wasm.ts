@@ -31,7 +31,7 @@ import { hasSharedMemory, hasWasmSimd } from "./gemm_wasm.ts";
 import { type ConvExports, convFunctions, GW_TAPS, MR, NR } from "./conv_wasm_module.ts";
 import { WasmArena } from "./wasm_arena.ts";
 import { CONV_CTL_BYTES, CONV_JOB_WORDS, ConvJob, ConvWorkerPool, runConvChunk } from "./conv_threads.ts";
-import { onThreadLimitChange, threadSupport } from "./workers.ts";
+import { onThreadLimitChange, type PoolThreadStats, poolThreadStats, threadSupport } from "./workers.ts";
 import { ThreadChoice } from "./thread_choice.ts";
 import type { ConvDims } from "./conv.ts";
 
@@ -206,16 +206,8 @@ export function getEngine(): ConvEngine {
  * for worker `id`), and the pool's jobs by participant count (`jobsByParticipants[k]`; the calling
  * thread alone runs others outside the pool); all 0 or empty before any start.
  */
-export function convThreadStats(): {
-  workers: number;
-  workerChunks: number;
-  byWorker: number[];
-  jobsByParticipants: number[];
-} {
-  const p = pool;
-  const byWorker = p ? Array.from({ length: p.size }, (_, i) => p.chunksOf(i + 1)) : [];
-  const jobsByParticipants = p ? p.jobsByParticipants() : [];
-  return { workers: p?.size ?? 0, workerChunks: p?.workerChunks ?? 0, byWorker, jobsByParticipants };
+export function convThreadStats(): PoolThreadStats {
+  return poolThreadStats(pool ?? undefined);
 }
 
 /** Stops the convolution workers (they restart on the next threaded call). */

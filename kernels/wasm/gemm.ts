@@ -21,7 +21,13 @@ import { type GemmArgs, type GemmArray, type GemmCall, resolveGemm } from "./gem
 import { gemmJs } from "./gemm_js.ts";
 import { DEFAULT_TILING, hasRelaxedSimd, hasSharedMemory, hasWasmSimd, WasmGemmEngine } from "./gemm_wasm.ts";
 import { GemmWorkerPool } from "./gemm_threads.ts";
-import { onThreadLimitChange, threadSupport, type WorkerKind } from "./workers.ts";
+import {
+  onThreadLimitChange,
+  type PoolThreadStats,
+  poolThreadStats,
+  threadSupport,
+  type WorkerKind,
+} from "./workers.ts";
 import { ThreadChoice } from "./thread_choice.ts";
 
 export type { GemmArgs, GemmArray, GemmCall } from "./gemm_call.ts";
@@ -193,16 +199,8 @@ export function getGemmThreads(): number | "auto" {
  * (`jobsByParticipants[k]`; the calling thread alone runs others outside the pool); all 0 or empty
  * before any start.
  */
-export function gemmThreadStats(): {
-  workers: number;
-  workerChunks: number;
-  byWorker: number[];
-  jobsByParticipants: number[];
-} {
-  const p = pool;
-  const byWorker = p ? Array.from({ length: p.size }, (_, i) => p.chunksOf(i + 1)) : [];
-  const jobsByParticipants = p ? p.jobsByParticipants() : [];
-  return { workers: p?.size ?? 0, workerChunks: p?.workerChunks ?? 0, byWorker, jobsByParticipants };
+export function gemmThreadStats(): PoolThreadStats {
+  return poolThreadStats(pool ?? undefined);
 }
 
 function check(name: string, v: number): void {

@@ -242,3 +242,38 @@ export function stopWorkers(ctl: Int32Array, stop: number, wake: number, workers
   for (const w of workers) w.terminate();
   workers.length = 0;
 }
+
+/** Statistics of a worker pool (`gemmThreadStats`, `convThreadStats`, `noiseThreadStats`). */
+export interface PoolThreadStats {
+  /** Workers started. */
+  workers: number;
+  /** Chunks the workers computed since the pool started. */
+  workerChunks: number;
+  /** Those per worker: `byWorker[id − 1]` for worker `id`. */
+  byWorker: number[];
+  /** The pool's jobs by participant count (`jobsByParticipants[k]`). */
+  jobsByParticipants: number[];
+}
+
+/** What {@linkcode poolThreadStats} reads of a pool. */
+export interface PoolCounters {
+  /** Workers started. */
+  readonly size: number;
+  /** Chunks the workers computed. */
+  readonly workerChunks: number;
+  /** Chunks worker `id` computed. */
+  chunksOf(id: number): number;
+  /** Jobs by participant count. */
+  jobsByParticipants(): number[];
+}
+
+/** The statistics of `pool` (all 0 or empty before it started: `undefined`). */
+export function poolThreadStats(pool: PoolCounters | undefined): PoolThreadStats {
+  if (!pool) return { workers: 0, workerChunks: 0, byWorker: [], jobsByParticipants: [] };
+  return {
+    workers: pool.size,
+    workerChunks: pool.workerChunks,
+    byWorker: Array.from({ length: pool.size }, (_, i) => pool.chunksOf(i + 1)),
+    jobsByParticipants: pool.jobsByParticipants(),
+  };
+}

@@ -26,7 +26,7 @@
  * @module
  */
 import { NoiseWorkerPool, type ThreadSupport, threadSupport } from "../../kernels/wasm/noise_threads.ts";
-import { onThreadLimitChange } from "../../kernels/wasm/workers.ts";
+import { onThreadLimitChange, type PoolThreadStats, poolThreadStats } from "../../kernels/wasm/workers.ts";
 import {
   BLOCKS_PER_ITER,
   KEYS_BYTE,
@@ -237,16 +237,8 @@ export function getNoiseThreads(): number {
  * (`byWorker[id − 1]` for worker `id`), and the pool's rounds by participant count
  * (`jobsByParticipants[k]`); empty before any start.
  */
-export function noiseThreadStats(): {
-  workers: number;
-  workerChunks: number;
-  byWorker: number[];
-  jobsByParticipants: number[];
-} {
-  const p = pool;
-  const byWorker = p ? Array.from({ length: p.size }, (_, i) => p.chunksOf(i + 1)) : [];
-  const jobsByParticipants = p ? p.jobsByParticipants() : [];
-  return { workers: p?.size ?? 0, workerChunks: p?.workerChunks ?? 0, byWorker, jobsByParticipants };
+export function noiseThreadStats(): PoolThreadStats {
+  return poolThreadStats(pool ?? undefined);
 }
 
 /** Stops the noise workers (they restart on the next long stream). */
