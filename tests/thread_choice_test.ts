@@ -20,6 +20,7 @@ import {
   type ConvDims,
   setConvPath,
 } from "../kernels/wasm/conv.ts";
+import { until } from "./_until.ts";
 
 // ---------------------------------------------------------------------------------------------
 // The chooser, with fake timings.
@@ -245,16 +246,6 @@ function assertBits(got: Float32Array, want: Float32Array, what: string): void {
   const g = new Uint32Array(got.buffer, got.byteOffset, got.length);
   const w = new Uint32Array(want.buffer, want.byteOffset, want.length);
   for (let i = 0; i < g.length; i++) if (g[i] !== w[i]) assert.fail(`${what}: element ${i} differs`);
-}
-
-/** Repeats `step` (awaiting between) until `done()` or 10 s: workers start asynchronously. */
-async function until(step: () => void, done: () => boolean, what: string): Promise<void> {
-  const t0 = Date.now();
-  while (!done() && Date.now() - t0 < 10_000) {
-    step();
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  assert.ok(done(), `${what}: never happened`);
 }
 
 Deno.test({

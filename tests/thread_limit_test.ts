@@ -7,6 +7,7 @@ import { gemm, gemmCapabilities, gemmThreadStats, setGemmThreads } from "../kern
 import { convThreadParticipants } from "../kernels/wasm/conv_wasm.ts";
 import { getNoiseThreads } from "../src/random/noise.ts";
 import { hasWasmSimd } from "../kernels/wasm/gemm_wasm.ts";
+import { until } from "./_until.ts";
 
 const support = threadSupport();
 const POOLS_OK = hasWasmSimd && support.ok && typeof SharedArrayBuffer === "function";
@@ -16,16 +17,6 @@ function filled(n: number, seed: number): Float32Array {
   let s = seed;
   for (let i = 0; i < n; i++) a[i] = ((s = (s * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff) - 0.5;
   return a;
-}
-
-/** Repeats `step` (awaiting between) until `done()` or 10 s: workers start asynchronously. */
-async function until(step: () => void, done: () => boolean, what: string): Promise<void> {
-  const t0 = Date.now();
-  while (!done() && Date.now() - t0 < 10_000) {
-    step();
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  assert.ok(done(), `${what}: never happened`);
 }
 
 Deno.test("setThreadLimit: validates its argument and names it", () => {
