@@ -280,7 +280,7 @@ export function fusedConv2d(
  * The gradients of {@linkcode fusedConv2d} that `needs` asks for, gy masked by the step of `y` (the
  * forward's ReLU output) when given: the input gradient one dispatch; the weight and bias gradients
  * one product (the bias gradient as a column of ones appended to the im2col matrix) and one sum of
- * its split parts. The bias gradient alone runs the same product (its weight gradient discarded).
+ * its split parts. The bias gradient alone is a sum of the masked gy over n, oh, ow (no product).
  */
 export function fusedConv2dGrad(
   be: WebGPUBackend,
@@ -295,9 +295,15 @@ export function fusedConv2dGrad(
   const mask = y ? be.buffer(y, who, "y") : null;
   const gx = needs.x ? convGradInput(be, g, w, x.shape, geo, mask, who) : null;
   if (!needs.w && !needs.b) return { gx, gw: null, gb: null };
+  if (!needs.w) {
+    // The bias gradient alone (frozen weights): Σ over n, oh, ow of the masked gy, without the product.
+    const gz = y ? be.reluGrad(y, g) : g;
+    const gb = be.reduce("sum", gz, [0, 2, 3], false);
+    if (gz !== g) be.release(gz);
+    return { gx, gw: null, gb };
+  }
   const r = convGradWeight(be, x, g, w.shape, geo, mask, needs.b, who);
-  if (!needs.w) be.release(r.gw);
-  return { gx, gw: needs.w ? r.gw : null, gb: r.gb };
+  return { gx, gw: r.gw, gb: r.gb };
 }
 
 /**
