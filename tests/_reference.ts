@@ -74,22 +74,25 @@ export function assertCloseToLargest(
   }
 }
 
-/** Runs `f` with float32 stride-1 convolutions on `mode`'s path (`setConvPath`), then restores it. */
-export function withConvPath<T>(mode: ConvPathMode, f: () => T): T {
-  const prev = setConvPath(mode);
+/**
+ * Runs `f` with a global setting changed through `set` (a setter that returns the previous value,
+ * as `setConvPath`, `setMatmulKernel`, `setFusedActivations`), then restores it.
+ */
+export function withSetting<V, T>(set: (value: V) => V, value: V, f: () => T): T {
+  const prev = set(value);
   try {
     return f();
   } finally {
-    setConvPath(prev);
+    set(prev);
   }
+}
+
+/** Runs `f` with float32 stride-1 convolutions on `mode`'s path (`setConvPath`), then restores it. */
+export function withConvPath<T>(mode: ConvPathMode, f: () => T): T {
+  return withSetting(setConvPath, mode, f);
 }
 
 /** Runs `f` with the convolution kernels' threads set to `mode` (`setConvThreads`), then restores it. */
 export function withConvThreads<T>(mode: ConvThreads, f: () => T): T {
-  const prev = setConvThreads(mode);
-  try {
-    return f();
-  } finally {
-    setConvThreads(prev);
-  }
+  return withSetting(setConvThreads, mode, f);
 }

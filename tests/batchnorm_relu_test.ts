@@ -26,6 +26,7 @@ import { webgpuStats } from "../src/webgpu/mod.ts";
 import { batchNormParts } from "../src/webgpu/norm_ops.ts";
 import { gradcheck, rnd } from "./_gradcheck.ts";
 import { webgpuSuite } from "./_webgpu.ts";
+import { withSetting } from "./_reference.ts";
 
 const { gpu, ignore } = await webgpuSuite("batchnorm_relu_test", "batchnorm relu");
 const cpu: Backend = getBackend("cpu");
@@ -166,14 +167,7 @@ Deno.test("batchNormInference relu and addRelu: the values of relu after the pla
 });
 
 /** Runs `f` with the containers' fusion on or off. */
-function withFusion<T>(on: boolean, f: () => T): T {
-  const prev = setFusedActivations(on);
-  try {
-    return f();
-  } finally {
-    setFusedActivations(prev);
-  }
-}
+const withFusion = <T>(on: boolean, f: () => T): T => withSetting(setFusedActivations, on, f);
 
 Deno.test("sequential and residual: batchNorm + relu and the residual's ReLU fused give the unfused bits", async () => {
   const net = residual(

@@ -16,6 +16,7 @@ import type { Tensor } from "../src/tensor.ts";
 import { type MatmulKernelChoice, setMatmulKernel } from "../src/webgpu/matmul_ops.ts";
 import { testRng } from "../src/webgpu/testing.ts";
 import { webgpuSuite } from "./_webgpu.ts";
+import { withSetting } from "./_reference.ts";
 
 const { gpu, ignore } = await webgpuSuite("webgpu_conv_test", "webgpu conv");
 const cpu: Backend = getBackend("cpu");
@@ -131,14 +132,7 @@ Deno.test(
 );
 
 /** `f` run with the matmul kernel `choice`, the previous choice restored after. */
-function withKernel<T>(choice: MatmulKernelChoice, f: () => T): T {
-  const previous = setMatmulKernel(choice);
-  try {
-    return f();
-  } finally {
-    setMatmulKernel(previous);
-  }
-}
+const withKernel = <T>(choice: MatmulKernelChoice, f: () => T): T => withSetting(setMatmulKernel, choice, f);
 
 /** The first index where two arrays differ in bits, or -1. */
 function firstBitDifference(a: Float32Array, b: Float32Array): number {

@@ -19,6 +19,7 @@ import {
 } from "../src/webgpu/matmul_ops.ts";
 import { testRng } from "../src/webgpu/testing.ts";
 import { webgpuSuite } from "./_webgpu.ts";
+import { withSetting } from "./_reference.ts";
 
 const { gpu, ignore } = await webgpuSuite("webgpu_matmul_tiles_test", "webgpu matmul tiles");
 const cpu: Backend = getBackend("cpu");
@@ -34,14 +35,7 @@ function pair(shape: readonly number[]): [Tensor, Tensor] {
 }
 
 /** `f` run with the matmul kernel `choice`, the previous choice restored after. */
-function withKernel<T>(choice: MatmulKernelChoice, f: () => T): T {
-  const previous = setMatmulKernel(choice);
-  try {
-    return f();
-  } finally {
-    setMatmulKernel(previous);
-  }
-}
+const withKernel = <T>(choice: MatmulKernelChoice, f: () => T): T => withSetting(setMatmulKernel, choice, f);
 
 /** GPU data within the matmul tolerance of the CPU's (as tests/webgpu_kernels_test.ts). */
 function assertClose(who: string, got: Float32Array, want: ArrayLike<number>, K: number): void {
