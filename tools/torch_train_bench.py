@@ -43,61 +43,65 @@ def variability_step(p, state, group):
         noise1.mul_(0.0)
 
 
-class VSGD(Optimizer):
+class Variable(Optimizer):
+    """The loop of the original optimizers: for each parameter with a gradient, its state (step and
+    the two noise buffers, plus `init_state`'s), the step count, the base update (`update`), then
+    the noise stage (`variability_step`)."""
+
+    def init_state(self, state, p):
+        pass
+
+    def update(self, p, grad, state, group):
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = 0
+                    self.init_state(state, p)
+                    state["noise1"] = torch.zeros_like(p.grad)
+                    state["noise2"] = torch.zeros_like(p.grad)
+                state["step"] += 1
+                self.update(p, p.grad, state, group)
+                variability_step(p, state, group)
+
+
+class VSGD(Variable):
     """The original VSGD step (momentum 0, no weight decay, Gaussian noise): SGD, then the new noise
     in and the last one out, the noise reset every num_iters steps."""
 
     def __init__(self, params, lr, variability, num_iters):
         super().__init__(params, dict(lr=lr, variability=variability, num_iters=num_iters))
 
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d_p = p.grad
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = 0
-                    state["noise1"] = torch.zeros_like(d_p)
-                    state["noise2"] = torch.zeros_like(d_p)
-                state["step"] += 1
-                p.add_(d_p, alpha=-group["lr"])
-                variability_step(p, state, group)
+    def update(self, p, grad, state, group):
+        p.add_(grad, alpha=-group["lr"])
 
 
-class VAdam(Optimizer):
+class VAdam(Variable):
     """The original VAdam step (no AMSGrad, L2 weight decay 0 as its default path, Gaussian noise)."""
 
     def __init__(self, params, lr, variability, num_iters, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(params, dict(lr=lr, variability=variability, num_iters=num_iters, betas=betas, eps=eps))
 
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                    state["noise1"] = torch.zeros_like(grad)
-                    state["noise2"] = torch.zeros_like(grad)
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                beta1, beta2 = group["betas"]
-                state["step"] += 1
-                bias_correction1 = 1 - beta1 ** state["step"]
-                bias_correction2 = 1 - beta2 ** state["step"]
-                grad.add_(p.data, alpha=0.0)  # the original's L2 term, run with its default 0
-                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                denom = (exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(group["eps"])
-                p.addcdiv_(exp_avg, denom, value=-group["lr"] / bias_correction1)
-                variability_step(p, state, group)
+    def init_state(self, state, p):
+        state["exp_avg"] = torch.zeros_like(p)
+        state["exp_avg_sq"] = torch.zeros_like(p)
+
+    def update(self, p, grad, state, group):
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        beta1, beta2 = group["betas"]
+        bias_correction1 = 1 - beta1 ** state["step"]
+        bias_correction2 = 1 - beta2 ** state["step"]
+        grad.add_(p.data, alpha=0.0)  # the original's L2 term, run with its default 0
+        exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = (exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(group["eps"])
+        p.addcdiv_(exp_avg, denom, value=-group["lr"] / bias_correction1)
 
 
 class LeNet(nn.Module):
